@@ -1,0 +1,102 @@
+"""argv → serve | build. One clear line and an exit code on any FeedsvcError."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from feedsvc import __version__
+from feedsvc.config import Config, find_config, load_config
+from feedsvc.errors import ConfigError, FeedsvcError
+from feedsvc.publisher import Publisher
+from feedsvc.snapshot import write_atomically
+
+log = logging.getLogger("feedsvc")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+#: What `build` writes, by snapshot path → file name in the output folder.
+BUILD_FILES = {"/feed.atom": "feed.atom", "/feed.rss": "feed.rss"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _argument_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        config = load_config(find_config(args.config))
+        return int(args.command(config))
+    except ConfigError as e:
+        print(f"feedsvc: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except FeedsvcError as e:
+        print(f"feedsvc: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def serve(config: Config) -> int:
+    """Serve and watch until SIGTERM or SIGINT."""
+    from aiohttp import web
+
+    from feedsvc.server import make_app
+
+    host, port = config.server.host, config.server.port
+    try:
+        web.run_app(make_app(config), host=host, port=port, access_log=None,
+                    print=lambda *_: log.info("listening on http://%s:%d/", host, port))
+    except OSError as e:
+        raise FeedsvcError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
+    return EXIT_OK
+
+
+def build(config: Config) -> int:
+    """Render once and write the feeds into the output folder, as `serve` would serve them."""
+    publisher = Publisher.open(config)
+    try:
+        snapshot = publisher.scan()
+    finally:
+        publisher.close()
+    if not snapshot.seeds_readable:
+        raise FeedsvcError(f"seeds folder {config.paths.seeds} is missing or unreadable")
+    output = config.paths.output
+    for path, name in BUILD_FILES.items():
+        try:
+            write_atomically(output / name, snapshot.documents[path].body)
+        except OSError as e:
+            raise FeedsvcError(f"cannot write {output / name}: {e.strerror or e}") from e
+    log.info("wrote %s to %s (%d entries, %d seeds rejected)",
+             " and ".join(BUILD_FILES.values()), output, snapshot.published,
+             len(snapshot.rejected))
+    return EXIT_OK
+
+
+def _argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="feedsvc", description="Publish the text files in a seeds folder as Atom and RSS.")
+    parser.add_argument("--version", action="version", version=f"feedsvc {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    for name, fn, help_text in (
+        ("serve", serve, "serve the feeds over HTTP and republish on every change"),
+        ("build", build, "write feed.atom and feed.rss into the output folder, then exit"),
+    ):
+        command = commands.add_parser(name, help=help_text, description=fn.__doc__)
+        command.add_argument("--config", metavar="PATH",
+                             help="config file (default: ./config.toml, else $FEEDSVC_CONFIG)")
+        command.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+        command.set_defaults(command=fn)
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:  # aiohttp's own INFO lines are noise next to ours
+        logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)

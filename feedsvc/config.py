@@ -1,0 +1,239 @@
+"""config.toml → a frozen, validated Config. Every key is optional; paths resolve against the file."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from string import Formatter
+from typing import Any
+from urllib.parse import urlsplit
+
+from feedsvc.errors import ConfigError
+
+CONFIG_ENV = "FEEDSVC_CONFIG"
+
+# BCP 47 language tag, loosely: "fr", "fr-FR", "zh-Hant-TW", "de-CH-1996".
+_LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
+_EMAIL_RE = re.compile(r"^[^@\s<>()]+@[^@\s<>()]+\.[^@\s<>()]+$")
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    title: str = "feedsvc"
+    subtitle: str = ""  # empty: the title is used (RSS requires a description)
+    base_url: str = ""  # empty: http://{host}:{port}/
+    id: str | None = None  # None: derived from base_url on the first run, then kept in the state
+    language: str = "en"
+    author_name: str = ""  # empty: the title is used (Atom requires an author)
+    author_email: str | None = None
+    max_entries: int = 50
+    entry_url: str = "{base_url}entries/{slug}"
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    seeds: Path
+    state: Path  # the SQLite file
+    output: Path  # where `feedsvc build` writes
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    cache_max_age: int = 60
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    debounce_ms: int = 50
+
+
+@dataclass(frozen=True)
+class Config:
+    feed: FeedConfig
+    paths: PathsConfig
+    server: ServerConfig
+    watch: WatchConfig
+    source: Path | None = None  # the file this came from
+
+    def entry_link(self, slug: str) -> str:
+        return self.feed.entry_url.format(base_url=self.feed.base_url, slug=slug)
+
+
+def find_config(explicit: str | os.PathLike[str] | None, cwd: Path | None = None,
+                environ: Mapping[str, str] | None = None) -> Path:
+    """The config to use: --config, else ./config.toml, else $FEEDSVC_CONFIG."""
+    if explicit is not None:
+        return Path(explicit)
+    cwd = Path.cwd() if cwd is None else cwd
+    environ = os.environ if environ is None else environ
+    local = cwd / "config.toml"
+    if local.is_file():
+        return local
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    raise ConfigError(None, None,
+                      f"no config.toml in {cwd} and ${CONFIG_ENV} is not set; pass --config PATH")
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file; raises ConfigError naming the file and the key."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError as e:
+        raise ConfigError(path, None, "file not found") from e
+    except OSError as e:
+        raise ConfigError(path, None, f"cannot read: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, None, f"not valid TOML: {e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(path, None, "not valid UTF-8") from e
+    return parse_config(data, path)
+
+
+def parse_config(data: Mapping[str, Any], path: Path) -> Config:
+    """Validate already-parsed TOML. Relative paths resolve against `path`'s folder."""
+    tables = _Tables(data, path)
+    base = path.resolve().parent
+
+    server = ServerConfig(
+        host=tables.get("server", "host", str, ServerConfig.host, _non_empty),
+        port=tables.get("server", "port", int, ServerConfig.port, _in_range(0, 65535)),
+        cache_max_age=tables.get("server", "cache_max_age", int, ServerConfig.cache_max_age,
+                                 _in_range(0, 31_536_000)),
+    )
+    watch = WatchConfig(
+        debounce_ms=tables.get("watch", "debounce_ms", int, WatchConfig.debounce_ms,
+                               _in_range(1, 60_000)),
+    )
+    paths = PathsConfig(
+        seeds=base / tables.get("paths", "seeds", str, "seeds", _non_empty),
+        state=base / tables.get("paths", "state", str, "state/feedsvc.sqlite3", _non_empty),
+        output=base / tables.get("paths", "output", str, "public", _non_empty),
+    )
+
+    title = tables.get("feed", "title", str, FeedConfig.title, _non_empty)
+    default_base = f"http://{_url_host(server.host)}:{server.port}/"
+    base_url = tables.get("feed", "base_url", str, default_base, _http_url) or default_base
+    if not base_url.endswith("/"):
+        base_url += "/"  # entry and feed URLs are made by appending to it
+    feed = FeedConfig(
+        title=title,
+        subtitle=tables.get("feed", "subtitle", str, "") or title,
+        base_url=base_url,
+        id=tables.get("feed", "id", str, None, _absolute_iri),
+        language=tables.get("feed", "language", str, FeedConfig.language, _language),
+        author_name=tables.get("feed", "author_name", str, "") or title,
+        author_email=tables.get("feed", "author_email", str, None, _email),
+        max_entries=tables.get("feed", "max_entries", int, FeedConfig.max_entries,
+                               _in_range(1, 10_000)),
+        entry_url=tables.get("feed", "entry_url", str, FeedConfig.entry_url, _entry_template),
+    )
+    tables.reject_unknown()
+    return Config(feed=feed, paths=paths, server=server, watch=watch, source=path)
+
+
+class _Tables:
+    """Typed look-ups into the TOML tables that remember which keys were read."""
+
+    KNOWN = {
+        "feed": {"title", "subtitle", "base_url", "id", "language", "author_name",
+                 "author_email", "max_entries", "entry_url"},
+        "paths": {"seeds", "state", "output"},
+        "server": {"host", "port", "cache_max_age"},
+        "watch": {"debounce_ms"},
+    }
+
+    def __init__(self, data: Mapping[str, Any], path: Path) -> None:
+        self.data = data
+        self.path = path
+        for table, value in data.items():
+            if table in self.KNOWN and not isinstance(value, dict):
+                raise ConfigError(path, table, "expected a table, like [" + table + "]")
+
+    def get(self, table: str, key: str, kind: type, default: Any,
+            check: Callable[[Any], str | None] | None = None) -> Any:
+        section = self.data.get(table, {})
+        if key not in section:
+            return default
+        value = section[key]
+        # TOML booleans are ints to Python; a port of `true` is a mistake, not 1.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(self.path, f"{table}.{key}",
+                              f"expected {_type_name(kind)}, got {_type_name(type(value))}")
+        if check is not None and (problem := check(value)):
+            raise ConfigError(self.path, f"{table}.{key}", problem)
+        return value
+
+    def reject_unknown(self) -> None:
+        for table, value in self.data.items():
+            if table not in self.KNOWN:
+                raise ConfigError(self.path, table, "unknown table")
+            for key in value:
+                if key not in self.KNOWN[table]:
+                    raise ConfigError(self.path, f"{table}.{key}", "unknown key")
+
+
+def _type_name(kind: type) -> str:
+    return {str: "a string", int: "an integer", bool: "a boolean", float: "a number",
+            list: "an array", dict: "a table"}.get(kind, kind.__name__)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _non_empty(value: str) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+def _in_range(low: int, high: int) -> Callable[[int], str | None]:
+    def check(value: int) -> str | None:
+        return None if low <= value <= high else f"must be between {low} and {high}"
+    return check
+
+
+def _http_url(value: str) -> str | None:
+    if value == "":
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "must be an absolute http:// or https:// URL"
+    if parts.query or parts.fragment:
+        return "must not have a query or a fragment"
+    return None
+
+
+def _absolute_iri(value: str) -> str | None:
+    return None if _SCHEME_RE.match(value) else "must be an absolute IRI such as urn:uuid:… or tag:…"
+
+
+def _language(value: str) -> str | None:
+    return None if _LANGUAGE_RE.match(value) else "must be a language tag such as fr or en-GB"
+
+
+def _email(value: str) -> str | None:
+    return None if _EMAIL_RE.match(value) else "must be an email address"
+
+
+def _entry_template(value: str) -> str | None:
+    try:
+        fields = {name for _, name, _, _ in Formatter().parse(value) if name is not None}
+    except ValueError as e:
+        return f"not a valid template: {e}"
+    if unknown := fields - {"base_url", "slug"}:
+        return f"unknown placeholder {{{sorted(unknown)[0]}}}; use {{base_url}} and {{slug}}"
+    if "slug" not in fields:
+        return "must contain {slug}"
+    sample = value.format(base_url="http://example.org/", slug="x")
+    if _http_url(sample):
+        return "must give an absolute http:// or https:// URL"
+    return None

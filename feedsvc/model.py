@@ -1,0 +1,100 @@
+"""The values that flow through the pipeline. Frozen, and free of I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+
+from feedsvc.errors import SeedError
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One parsed seed: what its text says, before it has an id or dates."""
+
+    slug: str
+    title: str
+    paragraphs: tuple[str, ...]
+    #: First paragraph as plain text, cut near 300 characters.
+    summary: str
+    #: The body as HTML paragraphs, every character of the seed escaped as text.
+    content_html: str
+    #: Hash of headline and body: `updated` moves only when this does.
+    content_hash: str
+    #: (line, message) for things the parser had to repair, such as control characters.
+    warnings: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """What the state remembers about a slug: its dates, its content hash and its file."""
+
+    slug: str
+    published: int  # Unix seconds, UTC
+    updated: int  # Unix seconds, UTC; unique among all slugs
+    content_hash: str
+    source: str  # file name (in the seeds folder) that owns the slug
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A published entry: a parsed seed with its durable id, dates and link."""
+
+    entry: Entry
+    id: str
+    link: str
+    published: datetime
+    updated: datetime
+
+    @property
+    def slug(self) -> str:
+        return self.entry.slug
+
+
+@dataclass(frozen=True, slots=True)
+class FeedInfo:
+    """Feed-level metadata, as rendered into every document."""
+
+    id: str
+    title: str
+    subtitle: str
+    language: str
+    author_name: str
+    author_email: str | None
+    base_url: str  # absolute, ends with "/"
+    #: When the feed has no entries, its `updated` is this (kept in the state).
+    created: datetime
+
+    @property
+    def atom_url(self) -> str:
+        return f"{self.base_url}feed.atom"
+
+    @property
+    def rss_url(self) -> str:
+        return f"{self.base_url}feed.rss"
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One response body, ready to send: bytes plus the validators derived from them."""
+
+    path: str
+    content_type: str
+    body: bytes
+    etag: str  # strong, quoted: a hash of `body`
+    last_modified: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything the server answers with, swapped in whole after each change."""
+
+    documents: Mapping[str, Document] = field(default_factory=lambda: MappingProxyType({}))
+    published: int = 0
+    rejected: tuple[SeedError, ...] = ()
+    #: Wall-clock time of the last change to what is published (not part of any document).
+    changed_at: datetime | None = None
+    #: False while the seeds folder cannot be read (lost, unmounted): the last good set stays.
+    seeds_readable: bool = True

@@ -1,0 +1,61 @@
+"""Items → small readable HTML pages: the front page and one page per entry. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from html import escape
+
+from feedsvc.model import FeedInfo, Item
+
+_STYLE = (
+    "body{font:1.1rem/1.55 system-ui,sans-serif;max-width:42rem;margin:2rem auto;padding:0 1rem;"
+    "color:#222;background:#fff}h1{line-height:1.2}time{color:#666;font-size:.9rem}"
+    "li{margin:0 0 1.2rem}a{color:#1a5fb4}"
+)
+
+
+def render_index(info: FeedInfo, items: Sequence[Item]) -> bytes:
+    """The front page: newest entries, with autodiscovery links to both feeds."""
+    rows = "\n".join(
+        f'<li><a href="{escape(item.link)}">{escape(item.entry.title)}</a><br>'
+        f"{_time(item.published)}<br>{escape(item.entry.summary, quote=False)}</li>"
+        for item in items
+    )
+    body = f"<ul>\n{rows}\n</ul>" if items else "<p>Nothing published yet.</p>"
+    return _page(info, escape(info.title), f"<h1>{escape(info.title)}</h1>\n"
+                 f"<p>{escape(info.subtitle, quote=False)}</p>\n{body}\n{_feeds(info)}")
+
+
+def render_entry(info: FeedInfo, item: Item) -> bytes:
+    """One entry on its own: headline, date, body."""
+    entry = item.entry
+    article = (
+        f"<article>\n<h1>{escape(entry.title, quote=False)}</h1>\n"
+        f"<p>{_time(item.published)}</p>\n{entry.content_html}\n</article>\n"
+        f'<p><a href="{escape(info.base_url)}">{escape(info.title, quote=False)}</a></p>'
+    )
+    return _page(info, f"{escape(entry.title)} · {escape(info.title)}", article)
+
+
+def _page(info: FeedInfo, title: str, main: str) -> bytes:
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="{escape(info.language)}">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{title}</title>\n"
+        f'<link rel="alternate" type="application/atom+xml" title="{escape(info.title)} (Atom)" '
+        f'href="{escape(info.atom_url)}">\n'
+        f'<link rel="alternate" type="application/rss+xml" title="{escape(info.title)} (RSS)" '
+        f'href="{escape(info.rss_url)}">\n'
+        f"<style>{_STYLE}</style>\n</head>\n<body>\n<main>\n{main}\n</main>\n</body>\n</html>\n"
+    ).encode("utf-8")
+
+
+def _feeds(info: FeedInfo) -> str:
+    return (f'<p>Subscribe: <a href="{escape(info.atom_url)}">Atom</a> · '
+            f'<a href="{escape(info.rss_url)}">RSS</a></p>')
+
+
+def _time(moment: datetime) -> str:
+    return f'<time datetime="{moment.isoformat()}">{moment:%Y-%m-%d %H:%M} UTC</time>'

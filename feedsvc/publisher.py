@@ -1,0 +1,307 @@
+"""The facade: seeds folder + state → snapshots. One call per batch of changes.
+
+`scan()` reconciles the whole folder; `update(paths)` looks only at the named files. Both parse
+what changed, give every published slug its durable id and dates, render once, and return the
+new Snapshot. Runs in one worker thread; never call it from two threads at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from feedsvc.config import Config
+from feedsvc.errors import SeedError, StoreError
+from feedsvc.model import Document, Entry, FeedInfo, Item, Snapshot, Stamp
+from feedsvc.pages import render_entry, render_index
+from feedsvc.parser import parse_seed
+from feedsvc.render import feed_updated, newest_first, render_atom, render_rss
+from feedsvc.snapshot import (
+    ATOM_TYPE,
+    HTML_TYPE,
+    RSS_TYPE,
+    make_document,
+    make_snapshot,
+)
+from feedsvc.source import (
+    FolderMissing,
+    Signature,
+    is_seed_name,
+    list_seeds,
+    read_seed,
+    stat_seed,
+)
+from feedsvc.store import Store
+
+log = logging.getLogger("feedsvc")
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def derive_feed_id(base_url: str) -> str:
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, base_url)}"
+
+
+def entry_id(feed_id: str, slug: str) -> str:
+    """Stable forever for a slug within a feed: not from the file name, not from the content."""
+    return f"urn:uuid:{uuid.uuid5(uuid.uuid5(uuid.NAMESPACE_URL, feed_id), slug)}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """What the catalog knows about one seed file."""
+
+    result: Entry | SeedError
+    signature: Signature | None  # None: read again next time (errors are retried)
+    mtime: int
+
+
+class Publisher:
+    def __init__(self, config: Config, store: Store, clock: Clock = utc_now) -> None:
+        self.config = config
+        self.store = store
+        self.folder = config.paths.seeds
+        self._clock = clock
+        self._catalog: dict[Path, _Seen] = {}
+        self._stamps: dict[str, Stamp] = store.load_stamps()
+        self._unsaved: dict[str, Stamp] = {}
+        self._items: dict[str, Item] = {}
+        self._pages: dict[str, Document] = {}
+        self._reported: set[SeedError] = set()
+        self._rejected: tuple[SeedError, ...] = ()
+        self._snapshot = Snapshot()
+        self.info = self._feed_info()
+
+    @classmethod
+    def open(cls, config: Config, clock: Clock = utc_now) -> Publisher:
+        return cls(config, Store.open(config.paths.state), clock)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- the two entry points -------------------------------------------------------------
+
+    def scan(self) -> Snapshot:
+        """Make what is published equal to what is in the seeds folder."""
+        try:
+            paths = list_seeds(self.folder)
+        except FolderMissing:
+            # An unmounted folder is not a reason to unpublish everything: keep the last set.
+            self._snapshot = replace(self._snapshot, seeds_readable=False)
+            return self._snapshot
+        present = set(paths)
+        for gone in self._catalog.keys() - present:
+            del self._catalog[gone]
+        for path in paths:
+            self._refresh(path)
+        return self._publish(seeds_readable=True)
+
+    def update(self, paths: Iterable[Path]) -> Snapshot:
+        """Apply changes to the named files only (created, modified, deleted or renamed)."""
+        for path in sorted({self.folder / Path(p).name for p in paths}):
+            if is_seed_name(path.name):
+                self._refresh(path)
+        return self._publish(seeds_readable=self._snapshot.seeds_readable)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    # -- catalog: one parse result per file -----------------------------------------------
+
+    def _refresh(self, path: Path) -> None:
+        signature = stat_seed(path)
+        if signature is None:
+            self._catalog.pop(path, None)
+            return
+        if isinstance(signature, SeedError):
+            self._catalog[path] = _Seen(signature, None, 0)
+            return
+        known = self._catalog.get(path)
+        if known is not None and known.signature == signature:
+            return  # unchanged since it was last read
+        seed = read_seed(path)
+        if seed is None:  # vanished between the stat and the read: not an error
+            self._catalog.pop(path, None)
+            return
+        if isinstance(seed, SeedError):
+            self._catalog[path] = _Seen(seed, None, 0)
+            return
+        result = parse_seed(str(path), seed.data)
+        if isinstance(result, Entry):
+            for line, message in result.warnings:
+                log.warning("%s:%d: warning: %s", path, line, message)
+        self._catalog[path] = _Seen(result, seed.signature, seed.mtime)
+
+    # -- publishing -----------------------------------------------------------------------
+
+    def _publish(self, seeds_readable: bool) -> Snapshot:
+        now = self._clock()
+        owners, rejected = resolve_owners(self._catalog, self._stamps)
+        self._save_stamps(owners, int(now.timestamp()))
+
+        items: dict[str, Item] = {}
+        for slug, path in owners.items():
+            entry = self._catalog[path].result
+            assert isinstance(entry, Entry)
+            stamp = self._stamps[slug]
+            items[slug] = Item(
+                entry=entry,
+                id=entry_id(self.info.id, slug),
+                link=self.config.entry_link(slug),
+                published=_datetime(stamp.published),
+                updated=_datetime(stamp.updated),
+            )
+        self._report(owners, items, rejected)
+
+        if items == self._items and rejected == self._rejected and self._snapshot.documents:
+            self._snapshot = replace(self._snapshot, seeds_readable=seeds_readable)
+            return self._snapshot
+        self._pages = {
+            slug: self._pages[slug] if self._items.get(slug) == item else self._entry_page(item)
+            for slug, item in items.items()
+        }
+        self._items, self._rejected = items, rejected
+        self._snapshot = make_snapshot(
+            documents=[*self.render_feeds(), *self._pages.values()],
+            published=len(items),
+            rejected=rejected,
+            changed_at=now,
+            seeds_readable=seeds_readable,
+        )
+        return self._snapshot
+
+    def render_feeds(self) -> list[Document]:
+        """The capped documents: Atom, RSS and the front page."""
+        shown = newest_first(list(self._items.values()), self.config.feed.max_entries)
+        updated = feed_updated(self.info, shown)
+        return [
+            make_document("/feed.atom", ATOM_TYPE, render_atom(self.info, shown), updated),
+            make_document("/feed.rss", RSS_TYPE, render_rss(self.info, shown), updated),
+            make_document("/", HTML_TYPE, render_index(self.info, shown), updated),
+        ]
+
+    def _entry_page(self, item: Item) -> Document:
+        return make_document(f"/entries/{item.slug}", HTML_TYPE,
+                             render_entry(self.info, item), item.updated)
+
+    def _save_stamps(self, owners: dict[str, Path], now: int) -> None:
+        """Give each owned slug its dates, and write the changed ones in one transaction."""
+        taken = {stamp.updated for stamp in self._stamps.values()}
+        for slug, path in sorted(owners.items(), key=lambda pair: pair[1].name):
+            seen = self._catalog[path]
+            assert isinstance(seen.result, Entry)
+            previous = self._stamps.get(slug)
+            stamp = next_stamp(previous, seen.result, path.name, min(seen.mtime, now), taken)
+            if stamp != previous:
+                self._stamps[slug] = stamp
+                self._unsaved[slug] = stamp
+        if not self._unsaved:
+            return
+        try:
+            self.store.save_stamps(self._unsaved.values())
+        except StoreError as e:
+            # Keep serving from memory; the next successful write catches up.
+            log.error("%s; %d change(s) kept in memory, retrying with the next change",
+                      e, len(self._unsaved))
+            return
+        self._unsaved.clear()
+
+    def _report(self, owners: dict[str, Path], items: dict[str, Item],
+                rejected: tuple[SeedError, ...]) -> None:
+        """One log line per published, updated or removed entry and per newly rejected seed."""
+        for slug, item in items.items():
+            before = self._items.get(slug)
+            if before is None:
+                log.info("published %s from %s", slug, owners[slug])
+            elif before.entry.content_hash != item.entry.content_hash:
+                log.info("updated %s from %s", slug, owners[slug])
+        for slug in self._items.keys() - items.keys():
+            log.info("removed %s", slug)
+        for error in rejected:
+            if error not in self._reported:
+                log.warning("%s", error)
+        self._reported = set(rejected)
+
+    def _feed_info(self) -> FeedInfo:
+        feed = self.config.feed
+        created = int(self.store.setdefault_meta("created", str(int(self._clock().timestamp()))))
+        feed_id = feed.id or self.store.setdefault_meta("feed_id", derive_feed_id(feed.base_url))
+        return FeedInfo(
+            id=feed_id,
+            title=feed.title,
+            subtitle=feed.subtitle,
+            language=feed.language,
+            author_name=feed.author_name,
+            author_email=feed.author_email,
+            base_url=feed.base_url,
+            created=_datetime(created),
+        )
+
+
+def resolve_owners(catalog: dict[Path, _Seen], stamps: dict[str, Stamp]
+                   ) -> tuple[dict[str, Path], tuple[SeedError, ...]]:
+    """Which file publishes each slug, and every seed that is rejected.
+
+    A slug stays with the file the state says owns it while that file still claims it;
+    otherwise the first claimant in name order gets it. Output: owners by slug, and the
+    rejected seeds (parse errors and duplicates) in name order.
+    """
+    claims: dict[str, list[Path]] = {}
+    errors: list[SeedError] = []
+    for path in sorted(catalog, key=lambda p: p.name):
+        result = catalog[path].result
+        if isinstance(result, SeedError):
+            errors.append(result)
+        else:
+            claims.setdefault(result.slug, []).append(path)
+    owners: dict[str, Path] = {}
+    for slug, paths in claims.items():
+        stored = stamps.get(slug)
+        owner = next((p for p in paths if stored and p.name == stored.source), paths[0])
+        owners[slug] = owner
+        errors.extend(
+            SeedError(str(p), 1, f"duplicate slug '{slug}': {owner.name} already publishes it")
+            for p in paths if p != owner
+        )
+    errors.sort(key=lambda e: (Path(e.path).name, e.line))
+    return owners, tuple(errors)
+
+
+def next_stamp(previous: Stamp | None, entry: Entry, source: str, seen_at: int,
+               taken: set[int]) -> Stamp:
+    """The dates a slug has after this sighting. Pure, apart from updating `taken`.
+
+    `published` is fixed at first sight. `updated` moves only when the content does, and never
+    backwards. No two slugs share an `updated` second (feed validators flag that): a clash moves
+    the newcomer one second later.
+    """
+    if previous is None:
+        moment = _free_second(seen_at, taken)
+        return Stamp(entry.slug, moment, moment, entry.content_hash, source)
+    if previous.content_hash != entry.content_hash:
+        moment = _free_second(max(seen_at, previous.updated + 1), taken)
+        taken.discard(previous.updated)
+        return replace(previous, updated=moment, content_hash=entry.content_hash, source=source)
+    if previous.source != source:
+        return replace(previous, source=source)
+    return previous
+
+
+def _free_second(moment: int, taken: set[int]) -> int:
+    while moment in taken:
+        moment += 1
+    taken.add(moment)
+    return moment
+
+
+def _datetime(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)

@@ -1,0 +1,77 @@
+"""Documents → immutable snapshots with strong ETags; and writing them to disk crash-safely."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+
+from feedsvc.errors import SeedError
+from feedsvc.model import Document, Snapshot
+
+ATOM_TYPE = "application/atom+xml; charset=utf-8"
+RSS_TYPE = "application/rss+xml; charset=utf-8"
+HTML_TYPE = "text/html; charset=utf-8"
+
+
+def _current_umask() -> int:
+    # os.umask can only be read by setting it; do that once, at import, before any thread runs.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def make_document(path: str, content_type: str, body: bytes, last_modified: datetime) -> Document:
+    """A document whose strong ETag is a hash of its bytes: same bytes, same ETag, anywhere."""
+    digest = hashlib.blake2b(body, digest_size=16).hexdigest()
+    return Document(path=path, content_type=content_type, body=body, etag=f'"{digest}"',
+                    last_modified=last_modified)
+
+
+def make_snapshot(documents: Iterable[Document], published: int,
+                  rejected: Iterable[SeedError], changed_at: datetime | None,
+                  seeds_readable: bool = True) -> Snapshot:
+    return Snapshot(
+        documents=MappingProxyType({doc.path: doc for doc in documents}),
+        published=published,
+        rejected=tuple(rejected),
+        changed_at=changed_at,
+        seeds_readable=seeds_readable,
+    )
+
+
+class Live:
+    """Holds the current snapshot. Replacing the reference is the atomic swap: a request reads
+    `current` once and answers from that snapshot alone, so a body always matches its ETag."""
+
+    def __init__(self, snapshot: Snapshot | None = None) -> None:
+        self.current = snapshot if snapshot is not None else Snapshot()
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write via a temporary file, fsync and rename: readers see the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp makes 0600; a web server reading the output folder needs the usual mode.
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)

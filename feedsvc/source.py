@@ -1,0 +1,115 @@
+"""The seeds folder, at the edge: which names are seeds, what is there, and reading one safely."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from feedsvc.errors import SeedError
+
+SEED_SUFFIX = ".txt"
+MAX_SEED_BYTES = 1024 * 1024
+
+
+def is_seed_name(name: str) -> bool:
+    """A `*.txt` file that is not a hidden file or an editor's leftover."""
+    return (
+        name.endswith(SEED_SUFFIX)
+        and not name.startswith((".", "#"))
+        and not name.endswith(("~", ".swp", ".tmp", "#"))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """What a stat says about a file; when it has not moved, the bytes need not be read again."""
+
+    mtime_ns: int
+    size: int
+    inode: int
+    ctime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class SeedFile:
+    path: Path
+    data: bytes
+    signature: Signature
+
+    @property
+    def mtime(self) -> int:
+        return self.signature.mtime_ns // 1_000_000_000
+
+
+class FolderMissing(Exception):
+    """The seeds folder is not there (deleted, unmounted, not a folder)."""
+
+
+def list_seeds(folder: Path) -> list[Path]:
+    """Every seed in the folder, in name order. Raises FolderMissing when it cannot be listed."""
+    try:
+        with os.scandir(folder) as it:
+            names = sorted(entry.name for entry in it if is_seed_name(entry.name))
+    except (FileNotFoundError, NotADirectoryError) as e:
+        raise FolderMissing(str(folder)) from e
+    except PermissionError as e:
+        raise FolderMissing(f"{folder}: permission denied") from e
+    return [folder / name for name in names]
+
+
+def stat_seed(path: Path) -> Signature | SeedError | None:
+    """The file's signature; None when it is gone; SeedError when it is not a readable file."""
+    try:
+        st = path.stat()  # follows symlinks: a link to a seed is a seed
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except PermissionError:
+        return SeedError(str(path), 1, "permission denied")
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return SeedError(str(path), 1, "symbolic link loop")
+        return SeedError(str(path), 1, f"cannot stat: {e.strerror}")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        return SeedError(str(path), 1, f"{kind}; seeds are regular files")
+    return Signature(st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+
+
+def read_seed(path: Path, max_bytes: int = MAX_SEED_BYTES) -> SeedFile | SeedError | None:
+    """Read one seed. None when it vanished before it could be read (not an error)."""
+    try:
+        # O_NONBLOCK: a FIFO named *.txt must not hang the reader; fstat below refuses it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except PermissionError:
+        return SeedError(str(path), 1, "permission denied")
+    except OSError as e:
+        return SeedError(str(path), 1, f"cannot open: {e.strerror}")
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            return SeedError(str(path), 1, f"{kind}; seeds are regular files")
+        if st.st_size > max_bytes:
+            return SeedError(str(path), 1, f"file is {st.st_size} bytes; at most {max_bytes}")
+        chunks: list[bytes] = []
+        remaining = max_bytes + 1  # one byte more tells a file that grew past the limit
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > max_bytes:
+            return SeedError(str(path), 1, f"file is over {max_bytes} bytes")
+        signature = Signature(st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+        return SeedFile(path=path, data=data, signature=signature)
+    except OSError as e:
+        return SeedError(str(path), 1, f"cannot read: {e.strerror}")
+    finally:
+        os.close(fd)

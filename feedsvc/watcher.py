@@ -1,0 +1,86 @@
+"""awatch on the seeds folder → batches of changed seed paths.
+
+The watcher is a fast path. Whenever watching (re)starts — the first time, after an error, after
+the folder came back — it first asks for a full rescan, since events may have been missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchfiles import Change, awatch
+
+from feedsvc.source import is_seed_name
+
+log = logging.getLogger("feedsvc")
+
+#: How long a burst may keep growing one batch before it is applied anyway.
+MAX_BATCH_MS = 1_600
+#: How often, at most, a quiet watcher checks that the folder is still there.
+FOLDER_CHECK_MS = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Seed paths that changed, or `rescan`: reconcile the whole folder with what is published."""
+
+    paths: frozenset[Path] = frozenset()
+    rescan: bool = False
+
+
+def _seed_filter(change: Change, path: str) -> bool:
+    return is_seed_name(Path(path).name)
+
+
+async def watch_seeds(folder: Path, *, debounce_ms: int, stop_event: asyncio.Event,
+                      retry_s: float = 1.0) -> AsyncIterator[Batch]:
+    """Yield batches until `stop_event` is set. Never raises for a lost folder: it logs, waits
+    and tries again, yielding a rescan once watching works again."""
+    folder_was_lost = False
+    while not stop_event.is_set():
+        if not folder.is_dir():
+            if not folder_was_lost:
+                log.error("seeds folder %s is missing; serving the last published set and "
+                          "retrying every %.0f s", folder, retry_s)
+                folder_was_lost = True
+                yield Batch(rescan=True)  # lets the publisher report the folder as unreadable
+            await _sleep_or_stop(stop_event, retry_s)
+            continue
+        if folder_was_lost:
+            log.info("seeds folder %s is back", folder)
+            folder_was_lost = False
+        try:
+            announced = False
+            async for changes in awatch(
+                folder,
+                watch_filter=_seed_filter,
+                step=debounce_ms,  # quiet time that closes a batch
+                debounce=max(MAX_BATCH_MS, debounce_ms),
+                stop_event=stop_event,
+                rust_timeout=FOLDER_CHECK_MS,
+                yield_on_timeout=True,
+                recursive=False,
+            ):
+                if not announced:
+                    # The watch is live now: whatever happened before it is caught by a rescan.
+                    announced = True
+                    yield Batch(rescan=True)
+                paths = frozenset(folder / Path(path).name for _, path in changes)
+                if paths:
+                    yield Batch(paths=paths)
+                if not folder.is_dir():
+                    break  # inotify goes quiet on a deleted folder; start over and wait for it
+        except Exception as e:  # watchfiles raises plain OSError/RuntimeError; never fatal here
+            log.error("watching %s failed (%s); retrying in %.0f s", folder, e, retry_s)
+            await _sleep_or_stop(stop_event, retry_s)
+
+
+async def _sleep_or_stop(stop_event: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop_event.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
