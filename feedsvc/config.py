@@ -1,4 +1,4 @@
-"""config.toml → a frozen, validated Config. Every key is optional; paths resolve against the file."""
+"""config.toml → a frozen, validated Config. Every key is optional; paths resolve against it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from string import Formatter
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from feedsvc.errors import ConfigError
@@ -144,7 +144,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
 class _Tables:
     """Typed look-ups into the TOML tables that remember which keys were read."""
 
-    KNOWN = {
+    KNOWN: ClassVar[dict[str, set[str]]] = {
         "feed": {"title", "subtitle", "base_url", "id", "language", "author_name",
                  "author_email", "max_entries", "entry_url"},
         "paths": {"seeds", "state", "output"},
@@ -213,7 +213,9 @@ def _http_url(value: str) -> str | None:
 
 
 def _absolute_iri(value: str) -> str | None:
-    return None if _SCHEME_RE.match(value) else "must be an absolute IRI such as urn:uuid:… or tag:…"
+    if _SCHEME_RE.match(value):
+        return None
+    return "must be an absolute IRI such as urn:uuid:… or tag:…"
 
 
 def _language(value: str) -> str | None:

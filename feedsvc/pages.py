@@ -49,7 +49,7 @@ def _page(info: FeedInfo, title: str, main: str) -> bytes:
         f'<link rel="alternate" type="application/rss+xml" title="{escape(info.title)} (RSS)" '
         f'href="{escape(info.rss_url)}">\n'
         f"<style>{_STYLE}</style>\n</head>\n<body>\n<main>\n{main}\n</main>\n</body>\n</html>\n"
-    ).encode("utf-8")
+    ).encode()
 
 
 def _feeds(info: FeedInfo) -> str:

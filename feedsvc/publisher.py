@@ -146,7 +146,7 @@ class Publisher:
     def _publish(self, seeds_readable: bool) -> Snapshot:
         now = self._clock()
         owners, rejected = resolve_owners(self._catalog, self._stamps)
-        self._save_stamps(owners, int(now.timestamp()))
+        changed = self._save_stamps(owners, int(now.timestamp()))
 
         items: dict[str, Item] = {}
         for slug, path in owners.items():
@@ -160,7 +160,7 @@ class Publisher:
                 published=_datetime(stamp.published),
                 updated=_datetime(stamp.updated),
             )
-        self._report(owners, items, rejected)
+        self._report(owners, items, rejected, changed)
 
         if items == self._items and rejected == self._rejected and self._snapshot.documents:
             self._snapshot = replace(self._snapshot, seeds_readable=seeds_readable)
@@ -193,9 +193,11 @@ class Publisher:
         return make_document(f"/entries/{item.slug}", HTML_TYPE,
                              render_entry(self.info, item), item.updated)
 
-    def _save_stamps(self, owners: dict[str, Path], now: int) -> None:
-        """Give each owned slug its dates, and write the changed ones in one transaction."""
+    def _save_stamps(self, owners: dict[str, Path], now: int) -> dict[str, str]:
+        """Give each owned slug its dates, and write the changed ones in one transaction.
+        Returns "published" or "updated" for each slug first seen or with new content."""
         taken = {stamp.updated for stamp in self._stamps.values()}
+        changed: dict[str, str] = {}
         for slug, path in sorted(owners.items(), key=lambda pair: pair[1].name):
             seen = self._catalog[path]
             assert isinstance(seen.result, Entry)
@@ -204,26 +206,30 @@ class Publisher:
             if stamp != previous:
                 self._stamps[slug] = stamp
                 self._unsaved[slug] = stamp
-        if not self._unsaved:
-            return
-        try:
-            self.store.save_stamps(self._unsaved.values())
-        except StoreError as e:
-            # Keep serving from memory; the next successful write catches up.
-            log.error("%s; %d change(s) kept in memory, retrying with the next change",
-                      e, len(self._unsaved))
-            return
-        self._unsaved.clear()
+                if previous is None:
+                    changed[slug] = "published"
+                elif previous.content_hash != stamp.content_hash:
+                    changed[slug] = "updated"
+        if self._unsaved:
+            try:
+                self.store.save_stamps(self._unsaved.values())
+                self._unsaved.clear()
+            except StoreError as e:
+                # Keep serving from memory; the next successful write catches up.
+                log.error("%s; %d change(s) kept in memory, retrying with the next change",
+                          e, len(self._unsaved))
+        return changed
 
     def _report(self, owners: dict[str, Path], items: dict[str, Item],
-                rejected: tuple[SeedError, ...]) -> None:
-        """One log line per published, updated or removed entry and per newly rejected seed."""
-        for slug, item in items.items():
-            before = self._items.get(slug)
-            if before is None:
-                log.info("published %s from %s", slug, owners[slug])
-            elif before.entry.content_hash != item.entry.content_hash:
-                log.info("updated %s from %s", slug, owners[slug])
+                rejected: tuple[SeedError, ...], changed: dict[str, str]) -> None:
+        """One log line per published, updated or removed entry and per newly rejected seed.
+        A restart that finds everything as it was says nothing per entry."""
+        restarting = not self._snapshot.documents
+        for slug in items:
+            if slug in changed:
+                log.info("%s %s from %s", changed[slug], slug, owners[slug])
+            elif slug not in self._items and not restarting:
+                log.info("published %s from %s", slug, owners[slug])  # its file came back
         for slug in self._items.keys() - items.keys():
             log.info("removed %s", slug)
         for error in rejected:

@@ -6,11 +6,15 @@ set explicitly from the items, so the same items always give the same bytes.
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
 from feedgen.entry import FeedEntry
+from feedgen.ext.base import BaseExtension
 from feedgen.feed import FeedGenerator
+from lxml import etree
 
 from feedsvc.model import FeedInfo, Item
 
@@ -28,8 +32,29 @@ def feed_updated(info: FeedInfo, items: Sequence[Item]) -> datetime:
     return max((item.updated for item in items), default=info.created)
 
 
+# Text a reader could take for markup: an end tag, an entity or character reference, a tag.
+_MARKUP_LIKE_RE = re.compile(r"</?[A-Za-z]|&#?\w")
+# In RSS, element text that is plain text but shows "<" or "&": say so with hex references
+# (RSS best practice; the W3C validator then does not read it as HTML).
+_RSS_PLAIN_TEXT_RE = re.compile(rb"<(title|description)>([^<]*)</\1>")
+
+
+class _DeclareMarkupAsHtml(BaseExtension):
+    """An Atom title, subtitle or summary whose plain text looks like markup is sent as escaped
+    HTML (type="html"), so no reader shows it as markup and validators see it declared."""
+
+    def extend_atom(self, element: etree._Element) -> etree._Element:
+        for name in ("title", "subtitle", "summary"):
+            child = element.find(name)
+            if child is not None and child.text and _MARKUP_LIKE_RE.search(child.text):
+                child.text = html.escape(child.text, quote=False)
+                child.set("type", "html")
+        return element
+
+
 def render_atom(info: FeedInfo, items: Sequence[Item]) -> bytes:
     feed = _feed(info, items, self_url=info.atom_url, self_type="application/atom+xml")
+    feed.register_extension("markup", _DeclareMarkupAsHtml, _DeclareMarkupAsHtml, rss=False)
     for item in items:
         entry = _entry(feed, info, item)
         entry.content(item.entry.content_html, type="html")
@@ -46,11 +71,18 @@ def render_rss(info: FeedInfo, items: Sequence[Item]) -> bytes:
     for item in items:
         entry = _entry(feed, info, item)
         entry.guid(item.id, permalink=False)
+        # RSS readers (and the W3C validator) treat <description> as HTML: escape the text.
+        entry.description(html.escape(item.entry.summary, quote=False))
         # CDATA keeps content:encoded readable; the HTML is escaped text, so "]]>" cannot occur.
         entry.content(item.entry.content_html, type="CDATA")
         if not info.author_email:
             entry.dc.dc_creator(info.author_name)
-    return feed.rss_str(pretty=True, encoding="UTF-8")
+    return _RSS_PLAIN_TEXT_RE.sub(_hex_references, feed.rss_str(pretty=True, encoding="UTF-8"))
+
+
+def _hex_references(match: re.Match[bytes]) -> bytes:
+    # Same characters once decoded; only the spelling in the XML source changes.
+    return match.group(0).replace(b"&lt;", b"&#x3C;").replace(b"&amp;", b"&#x26;")
 
 
 def _feed(info: FeedInfo, items: Sequence[Item], self_url: str, self_type: str) -> FeedGenerator:
@@ -76,7 +108,7 @@ def _entry(feed: FeedGenerator, info: FeedInfo, item: Item) -> FeedEntry:
     entry.published(item.published)  # also RSS <pubDate>
     entry.updated(item.updated)  # otherwise feedgen writes the current time
     entry.author(_author(info))
-    entry.summary(item.entry.summary)  # plain text; also RSS <description>
+    entry.summary(item.entry.summary)  # Atom: plain text
     return entry
 
 

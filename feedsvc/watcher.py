@@ -7,6 +7,7 @@ the folder came back — it first asks for a full rescan, since events may have 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -80,7 +81,5 @@ async def watch_seeds(folder: Path, *, debounce_ms: int, stop_event: asyncio.Eve
 
 
 async def _sleep_or_stop(stop_event: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop_event.wait(), timeout=seconds)
-    except TimeoutError:
-        pass

@@ -1,0 +1,156 @@
+"""parse_seed is pure: bytes in, Entry or SeedError out. Data-driven."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+
+from feedsvc.errors import SeedError
+from feedsvc.model import Entry
+from feedsvc.parser import content_hash, parse_seed, slug_from_name, summarize
+
+from .conftest import SAMPLE_SEED, SAMPLE_SLUG
+
+
+def parse_ok(data: bytes | str, name: str = "seeds/a.txt") -> Entry:
+    result = parse_seed(name, data.encode() if isinstance(data, str) else data)
+    assert isinstance(result, Entry), result
+    return result
+
+
+def parse_error(data: bytes | str, name: str = "seeds/a.txt") -> SeedError:
+    result = parse_seed(name, data.encode() if isinstance(data, str) else data)
+    assert isinstance(result, SeedError), result
+    return result
+
+
+def test_sample_seed_keeps_every_character() -> None:
+    raw = SAMPLE_SEED.read_bytes()
+    entry = parse_ok(raw, str(SAMPLE_SEED))
+    lines = raw.decode("utf-8").split("\n")
+    assert entry.slug == SAMPLE_SLUG == lines[0]
+    assert entry.title == lines[1]
+    assert list(entry.paragraphs) == [line for line in lines[3:] if line]
+    # Every character of the body reaches the HTML, escaped as text and nothing else.
+    unescaped = html.unescape(entry.content_html.replace("<p>", "").replace("</p>", ""))
+    assert unescaped == "\n".join(entry.paragraphs)
+    non_ascii = {char for char in raw.decode("utf-8") if ord(char) > 127}
+    assert {"«", "»", "’", "é"} <= non_ascii
+    assert non_ascii <= set(entry.title + entry.content_html)
+    assert entry.warnings == ()
+
+
+@pytest.mark.parametrize("variant", [
+    pytest.param(lambda b: b + b"\n", id="final-newline"),
+    pytest.param(lambda b: b.replace(b"\n", b"\r\n"), id="crlf"),
+    pytest.param(lambda b: b"\xef\xbb\xbf" + b, id="bom"),
+    pytest.param(lambda b: b.replace(b"\n", b"  \n"), id="trailing-blanks"),
+    pytest.param(lambda b: b + b"\n\n\n", id="trailing-blank-lines"),
+    pytest.param(lambda b: b.replace(b"\n\n", b"\n\n\n"), id="extra-blank-lines"),
+])
+def test_equivalent_spellings_give_the_same_entry(variant) -> None:
+    raw = SAMPLE_SEED.read_bytes()
+    assert parse_ok(variant(raw)) == parse_ok(raw)
+
+
+def test_soft_break_stays_inside_the_paragraph() -> None:
+    entry = parse_ok("s\nTitle\n\nline one\nline two\n\nsecond")
+    assert entry.paragraphs == ("line one\nline two", "second")
+    assert entry.content_html == "<p>line one\nline two</p>\n<p>second</p>"
+    assert entry.summary == "line one line two"
+
+
+def test_markup_in_a_seed_is_text() -> None:
+    entry = parse_ok('s\nA <b>bold</b> & "title"\n\n<script>alert(1)</script> & co')
+    assert entry.title == 'A <b>bold</b> & "title"'
+    assert entry.content_html == "<p>&lt;script&gt;alert(1)&lt;/script&gt; &amp; co</p>"
+
+
+def test_non_breaking_spaces_survive_at_line_ends() -> None:
+    nbsp = "\u00a0"
+    entry = parse_ok(f"s\nTitre{nbsp}:\n\n«{nbsp}citation{nbsp}»{nbsp}\n\nfin")
+    assert entry.title == f"Titre{nbsp}:"
+    assert entry.paragraphs[0] == f"«{nbsp}citation{nbsp}»{nbsp}"
+
+
+@pytest.mark.parametrize(("name", "text", "slug", "title"), [
+    ("Mon Article.txt", "Un titre\n\nCorps", "mon-article", "Un titre"),
+    ("Été 2026 — bilan.txt", "Un titre\n\nCorps", "ete-2026-bilan", "Un titre"),
+    ("x.txt", "Ceci n'est pas un slug\n\nCorps", "x", "Ceci n'est pas un slug"),
+    ("x.txt", "mon-slug\nLe titre\n\nCorps", "mon-slug", "Le titre"),
+])
+def test_slug_from_line_one_or_from_the_file_name(name, text, slug, title) -> None:
+    entry = parse_ok(text, f"seeds/{name}")
+    assert (entry.slug, entry.title) == (slug, title)
+
+
+def test_slug_from_name() -> None:
+    assert slug_from_name("/x/Hello, World!.txt") == "hello-world"
+    assert slug_from_name("«».txt") == ""
+
+
+@pytest.mark.parametrize(("data", "line", "fragment"), [
+    pytest.param(b"", 1, "empty seed", id="empty"),
+    pytest.param(b"  \n\t\n \r\n", 1, "empty seed", id="whitespace-only"),
+    pytest.param(b"just-a-slug", 2, "missing headline", id="slug-only"),
+    pytest.param(b"slug\n\n\nbody", 2, "missing headline", id="blank-headline"),
+    pytest.param(b"slug\nHeadline", 3, "no body", id="no-body"),
+    pytest.param(b"slug\nHeadline\n\n\n", 3, "no body", id="blank-body"),
+    pytest.param("Un titre sans slug".encode(), 2, "no body", id="headline-only"),
+    pytest.param(b"slug\nHeadline\nbody right away", 3, "blank line", id="no-blank-line"),
+    pytest.param(b"\nslug\nHeadline\n\nbody", 1, "line 1 is blank", id="blank-first-line"),
+    pytest.param(b"slug\nHead\n\nok\n\xff bad", 5, "not valid UTF-8", id="not-utf8"),
+    pytest.param(b"slug\nT\xc3\n\nx", 2, "not valid UTF-8", id="truncated-utf8"),
+    pytest.param(b"a" * 129 + b"\nHead\n\nbody", 1, "at most 128", id="slug-too-long"),
+    pytest.param(b"s\n" + b"h" * 1001 + b"\n\nbody", 2, "at most 1000", id="headline-too-long"),
+    pytest.param("\u00ab\u00bb\n\nbody".encode(), 1, "no slug", id="no-slug-possible"),
+])
+def test_unusable_seeds_name_the_line(data: bytes, line: int, fragment: str) -> None:
+    name = "seeds/\u00ab\u00bb.txt" if fragment == "no slug" else "seeds/a.txt"
+    error = parse_error(data, name)
+    assert error.path == name
+    assert error.line == line
+    assert fragment in error.message
+    assert str(error) == f"{name}:{line}: {error.message}"
+
+
+def test_not_utf8_names_the_offset() -> None:
+    error = parse_error(b"\xef\xbb\xbfslug\nH\xe9llo\n\nx")
+    assert error.line == 2
+    assert "0xe9" in error.message and "offset 9" in error.message
+
+
+def test_characters_xml_cannot_carry_are_removed_with_a_warning() -> None:
+    entry = parse_ok("s\nTi\x00tle\x1b\n\nbo\x07dy\ufffe")
+    assert entry.title == "Title"
+    assert entry.paragraphs == ("body",)
+    assert [line for line, _ in entry.warnings] == [2, 4]
+    assert "U+0000" in entry.warnings[0][1]
+
+
+@pytest.mark.parametrize(("length", "expected_max"), [(10, 10), (300, 300), (301, 301), (5000, 301)])
+def test_summary_is_cut_at_a_word_near_300(length: int, expected_max: int) -> None:
+    words = ("mot " * 2000)[:length].strip()
+    summary = summarize(words)
+    assert len(summary) <= expected_max
+    if length > 300:
+        assert summary.endswith("…")
+        assert summary[:-1] == summary[:-1].rstrip()
+        assert words.startswith(summary[:-1])
+        assert words[len(summary) - 1] == " "  # cut at a word boundary
+    else:
+        assert summary == words
+
+
+def test_summary_of_one_huge_word_is_cut_inside_it() -> None:
+    assert summarize("x" * 1000) == "x" * 300 + "…"
+
+
+def test_content_hash_follows_headline_and_body_only() -> None:
+    a = parse_ok("one\nTitle\n\nBody", "seeds/a.txt")
+    b = parse_ok("one\nTitle\n\nBody\n", "seeds/other-name.txt")
+    c = parse_ok("one\nTitle\n\nBody!", "seeds/a.txt")
+    d = parse_ok("one\nTitle!\n\nBody", "seeds/a.txt")
+    assert a.content_hash == b.content_hash == content_hash("Title", ("Body",))
+    assert len({a.content_hash, c.content_hash, d.content_hash}) == 3
