@@ -95,7 +95,8 @@ class Publisher:
             paths = list_seeds(self.folder)
         except FolderMissing:
             # An unmounted folder is not a reason to unpublish everything: keep the last set.
-            self._snapshot = replace(self._snapshot, seeds_readable=False)
+            if self._snapshot.seeds_readable:
+                self._snapshot = replace(self._snapshot, seeds_readable=False)
             return self._snapshot
         present = set(paths)
         for gone in self._catalog.keys() - present:
@@ -163,8 +164,9 @@ class Publisher:
         self._report(owners, items, rejected, changed)
 
         if items == self._items and rejected == self._rejected and self._snapshot.documents:
-            self._snapshot = replace(self._snapshot, seeds_readable=seeds_readable)
-            return self._snapshot
+            if self._snapshot.seeds_readable != seeds_readable:
+                self._snapshot = replace(self._snapshot, seeds_readable=seeds_readable)
+            return self._snapshot  # nothing changed: same object, no swap, same ETags
         self._pages = {
             slug: self._pages[slug] if self._items.get(slug) == item else self._entry_page(item)
             for slug, item in items.items()

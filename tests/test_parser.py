@@ -97,7 +97,7 @@ def test_slug_from_name() -> None:
     pytest.param(b"slug\n\n\nbody", 2, "missing headline", id="blank-headline"),
     pytest.param(b"slug\nHeadline", 3, "no body", id="no-body"),
     pytest.param(b"slug\nHeadline\n\n\n", 3, "no body", id="blank-body"),
-    pytest.param("Un titre sans slug".encode(), 2, "no body", id="headline-only"),
+    pytest.param(b"Un titre sans slug", 2, "no body", id="headline-only"),
     pytest.param(b"slug\nHeadline\nbody right away", 3, "blank line", id="no-blank-line"),
     pytest.param(b"\nslug\nHeadline\n\nbody", 1, "line 1 is blank", id="blank-first-line"),
     pytest.param(b"slug\nHead\n\nok\n\xff bad", 5, "not valid UTF-8", id="not-utf8"),
@@ -129,7 +129,8 @@ def test_characters_xml_cannot_carry_are_removed_with_a_warning() -> None:
     assert "U+0000" in entry.warnings[0][1]
 
 
-@pytest.mark.parametrize(("length", "expected_max"), [(10, 10), (300, 300), (301, 301), (5000, 301)])
+@pytest.mark.parametrize(("length", "expected_max"),
+                         [(10, 10), (300, 300), (301, 301), (5000, 301)])
 def test_summary_is_cut_at_a_word_near_300(length: int, expected_max: int) -> None:
     words = ("mot " * 2000)[:length].strip()
     summary = summarize(words)

@@ -1,0 +1,307 @@
+"""publisher: real seed files and a real SQLite file in, snapshots out. No server, no watcher."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from feedsvc.config import Config, load_config
+from feedsvc.model import Entry, Stamp
+from feedsvc.parser import parse_seed
+from feedsvc.publisher import Publisher, _Seen, entry_id, next_stamp, resolve_owners
+
+from .conftest import SAMPLE_SLUG, copy_sample, seed, write_config, write_seed
+from .feedcheck import check_atom, check_rss
+
+T = 1_700_000_000  # a fixed mtime, in the past
+
+
+def atom_entries(publisher: Publisher) -> list[feedparser.FeedParserDict]:
+    parsed = feedparser.parse(publisher.snapshot.documents["/feed.atom"].body)
+    assert parsed.bozo == 0
+    return parsed.entries
+
+
+def by_slug(publisher: Publisher) -> dict[str, feedparser.FeedParserDict]:
+    return {e.link.rsplit("/", 1)[-1]: e for e in atom_entries(publisher)}
+
+
+@pytest.fixture
+def open_publisher(config: Config):
+    opened: list[Publisher] = []
+
+    def start(cfg: Config = config) -> Publisher:
+        publisher = Publisher.open(cfg)
+        opened.append(publisher)
+        return publisher
+
+    yield start
+    for publisher in opened:
+        publisher.close()
+
+
+def test_first_scan_publishes_with_mtime_as_published(config, open_publisher) -> None:
+    seeds = config.paths.seeds
+    os.utime(copy_sample(seeds), (T, T))
+    publisher = open_publisher()
+    snapshot = publisher.scan()
+    assert snapshot.published == 1 and snapshot.rejected == ()
+    [entry] = atom_entries(publisher)
+    assert entry.id == entry_id(publisher.info.id, SAMPLE_SLUG)
+    assert entry.published_parsed == time.gmtime(T)
+    assert entry.updated_parsed == time.gmtime(T)
+    for path, doc in snapshot.documents.items():
+        assert doc.body, path
+    assert set(snapshot.documents) == {"/", "/feed.atom", "/feed.rss", f"/entries/{SAMPLE_SLUG}"}
+    assert check_atom(snapshot.documents["/feed.atom"].body, publisher.info.atom_url) == []
+    assert check_rss(snapshot.documents["/feed.rss"].body, publisher.info.rss_url) == []
+
+
+def test_edit_keeps_id_and_published_and_moves_updated(config, open_publisher) -> None:
+    seeds = config.paths.seeds
+    path = write_seed(seeds, "a.txt", seed("a", "Title", "Body"), mtime=T)
+    publisher = open_publisher()
+    first = publisher.scan()
+    before = by_slug(publisher)["a"]
+
+    # Whitespace at line ends and a final newline are not content: nothing moves.
+    write_seed(seeds, "a.txt", seed("a", "Title  ", "Body\t") + "\n", mtime=T + 50)
+    assert publisher.update([path]) is first
+
+    write_seed(seeds, "a.txt", seed("a", "Title", "Body, edited"), mtime=T + 100)
+    second = publisher.update([path])
+    after = by_slug(publisher)["a"]
+    assert after.id == before.id
+    assert after.published_parsed == before.published_parsed
+    assert after.updated_parsed == time.gmtime(T + 100)
+    assert second.documents["/feed.atom"].etag != first.documents["/feed.atom"].etag
+    assert second.documents["/entries/a"].etag != first.documents["/entries/a"].etag
+
+
+def test_updated_never_goes_backwards(config, open_publisher) -> None:
+    seeds = config.paths.seeds
+    path = write_seed(seeds, "a.txt", seed("a", "Title", "Body"), mtime=T)
+    publisher = open_publisher()
+    publisher.scan()
+    write_seed(seeds, "a.txt", seed("a", "Title", "Restored from an old backup"), mtime=T - 999)
+    publisher.update([path])
+    assert by_slug(publisher)["a"].updated_parsed == time.gmtime(T + 1)
+
+
+def test_rename_keeps_identity_and_dates(config, open_publisher) -> None:
+    seeds = config.paths.seeds
+    old = write_seed(seeds, "old-name.txt", seed("kept", "Title", "Body"), mtime=T)
+    publisher = open_publisher()
+    first = publisher.scan()
+    new = seeds / "new-name.txt"
+    os.rename(old, new)
+    second = publisher.update([old, new])
+    assert second.documents["/feed.atom"].body == first.documents["/feed.atom"].body
+
+
+def test_delete_and_come_back(config, open_publisher, caplog) -> None:
+    seeds = config.paths.seeds
+    write_seed(seeds, "keep.txt", seed("keep", "Kept", "Body"), mtime=T)
+    gone = write_seed(seeds, "gone.txt", seed("gone", "Gone", "Body"), mtime=T + 10)
+    publisher = open_publisher()
+    publisher.scan()
+    caplog.set_level(logging.INFO, logger="feedsvc")
+    gone.unlink()
+    snapshot = publisher.update([gone])
+    assert list(by_slug(publisher)) == ["keep"]
+    assert "/entries/gone" not in snapshot.documents
+    assert "removed gone" in caplog.text
+    write_seed(seeds, "gone.txt", seed("gone", "Gone", "Body"), mtime=T + 5000)
+    publisher.update([gone])
+    assert by_slug(publisher)["gone"].published_parsed == time.gmtime(T + 10)  # first sight
+
+
+def test_bad_seed_is_rejected_and_the_rest_publishes(config, open_publisher, caplog) -> None:
+    seeds = config.paths.seeds
+    copy_sample(seeds)
+    write_seed(seeds, "broken.txt", b"slug\nHeadline\n\nok\n\xff\xfe")
+    write_seed(seeds, "nobody.txt", "slug-only")
+    caplog.set_level(logging.INFO, logger="feedsvc")
+    publisher = open_publisher()
+    snapshot = publisher.scan()
+    assert [(Path(e.path).name, e.line) for e in snapshot.rejected] == [
+        ("broken.txt", 5), ("nobody.txt", 2)]
+    assert list(by_slug(publisher)) == [SAMPLE_SLUG]
+    assert f"{seeds / 'broken.txt'}:5: not valid UTF-8" in caplog.text
+    assert f"{seeds / 'nobody.txt'}:2: missing headline" in caplog.text
+    # Fixing the file publishes it and clears the error.
+    fixed = write_seed(seeds, "broken.txt", seed("slug", "Headline", "ok"))
+    snapshot = publisher.update([fixed])
+    assert [Path(e.path).name for e in snapshot.rejected] == ["nobody.txt"]
+    assert set(by_slug(publisher)) == {SAMPLE_SLUG, "slug"}
+
+
+def test_duplicate_slug_first_by_name_then_the_recorded_owner_keeps_it(
+        config, open_publisher) -> None:
+    seeds = config.paths.seeds
+    write_seed(seeds, "b.txt", seed("same", "From b", "Body"), mtime=T)
+    write_seed(seeds, "c.txt", seed("same", "From c", "Body"), mtime=T)
+    publisher = open_publisher()
+    snapshot = publisher.scan()
+    assert by_slug(publisher)["same"].title == "From b"
+    [error] = snapshot.rejected
+    assert (Path(error.path).name, error.line) == ("c.txt", 1)
+    assert "duplicate slug 'same': b.txt already publishes it" in error.message
+
+    # A newcomer that sorts first does not steal the slug, not even after a restart.
+    a = write_seed(seeds, "a.txt", seed("same", "From a", "Body"), mtime=T)
+    publisher.update([a])
+    assert by_slug(publisher)["same"].title == "From b"
+    restarted = open_publisher()
+    restarted.scan()
+    assert restarted.snapshot.documents["/feed.atom"].body == \
+        publisher.snapshot.documents["/feed.atom"].body
+
+    # When the owner goes, the next claimant by name takes over, with the same id.
+    (seeds / "b.txt").unlink()
+    restarted.update([seeds / "b.txt"])
+    assert by_slug(restarted)["same"].title == "From a"
+    assert [Path(e.path).name for e in restarted.snapshot.rejected] == ["c.txt"]
+
+
+def test_same_mtime_never_gives_two_entries_the_same_updated(config, open_publisher) -> None:
+    seeds = config.paths.seeds
+    for n in range(20):
+        write_seed(seeds, f"{n:02}.txt", seed(f"s{n}", f"T{n}", "Body"), mtime=T)
+    publisher = open_publisher()
+    publisher.scan()
+    updated = [e.updated for e in atom_entries(publisher)]
+    assert len(set(updated)) == 20
+    assert check_atom(publisher.snapshot.documents["/feed.atom"].body,
+                      publisher.info.atom_url) == []
+
+
+def test_future_mtime_is_clamped_to_now(config, open_publisher) -> None:
+    write_seed(config.paths.seeds, "f.txt", seed("f", "Future", "Body"),
+               mtime=time.time() + 86400 * 365)
+    publisher = open_publisher()
+    publisher.scan()
+    assert time.mktime(by_slug(publisher)["f"].published_parsed) <= time.time() + 60
+
+
+def test_restart_gives_byte_identical_documents(config, open_publisher, caplog) -> None:
+    seeds = config.paths.seeds
+    copy_sample(seeds)
+    for n in range(5):
+        write_seed(seeds, f"{n}.txt", seed(f"s{n}", f"Titre {n} « ok »", "Corps’"), mtime=T + n)
+    first = open_publisher().scan()
+    caplog.set_level(logging.INFO, logger="feedsvc")
+    second = open_publisher().scan()
+    assert {p: d.body for p, d in first.documents.items()} == \
+        {p: d.body for p, d in second.documents.items()}
+    assert {p: d.etag for p, d in first.documents.items()} == \
+        {p: d.etag for p, d in second.documents.items()}
+    assert "published" not in caplog.text  # a restart that finds all as it was is quiet
+
+
+def test_feed_id_is_kept_when_base_url_moves(site: Path, open_publisher) -> None:
+    write_seed(site / "seeds", "a.txt", seed("a", "Title", "Body"), mtime=T)
+    first = open_publisher(load_config(site / "config.toml"))
+    first.scan()
+    old_id = by_slug(first)["a"].id
+    write_config(site, port=1234, base_url="https://moved.example.org/news/")
+    moved = open_publisher(load_config(site / "config.toml"))
+    moved.scan()
+    entry = by_slug(moved)["a"]
+    assert entry.id == old_id
+    assert entry.link == "https://moved.example.org/news/entries/a"
+    write_config(site, port=1234, id="tag:example.org,2026:feed")
+    explicit = open_publisher(load_config(site / "config.toml"))
+    explicit.scan()
+    assert by_slug(explicit)["a"].id == entry_id("tag:example.org,2026:feed", "a") != old_id
+
+
+def test_documents_are_capped_at_max_entries(site: Path, open_publisher) -> None:
+    write_config(site, max_entries=3)
+    for n in range(6):
+        write_seed(site / "seeds", f"{n}.txt", seed(f"s{n}", f"T{n}", "Body"), mtime=T + n)
+    publisher = open_publisher(load_config(site / "config.toml"))
+    snapshot = publisher.scan()
+    assert [e.title for e in atom_entries(publisher)] == ["T5", "T4", "T3"]
+    assert snapshot.published == 6
+    assert "/entries/s0" in snapshot.documents  # older entries keep their pages
+
+
+def test_ignored_names_and_folder_loss(config, open_publisher) -> None:
+    seeds = config.paths.seeds
+    copy_sample(seeds)
+    for name in (".hidden.txt", "a.txt~", "a.txt.swp", "a.tmp", "#a.txt#", "notes.md"):
+        write_seed(seeds, name, "junk")
+    publisher = open_publisher()
+    snapshot = publisher.scan()
+    assert snapshot.published == 1 and snapshot.rejected == ()
+    assert publisher.update([seeds / ".hidden.txt", seeds / "notes.md"]) is snapshot
+
+    moved = seeds.with_name("elsewhere")
+    seeds.rename(moved)
+    lost = publisher.scan()
+    assert not lost.seeds_readable
+    assert lost.documents == snapshot.documents  # keep serving the last good set
+    moved.rename(seeds)
+    back = publisher.scan()
+    assert back.seeds_readable and back.published == 1
+
+
+def test_state_is_where_the_config_says(config, open_publisher) -> None:
+    copy_sample(config.paths.seeds)
+    open_publisher().scan()
+    assert config.paths.state.is_file()
+    shutil.rmtree(config.paths.state.parent)  # a lost state means new dates, never a crash
+    assert open_publisher().scan().published == 1
+
+
+# -- pure decisions, data-driven --------------------------------------------------------------
+
+def _entry(slug: str = "s", body: str = "Body") -> Entry:
+    result = parse_seed("x.txt", f"{slug}\nTitle\n\n{body}".encode())
+    assert isinstance(result, Entry)
+    return result
+
+
+E1, E2 = _entry(), _entry(body="Changed")
+
+
+@pytest.mark.parametrize(("previous", "entry", "source", "seen", "taken", "expected"), [
+    (None, E1, "a.txt", 100, set(), Stamp("s", 100, 100, E1.content_hash, "a.txt")),
+    (None, E1, "a.txt", 100, {100, 101}, Stamp("s", 102, 102, E1.content_hash, "a.txt")),
+    (Stamp("s", 100, 100, E1.content_hash, "a.txt"), E1, "a.txt", 500, {100},
+     Stamp("s", 100, 100, E1.content_hash, "a.txt")),
+    (Stamp("s", 100, 100, E1.content_hash, "a.txt"), E1, "b.txt", 500, {100},
+     Stamp("s", 100, 100, E1.content_hash, "b.txt")),
+    (Stamp("s", 100, 100, E1.content_hash, "a.txt"), E2, "a.txt", 500, {100},
+     Stamp("s", 100, 500, E2.content_hash, "a.txt")),
+    (Stamp("s", 100, 100, E1.content_hash, "a.txt"), E2, "a.txt", 50, {100, 101},
+     Stamp("s", 100, 102, E2.content_hash, "a.txt")),
+], ids=["new", "new-clash", "same", "renamed", "edited", "edited-backwards-and-clash"])
+def test_next_stamp(previous, entry, source, seen, taken, expected) -> None:
+    taken = set(taken)
+    assert next_stamp(previous, entry, source, seen, taken) == expected
+    assert expected.updated in taken
+    if previous is not None and previous.updated != expected.updated:
+        assert previous.updated not in taken
+
+
+def test_resolve_owners() -> None:
+    a, b, c = Path("/s/a.txt"), Path("/s/b.txt"), Path("/s/c.txt")
+    error = parse_seed(str(c), b"")
+    catalog = {c: _Seen(error, None, 0), b: _Seen(_entry("x"), None, 0),
+               a: _Seen(_entry("x"), None, 0)}
+    owners, rejected = resolve_owners(catalog, {})
+    assert owners == {"x": a}
+    assert [(Path(e.path).name, e.line) for e in rejected] == [("b.txt", 1), ("c.txt", 1)]
+    recorded = {"x": dataclasses.replace(Stamp("x", 1, 1, "h", "b.txt"))}
+    owners, rejected = resolve_owners(catalog, recorded)
+    assert owners == {"x": b}
+    assert "a.txt" in rejected[0].path

@@ -1,0 +1,64 @@
+"""store: a real SQLite file; what is saved survives closing and reopening."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from feedsvc.errors import StoreError
+from feedsvc.model import Stamp
+from feedsvc.store import Store
+
+
+def test_stamps_and_meta_survive_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "state.sqlite3"
+    store = Store.open(path)
+    assert store.load_stamps() == {}
+    assert store.setdefault_meta("feed_id", "urn:uuid:a") == "urn:uuid:a"
+    assert store.setdefault_meta("feed_id", "urn:uuid:b") == "urn:uuid:a"  # kept, not replaced
+    stamps = [Stamp("one", 100, 100, "h1", "1.txt"), Stamp("two", 200, 300, "h2", "2.txt")]
+    store.save_stamps(stamps)
+    store.save_stamps([Stamp("one", 100, 150, "h1b", "renamed.txt")])
+    store.close()
+
+    again = Store.open(path)
+    assert again.load_stamps() == {"one": Stamp("one", 100, 150, "h1b", "renamed.txt"),
+                                   "two": stamps[1]}
+    assert again.get_meta("feed_id") == "urn:uuid:a"
+    again.close()
+
+
+def test_state_uses_wal(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s.db")
+    store.close()
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_failed_batch_writes_nothing(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "s.db")
+    store.save_stamps([Stamp("a", 1, 1, "h", "a.txt")])
+    bad = [Stamp("b", 2, 2, "h", "b.txt"), Stamp("c", 3, 3, None, "c.txt")]  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="cannot write"):
+        store.save_stamps(bad)
+    assert set(store.load_stamps()) == {"a"}
+    store.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreError, match="newer feedsvc"):
+        Store.open(path)
+
+
+def test_unusable_path_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="cannot"):
+        Store.open(tmp_path / "file" / "state.db")
+    (tmp_path / "garbage.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="cannot open"):
+        Store.open(tmp_path / "garbage.db")
