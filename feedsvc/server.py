@@ -99,6 +99,10 @@ async def serve_document(request: web.Request) -> web.StreamResponse:
     snapshot = request.app[LIVE].current  # read once: body and validators from one snapshot
     document = snapshot.documents.get(request.rel_url.path)
     if document is None:
+        if not snapshot.documents:
+            # Nothing published since start (the seeds folder was missing): say "not yet",
+            # not "gone", so readers and caches try again.
+            raise web.HTTPServiceUnavailable(headers={"Retry-After": "5"})
         raise web.HTTPNotFound()
     max_age = request.app[CONFIG].server.cache_max_age
     headers = {

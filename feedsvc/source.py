@@ -15,12 +15,12 @@ MAX_SEED_BYTES = 1024 * 1024
 
 
 def is_seed_name(name: str) -> bool:
-    """A `*.txt` file that is not a hidden file or an editor's leftover."""
-    return (
-        name.endswith(SEED_SUFFIX)
-        and not name.startswith((".", "#"))
-        and not name.endswith(("~", ".swp", ".tmp", "#"))
-    )
+    """A `*.txt` file that is not hidden (`.*`) or an editor's leftover (`*~`, `*.swp`,
+    `*.tmp`, `#*#`). Leftovers cannot end in `.txt`, but the watcher sees their events too."""
+    if not name.endswith(SEED_SUFFIX) or name.startswith("."):
+        return False
+    return not (name.endswith(("~", ".swp", ".tmp")) or
+                (len(name) > 1 and name.startswith("#") and name.endswith("#")))
 
 
 @dataclass(frozen=True, slots=True)

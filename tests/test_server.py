@@ -202,6 +202,25 @@ async def test_seeds_folder_lost_and_back(client: Client, config: Config) -> Non
     assert (await client.health())["status"] == "ok"
 
 
+async def test_seeds_folder_missing_from_the_start(config: Config, aiohttp_server) -> None:
+    config.paths.seeds.rmdir()
+    server = await aiohttp_server(make_app(config))
+    async with aiohttp.ClientSession() as session:
+        client = Client(session, f"http://127.0.0.1:{server.port}")
+        status, headers, _ = await client.get("/feed.atom")
+        assert status == 503 and headers["Retry-After"] == "5"
+        assert (await client.health())["seeds_folder"] == "missing"
+        config.paths.seeds.mkdir()
+        copy_sample(config.paths.seeds)
+        await eventually(lambda: _with_if_up(client, SAMPLE_SLUG), timeout=15)
+        assert (await client.health())["status"] == "ok"
+
+
+async def _with_if_up(client: Client, slug: str) -> bool:
+    status, _, body = await client.get("/feed.atom")
+    return status == 200 and slug in body.decode()
+
+
 async def _with(client: Client, slug: str) -> dict[str, Any] | None:
     entries = await client.entries()
     return entries if slug in entries else None

@@ -1,0 +1,51 @@
+"""source: which names are seeds, and reading one without ever hanging or reading too much."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from feedsvc.errors import SeedError
+from feedsvc.source import SeedFile, is_seed_name, list_seeds, read_seed, stat_seed
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("post.txt", True), ("#draft.txt", True), ("000_x.txt", True),
+    (".post.txt", False), (".#post.txt", False), ("post.txt~", False), ("post.txt.swp", False),
+    ("post.txt.tmp", False), ("#post.txt#", False), ("post.md", False), ("POST.TXT", False),
+    ("post.txt.bak", False), ("4913", False),
+])
+def test_is_seed_name(name: str, expected: bool) -> None:
+    assert is_seed_name(name) is expected
+
+
+def test_list_seeds_in_name_order(tmp_path: Path) -> None:
+    for name in ("b.txt", "a.txt", ".a.txt", "c.md"):
+        (tmp_path / name).write_text("x")
+    assert [p.name for p in list_seeds(tmp_path)] == ["a.txt", "b.txt"]
+
+
+def test_read_seed_regular_file(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"slug\nTitle\n\nBody")
+    os.utime(path, (1_700_000_000.7, 1_700_000_000.7))
+    seed = read_seed(path)
+    assert isinstance(seed, SeedFile)
+    assert seed.data == b"slug\nTitle\n\nBody" and seed.mtime == 1_700_000_000
+    assert stat_seed(path) == seed.signature
+
+
+def test_odd_files_are_errors_not_hangs(tmp_path: Path) -> None:
+    (tmp_path / "dir.txt").mkdir()
+    os.mkfifo(tmp_path / "fifo.txt")
+    (tmp_path / "big.txt").write_bytes(b"x" * 2000)
+    for name, fragment in (("dir.txt", "a folder"), ("fifo.txt", "not a regular file"),
+                           ("big.txt", "at most 1000")):
+        result = read_seed(tmp_path / name, max_bytes=1000)
+        assert isinstance(result, SeedError) and fragment in result.message, name
+        assert result.line == 1
+    assert isinstance(stat_seed(tmp_path / "fifo.txt"), SeedError)
+    assert read_seed(tmp_path / "vanished.txt") is None
+    assert stat_seed(tmp_path / "vanished.txt") is None
