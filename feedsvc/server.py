@@ -63,7 +63,8 @@ async def run_pipeline(app: web.Application) -> AsyncIterator[None]:
     try:
         publisher = await run(Publisher.open, config)
         live.current = await run(publisher.scan)
-        log.info("serving %d entries from %s", live.current.published, config.paths.seeds)
+        log.info("serving %d published entries from %s", live.current.published,
+                 config.paths.seeds)
         stop = asyncio.Event()
         watching = asyncio.create_task(_apply_changes(publisher, live, config, stop, run))
         try:

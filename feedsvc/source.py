@@ -73,9 +73,13 @@ def stat_seed(path: Path) -> Signature | SeedError | None:
             return SeedError(str(path), 1, "symbolic link loop")
         return SeedError(str(path), 1, f"cannot stat: {e.strerror}")
     if not stat.S_ISREG(st.st_mode):
-        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-        return SeedError(str(path), 1, f"{kind}; seeds are regular files")
+        return _not_regular(path, st.st_mode)
     return Signature(st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+
+
+def _not_regular(path: Path, mode: int) -> SeedError:
+    kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+    return SeedError(str(path), 1, f"{kind}; seeds are regular files")
 
 
 def read_seed(path: Path, max_bytes: int = MAX_SEED_BYTES) -> SeedFile | SeedError | None:
@@ -92,8 +96,7 @@ def read_seed(path: Path, max_bytes: int = MAX_SEED_BYTES) -> SeedFile | SeedErr
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-            return SeedError(str(path), 1, f"{kind}; seeds are regular files")
+            return _not_regular(path, st.st_mode)
         if st.st_size > max_bytes:
             return SeedError(str(path), 1, f"file is {st.st_size} bytes; at most {max_bytes}")
         chunks: list[bytes] = []

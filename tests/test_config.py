@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,7 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path, monkey
     path = write(tmp_path / "conf", '[paths]\nseeds = "../content"\nstate = "/var/x.db"\n')
     monkeypatch.chdir("/")
     config = load_config(path)
-    assert config.paths.seeds == (tmp_path / "conf" / ".." / "content").resolve() or \
-        config.paths.seeds.resolve() == (tmp_path / "content").resolve()
+    assert config.paths.seeds.resolve() == (tmp_path / "content").resolve()
     assert config.paths.state == Path("/var/x.db")
 
 
@@ -115,8 +115,8 @@ def test_cli_reports_a_bad_key_in_one_line_with_exit_code_2(tmp_path: Path) -> N
 
 def test_cli_finds_config_through_the_environment(tmp_path: Path) -> None:
     path = write(tmp_path, "[feed]\nbogus = 1\n")
-    import os
     env = {**os.environ, "FEEDSVC_CONFIG": str(path)}
-    result = run_cli("build", cwd=tmp_path / ".." , env=env)
+    (tmp_path / "elsewhere").mkdir()
+    result = run_cli("build", cwd=tmp_path / "elsewhere", env=env)
     assert result.returncode == 2
     assert "feed.bogus: unknown key" in result.stderr

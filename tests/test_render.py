@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import feedparser
@@ -111,8 +112,7 @@ def test_rss_author_is_dc_creator_without_email_and_author_with_one() -> None:
     without = render_rss(INFO, items)
     assert b"<dc:creator>La r\xc3\xa9daction</dc:creator>" in without
     assert b"<author>" not in without
-    with_email = FeedInfo(**{**INFO.__dict__, "author_email": "news@example.org"}) \
-        if hasattr(INFO, "__dict__") else _with_email()
+    with_email = replace(INFO, author_email="news@example.org")
     rss = render_rss(with_email, items)
     assert b"<author>news@example.org (La r\xc3\xa9daction)</author>" in rss
     assert b"<managingEditor>news@example.org (La r\xc3\xa9daction)</managingEditor>" in rss
@@ -121,11 +121,6 @@ def test_rss_author_is_dc_creator_without_email_and_author_with_one() -> None:
     atom = render_atom(with_email, items)
     assert b"<email>news@example.org</email>" in atom
     assert check_atom(atom, INFO.atom_url) == []
-
-
-def _with_email() -> FeedInfo:
-    from dataclasses import replace
-    return replace(INFO, author_email="news@example.org")
 
 
 def test_empty_feed_is_valid_and_dated_by_the_state() -> None:
