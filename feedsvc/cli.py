@@ -58,6 +58,9 @@ def build(config: Config) -> int:
     publisher = Publisher.open(config)
     try:
         snapshot = publisher.scan()
+        if not publisher.store.writable:
+            # Documents whose dates cannot be kept would change on the next build.
+            raise FeedsvcError(f"{publisher.store.problem}; nothing written")
     finally:
         publisher.close()
     if not snapshot.seeds_readable:

@@ -52,6 +52,8 @@ class ServerConfig:
 @dataclass(frozen=True)
 class WatchConfig:
     debounce_ms: int = 50
+    rescan_s: int = 300  # full reconcile of the folder with what is published
+    max_seed_bytes: int = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,10 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     watch = WatchConfig(
         debounce_ms=tables.get("watch", "debounce_ms", int, WatchConfig.debounce_ms,
                                _in_range(1, 60_000)),
+        rescan_s=tables.get("watch", "rescan_s", int, WatchConfig.rescan_s,
+                            _in_range(1, 86_400)),
+        max_seed_bytes=tables.get("watch", "max_seed_bytes", int, WatchConfig.max_seed_bytes,
+                                  _in_range(64, 64 * 1024 * 1024)),
     )
     paths = PathsConfig(
         seeds=base / tables.get("paths", "seeds", str, "seeds", _non_empty),
@@ -149,7 +155,7 @@ class _Tables:
                  "author_email", "max_entries", "entry_url"},
         "paths": {"seeds", "state", "output"},
         "server": {"host", "port", "cache_max_age"},
-        "watch": {"debounce_ms"},
+        "watch": {"debounce_ms", "rescan_s", "max_seed_bytes"},
     }
 
     def __init__(self, data: Mapping[str, Any], path: Path) -> None:

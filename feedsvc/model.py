@@ -98,3 +98,5 @@ class Snapshot:
     changed_at: datetime | None = None
     #: False while the seeds folder cannot be read (lost, unmounted): the last good set stays.
     seeds_readable: bool = True
+    #: How many snapshots this process has rendered (bursts are batched: this stays small).
+    generation: int = 0

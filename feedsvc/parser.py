@@ -20,10 +20,16 @@ SLUG_MAX = 128
 HEADLINE_MAX = 1000
 SUMMARY_TARGET = 300
 _SLUG_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-_BOM = b"\xef\xbb\xbf"
-# Characters XML 1.0 cannot carry at all (not even escaped): C0 controls but tab/LF/CR,
-# surrogates, U+FFFE and U+FFFF. lxml refuses them, so they must never reach the renderer.
-_NOT_XML_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# Byte order marks we decode; any other encoding must be UTF-8.
+_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+# Characters no document should carry: those XML 1.0 forbids (C0 controls but tab/LF/CR,
+# surrogates, U+FFFE, U+FFFF: lxml refuses them) and C1 controls, which are allowed but are
+# never text (feed validators flag them as mis-decoded bytes). NUL is refused outright.
+_NOT_TEXT_RE = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 # Only ASCII blanks are trimmed: a non-breaking space is typography (« », :) and stays.
 _TRIM = " \t"
 
@@ -50,6 +56,8 @@ def parse_seed(path: str, data: bytes) -> Entry | SeedError:
 
 def _parse(path: str, data: bytes) -> Entry:
     text = _decode(path, data)
+    if "\x00" in text:
+        _refuse_nul(path, text.count("\n", 0, text.index("\x00")) + 1)
     lines, warnings = _clean_lines(text)
 
     if not any(lines):
@@ -81,40 +89,60 @@ def _parse(path: str, data: bytes) -> Entry:
     if body[0]:
         raise SeedError(path, head + 2, "expected a blank line between the headline and the body")
 
-    paragraphs = _paragraphs(body)
+    return build_entry(slug, headline, _paragraphs(body), tuple(warnings))
+
+
+def build_entry(slug: str, title: str, paragraphs: tuple[str, ...],
+                warnings: tuple[tuple[int, str], ...] = ()) -> Entry:
+    """An Entry from its parts, with everything derived from them (also used for the last good
+    version kept in the state)."""
     return Entry(
         slug=slug,
-        title=headline,
+        title=title,
         paragraphs=paragraphs,
         summary=summarize(paragraphs[0]),
         content_html="\n".join(f"<p>{html.escape(p, quote=False)}</p>" for p in paragraphs),
-        content_hash=content_hash(headline, paragraphs),
-        warnings=tuple(warnings),
+        content_hash=content_hash(title, paragraphs),
+        warnings=warnings,
     )
 
 
 def _decode(path: str, data: bytes) -> str:
-    skip = len(_BOM) if data.startswith(_BOM) else 0
+    encoding, skip = "utf-8", 0
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            encoding, skip = name, len(bom)
+            break
+    if encoding == "utf-8" and b"\x00" in data:  # say "binary" before "not UTF-8"
+        _refuse_nul(path, data.count(b"\n", 0, data.index(b"\x00")) + 1)
     try:
-        return data[skip:].decode("utf-8")
+        return data[skip:].decode(encoding)
     except UnicodeDecodeError as e:
         offset = skip + e.start  # in the file as it is on disk, BOM included
-        line = data.count(b"\n", 0, offset) + 1
-        raise SeedError(path, line, f"not valid UTF-8: byte 0x{data[offset]:02x} "
-                                    f"at offset {offset}") from None
+        if encoding == "utf-8":
+            line = data.count(b"\n", 0, offset) + 1
+        else:
+            line = data[skip:offset].decode(encoding, errors="replace").count("\n") + 1
+        label = "UTF-8" if encoding == "utf-8" else "UTF-16"
+        raise SeedError(path, line, f"not valid {label}: {e.reason} at byte offset {offset} "
+                                    f"(0x{data[offset]:02x})") from None
+
+
+def _refuse_nul(path: str, line: int) -> None:
+    raise SeedError(path, line, "contains NUL bytes: a binary file, not text")
 
 
 def _clean_lines(text: str) -> tuple[list[str], list[tuple[int, str]]]:
-    """Split on LF, CRLF or CR; trim ASCII blanks; drop characters XML cannot carry."""
+    """Split on LF, CRLF or CR; trim ASCII blanks; drop control characters."""
     raw = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     lines: list[str] = []
     warnings: list[tuple[int, str]] = []
     for number, line in enumerate(raw, start=1):
-        cleaned, removed = _NOT_XML_RE.subn("", line)
+        cleaned, removed = _NOT_TEXT_RE.subn("", line)
         if removed:
-            first = _NOT_XML_RE.search(line)
+            first = _NOT_TEXT_RE.search(line)
             assert first is not None
-            warnings.append((number, f"removed {removed} character(s) that XML cannot carry "
+            warnings.append((number, f"removed {removed} control character(s) "
                                      f"(first: U+{ord(first.group()):04X})"))
         lines.append(cleaned.strip(_TRIM))
     while lines and not lines[-1]:

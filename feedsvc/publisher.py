@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +18,7 @@ from feedsvc.config import Config
 from feedsvc.errors import SeedError, StoreError
 from feedsvc.model import Document, Entry, FeedInfo, Item, Snapshot, Stamp
 from feedsvc.pages import render_entry, render_index
-from feedsvc.parser import parse_seed
+from feedsvc.parser import build_entry, parse_seed
 from feedsvc.render import feed_updated, newest_first, render_atom, render_rss
 from feedsvc.snapshot import (
     ATOM_TYPE,
@@ -64,15 +64,64 @@ class _Seen:
     mtime: int
 
 
+class Catalog:
+    """One parse result per seed file. A file is read again only when its stat has moved."""
+
+    def __init__(self, folder: Path, max_seed_bytes: int) -> None:
+        self.folder = folder
+        self.max_seed_bytes = max_seed_bytes
+        self.seen: dict[Path, _Seen] = {}
+
+    def scan(self) -> None:
+        """Re-read the whole folder (stat everything, read what moved). Raises FolderMissing."""
+        paths = list_seeds(self.folder)
+        for gone in self.seen.keys() - set(paths):
+            del self.seen[gone]
+        for path in paths:
+            self._refresh(path)
+
+    def update(self, paths: Iterable[Path]) -> None:
+        for path in sorted({self.folder / Path(p).name for p in paths}):
+            if is_seed_name(path.name):
+                self._refresh(path)
+
+    def results(self) -> dict[Path, Entry | SeedError]:
+        return {path: seen.result for path, seen in self.seen.items()}
+
+    def _refresh(self, path: Path) -> None:
+        signature = stat_seed(path)
+        if signature is None:
+            self.seen.pop(path, None)
+            return
+        if isinstance(signature, SeedError):
+            self.seen[path] = _Seen(signature, None, 0)
+            return
+        known = self.seen.get(path)
+        if known is not None and known.signature == signature:
+            return  # unchanged since it was last read
+        seed = read_seed(path, self.max_seed_bytes)
+        if seed is None:  # vanished between the stat and the read: not an error
+            self.seen.pop(path, None)
+            return
+        if isinstance(seed, SeedError):
+            self.seen[path] = _Seen(seed, None, 0)
+            return
+        result = parse_seed(str(path), seed.data)
+        if isinstance(result, Entry):
+            for line, message in result.warnings:
+                log.warning("%s:%d: warning: %s", path, line, message)
+        self.seen[path] = _Seen(result, seed.signature, seed.mtime)
+
+
 class Publisher:
     def __init__(self, config: Config, store: Store, clock: Clock = utc_now) -> None:
         self.config = config
         self.store = store
-        self.folder = config.paths.seeds
+        self.catalog = Catalog(config.paths.seeds, config.watch.max_seed_bytes)
         self._clock = clock
-        self._catalog: dict[Path, _Seen] = {}
         self._stamps: dict[str, Stamp] = store.load_stamps()
         self._unsaved: dict[str, Stamp] = {}
+        self._unsaved_content: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._items: dict[str, Item] = {}
         self._pages: dict[str, Document] = {}
         self._reported: set[SeedError] = set()
@@ -92,67 +141,41 @@ class Publisher:
     def scan(self) -> Snapshot:
         """Make what is published equal to what is in the seeds folder."""
         try:
-            paths = list_seeds(self.folder)
+            self.catalog.scan()
         except FolderMissing:
             # An unmounted folder is not a reason to unpublish everything: keep the last set.
             if self._snapshot.seeds_readable:
                 self._snapshot = replace(self._snapshot, seeds_readable=False)
+            self._retry_writes()
             return self._snapshot
-        present = set(paths)
-        for gone in self._catalog.keys() - present:
-            del self._catalog[gone]
-        for path in paths:
-            self._refresh(path)
         return self._publish(seeds_readable=True)
 
     def update(self, paths: Iterable[Path]) -> Snapshot:
-        """Apply changes to the named files only (created, modified, deleted or renamed)."""
-        for path in sorted({self.folder / Path(p).name for p in paths}):
-            if is_seed_name(path.name):
-                self._refresh(path)
+        """Apply changes to the named files only (created, modified, deleted or renamed).
+        With no paths, it only retries writing the state."""
+        self.catalog.update(paths)
         return self._publish(seeds_readable=self._snapshot.seeds_readable)
 
     @property
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
-    # -- catalog: one parse result per file -----------------------------------------------
-
-    def _refresh(self, path: Path) -> None:
-        signature = stat_seed(path)
-        if signature is None:
-            self._catalog.pop(path, None)
-            return
-        if isinstance(signature, SeedError):
-            self._catalog[path] = _Seen(signature, None, 0)
-            return
-        known = self._catalog.get(path)
-        if known is not None and known.signature == signature:
-            return  # unchanged since it was last read
-        seed = read_seed(path)
-        if seed is None:  # vanished between the stat and the read: not an error
-            self._catalog.pop(path, None)
-            return
-        if isinstance(seed, SeedError):
-            self._catalog[path] = _Seen(seed, None, 0)
-            return
-        result = parse_seed(str(path), seed.data)
-        if isinstance(result, Entry):
-            for line, message in result.warnings:
-                log.warning("%s:%d: warning: %s", path, line, message)
-        self._catalog[path] = _Seen(result, seed.signature, seed.mtime)
+    @property
+    def pending_writes(self) -> int:
+        """Changes kept in memory because the state could not be written."""
+        return len(self._unsaved)
 
     # -- publishing -----------------------------------------------------------------------
 
     def _publish(self, seeds_readable: bool) -> Snapshot:
         now = self._clock()
-        owners, rejected = resolve_owners(self._catalog, self._stamps)
+        results = self.catalog.results()
+        fallbacks = self._last_good_versions(results)
+        owners, rejected = resolve_owners(results, fallbacks, self._stamps)
         changed = self._save_stamps(owners, int(now.timestamp()))
 
         items: dict[str, Item] = {}
-        for slug, path in owners.items():
-            entry = self._catalog[path].result
-            assert isinstance(entry, Entry)
+        for slug, (_, entry) in owners.items():
             stamp = self._stamps[slug]
             items[slug] = Item(
                 entry=entry,
@@ -161,7 +184,7 @@ class Publisher:
                 published=_datetime(stamp.published),
                 updated=_datetime(stamp.updated),
             )
-        self._report(owners, items, rejected, changed)
+        self._report(owners, items, rejected, changed, fallbacks)
 
         if items == self._items and rejected == self._rejected and self._snapshot.documents:
             if self._snapshot.seeds_readable != seeds_readable:
@@ -178,6 +201,7 @@ class Publisher:
             rejected=rejected,
             changed_at=now,
             seeds_readable=seeds_readable,
+            generation=self._snapshot.generation + 1,
         )
         return self._snapshot
 
@@ -195,48 +219,88 @@ class Publisher:
         return make_document(f"/entries/{item.slug}", HTML_TYPE,
                              render_entry(self.info, item), item.updated)
 
-    def _save_stamps(self, owners: dict[str, Path], now: int) -> dict[str, str]:
+    def _last_good_versions(self, results: dict[Path, Entry | SeedError]) -> dict[Path, Entry]:
+        """For each broken file that last published a slug: that slug's last good version,
+        which stays published until the file is fixed or deleted."""
+        broken = {path.name: path for path, result in results.items()
+                  if isinstance(result, SeedError)}
+        if not broken:
+            return {}
+        fallbacks: dict[Path, Entry] = {}
+        # A file may have published several slugs over time: its latest one counts.
+        for slug, stamp in sorted(self._stamps.items(), key=lambda pair: pair[1].updated):
+            path = broken.get(stamp.source)
+            if path is None:
+                continue
+            item = self._items.get(slug)
+            if item is not None:
+                fallbacks[path] = item.entry
+            elif (content := self.store_content(slug)) is not None:
+                fallbacks[path] = build_entry(slug, *content)
+        return fallbacks
+
+    def store_content(self, slug: str) -> tuple[str, tuple[str, ...]] | None:
+        try:
+            return self.store.load_content(slug)
+        except StoreError as e:
+            log.error("%s", e)
+            return None
+
+    def _save_stamps(self, owners: dict[str, tuple[Path, Entry]], now: int) -> dict[str, str]:
         """Give each owned slug its dates, and write the changed ones in one transaction.
         Returns "published" or "updated" for each slug first seen or with new content."""
         taken = {stamp.updated for stamp in self._stamps.values()}
         changed: dict[str, str] = {}
-        for slug, path in sorted(owners.items(), key=lambda pair: pair[1].name):
-            seen = self._catalog[path]
-            assert isinstance(seen.result, Entry)
+        for slug, (path, entry) in sorted(owners.items(), key=lambda pair: pair[1][0].name):
             previous = self._stamps.get(slug)
-            stamp = next_stamp(previous, seen.result, path.name, min(seen.mtime, now), taken)
+            seen = self.catalog.seen[path]
+            # A last good version keeps its dates: its file's current mtime is not its own.
+            seen_at = min(seen.mtime, now) if isinstance(seen.result, Entry) else now
+            stamp = next_stamp(previous, entry, path.name, seen_at, taken)
             if stamp != previous:
                 self._stamps[slug] = stamp
                 self._unsaved[slug] = stamp
-                if previous is None:
-                    changed[slug] = "published"
-                elif previous.content_hash != stamp.content_hash:
-                    changed[slug] = "updated"
-        if self._unsaved:
-            try:
-                self.store.save_stamps(self._unsaved.values())
-                self._unsaved.clear()
-            except StoreError as e:
-                # Keep serving from memory; the next successful write catches up.
-                log.error("%s; %d change(s) kept in memory, retrying with the next change",
-                          e, len(self._unsaved))
+                if previous is None or previous.content_hash != stamp.content_hash:
+                    changed[slug] = "published" if previous is None else "updated"
+                    self._unsaved_content[slug] = (entry.title, entry.paragraphs)
+        self._retry_writes()
         return changed
 
-    def _report(self, owners: dict[str, Path], items: dict[str, Item],
-                rejected: tuple[SeedError, ...], changed: dict[str, str]) -> None:
+    def _retry_writes(self) -> None:
+        if not self._unsaved:
+            return
+        try:
+            self.store.save_stamps(self._unsaved.values(), self._unsaved_content)
+        except StoreError as e:
+            # Keep serving from memory; the next successful write catches up.
+            log.error("%s; %d change(s) kept in memory, retrying", e, len(self._unsaved))
+            return
+        self._unsaved.clear()
+        self._unsaved_content.clear()
+
+    def _report(self, owners: dict[str, tuple[Path, Entry]], items: dict[str, Item],
+                rejected: tuple[SeedError, ...], changed: dict[str, str],
+                fallbacks: dict[Path, Entry]) -> None:
         """One log line per published, updated or removed entry and per newly rejected seed.
         A restart that finds everything as it was says nothing per entry."""
         restarting = not self._snapshot.documents
         for slug in items:
+            path = owners[slug][0]
             if slug in changed:
-                log.info("%s %s from %s", changed[slug], slug, owners[slug])
+                log.info("%s %s from %s", changed[slug], slug, path)
             elif slug not in self._items and not restarting:
-                log.info("published %s from %s", slug, owners[slug])  # its file came back
+                log.info("published %s from %s", slug, path)  # its file came back
         for slug in self._items.keys() - items.keys():
             log.info("removed %s", slug)
+        kept = {str(path): entry.slug for path, entry in fallbacks.items()
+                if owners.get(entry.slug, (None,))[0] == path}
         for error in rejected:
             if error not in self._reported:
-                log.warning("%s", error)
+                if error.path in kept:
+                    log.warning("%s (still publishing its last good version of %s)",
+                                error, kept[error.path])
+                else:
+                    log.warning("%s", error)
         self._reported = set(rejected)
 
     def _feed_info(self) -> FeedInfo:
@@ -255,30 +319,36 @@ class Publisher:
         )
 
 
-def resolve_owners(catalog: dict[Path, _Seen], stamps: dict[str, Stamp]
-                   ) -> tuple[dict[str, Path], tuple[SeedError, ...]]:
-    """Which file publishes each slug, and every seed that is rejected.
+def resolve_owners(results: Mapping[Path, Entry | SeedError], fallbacks: Mapping[Path, Entry],
+                   stamps: Mapping[str, Stamp]
+                   ) -> tuple[dict[str, tuple[Path, Entry]], tuple[SeedError, ...]]:
+    """Which file publishes each slug (with the entry it publishes), and every rejected seed.
 
-    A slug stays with the file the state says owns it while that file still claims it;
-    otherwise the first claimant in name order gets it. Output: owners by slug, and the
-    rejected seeds (parse errors and duplicates) in name order.
+    A broken file still claims the slug of its last good version (`fallbacks`). A slug stays
+    with the file the state says owns it while that file still claims it; otherwise the first
+    claimant in name order gets it. Rejected seeds (errors and duplicates) come in name order.
     """
-    claims: dict[str, list[Path]] = {}
+    claims: dict[str, list[tuple[Path, Entry]]] = {}
     errors: list[SeedError] = []
-    for path in sorted(catalog, key=lambda p: p.name):
-        result = catalog[path].result
+    for path in sorted(results, key=lambda p: p.name):
+        result = results[path]
         if isinstance(result, SeedError):
             errors.append(result)
-        else:
-            claims.setdefault(result.slug, []).append(path)
-    owners: dict[str, Path] = {}
-    for slug, paths in claims.items():
+            fallback = fallbacks.get(path)
+            if fallback is None:
+                continue
+            result = fallback
+        claims.setdefault(result.slug, []).append((path, result))
+    owners: dict[str, tuple[Path, Entry]] = {}
+    for slug, claimants in claims.items():
         stored = stamps.get(slug)
-        owner = next((p for p in paths if stored and p.name == stored.source), paths[0])
+        owner = next((c for c in claimants if stored and c[0].name == stored.source),
+                     claimants[0])
         owners[slug] = owner
         errors.extend(
-            SeedError(str(p), 1, f"duplicate slug '{slug}': {owner.name} already publishes it")
-            for p in paths if p != owner
+            SeedError(str(path), 1, f"duplicate slug '{slug}': {owner[0].name} already "
+                                    "publishes it")
+            for path, _ in claimants if path != owner[0] and path not in fallbacks
         )
     errors.sort(key=lambda e: (Path(e.path).name, e.line))
     return owners, tuple(errors)

@@ -37,13 +37,14 @@ def make_document(path: str, content_type: str, body: bytes, last_modified: date
 
 def make_snapshot(documents: Iterable[Document], published: int,
                   rejected: Iterable[SeedError], changed_at: datetime | None,
-                  seeds_readable: bool = True) -> Snapshot:
+                  seeds_readable: bool = True, generation: int = 0) -> Snapshot:
     return Snapshot(
         documents=MappingProxyType({doc.path: doc for doc in documents}),
         published=published,
         rejected=tuple(rejected),
         changed_at=changed_at,
         seeds_readable=seeds_readable,
+        generation=generation,
     )
 
 

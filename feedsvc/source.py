@@ -61,9 +61,12 @@ def list_seeds(folder: Path) -> list[Path]:
 
 
 def stat_seed(path: Path) -> Signature | SeedError | None:
-    """The file's signature; None when it is gone; SeedError when it is not a readable file."""
+    """The file's signature; None when it is gone; SeedError when it is not a readable file.
+    A symbolic link is followed if it stays inside the seeds folder, refused otherwise."""
+    if (outside := _link_outside(path)) is not None:
+        return outside
     try:
-        st = path.stat()  # follows symlinks: a link to a seed is a seed
+        st = path.stat()
     except (FileNotFoundError, NotADirectoryError):
         return None
     except PermissionError:
@@ -77,13 +80,30 @@ def stat_seed(path: Path) -> Signature | SeedError | None:
     return Signature(st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
 
 
+def _link_outside(path: Path) -> SeedError | None:
+    """A symbolic link whose target is not in the seeds folder: publishing it would publish
+    whatever file on the machine the link names."""
+    try:
+        if not path.is_symlink():
+            return None
+        target = path.resolve()
+    except (OSError, RuntimeError):  # a loop: stat reports it
+        return None
+    if target.is_relative_to(path.parent.resolve()):
+        return None
+    return SeedError(str(path), 1, f"symbolic link to {target}, outside the seeds folder")
+
+
 def _not_regular(path: Path, mode: int) -> SeedError:
     kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
     return SeedError(str(path), 1, f"{kind}; seeds are regular files")
 
 
 def read_seed(path: Path, max_bytes: int = MAX_SEED_BYTES) -> SeedFile | SeedError | None:
-    """Read one seed. None when it vanished before it could be read (not an error)."""
+    """Read one seed, never more than `max_bytes` (+1). None when it vanished before it could be
+    read (not an error)."""
+    if (outside := _link_outside(path)) is not None:
+        return outside
     try:
         # O_NONBLOCK: a FIFO named *.txt must not hang the reader; fstat below refuses it.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))

@@ -1,17 +1,25 @@
-"""The durable state, in SQLite: feed id, and per slug its dates, content hash and file.
+"""The durable state, in SQLite: feed id, and per slug its dates, content hash, file and last
+good content.
 
 This is the only module with SQL. It decides nothing: the dates it stores are chosen by the
-publisher; it keeps them safe (WAL, one transaction per batch) and gives them back.
+publisher; it keeps them safe (WAL, one transaction per batch) and gives them back. When the
+state cannot be written (read-only or full disk), it still reads what it can and says so;
+every write retries opening it for writing, so the next one that works catches up.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from urllib.parse import quote
 
 from feedsvc.errors import StoreError
 from feedsvc.model import Stamp
+
+log = logging.getLogger("feedsvc")
 
 SCHEMA_VERSION = 1
 
@@ -25,93 +33,184 @@ CREATE TABLE IF NOT EXISTS stamps (
     published    INTEGER NOT NULL,
     updated      INTEGER NOT NULL,
     content_hash TEXT NOT NULL,
-    source       TEXT NOT NULL
+    source       TEXT NOT NULL,
+    title        TEXT NOT NULL DEFAULT '',
+    body         TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 """
 
+#: Paragraphs are stored joined by a blank line; a paragraph never contains one.
+PARAGRAPH_SEPARATOR = "\n\n"
+
 
 class Store:
-    """One open state file. Use from one thread at a time."""
+    """One state file. Use from one thread at a time."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: Path,
+                 problem: StoreError | None = None) -> None:
         self._db = connection
         self.path = path
+        #: Why the state is not writable now (None when it is).
+        self.problem = problem
+        self._pending_meta: dict[str, str] = {}
+
+    @property
+    def writable(self) -> bool:
+        return self.problem is None
 
     @classmethod
     def open(cls, path: Path) -> Store:
+        """Open for writing; failing that, open what can be read and remember the problem."""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # check_same_thread=False: the pipeline runs in one worker thread, not the opener's.
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA busy_timeout = 5000")
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = FULL")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                db.close()
-                raise StoreError(f"{path}: state written by a newer feedsvc "
-                                 f"(schema {version}, this one knows {SCHEMA_VERSION})")
-            with _transaction(db):
-                _create(db)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except sqlite3.Error as e:
-            raise StoreError(f"{path}: cannot open the state database: {e}") from e
-        except OSError as e:
-            raise StoreError(f"{path}: cannot create the state folder: {e.strerror}") from e
-        return cls(db, path)
+            return cls(_connect_for_writing(path), path)
+        except StoreError as problem:
+            return cls(_connect_for_reading(path, problem), path, problem)
 
     def close(self) -> None:
         self._db.close()
 
+    # -- meta -------------------------------------------------------------------------------
+
     def get_meta(self, key: str) -> str | None:
+        if key in self._pending_meta:
+            return self._pending_meta[key]
         row = self._query("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
     def setdefault_meta(self, key: str, value: str) -> str:
-        """Store `value` under `key` unless a value is there already; return the stored one."""
-        try:
-            with _transaction(self._db):
-                self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
-                                 (key, value))
-        except sqlite3.Error as e:
-            raise StoreError(f"{self.path}: cannot write: {e}") from e
+        """Store `value` under `key` unless a value is there already; return the stored one.
+        When the state cannot be written, the value is kept and written with the next save."""
         stored = self.get_meta(key)
-        assert stored is not None
-        return stored
+        if stored is not None:
+            return stored
+        self._pending_meta[key] = value
+        with contextlib.suppress(StoreError):  # kept in _pending_meta for the next write
+            self._write(lambda: None)
+        return self.get_meta(key) or value
+
+    # -- stamps -----------------------------------------------------------------------------
 
     def load_stamps(self) -> dict[str, Stamp]:
         rows = self._query("SELECT slug, published, updated, content_hash, source FROM stamps")
         return {row[0]: Stamp(*row) for row in rows}
 
-    def save_stamps(self, stamps: Iterable[Stamp]) -> None:
-        """Write all of `stamps` in one transaction: all of them land, or none."""
+    def load_content(self, slug: str) -> tuple[str, tuple[str, ...]] | None:
+        """The last good headline and paragraphs stored for `slug`, if any."""
+        row = self._query("SELECT title, body FROM stamps WHERE slug = ?", (slug,)).fetchone()
+        if row is None or not row[0] or not row[1]:
+            return None
+        return row[0], tuple(row[1].split(PARAGRAPH_SEPARATOR))
+
+    def save_stamps(self, stamps: Iterable[Stamp],
+                    contents: Mapping[str, tuple[str, tuple[str, ...]]]) -> None:
+        """Write all of `stamps`, and the content of those in `contents`, in one transaction:
+        all of it lands, or none."""
         rows = [(s.slug, s.published, s.updated, s.content_hash, s.source) for s in stamps]
-        if not rows:
-            return
+        texts = [(title, PARAGRAPH_SEPARATOR.join(paragraphs), slug)
+                 for slug, (title, paragraphs) in contents.items()]
+
+        def write() -> None:
+            self._db.executemany(
+                "INSERT INTO stamps (slug, published, updated, content_hash, source) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (slug) DO UPDATE SET "
+                "published = excluded.published, updated = excluded.updated, "
+                "content_hash = excluded.content_hash, source = excluded.source",
+                rows,
+            )
+            self._db.executemany("UPDATE stamps SET title = ?, body = ? WHERE slug = ?", texts)
+
+        self._write(write)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _write(self, statements: Callable[[], None]) -> None:
+        if not self.writable:
+            self._reopen_for_writing()
         try:
             with _transaction(self._db):
-                self._db.executemany(
-                    "INSERT INTO stamps (slug, published, updated, content_hash, source) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (slug) DO UPDATE SET "
-                    "published = excluded.published, updated = excluded.updated, "
-                    "content_hash = excluded.content_hash, source = excluded.source",
-                    rows,
-                )
+                self._db.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                                     list(self._pending_meta.items()))
+                statements()
         except sqlite3.Error as e:
-            raise StoreError(f"{self.path}: cannot write: {e}") from e
+            raise StoreError(f"{self.path}: cannot write the state: {e}") from e
+        self._pending_meta.clear()
+
+    def _reopen_for_writing(self) -> None:
+        try:
+            connection = _connect_for_writing(self.path)
+        except StoreError as e:
+            self.problem = e
+            raise
+        self._db.close()
+        self._db, self.problem = connection, None
+        log.info("%s: the state is writable again", self.path)
 
     def _query(self, sql: str, args: tuple[object, ...] = ()) -> sqlite3.Cursor:
         try:
             return self._db.execute(sql, args)
         except sqlite3.Error as e:
-            raise StoreError(f"{self.path}: cannot read: {e}") from e
+            raise StoreError(f"{self.path}: cannot read the state: {e}") from e
 
 
-def _create(db: sqlite3.Connection) -> None:
-    # executescript() would COMMIT the open transaction first; run the statements one by one.
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            db.execute(statement)
+def _connect_for_writing(path: Path) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"{path}: cannot create the state folder: {e.strerror}") from e
+    db = None
+    try:
+        # check_same_thread=False: the pipeline runs in one worker thread, not the opener's.
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA busy_timeout = 5000")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+        _check_version(db, path)
+        with _transaction(db):
+            for statement in _SCHEMA.split(";"):  # executescript() would COMMIT early
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        return db
+    except sqlite3.Error as e:
+        if db is not None:
+            db.close()
+        raise StoreError(f"{path}: cannot open the state for writing: {e}") from e
+
+
+def _connect_for_reading(path: Path, problem: StoreError) -> sqlite3.Connection:
+    """A read-only view of the state, or an empty in-memory one when there is nothing to read.
+
+    A read-only folder cannot hold WAL's shared-memory file, so the file is opened as
+    immutable; that is only safe with no unmerged write-ahead log beside it."""
+    wal = path.with_name(path.name + "-wal")
+    if not path.exists():
+        log.error("%s; starting with an empty state kept in memory until it can be written",
+                  problem)
+        db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        return db
+    if wal.exists() and wal.stat().st_size > 0:
+        raise StoreError(f"{problem}; and its write-ahead log {wal} cannot be merged") from problem
+    try:
+        db = sqlite3.connect(f"file:{quote(str(path))}?immutable=1", uri=True,
+                             isolation_level=None, check_same_thread=False)
+        _check_version(db, path)
+        db.execute("SELECT count(*) FROM stamps").fetchone()
+    except sqlite3.Error as e:
+        raise StoreError(f"{problem}; and it cannot be read either: {e}") from e
+    log.error("%s; serving from a read-only view of it, changes kept in memory until it can "
+              "be written", problem)
+    return db
+
+
+def _check_version(db: sqlite3.Connection, path: Path) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        db.close()
+        raise StoreError(f"{path}: state written by a newer feedsvc "
+                         f"(schema {version}, this one knows {SCHEMA_VERSION})")
 
 
 class _transaction:
@@ -126,5 +225,5 @@ class _transaction:
     def __exit__(self, kind: object, error: object, tb: object) -> None:
         if kind is None:
             self.db.execute("COMMIT")
-        else:
+        elif self.db.in_transaction:
             self.db.execute("ROLLBACK")

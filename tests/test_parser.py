@@ -118,15 +118,36 @@ def test_unusable_seeds_name_the_line(data: bytes, line: int, fragment: str) -> 
 def test_not_utf8_names_the_offset() -> None:
     error = parse_error(b"\xef\xbb\xbfslug\nH\xe9llo\n\nx")
     assert error.line == 2
-    assert "0xe9" in error.message and "offset 9" in error.message
+    assert "(0xe9)" in error.message and "byte offset 9" in error.message
 
 
-def test_characters_xml_cannot_carry_are_removed_with_a_warning() -> None:
-    entry = parse_ok("s\nTi\x00tle\x1b\n\nbo\x07dy\ufffe")
+def test_control_characters_are_removed_with_a_warning() -> None:
+    entry = parse_ok("s\nTi\x01tle\x1b\n\nbo\x07dy\ufffe\x85 \x9f\x7f")
     assert entry.title == "Title"
     assert entry.paragraphs == ("body",)
     assert [line for line, _ in entry.warnings] == [2, 4]
-    assert "U+0000" in entry.warnings[0][1]
+    assert "U+0001" in entry.warnings[0][1] and "2 control" in entry.warnings[0][1]
+
+
+def test_nul_bytes_mean_binary_and_are_refused() -> None:
+    error = parse_error(b"slug\nTitle\n\nok\n\x89PNG\x00\x00")
+    assert (error.line, error.message) == (5, "contains NUL bytes: a binary file, not text")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_with_a_bom_is_decoded(encoding: str) -> None:
+    raw = SAMPLE_SEED.read_bytes().decode("utf-8")
+    bom = "\ufeff".encode(encoding)
+    assert parse_ok(bom + raw.encode(encoding)) == parse_ok(raw)
+
+
+def test_broken_utf16_and_lone_surrogates_name_the_line() -> None:
+    data = "\ufeffslug\nTitle\n\nok\n".encode("utf-16-le") + b"\x00\xd8" + b"a\x00"
+    error = parse_error(data)
+    assert error.line == 5 and "not valid UTF-16" in error.message
+    surrogate = b"slug\nTitle\n\n\xed\xa0\x80"  # U+D800 written as UTF-8: not UTF-8
+    error = parse_error(surrogate)
+    assert error.line == 4 and "not valid UTF-8" in error.message
 
 
 @pytest.mark.parametrize(("length", "expected_max"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
@@ -15,7 +14,7 @@ import pytest
 from feedsvc.config import Config, load_config
 from feedsvc.model import Entry, Stamp
 from feedsvc.parser import parse_seed
-from feedsvc.publisher import Publisher, _Seen, entry_id, next_stamp, resolve_owners
+from feedsvc.publisher import Publisher, entry_id, next_stamp, resolve_owners
 
 from .conftest import SAMPLE_SLUG, copy_sample, seed, write_config, write_seed
 from .feedcheck import check_atom, check_rss
@@ -296,12 +295,21 @@ def test_next_stamp(previous, entry, source, seen, taken, expected) -> None:
 def test_resolve_owners() -> None:
     a, b, c = Path("/s/a.txt"), Path("/s/b.txt"), Path("/s/c.txt")
     error = parse_seed(str(c), b"")
-    catalog = {c: _Seen(error, None, 0), b: _Seen(_entry("x"), None, 0),
-               a: _Seen(_entry("x"), None, 0)}
-    owners, rejected = resolve_owners(catalog, {})
-    assert owners == {"x": a}
+    x = _entry("x")
+    results = {c: error, b: x, a: x}
+    owners, rejected = resolve_owners(results, {}, {})
+    assert owners == {"x": (a, x)}
     assert [(Path(e.path).name, e.line) for e in rejected] == [("b.txt", 1), ("c.txt", 1)]
-    recorded = {"x": dataclasses.replace(Stamp("x", 1, 1, "h", "b.txt"))}
-    owners, rejected = resolve_owners(catalog, recorded)
-    assert owners == {"x": b}
+    recorded = {"x": Stamp("x", 1, 1, "h", "b.txt")}
+    owners, rejected = resolve_owners(results, {}, recorded)
+    assert owners == {"x": (b, x)}
     assert "a.txt" in rejected[0].path
+    # A broken file keeps the slug of its last good version when the state says it owns it.
+    last_good = _entry("x", body="last good")
+    owners, rejected = resolve_owners({**results, c: error}, {c: last_good},
+                                      {"x": Stamp("x", 1, 1, "h", "c.txt")})
+    assert owners == {"x": (c, last_good)}
+    assert [(Path(e.path).name, e.message) for e in rejected] == [
+        ("a.txt", "duplicate slug 'x': c.txt already publishes it"),
+        ("b.txt", "duplicate slug 'x': c.txt already publishes it"),
+        ("c.txt", error.message)]

@@ -160,8 +160,9 @@ async def test_drop_edit_delete_and_bad_seeds(client: Client, config: Config) ->
     # A broken seed is rejected with path:line; everything else keeps being served.
     write_seed(seeds, "broken.txt", b"broken\nHeadline\n\nfine\n\xff")
     health = await eventually(lambda: _rejected(client, 1))
-    assert health["rejected"] == [{"path": str(seeds / "broken.txt"), "line": 5,
-                                   "message": "not valid UTF-8: byte 0xff at offset 22"}]
+    assert health["rejected"] == [{
+        "path": str(seeds / "broken.txt"), "line": 5,
+        "message": "not valid UTF-8: invalid start byte at byte offset 22 (0xff)"}]
     assert set(await client.entries()) == {SAMPLE_SLUG, "new-post"}
 
     # Delete → gone, page too.

@@ -19,14 +19,16 @@ def test_stamps_and_meta_survive_a_reopen(tmp_path: Path) -> None:
     assert store.setdefault_meta("feed_id", "urn:uuid:a") == "urn:uuid:a"
     assert store.setdefault_meta("feed_id", "urn:uuid:b") == "urn:uuid:a"  # kept, not replaced
     stamps = [Stamp("one", 100, 100, "h1", "1.txt"), Stamp("two", 200, 300, "h2", "2.txt")]
-    store.save_stamps(stamps)
-    store.save_stamps([Stamp("one", 100, 150, "h1b", "renamed.txt")])
+    store.save_stamps(stamps, {"one": ("Title", ("p1", "p2\nsoft"))})
+    store.save_stamps([Stamp("one", 100, 150, "h1b", "renamed.txt")], {})
     store.close()
 
     again = Store.open(path)
     assert again.load_stamps() == {"one": Stamp("one", 100, 150, "h1b", "renamed.txt"),
                                    "two": stamps[1]}
     assert again.get_meta("feed_id") == "urn:uuid:a"
+    assert again.load_content("one") == ("Title", ("p1", "p2\nsoft"))  # kept by the 2nd save
+    assert again.load_content("two") is None
     again.close()
 
 
@@ -39,10 +41,10 @@ def test_state_uses_wal(tmp_path: Path) -> None:
 
 def test_a_failed_batch_writes_nothing(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "s.db")
-    store.save_stamps([Stamp("a", 1, 1, "h", "a.txt")])
+    store.save_stamps([Stamp("a", 1, 1, "h", "a.txt")], {})
     bad = [Stamp("b", 2, 2, "h", "b.txt"), Stamp("c", 3, 3, None, "c.txt")]  # type: ignore[arg-type]
     with pytest.raises(StoreError, match="cannot write"):
-        store.save_stamps(bad)
+        store.save_stamps(bad, {})
     assert set(store.load_stamps()) == {"a"}
     store.close()
 
@@ -55,10 +57,24 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         Store.open(path)
 
 
-def test_unusable_path_is_a_store_error(tmp_path: Path) -> None:
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(StoreError, match="cannot"):
-        Store.open(tmp_path / "file" / "state.db")
+def test_unwritable_path_keeps_state_in_memory_until_it_can_be_written(tmp_path: Path) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state folder should be")
+    store = Store.open(blocker / "state.db")
+    assert not store.writable and "cannot create the state folder" in str(store.problem)
+    assert store.setdefault_meta("feed_id", "urn:uuid:a") == "urn:uuid:a"  # from memory
+    with pytest.raises(StoreError):
+        store.save_stamps([Stamp("a", 1, 1, "h", "a.txt")], {})
+    blocker.unlink()  # the disk is fixed: the next write catches up, meta included
+    store.save_stamps([Stamp("a", 1, 1, "h", "a.txt")], {"a": ("T", ("b",))})
+    assert store.writable
+    store.close()
+    again = Store.open(blocker / "state.db")
+    assert again.get_meta("feed_id") == "urn:uuid:a" and set(again.load_stamps()) == {"a"}
+    again.close()
+
+
+def test_garbage_state_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "garbage.db").write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match="cannot open"):
+    with pytest.raises(StoreError, match="cannot be read either"):
         Store.open(tmp_path / "garbage.db")
