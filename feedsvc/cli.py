@@ -1,4 +1,4 @@
-"""argv → serve | build. One clear line and an exit code on any FeedsvcError."""
+"""argv → serve | build | check. One clear line and an exit code on any FeedsvcError."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from collections.abc import Sequence
 from feedsvc import __version__
 from feedsvc.config import Config, find_config, load_config
 from feedsvc.errors import ConfigError, FeedsvcError
-from feedsvc.publisher import Publisher
+from feedsvc.publisher import Catalog, Publisher, resolve_owners
 from feedsvc.snapshot import write_atomically
+from feedsvc.source import FolderMissing
+from feedsvc.store import peek_stamps
 
 log = logging.getLogger("feedsvc")
 
@@ -77,6 +79,22 @@ def build(config: Config) -> int:
     return EXIT_OK
 
 
+def check(config: Config) -> int:
+    """Print every seed that would be rejected as path:line: message; exit 1 if there is one."""
+    catalog = Catalog(config.paths.seeds, config.watch.max_seed_bytes)
+    try:
+        catalog.scan()
+    except FolderMissing as e:
+        raise FeedsvcError(f"seeds folder {config.paths.seeds} is missing or unreadable") from e
+    results = catalog.results()
+    # Duplicates are decided as `serve` would: the owner recorded in the state keeps its slug.
+    owners, rejected = resolve_owners(results, {}, peek_stamps(config.paths.state))
+    for error in rejected:
+        print(error)
+    print(f"{len(results)} seeds: {len(owners)} publishable, {len(rejected)} rejected")
+    return EXIT_FAILURE if rejected else EXIT_OK
+
+
 def _argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="feedsvc", description="Publish the text files in a seeds folder as Atom and RSS.")
@@ -85,6 +103,7 @@ def _argument_parser() -> argparse.ArgumentParser:
     for name, fn, help_text in (
         ("serve", serve, "serve the feeds over HTTP and republish on every change"),
         ("build", build, "write feed.atom and feed.rss into the output folder, then exit"),
+        ("check", check, "list the seeds that cannot be published; exit 1 if any"),
     ):
         command = commands.add_parser(name, help=help_text, description=fn.__doc__)
         command.add_argument("--config", metavar="PATH",

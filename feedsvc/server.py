@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any, TypeVar
@@ -23,12 +24,13 @@ from feedsvc.config import Config
 from feedsvc.model import Document, Snapshot
 from feedsvc.publisher import Publisher
 from feedsvc.snapshot import Live
-from feedsvc.watcher import watch_seeds
+from feedsvc.watcher import Batch, watch_seeds
 
 log = logging.getLogger("feedsvc")
 
 CONFIG = web.AppKey("config", Config)
 LIVE = web.AppKey("live", Live)
+STATUS = web.AppKey("status", "PipelineStatus")
 
 _ETAG_RE = re.compile(r'(?:W/)?"([^"]*)"')
 T = TypeVar("T")
@@ -39,6 +41,7 @@ def make_app(config: Config) -> web.Application:
     app = web.Application()
     app[CONFIG] = config
     app[LIVE] = Live()
+    app[STATUS] = PipelineStatus()
     app.cleanup_ctx.append(run_pipeline)
     app.router.add_get("/", serve_document)
     app.router.add_get("/feed.atom", serve_document)
@@ -50,9 +53,25 @@ def make_app(config: Config) -> web.Application:
 
 # -- the pipeline ------------------------------------------------------------------------------
 
+#: While changes are kept in memory (state not writable), how often writing is retried.
+WRITE_RETRY_S = 5.0
+
+
+@dataclass
+class PipelineStatus:
+    """What /healthz reports beyond the snapshot: is the watch live, did the last rescan work,
+    is anything waiting to be written to the state."""
+
+    watching: bool = True
+    rescan_ok: bool = True
+    pending_writes: int = 0
+    state_problem: str | None = None
+
+
 async def run_pipeline(app: web.Application) -> AsyncIterator[None]:
-    """Full scan at start, then apply the watcher's batches until shutdown."""
-    config, live = app[CONFIG], app[LIVE]
+    """Full scan at start, then apply the watcher's batches, periodic rescans and write retries
+    until shutdown."""
+    config, live, status = app[CONFIG], app[LIVE], app[STATUS]
     # One thread for all pipeline work: SQLite and feedgen's locale handling stay on it alone.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedsvc-pipeline")
     loop = asyncio.get_running_loop()
@@ -63,35 +82,81 @@ async def run_pipeline(app: web.Application) -> AsyncIterator[None]:
     try:
         publisher = await run(Publisher.open, config)
         live.current = await run(publisher.scan)
+        _note(status, publisher, live.current)
         log.info("serving %d published entries from %s", live.current.published,
                  config.paths.seeds)
         stop = asyncio.Event()
-        watching = asyncio.create_task(_apply_changes(publisher, live, config, stop, run))
+        queue: asyncio.Queue[Batch | None] = asyncio.Queue()
+        pump = asyncio.create_task(_pump(config, stop, queue))
+        apply = asyncio.create_task(_apply(publisher, live, status, config, queue, run))
         try:
             yield
         finally:
             stop.set()
-            try:
-                await asyncio.wait_for(watching, timeout=5)
-            except TimeoutError:
-                log.warning("watcher did not stop in 5 s; cancelled")
+            for task in (pump, apply):
+                try:
+                    await asyncio.wait_for(task, timeout=10)
+                except TimeoutError:
+                    log.warning("pipeline task did not stop in 10 s; cancelled")
             await run(publisher.close)
     finally:
         executor.shutdown(wait=True)
 
 
-async def _apply_changes(publisher: Publisher, live: Live, config: Config, stop: asyncio.Event,
-                         run: Callable[..., asyncio.Future[Any]]) -> None:
-    async for batch in watch_seeds(config.paths.seeds, debounce_ms=config.watch.debounce_ms,
-                                   stop_event=stop):
+async def _pump(config: Config, stop: asyncio.Event, queue: asyncio.Queue[Batch | None]) -> None:
+    try:
+        async for batch in watch_seeds(config.paths.seeds, debounce_ms=config.watch.debounce_ms,
+                                       stop_event=stop):
+            queue.put_nowait(batch)
+    finally:
+        queue.put_nowait(None)  # tells _apply to finish
+
+
+async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, config: Config,
+                 queue: asyncio.Queue[Batch | None],
+                 run: Callable[..., asyncio.Future[Any]]) -> None:
+    """Apply batches one render at a time. Whatever queued up during a render is merged and
+    applied by the next one, so a burst costs a few renders, not one per file."""
+    loop = asyncio.get_running_loop()
+    next_rescan = loop.time() + config.watch.rescan_s
+    while True:
+        timeout = max(0.0, next_rescan - loop.time())
+        if publisher.pending_writes:
+            timeout = min(timeout, WRITE_RETRY_S)
+        try:
+            batch = await asyncio.wait_for(queue.get(), timeout)
+        except TimeoutError:  # time for a periodic rescan, or to retry writing the state
+            batch = Batch(rescan=loop.time() >= next_rescan, watching=status.watching)
+        if batch is None:
+            return
+        stopping = False
+        while not queue.empty():
+            extra = queue.get_nowait()
+            if extra is None:
+                stopping = True
+                break
+            batch = batch.merge(extra)
+        status.watching = batch.watching
         try:
             if batch.rescan:
+                next_rescan = loop.time() + config.watch.rescan_s
                 live.current = await run(publisher.scan)
+                status.rescan_ok = live.current.seeds_readable
             else:
                 live.current = await run(publisher.update, batch.paths)
         except Exception:
             # One bad batch must not stop publishing: keep serving the last snapshot.
             log.exception("applying seed changes failed; still serving the previous snapshot")
+            status.rescan_ok = status.rescan_ok and not batch.rescan
+        _note(status, publisher, live.current)
+        if stopping:
+            return
+
+
+def _note(status: PipelineStatus, publisher: Publisher, snapshot: Snapshot) -> None:
+    status.pending_writes = publisher.pending_writes
+    problem = publisher.store.problem
+    status.state_problem = None if problem is None else str(problem)
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -119,19 +184,28 @@ async def serve_document(request: web.Request) -> web.StreamResponse:
 
 
 async def serve_health(request: web.Request) -> web.Response:
+    """200 while feeds are served; 503 when the watch is down and the last rescan failed too,
+    so nothing on disk can reach readers."""
     snapshot: Snapshot = request.app[LIVE].current
-    status = "ok" if snapshot.seeds_readable else "degraded"
+    pipeline: PipelineStatus = request.app[STATUS]
+    down = not pipeline.watching and not pipeline.rescan_ok
+    healthy = (pipeline.watching and snapshot.seeds_readable and not pipeline.pending_writes
+               and pipeline.state_problem is None)
     body = {
-        "status": status,
+        "status": "down" if down else "ok" if healthy else "degraded",
+        "watching": pipeline.watching,
         "seeds_folder": "ok" if snapshot.seeds_readable else "missing",
+        "state": pipeline.state_problem or "ok",
+        "unsaved_changes": pipeline.pending_writes,
         "entries_published": snapshot.published,
         "seeds_rejected": len(snapshot.rejected),
         "rejected": [{"path": e.path, "line": e.line, "message": e.message}
                      for e in snapshot.rejected],
         "last_change": snapshot.changed_at.isoformat() if snapshot.changed_at else None,
+        "renders": snapshot.generation,
     }
     return web.Response(text=json.dumps(body, ensure_ascii=False, indent=1),
-                        content_type="application/json",
+                        status=503 if down else 200, content_type="application/json",
                         headers={"Cache-Control": "no-store"})
 
 

@@ -152,6 +152,22 @@ class Store:
             raise StoreError(f"{self.path}: cannot read the state: {e}") from e
 
 
+def peek_stamps(path: Path) -> dict[str, Stamp]:
+    """The stamps in a state file, read without creating or changing anything ({} if none)."""
+    if not path.exists():
+        return {}
+    for uri in (f"file:{quote(str(path))}?mode=ro", f"file:{quote(str(path))}?immutable=1"):
+        try:
+            db = sqlite3.connect(uri, uri=True)
+            try:
+                return Store(db, path).load_stamps()
+            finally:
+                db.close()
+        except (sqlite3.Error, StoreError):
+            continue
+    return {}
+
+
 def _connect_for_writing(path: Path) -> sqlite3.Connection:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

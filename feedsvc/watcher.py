@@ -27,10 +27,16 @@ FOLDER_CHECK_MS = 1_000
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Seed paths that changed, or `rescan`: reconcile the whole folder with what is published."""
+    """Seed paths that changed, or `rescan`: reconcile the whole folder with what is published.
+    `watching` says whether the watch is live (False while it is down and being retried)."""
 
     paths: frozenset[Path] = frozenset()
     rescan: bool = False
+    watching: bool = True
+
+    def merge(self, other: Batch) -> Batch:
+        """Two batches applied as one: what a burst needs to keep renders few."""
+        return Batch(self.paths | other.paths, self.rescan or other.rescan, other.watching)
 
 
 def _seed_filter(change: Change, path: str) -> bool:
@@ -39,8 +45,9 @@ def _seed_filter(change: Change, path: str) -> bool:
 
 async def watch_seeds(folder: Path, *, debounce_ms: int, stop_event: asyncio.Event,
                       retry_s: float = 1.0) -> AsyncIterator[Batch]:
-    """Yield batches until `stop_event` is set. Never raises for a lost folder: it logs, waits
-    and tries again, yielding a rescan once watching works again."""
+    """Yield batches until `stop_event` is set. Never raises: a lost folder or a failing watch
+    is logged and retried, with a rescan at each try (`watching=False`), and a rescan once
+    watching works again."""
     folder_was_lost = False
     while not stop_event.is_set():
         if not folder.is_dir():
@@ -48,7 +55,7 @@ async def watch_seeds(folder: Path, *, debounce_ms: int, stop_event: asyncio.Eve
                 log.error("seeds folder %s is missing; serving the last published set and "
                           "retrying every %.0f s", folder, retry_s)
                 folder_was_lost = True
-                yield Batch(rescan=True)  # lets the publisher report the folder as unreadable
+            yield Batch(rescan=True, watching=False)
             await _sleep_or_stop(stop_event, retry_s)
             continue
         if folder_was_lost:
@@ -77,6 +84,7 @@ async def watch_seeds(folder: Path, *, debounce_ms: int, stop_event: asyncio.Eve
                     break  # inotify goes quiet on a deleted folder; start over and wait for it
         except Exception as e:  # watchfiles raises plain OSError/RuntimeError; never fatal here
             log.error("watching %s failed (%s); retrying in %.0f s", folder, e, retry_s)
+            yield Batch(rescan=True, watching=False)
             await _sleep_or_stop(stop_event, retry_s)
 
 

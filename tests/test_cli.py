@@ -163,3 +163,33 @@ def test_build_rejects_bad_seeds_but_writes_the_rest(site: Path) -> None:
     feed = feedparser.parse((site / "public" / "feed.atom").read_bytes())
     assert [e.link.rsplit("/", 1)[-1] for e in feed.entries] == [SAMPLE_SLUG]
     assert time.monotonic() - started < 30
+
+
+def test_check_lists_rejected_seeds_and_exits_1(site: Path) -> None:
+    seeds = site / "seeds"
+    copy_sample(seeds)
+    config = str(site / "config.toml")
+    result = run_cli("check", "--config", config, cwd=site)
+    assert (result.returncode, result.stdout) == (0, "1 seeds: 1 publishable, 0 rejected\n")
+
+    write_seed(seeds, "a-broken.txt", b"slug\nHeadline\n\nok\n\xff")
+    write_seed(seeds, "0-dup.txt", seed(SAMPLE_SLUG, "Same slug", "Body"))
+    result = run_cli("check", "--config", config, cwd=site)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [  # in file name order
+        # With no state yet, the first file by name keeps the slug.
+        f"{seeds / SAMPLE_NAME}:1: duplicate slug '{SAMPLE_SLUG}': 0-dup.txt already "
+        "publishes it",
+        f"{seeds / 'a-broken.txt'}:5: not valid UTF-8: invalid start byte at byte offset 18 "
+        "(0xff)",
+        "3 seeds: 1 publishable, 2 rejected",
+    ]
+    assert not (site / "state").exists()  # check never writes the state
+
+    # Once the state records the sample as the owner, check agrees with serve.
+    (seeds / "0-dup.txt").unlink()
+    assert run_cli("build", "--config", config, cwd=site).returncode == 0
+    write_seed(seeds, "0-dup.txt", seed(SAMPLE_SLUG, "Same slug", "Body"))
+    result = run_cli("check", "--config", config, cwd=site)
+    assert f"{seeds / '0-dup.txt'}:1: duplicate slug '{SAMPLE_SLUG}': {SAMPLE_NAME} already " \
+        "publishes it" in result.stdout.splitlines()

@@ -194,9 +194,11 @@ async def test_seeds_folder_lost_and_back(client: Client, config: Config) -> Non
     seeds = config.paths.seeds
     aside = seeds.with_name("aside")
     seeds.rename(aside)
-    health = await eventually(lambda: _status(client, "degraded"), timeout=15)
-    assert health["seeds_folder"] == "missing"
-    assert SAMPLE_SLUG in await client.entries()  # still serving the last good set
+    # The watch is down and rescans fail: /healthz says so with 503 ...
+    health = await eventually(lambda: _status(client, "down"), timeout=15)
+    assert health["seeds_folder"] == "missing" and health["watching"] is False
+    assert (await client.get("/healthz"))[0] == 503
+    assert SAMPLE_SLUG in await client.entries()  # ... while the last good set is still served
     aside.rename(seeds)
     write_seed(seeds, "later.txt", seed("later", "After the outage", "Body"))
     await eventually(lambda: _with(client, "later"), timeout=15)
@@ -210,7 +212,8 @@ async def test_seeds_folder_missing_from_the_start(config: Config, aiohttp_serve
         client = Client(session, f"http://127.0.0.1:{server.port}")
         status, headers, _ = await client.get("/feed.atom")
         assert status == 503 and headers["Retry-After"] == "5"
-        assert (await client.health())["seeds_folder"] == "missing"
+        health = await eventually(lambda: _status(client, "down"), timeout=15)
+        assert health["seeds_folder"] == "missing"
         config.paths.seeds.mkdir()
         copy_sample(config.paths.seeds)
         await eventually(lambda: _with_if_up(client, SAMPLE_SLUG), timeout=15)
