@@ -261,6 +261,33 @@ def test_state_is_where_the_config_says(config, open_publisher) -> None:
     assert open_publisher().scan().published == 1
 
 
+def test_last_good_version_stays_published_across_restarts(config, open_publisher,
+                                                          caplog) -> None:
+    seeds = config.paths.seeds
+    path = write_seed(seeds, "a.txt", seed("a", "Good title", "Good body"), mtime=T)
+    publisher = open_publisher()
+    good = publisher.scan()
+    caplog.set_level(logging.INFO, logger="feedsvc")
+    write_seed(seeds, "a.txt", b"a\nBroken \xff title\n\nbody", mtime=T + 10)
+    broken = publisher.update([path])
+    assert [e.line for e in broken.rejected] == [2]
+    assert broken.documents["/feed.atom"].body == good.documents["/feed.atom"].body
+    assert f"{path}:2: not valid UTF-8" in caplog.text
+    assert "still publishing its last good version of a" in caplog.text
+
+    restarted = open_publisher()  # the last good text comes back from the state
+    assert restarted.scan().documents["/feed.atom"].body == good.documents["/feed.atom"].body
+
+    write_seed(seeds, "a.txt", seed("a", "Fixed title", "Good body"), mtime=T + 20)
+    fixed = restarted.update([path])
+    assert fixed.rejected == () and by_slug(restarted)["a"].title == "Fixed title"
+    write_seed(seeds, "a.txt", b"", mtime=T + 30)
+    restarted.update([path])
+    assert by_slug(restarted)["a"].title == "Fixed title"  # the newest good version
+    path.unlink()
+    assert restarted.update([path]).published == 0  # deleting the file removes the entry
+
+
 # -- pure decisions, data-driven --------------------------------------------------------------
 
 def _entry(slug: str = "s", body: str = "Body") -> Entry:

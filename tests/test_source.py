@@ -49,3 +49,20 @@ def test_odd_files_are_errors_not_hangs(tmp_path: Path) -> None:
     assert isinstance(stat_seed(tmp_path / "fifo.txt"), SeedError)
     assert read_seed(tmp_path / "vanished.txt") is None
     assert stat_seed(tmp_path / "vanished.txt") is None
+
+
+def test_symlinks_inside_are_followed_and_outside_refused(tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "real.txt").write_text("x")
+    (tmp_path / "secret.txt").write_text("not for readers")
+    (seeds / "inside.txt").symlink_to(seeds / "real.txt")
+    (seeds / "outside.txt").symlink_to(tmp_path / "secret.txt")
+    (seeds / "loop.txt").symlink_to(seeds / "loop.txt")
+    inside = read_seed(seeds / "inside.txt")
+    assert isinstance(inside, SeedFile) and inside.data == b"x"
+    for check in (stat_seed, read_seed):
+        outside = check(seeds / "outside.txt")
+        assert isinstance(outside, SeedError)
+        assert "outside the seeds folder" in outside.message
+        assert isinstance(check(seeds / "loop.txt"), SeedError)
