@@ -55,6 +55,10 @@ def make_app(config: Config) -> web.Application:
 
 #: While changes are kept in memory (state not writable), how often writing is retried.
 WRITE_RETRY_S = 5.0
+#: A batch this large may come from a burst big enough to overflow the kernel's event queue,
+#: which watchfiles drops silently: a rescan a moment later makes sure nothing was missed.
+BURST_PATHS = 256
+BURST_RESCAN_S = 1.0
 
 
 @dataclass
@@ -144,6 +148,8 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
                 status.rescan_ok = live.current.seeds_readable
             else:
                 live.current = await run(publisher.update, batch.paths)
+                if len(batch.paths) >= BURST_PATHS:
+                    next_rescan = min(next_rescan, loop.time() + BURST_RESCAN_S)
         except Exception:
             # One bad batch must not stop publishing: keep serving the last snapshot.
             log.exception("applying seed changes failed; still serving the previous snapshot")
