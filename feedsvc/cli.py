@@ -122,3 +122,6 @@ def _setup_logging(verbose: bool) -> None:
     if not verbose:  # aiohttp's own INFO lines are noise next to ours
         logging.getLogger("aiohttp").setLevel(logging.WARNING)
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
+    from feedsvc.server import QuietBadRequests
+
+    logging.getLogger("aiohttp.server").addFilter(QuietBadRequests())

@@ -27,9 +27,14 @@ _BOMS = (
     (b"\xfe\xff", "utf-16-be"),
 )
 # Characters no document should carry: those XML 1.0 forbids (C0 controls but tab/LF/CR,
-# surrogates, U+FFFE, U+FFFF: lxml refuses them) and C1 controls, which are allowed but are
-# never text (feed validators flag them as mis-decoded bytes). NUL is refused outright.
-_NOT_TEXT_RE = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# surrogates, U+FFFE, U+FFFF: lxml refuses them); C1 controls and U+FFFD, which XML allows but
+# which are traces of text decoded wrongly before it got here (feed validators flag them); and
+# Unicode's noncharacters (HTML parsers refuse them). NUL is refused outright.
+_NOT_TEXT_RE = re.compile(
+    "[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffd\ufffe\uffff"
+    # The noncharacters U+nFFFE and U+nFFFF of the other planes: no text uses them.
+    + "".join(f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(1, 17))
+    + "]")
 # Only ASCII blanks are trimmed: a non-breaking space is typography (« », :) and stays.
 _TRIM = " \t"
 
@@ -57,7 +62,7 @@ def parse_seed(path: str, data: bytes) -> Entry | SeedError:
 def _parse(path: str, data: bytes) -> Entry:
     text = _decode(path, data)
     if "\x00" in text:
-        _refuse_nul(path, text.count("\n", 0, text.index("\x00")) + 1)
+        _refuse_nul(path, _line_of(text[:text.index("\x00")]))
     lines, warnings = _clean_lines(text)
 
     if not any(lines):
@@ -114,18 +119,25 @@ def _decode(path: str, data: bytes) -> str:
             encoding, skip = name, len(bom)
             break
     if encoding == "utf-8" and b"\x00" in data:  # say "binary" before "not UTF-8"
-        _refuse_nul(path, data.count(b"\n", 0, data.index(b"\x00")) + 1)
+        _refuse_nul(path, _line_of(data[:data.index(b"\x00")]))
     try:
         return data[skip:].decode(encoding)
     except UnicodeDecodeError as e:
         offset = skip + e.start  # in the file as it is on disk, BOM included
         if encoding == "utf-8":
-            line = data.count(b"\n", 0, offset) + 1
+            line = _line_of(data[:offset])
         else:
-            line = data[skip:offset].decode(encoding, errors="replace").count("\n") + 1
+            line = _line_of(data[skip:offset].decode(encoding, errors="replace"))
         label = "UTF-8" if encoding == "utf-8" else "UTF-16"
         raise SeedError(path, line, f"not valid {label}: {e.reason} at byte offset {offset} "
                                     f"(0x{data[offset]:02x})") from None
+
+
+def _line_of(prefix: str | bytes) -> int:
+    """The 1-based line a position is on, given everything before it; LF, CRLF and CR count."""
+    if isinstance(prefix, bytes):
+        return prefix.count(b"\n") + prefix.count(b"\r") - prefix.count(b"\r\n") + 1
+    return prefix.count("\n") + prefix.count("\r") - prefix.count("\r\n") + 1
 
 
 def _refuse_nul(path: str, line: int) -> None:
@@ -133,7 +145,7 @@ def _refuse_nul(path: str, line: int) -> None:
 
 
 def _clean_lines(text: str) -> tuple[list[str], list[tuple[int, str]]]:
-    """Split on LF, CRLF or CR; trim ASCII blanks; drop control characters."""
+    """Split on LF, CRLF or CR; trim ASCII blanks; drop control and non-text characters."""
     raw = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     lines: list[str] = []
     warnings: list[tuple[int, str]] = []
@@ -142,9 +154,11 @@ def _clean_lines(text: str) -> tuple[list[str], list[tuple[int, str]]]:
         if removed:
             first = _NOT_TEXT_RE.search(line)
             assert first is not None
-            warnings.append((number, f"removed {removed} control character(s) "
+            warnings.append((number, f"removed {removed} control or non-text character(s) "
                                      f"(first: U+{ord(first.group()):04X})"))
-        lines.append(cleaned.strip(_TRIM))
+        cleaned = cleaned.strip(_TRIM)
+        # A line of nothing but Unicode spaces (NBSP, U+3000…) is blank: it is no headline.
+        lines.append(cleaned if cleaned.strip() else "")
     while lines and not lines[-1]:
         lines.pop()
     return lines, warnings

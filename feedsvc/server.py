@@ -19,6 +19,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from feedsvc.config import Config
 from feedsvc.model import Document, Snapshot
@@ -49,6 +50,21 @@ def make_app(config: Config) -> web.Application:
     app.router.add_get("/entries/{slug}", serve_document)
     app.router.add_get("/healthz", serve_health)
     return app
+
+
+class QuietBadRequests(logging.Filter):
+    """aiohttp logs every request it cannot parse as an ERROR with a traceback: anyone who can
+    reach the port could fill the journal with what looks like crashes. Such a request already
+    got its 4xx; keep it to one debug line. Real errors (500s) still log in full."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg, record.args = "bad request refused: %s", (error,)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
 
 
 # -- the pipeline ------------------------------------------------------------------------------
