@@ -8,6 +8,7 @@ new Snapshot. Runs in one worker thread; never call it from two threads at once.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -62,6 +63,18 @@ class _Seen:
     result: Entry | SeedError
     signature: Signature | None  # None: read again next time (errors are retried)
     mtime: int
+    read_at_ns: int = 0  # wall clock when it was read
+
+    def settled(self, signature: Signature) -> bool:
+        """The file is as it was read, for sure. Timestamps are coarse: a file rewritten (same
+        size) within a clock tick of its read would show the same stat, so a file modified
+        shortly before it was read is not trusted to be settled."""
+        return (self.signature == signature
+                and signature.mtime_ns + RACY_NS < self.read_at_ns)
+
+
+#: How close to its read a file's mtime may be before its stat is not trusted (racy git).
+RACY_NS = 2_000_000_000
 
 
 class Catalog:
@@ -81,14 +94,15 @@ class Catalog:
             self._refresh(path)
 
     def update(self, paths: Iterable[Path]) -> None:
+        """Re-read the named files: an event says they changed, whatever their stat says."""
         for path in sorted({self.folder / Path(p).name for p in paths}):
             if is_seed_name(path.name):
-                self._refresh(path)
+                self._refresh(path, trust_stat=False)
 
     def results(self) -> dict[Path, Entry | SeedError]:
         return {path: seen.result for path, seen in self.seen.items()}
 
-    def _refresh(self, path: Path) -> None:
+    def _refresh(self, path: Path, trust_stat: bool = True) -> None:
         signature = stat_seed(path)
         if signature is None:
             self.seen.pop(path, None)
@@ -97,8 +111,9 @@ class Catalog:
             self.seen[path] = _Seen(signature, None, 0)
             return
         known = self.seen.get(path)
-        if known is not None and known.signature == signature:
+        if trust_stat and known is not None and known.settled(signature):
             return  # unchanged since it was last read
+        read_at_ns = time.time_ns()
         seed = read_seed(path, self.max_seed_bytes)
         if seed is None:  # vanished between the stat and the read: not an error
             self.seen.pop(path, None)
@@ -107,10 +122,10 @@ class Catalog:
             self.seen[path] = _Seen(seed, None, 0)
             return
         result = parse_seed(str(path), seed.data)
-        if isinstance(result, Entry):
-            for line, message in result.warnings:
+        if isinstance(result, Entry) and (known is None or known.result != result):
+            for line, message in result.warnings:  # once per version, not once per read
                 log.warning("%s:%d: warning: %s", path, line, message)
-        self.seen[path] = _Seen(result, seed.signature, seed.mtime)
+        self.seen[path] = _Seen(result, seed.signature, seed.mtime, read_at_ns)
 
 
 class Publisher:
@@ -164,6 +179,11 @@ class Publisher:
     def pending_writes(self) -> int:
         """Changes kept in memory because the state could not be written."""
         return len(self._unsaved)
+
+    @property
+    def needs_retry(self) -> bool:
+        """Whether the state waits for a write that works (changes, or just its writability)."""
+        return bool(self._unsaved) or not self.store.writable
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -268,6 +288,7 @@ class Publisher:
 
     def _retry_writes(self) -> None:
         if not self._unsaved:
+            self.store.retry()
             return
         try:
             self.store.save_stamps(self._unsaved.values(), self._unsaved_content)

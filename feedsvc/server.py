@@ -141,7 +141,7 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
     next_rescan = loop.time() + config.watch.rescan_s
     while True:
         timeout = max(0.0, next_rescan - loop.time())
-        if publisher.pending_writes:
+        if publisher.needs_retry:
             timeout = min(timeout, WRITE_RETRY_S)
         try:
             batch = await asyncio.wait_for(queue.get(), timeout)

@@ -121,6 +121,14 @@ class Store:
 
         self._write(write)
 
+    def retry(self) -> bool:
+        """Try to make the state writable again (and write what waits); True if it is."""
+        if self.writable:
+            return True
+        with contextlib.suppress(StoreError):
+            self._write(lambda: None)
+        return self.writable
+
     # -- plumbing ---------------------------------------------------------------------------
 
     def _write(self, statements: Callable[[], None]) -> None:
@@ -132,17 +140,22 @@ class Store:
                                      list(self._pending_meta.items()))
                 statements()
         except sqlite3.Error as e:
-            raise StoreError(f"{self.path}: cannot write the state: {e}") from e
+            # Not writable until a write works again: the next one reopens and retries.
+            self.problem = StoreError(f"{self.path}: cannot write the state: {e}")
+            raise self.problem from e
         self._pending_meta.clear()
 
     def _reopen_for_writing(self) -> None:
+        # Close the read-only view first: SQLite shares one shared-memory mapping per file
+        # within a process, and a read-only one would make the new connection read-only too.
+        self._db.close()
         try:
-            connection = _connect_for_writing(self.path)
+            self._db = _connect_for_writing(self.path)
         except StoreError as e:
             self.problem = e
+            self._db = _connect_for_reading(self.path, e, quiet=True)
             raise
-        self._db.close()
-        self._db, self.problem = connection, None
+        self.problem = None
         log.info("%s: the state is writable again", self.path)
 
     def _query(self, sql: str, args: tuple[object, ...] = ()) -> sqlite3.Cursor:
@@ -193,32 +206,57 @@ def _connect_for_writing(path: Path) -> sqlite3.Connection:
         raise StoreError(f"{path}: cannot open the state for writing: {e}") from e
 
 
-def _connect_for_reading(path: Path, problem: StoreError) -> sqlite3.Connection:
+def _connect_for_reading(path: Path, problem: StoreError,
+                         quiet: bool = False) -> sqlite3.Connection:
     """A read-only view of the state, or an empty in-memory one when there is nothing to read.
 
-    A read-only folder cannot hold WAL's shared-memory file, so the file is opened as
-    immutable; that is only safe with no unmerged write-ahead log beside it."""
-    wal = path.with_name(path.name + "-wal")
-    if not path.exists():
-        log.error("%s; starting with an empty state kept in memory until it can be written",
-                  problem)
+    Read-only mode needs WAL's shared-memory file; when a read-only folder cannot hold one, the
+    file is opened as immutable, which is only safe with no unmerged write-ahead log beside it."""
+    if _has_no_state(path):
+        if not quiet:
+            log.error("%s; starting with an empty state kept in memory until it can be "
+                      "written", problem)
         db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 db.execute(statement)
         return db
-    if wal.exists() and wal.stat().st_size > 0:
-        raise StoreError(f"{problem}; and its write-ahead log {wal} cannot be merged") from problem
+    wal = path.with_name(path.name + "-wal")
+    uris = [f"file:{quote(str(path))}?mode=ro"]
+    if not (wal.exists() and wal.stat().st_size > 0):
+        uris.append(f"file:{quote(str(path))}?immutable=1")
+    failure: sqlite3.Error | None = None
+    for uri in uris:
+        db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            _check_version(db, path)
+            db.execute("SELECT count(*) FROM stamps").fetchone()
+        except sqlite3.Error as e:
+            db.close()
+            failure = e
+            continue
+        if not quiet:
+            log.error("%s; serving from a read-only view of it, changes kept in memory until "
+                      "it can be written", problem)
+        return db
+    raise StoreError(f"{problem}; and it cannot be read either: {failure}") from problem
+
+
+def _has_no_state(path: Path) -> bool:
+    """Nothing worth reading: no file, an empty one, or one whose schema was never written
+    (a first start that failed half-way, on a full disk say)."""
     try:
-        db = sqlite3.connect(f"file:{quote(str(path))}?immutable=1", uri=True,
-                             isolation_level=None, check_same_thread=False)
-        _check_version(db, path)
-        db.execute("SELECT count(*) FROM stamps").fetchone()
-    except sqlite3.Error as e:
-        raise StoreError(f"{problem}; and it cannot be read either: {e}") from e
-    log.error("%s; serving from a read-only view of it, changes kept in memory until it can "
-              "be written", problem)
-    return db
+        if not path.exists() or path.stat().st_size == 0:
+            return True
+        db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        try:
+            names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            db.close()
+    except (OSError, sqlite3.Error):
+        return False
+    return "stamps" not in names and version == 0
 
 
 def _check_version(db: sqlite3.Connection, path: Path) -> None:
