@@ -69,10 +69,15 @@ def build(config: Config) -> int:
         raise FeedsvcError(f"seeds folder {config.paths.seeds} is missing or unreadable")
     output = config.paths.output
     for path, name in BUILD_FILES.items():
-        try:
-            write_atomically(output / name, snapshot.documents[path].body)
-        except OSError as e:
-            raise FeedsvcError(f"cannot write {output / name}: {e.strerror or e}") from e
+        variants = snapshot.documents[path].variants
+        # Precompressed beside the plain file, as nginx `gzip_static` / `brotli_static` want.
+        for file_name, body in ((name, variants["identity"].body),
+                                (f"{name}.gz", variants["gzip"].body),
+                                (f"{name}.br", variants["br"].body)):
+            try:
+                write_atomically(output / file_name, body)
+            except OSError as e:
+                raise FeedsvcError(f"cannot write {output / file_name}: {e.strerror or e}") from e
     log.info("wrote %s to %s (%d entries, %d seeds rejected)",
              " and ".join(BUILD_FILES.values()), output, snapshot.published,
              len(snapshot.rejected))

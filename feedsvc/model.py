@@ -77,14 +77,28 @@ class FeedInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Variant:
+    """One content coding of a document, with the response headers made once, in advance."""
+
+    coding: str  # "identity", "gzip" or "br"
+    body: bytes
+    etag: str
+    headers: Mapping[str, str]  # for a 200
+    not_modified_headers: Mapping[str, str]  # for a 304: validators, no length, no body
+
+
+@dataclass(frozen=True, slots=True)
 class Document:
-    """One response body, ready to send: bytes plus the validators derived from them."""
+    """One response, ready to send in every coding: bytes plus the validators derived from
+    them."""
 
     path: str
     content_type: str
-    body: bytes
+    body: bytes  # identity
     etag: str  # strong, quoted: a hash of `body`
     last_modified: datetime
+    variants: Mapping[str, Variant] = field(default_factory=dict)
+    etags: frozenset[str] = frozenset()  # of every variant, for If-None-Match
 
 
 @dataclass(frozen=True, slots=True)

@@ -229,15 +229,18 @@ class Publisher:
         """The capped documents: Atom, RSS and the front page."""
         shown = newest_first(list(self._items.values()), self.config.feed.max_entries)
         updated = feed_updated(self.info, shown)
+        max_age = self.config.server.cache_max_age
         return [
-            make_document("/feed.atom", ATOM_TYPE, render_atom(self.info, shown), updated),
-            make_document("/feed.rss", RSS_TYPE, render_rss(self.info, shown), updated),
-            make_document("/", HTML_TYPE, render_index(self.info, shown), updated),
+            make_document("/feed.atom", ATOM_TYPE, render_atom(self.info, shown), updated,
+                          max_age),
+            make_document("/feed.rss", RSS_TYPE, render_rss(self.info, shown), updated, max_age),
+            make_document("/", HTML_TYPE, render_index(self.info, shown), updated, max_age),
         ]
 
     def _entry_page(self, item: Item) -> Document:
         return make_document(f"/entries/{item.slug}", HTML_TYPE,
-                             render_entry(self.info, item), item.updated)
+                             render_entry(self.info, item), item.updated,
+                             self.config.server.cache_max_age)
 
     def _last_good_versions(self, results: dict[Path, Entry | SeedError]) -> dict[Path, Entry]:
         """For each broken file that last published a slug: that slug's last good version,

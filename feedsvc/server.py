@@ -7,22 +7,20 @@ change, so a response's body always matches its ETag.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
-from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from feedsvc.config import Config
-from feedsvc.model import Document, Snapshot
+from feedsvc.model import Snapshot
+from feedsvc.negotiation import choose_coding, not_modified
 from feedsvc.publisher import Publisher
 from feedsvc.snapshot import Live
 from feedsvc.watcher import Batch, watch_seeds
@@ -184,6 +182,8 @@ def _note(status: PipelineStatus, publisher: Publisher, snapshot: Snapshot) -> N
 # -- handlers ----------------------------------------------------------------------------------
 
 async def serve_document(request: web.Request) -> web.StreamResponse:
+    """The hot path: look-ups in the current snapshot and in caches of parsed headers; no I/O,
+    no rendering, no hashing, no compression."""
     snapshot = request.app[LIVE].current  # read once: body and validators from one snapshot
     document = snapshot.documents.get(request.rel_url.path)
     if document is None:
@@ -192,17 +192,15 @@ async def serve_document(request: web.Request) -> web.StreamResponse:
             # not "gone", so readers and caches try again.
             raise web.HTTPServiceUnavailable(headers={"Retry-After": "5"})
         raise web.HTTPNotFound()
-    max_age = request.app[CONFIG].server.cache_max_age
-    headers = {
-        "ETag": document.etag,
-        "Last-Modified": http_date(document.last_modified),
-        "Cache-Control": f"public, max-age={max_age}",
-    }
-    if not_modified(document, request.headers.get("If-None-Match"),
-                    request.headers.get("If-Modified-Since")):
-        return web.Response(status=304, headers=headers)
-    headers["Content-Type"] = document.content_type
-    return web.Response(body=document.body, headers=headers)
+    headers = request.headers
+    coding = choose_coding(headers.get("Accept-Encoding"))
+    if coding is None:
+        raise web.HTTPNotAcceptable(headers={"Vary": "Accept-Encoding"})
+    variant = document.variants[coding]
+    if not_modified(document.etags, document.last_modified, headers.get("If-None-Match"),
+                    headers.get("If-Modified-Since")):
+        return web.Response(status=304, headers=variant.not_modified_headers)
+    return web.Response(body=variant.body, headers=variant.headers)
 
 
 async def serve_health(request: web.Request) -> web.Response:
@@ -231,34 +229,3 @@ async def serve_health(request: web.Request) -> web.Response:
                         headers={"Cache-Control": "no-store"})
 
 
-# -- conditional GET (RFC 9110 §13), pure -----------------------------------------------------
-
-def not_modified(document: Document, if_none_match: str | None,
-                 if_modified_since: str | None) -> bool:
-    """Whether a GET/HEAD with these headers gets 304. If-None-Match, when present, decides
-    alone (weak comparison; `*` matches); else If-Modified-Since. Garbage is ignored."""
-    if if_none_match is not None:
-        return etag_matches(document.etag, if_none_match)
-    if if_modified_since is not None:
-        since = parse_http_date(if_modified_since)
-        return since is not None and document.last_modified <= since
-    return False
-
-
-def etag_matches(etag: str, if_none_match: str) -> bool:
-    if if_none_match.strip() == "*":
-        return True
-    current = etag.removeprefix("W/")
-    return any(f'"{tag}"' == current for tag in _ETAG_RE.findall(if_none_match))
-
-
-def parse_http_date(value: str) -> datetime | None:
-    with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
-        moment = parsedate_to_datetime(value)
-        if moment.tzinfo is not None:  # an HTTP-date is always GMT; a naive one is not valid
-            return moment
-    return None
-
-
-def http_date(moment: datetime) -> str:
-    return format_datetime(moment, usegmt=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import brotli
 import feedparser
 
 from .conftest import (
@@ -87,6 +89,10 @@ def test_restart_and_build_give_the_same_bytes(site: Path, serve) -> None:
     assert result.returncode == 0, result.stderr
     assert (site / "public" / "feed.atom").read_bytes() == served["/feed.atom"][2]
     assert (site / "public" / "feed.rss").read_bytes() == served["/feed.rss"][2]
+    assert gzip.decompress((site / "public" / "feed.atom.gz").read_bytes()) == \
+        served["/feed.atom"][2]
+    assert brotli.decompress((site / "public" / "feed.rss.br").read_bytes()) == \
+        served["/feed.rss"][2]
     assert oct((site / "public" / "feed.atom").stat().st_mode & 0o777) != "0o600"
     assert not [p for p in (site / "public").iterdir() if p.name.startswith(".")]
 

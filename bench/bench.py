@@ -1,0 +1,1168 @@
+"""feedsvc benchmark suite: serve (vs nginx), publish (vs the raw watcher), scale (vs a plain
+read+parse loop). Every figure and its baseline are measured in the same run, on this machine.
+
+Run it through `bench/run` (installs wrk and nginx, makes the venv). Directly:
+
+    python bench/bench.py [--only serve,publish,scale] [--sizes 10000,100000] [--quick]
+
+Everything listens on 127.0.0.1 on free ports; every process started here is stopped here (and
+its pid is written to $BENCH_PIDFILE, which bench/run's trap reads); every load is bounded in
+time. See bench/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gzip
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import corpus  # noqa: E402  (bench/corpus.py, beside this file)
+
+# -- output ----------------------------------------------------------------------------------
+
+T0 = time.monotonic()
+
+
+def say(message: str) -> None:
+    print(f"[{time.monotonic() - T0:7.1f}s] {message}", flush=True)
+
+
+class BenchFailure(Exception):
+    """A check before a measurement failed: the figure would be meaningless."""
+
+
+@dataclass
+class Row:
+    section: str
+    figure: str
+    value: str
+    target: str = ""
+    result: str = ""  # PASS / FAIL / INVALID / DNF / ""
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, section: str, figure: str, value: str, target: str = "",
+            ok: bool | None = None, result: str | None = None) -> None:
+        if result is None:
+            result = "" if ok is None else ("PASS" if ok else "FAIL")
+        self.rows.append(Row(section, figure, value, target, result))
+
+    def problem(self, message: str) -> None:
+        say("!!! " + message)
+        self.problems.append(message)
+
+    def table(self) -> str:
+        header = Row("section", "figure", "value", "target", "result")
+        rows = [header, *self.rows]
+        widths = [max(len(getattr(r, f)) for r in rows)
+                  for f in ("section", "figure", "value", "target", "result")]
+        lines = []
+        for i, r in enumerate(rows):
+            cells = [r.section, r.figure, r.value, r.target, r.result]
+            lines.append(" | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+                         .rstrip())
+            if i == 0:
+                lines.append("-+-".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+
+# -- processes -------------------------------------------------------------------------------
+
+PIDFILE = os.environ.get("BENCH_PIDFILE")
+_started: list[subprocess.Popen[bytes]] = []
+
+
+def spawn(args: list[str], log: Path | None = None, capture: bool = False,
+          **kw: Any) -> subprocess.Popen[bytes]:
+    """Start a process we must stop: remembered here and in $BENCH_PIDFILE for bench/run.
+    Its output goes to `log`, or to a pipe (`capture`), else nowhere."""
+    out: Any = subprocess.PIPE if capture else open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT if (log or capture) else
+                                subprocess.DEVNULL, **kw)
+    finally:
+        if log and not capture:
+            out.close()
+    _started.append(proc)
+    if PIDFILE:
+        with open(PIDFILE, "a") as f:
+            f.write(f"{proc.pid}\n")
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM,
+         timeout: float = 20) -> int | None:
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc in _started:
+        _started.remove(proc)
+    return proc.returncode
+
+
+def stop_all() -> None:
+    for proc in list(_started):
+        stop(proc, timeout=10)
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def vm_hwm_kib(pid: int) -> int | None:
+    """Peak resident set (VmHWM) of one process, in KiB."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    m = re.search(r"^VmHWM:\s+(\d+) kB", text, re.M)
+    return int(m.group(1)) if m else None
+
+
+def process_tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+    return pids
+
+
+def peak_rss(pid: int) -> tuple[float | None, float | None, int]:
+    """(MiB of the main process, MiB summed over it and its children, number of processes)."""
+    tree = process_tree(pid)
+    values = [v for v in (vm_hwm_kib(p) for p in tree) if v is not None]
+    main = vm_hwm_kib(pid)
+    return (None if main is None else main / 1024,
+            sum(values) / 1024 if values else None, len(tree))
+
+
+# -- HTTP ------------------------------------------------------------------------------------
+
+class Client:
+    """One keep-alive HTTP/1.1 connection; sends exactly the headers given (http.client would
+    add `Accept-Encoding: identity` on its own: not here)."""
+
+    def __init__(self, port: int, timeout: float = 10) -> None:
+        self.port = port
+        self.timeout = timeout
+        self.conn: http.client.HTTPConnection | None = None
+
+    def get(self, path: str, headers: dict[str, str] | None = None
+            ) -> tuple[int, dict[str, str], bytes]:
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port,
+                                                       timeout=self.timeout)
+            try:
+                self.conn.putrequest("GET", path, skip_accept_encoding=True)
+                for k, v in (headers or {}).items():
+                    self.conn.putheader(k, v)
+                self.conn.endheaders()
+                resp = self.conn.getresponse()
+                body = resp.read()
+                hdrs = {k.lower(): v for k, v in resp.getheaders()}
+                if hdrs.get("connection", "").lower() == "close":
+                    self.close()
+                return resp.status, hdrs, body
+            except (http.client.HTTPException, OSError):
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def healthz(port: int) -> dict[str, Any] | None:
+    try:
+        c = Client(port, timeout=30)
+        status, _, body = c.get("/healthz")
+        c.close()
+        return json.loads(body) if status in (200, 503) else None
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.01,
+             what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+# -- feedsvc ---------------------------------------------------------------------------------
+
+def write_config(folder: Path, port: int, debounce_ms: int,
+                 extra_server: Iterable[str] = ()) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "seeds").mkdir(exist_ok=True)
+    server_lines = "\n".join(extra_server)
+    path = folder / "config.toml"
+    path.write_text(
+        '[feed]\ntitle = "Les dépêches"\nsubtitle = "Banc d’essai de feedsvc"\n'
+        f'base_url = "http://127.0.0.1:{port}/"\nlanguage = "fr"\nmax_entries = 50\n\n'
+        '[paths]\nseeds = "seeds"\nstate = "state/feedsvc.sqlite3"\noutput = "public"\n\n'
+        f'[server]\nhost = "127.0.0.1"\nport = {port}\ncache_max_age = 60\n{server_lines}\n\n'
+        f"[watch]\ndebounce_ms = {debounce_ms}\n",
+        encoding="utf-8")
+    return path
+
+
+class Feedsvc:
+    """`python -m feedsvc serve` on a config, stderr to a log file."""
+
+    def __init__(self, config: Path, port: int) -> None:
+        self.config = config
+        self.port = port
+        self.log = config.parent / "serve.log"
+        self.started = time.perf_counter()
+        self.proc = spawn([sys.executable, "-m", "feedsvc", "serve", "--config", str(config)],
+                          log=self.log, cwd=config.parent)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise BenchFailure(f"feedsvc serve exited with {self.proc.returncode}; "
+                               f"log {self.log}:\n{self.tail()}")
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_published(self, count: int, timeout: float) -> float:
+        """Seconds from process start to the first 200 on /feed.atom with `count` entries
+        in /healthz."""
+        def ready() -> float | None:
+            self.check_alive()
+            try:
+                c = Client(self.port, timeout=60)
+                status, _, _ = c.get("/feed.atom")
+                if status != 200:
+                    c.close()
+                    return None
+                done = time.perf_counter()
+                _, _, body = c.get("/healthz")
+                c.close()
+            except (OSError, http.client.HTTPException):
+                return None
+            health = json.loads(body)
+            if health.get("entries_published") == count:
+                return done - self.started
+            if health.get("seeds_rejected"):
+                raise BenchFailure(f"feedsvc rejected seeds: {health.get('rejected', [])[:3]}")
+            return None
+        return float(wait_for(ready, timeout, 0.01, f"feedsvc publishing {count} entries"))
+
+    def stop(self) -> int | None:
+        code = stop(self.proc)
+        return code
+
+    def tracebacks(self) -> int:
+        try:
+            return self.log.read_text(errors="replace").count("Traceback")
+        except OSError:
+            return 0
+
+
+def feedsvc_build(config: Path) -> None:
+    log = config.parent / "build.log"
+    with open(log, "wb") as out:
+        r = subprocess.run([sys.executable, "-m", "feedsvc", "build", "--config", str(config)],
+                           cwd=config.parent, stdout=out, stderr=subprocess.STDOUT, timeout=600)
+    if r.returncode != 0:
+        raise BenchFailure(f"feedsvc build failed ({r.returncode}): "
+                           + log.read_text(errors="replace")[-2000:])
+
+
+def write_seed_atomically(folder: Path, name: str, data: bytes) -> float:
+    """temp file + rename, as a careful tool writes; returns perf_counter() right after the
+    rename."""
+    tmp = folder / f".{name}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, folder / name)
+    return time.perf_counter()
+
+
+def watcher_constants() -> tuple[int, int]:
+    """(max batch ms, rust timeout ms) as feedsvc's watcher uses them."""
+    try:
+        from feedsvc import watcher
+        return int(getattr(watcher, "MAX_BATCH_MS", 1600)), int(
+            getattr(watcher, "FOLDER_CHECK_MS", 1000))
+    except Exception:
+        return 1600, 1000
+
+
+# -- statistics ------------------------------------------------------------------------------
+
+def pct(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, -(-len(ordered) * p // 100))
+    return ordered[int(rank) - 1]
+
+
+def ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def fmt_rate(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+# -- serve -----------------------------------------------------------------------------------
+
+NGINX_CONF = """\
+# Written by bench/bench.py: nginx as the baseline for feedsvc's serving.
+worker_processes {workers};
+daemon off;
+master_process on;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    types {{ application/atom+xml atom; application/rss+xml rss; text/html html; }}
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 65;
+    keepalive_requests 100000000;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        gzip off;
+        gzip_static on;
+        gzip_vary on;
+        etag on;
+        add_header Cache-Control "public, max-age=60";
+    }}
+}}
+"""
+
+
+def find_nginx() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK)
+                                      else None)
+    if not found:
+        raise BenchFailure("nginx not found (bench/run installs it: apt-get install nginx-light)")
+    return found
+
+
+def find_wrk() -> str:
+    found = shutil.which("wrk")
+    if not found:
+        raise BenchFailure("wrk not found (bench/run installs it: apt-get install wrk)")
+    return found
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50: float  # seconds
+    p99: float
+    requests: int
+    bytes_per_request: float
+    errors: str
+    non_2xx_3xx: int
+
+
+_UNITS_T = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_UNITS_B = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+
+
+def parse_wrk(out: str) -> WrkResult:
+    def latency(label: str) -> float:
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s|m|h)\s*$", out, re.M)
+        if not m:
+            raise BenchFailure(f"wrk output has no {label}% line:\n{out}")
+        return float(m.group(1)) * _UNITS_T[m.group(2)]
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    total = re.search(r"^\s+(\d+) requests in [\d.]+\w+, ([\d.]+)(B|KB|MB|GB|TB) read", out, re.M)
+    if not rps or not total:
+        raise BenchFailure(f"cannot read wrk output:\n{out}")
+    requests = int(total.group(1))
+    read = float(total.group(2)) * _UNITS_B[total.group(3)]
+    errors = re.search(r"^\s+Socket errors: (.*)$", out, re.M)
+    non = re.search(r"^\s+Non-2xx or 3xx responses: (\d+)", out, re.M)
+    return WrkResult(rps=float(rps.group(1)), p50=latency("50"), p99=latency("99"),
+                     requests=requests, bytes_per_request=read / max(1, requests),
+                     errors=errors.group(1) if errors else "",
+                     non_2xx_3xx=int(non.group(1)) if non else 0)
+
+
+def run_wrk(wrk: str, port: int, path: str, headers: dict[str, str], args: argparse.Namespace,
+            duration: float) -> WrkResult:
+    cmd = [wrk, f"-t{args.wrk_threads}", f"-c{args.wrk_connections}", f"-d{duration:g}s",
+           "--latency", "--timeout", "5s"]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    cmd.append(f"http://127.0.0.1:{port}{path}")
+    p = spawn(cmd, capture=True)
+    try:
+        out, _ = p.communicate(timeout=duration + 30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise BenchFailure(f"wrk did not finish in {duration + 30:.0f} s") from None
+    finally:
+        if p in _started:
+            _started.remove(p)
+    text = out.decode(errors="replace")
+    if p.returncode != 0:
+        raise BenchFailure(f"wrk exited with {p.returncode}:\n{text}")
+    return parse_wrk(text)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    headers: dict[str, str]
+    status: int
+    encoding: str | None  # expected Content-Encoding, None for identity
+
+
+CASES = [
+    Case("200 identity", {}, 200, None),
+    Case("200 gzip", {"Accept-Encoding": "gzip"}, 200, "gzip"),
+    # A polling feed reader: it accepts gzip and revalidates with the ETag it was given.
+    Case("304", {"Accept-Encoding": "gzip"}, 304, None),
+]
+
+
+def verify_case(server: str, port: int, case: Case, plain: bytes
+                ) -> tuple[dict[str, str], int]:
+    """Check the server answers this case as expected; return (headers for wrk, the expected
+    bytes on the wire per response, body only)."""
+    c = Client(port)
+    try:
+        status, hdrs, body = c.get("/feed.atom", case.headers)
+        if status != 200:
+            raise BenchFailure(f"{server} {case.name}: GET /feed.atom gave {status}")
+        etag = hdrs.get("etag")
+        headers = dict(case.headers)
+        if case.status == 304:
+            if not etag:
+                raise BenchFailure(f"{server} {case.name}: no ETag")
+            headers["If-None-Match"] = etag
+            status, hdrs, body = c.get("/feed.atom", headers)
+            if status != 304 or body:
+                raise BenchFailure(f"{server} {case.name}: If-None-Match {etag} gave {status} "
+                                   f"with {len(body)} body bytes, expected 304 and none")
+            return headers, 0
+        coding = hdrs.get("content-encoding")
+        if coding == "identity":
+            coding = None
+        if coding != case.encoding:
+            raise BenchFailure(f"{server} {case.name}: Content-Encoding {coding!r}, expected "
+                               f"{case.encoding!r}")
+        decoded = gzip.decompress(body) if coding == "gzip" else body
+        if decoded != plain:
+            raise BenchFailure(f"{server} {case.name}: body ({len(decoded)} bytes decoded) is "
+                               f"not the feed.atom written by `feedsvc build` ({len(plain)} "
+                               "bytes)")
+        return headers, len(body)
+    finally:
+        c.close()
+
+
+def section_serve(args: argparse.Namespace, work: Path, report: Report) -> None:
+    say("serve: corpus of 50 seeds, feedsvc build, nginx and feedsvc serve")
+    nginx_bin, wrk = find_nginx(), find_wrk()
+    site = work / "serve"
+    port = free_port()
+    config = write_config(site, port, args.debounce_ms, args.server_option)
+    corpus.write_corpus(site / "seeds", 50)
+    feedsvc_build(config)
+    out = site / "public"
+    plain = (out / "feed.atom").read_bytes()
+    made_gz = []
+    for name in ("feed.atom", "feed.rss"):
+        if not (out / f"{name}.gz").exists():
+            with open(out / f"{name}.gz", "wb") as f:
+                subprocess.run(["gzip", "-9", "-n", "-c", str(out / name)], stdout=f, check=True)
+            made_gz.append(name)
+    gz_note = ("created by the bench with gzip -9 -n (feedsvc build wrote none)" if made_gz
+               else "written by feedsvc build")
+    say(f"serve: feed.atom {len(plain):,} bytes, feed.atom.gz "
+        f"{(out / 'feed.atom.gz').stat().st_size:,} bytes ({gz_note})")
+    report.data["serve"] = {"feed_atom_bytes": len(plain),
+                            "feed_atom_gz_bytes": (out / "feed.atom.gz").stat().st_size,
+                            "gz_source": gz_note, "cases": {}}
+
+    prefix = work / "nginx"
+    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+    for p in (work, site, out, prefix):
+        os.chmod(p, 0o755)  # nginx workers run as nobody when started as root
+    nginx_port = free_port()
+    (prefix / "nginx.conf").write_text(NGINX_CONF.format(
+        workers=args.nginx_workers, prefix=prefix, port=nginx_port, root=out))
+    nginx = spawn([nginx_bin, "-p", str(prefix), "-e", str(prefix / "error.log"),
+                   "-c", str(prefix / "nginx.conf")], log=prefix / "stdout.log")
+    server = None
+    try:
+        def nginx_up() -> bool:
+            if nginx.poll() is not None:
+                raise BenchFailure(f"nginx exited with {nginx.returncode}: "
+                                   + (prefix / "error.log").read_text(errors="replace")[-2000:])
+            try:
+                return Client(nginx_port, timeout=2).get("/feed.atom")[0] == 200
+            except OSError:
+                return False
+        wait_for(nginx_up, 15, 0.05, "nginx answering")
+        server = Feedsvc(config, port)
+        server.wait_published(50, 120)
+        servers = {"nginx": nginx_port, "feedsvc": port}
+        results: dict[str, dict[str, WrkResult | str]] = {}
+        for case in CASES:
+            results[case.name] = {}
+            checked: dict[str, tuple[dict[str, str], int]] = {}
+            for name, p in servers.items():
+                try:
+                    checked[name] = verify_case(name, p, case, plain)
+                except (BenchFailure, OSError, http.client.HTTPException) as e:
+                    report.problem(f"serve {case.name}: {e}")
+                    results[case.name][name] = f"INVALID: {e}"
+            for name, p in servers.items():
+                if name not in checked:
+                    continue
+                headers, body_len = checked[name]
+                if args.wrk_warmup > 0:
+                    run_wrk(wrk, p, "/feed.atom", headers, args, args.wrk_warmup)
+                r = run_wrk(wrk, p, "/feed.atom", headers, args, args.wrk_duration)
+                # wrk counts only 4xx/5xx as errors: check the bytes per response instead.
+                if not (body_len <= r.bytes_per_request <= body_len * 1.05 + 1024):
+                    msg = (f"{name} {case.name}: {r.bytes_per_request:,.0f} bytes per response "
+                           f"under load, expected the {body_len:,}-byte body plus headers")
+                    report.problem("serve " + msg)
+                    results[case.name][name] = f"INVALID: {msg}"
+                    continue
+                if r.non_2xx_3xx or "timeout 0" not in (r.errors or "timeout 0"):
+                    report.problem(f"serve {case.name} {name}: non-2xx/3xx {r.non_2xx_3xx}, "
+                                   f"socket errors {r.errors}")
+                results[case.name][name] = r
+                say(f"serve {case.name:13s} {name:7s}: {fmt_rate(r.rps):>8s} req/s, "
+                    f"p50 {ms(r.p50)}, p99 {ms(r.p99)}, {r.bytes_per_request:,.0f} B/resp"
+                    + (f", socket errors: {r.errors}" if r.errors else ""))
+        rss = peak_rss(server.pid)[0]
+        report.data["serve"]["feedsvc_peak_rss_mib"] = rss
+    finally:
+        if server is not None:
+            server.stop()
+        stop(nginx, signal.SIGQUIT)
+
+    targets = {"200 identity": 0.6, "200 gzip": 0.5, "304": 0.5}
+    load = (f"wrk -t{args.wrk_threads} -c{args.wrk_connections} -d{args.wrk_duration:g}s, "
+            f"nginx worker_processes {args.nginx_workers}")
+    report.add("serve", "load (same for both)", load, "", result="")
+    for case in CASES:
+        res = results[case.name]
+        n, f = res.get("nginx"), res.get("feedsvc")
+        for name, r in (("nginx", n), ("feedsvc", f)):
+            if isinstance(r, WrkResult):
+                report.add("serve", f"{case.name} {name}",
+                           f"{fmt_rate(r.rps)} req/s, p99 {ms(r.p99)}")
+            else:
+                report.add("serve", f"{case.name} {name}", r or "not run", result="INVALID")
+        if isinstance(n, WrkResult) and isinstance(f, WrkResult):
+            ratio = f.rps / n.rps
+            report.add("serve", f"{case.name} feedsvc/nginx req/s",
+                       f"{ratio:.2f}x (p99 {f.p99 / n.p99:.1f}x nginx's)",
+                       f">= {targets[case.name]}x", ratio >= targets[case.name])
+        else:
+            report.add("serve", f"{case.name} feedsvc/nginx req/s", "n/a",
+                       f">= {targets[case.name]}x", result="INVALID")
+        report.data["serve"]["cases"][case.name] = {
+            k: (v.__dict__ if isinstance(v, WrkResult) else v) for k, v in res.items()}
+
+
+# -- watcher floor ---------------------------------------------------------------------------
+
+def measure_floor(folder: Path, count: int, debounce_ms: int, gap_s: float) -> list[float]:
+    """Raw watchfiles: rename → awatch yields it, with the step/debounce feedsvc uses."""
+    from watchfiles import awatch
+
+    try:
+        from feedsvc.source import is_seed_name
+    except Exception:
+        def is_seed_name(name: str) -> bool:
+            return name.endswith(".txt") and not name.startswith(".")
+
+    max_batch_ms, rust_timeout = watcher_constants()
+    folder.mkdir(parents=True, exist_ok=True)
+
+    async def main() -> list[float]:
+        stop_event = asyncio.Event()
+        queue: asyncio.Queue[tuple[float, str]] = asyncio.Queue()
+
+        async def consume() -> None:
+            async for changes in awatch(
+                    folder, watch_filter=lambda _c, p: is_seed_name(Path(p).name),
+                    step=debounce_ms, debounce=max(max_batch_ms, debounce_ms),
+                    stop_event=stop_event, rust_timeout=rust_timeout,
+                    yield_on_timeout=True, recursive=False):
+                now = time.perf_counter()
+                for _, path in changes:
+                    queue.put_nowait((now, Path(path).name))
+
+        task = asyncio.create_task(consume())
+        samples: list[float] = []
+        try:
+            warm = 3
+            for j in range(count + warm):
+                name = f"floor-{j:04d}.txt"
+                _slug, text = corpus.seed_text(20_000_000 + j)
+                await asyncio.sleep(gap_s)
+                renamed = write_seed_atomically(folder, name, text.encode())
+                while True:
+                    seen_at, seen = await asyncio.wait_for(queue.get(), 10)
+                    if seen == name:
+                        break
+                if j >= warm:
+                    samples.append(seen_at - renamed)
+        finally:
+            stop_event.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 5)
+        return samples
+
+    return asyncio.run(main())
+
+
+# -- publish + scale, per size ---------------------------------------------------------------
+
+@dataclass
+class Poller:
+    """GET a path on one keep-alive connection with If-None-Match, every `interval` s, until
+    `needle` is in the body."""
+
+    client: Client
+    path: str
+    interval: float = 0.001
+    etag: str | None = None
+
+    def until(self, needle: bytes, timeout: float) -> tuple[float, float]:
+        """(perf_counter, wall clock) when the first GET showing `needle` completed."""
+        deadline = time.perf_counter() + timeout
+        while True:
+            headers = {"If-None-Match": self.etag} if self.etag else {}
+            status, hdrs, body = self.client.get(self.path, headers)
+            now, wall = time.perf_counter(), time.time()
+            if status == 200:
+                self.etag = hdrs.get("etag")
+                if needle in body:
+                    return now, wall
+            elif status != 304:
+                raise BenchFailure(f"GET {self.path} gave {status}")
+            if now > deadline:
+                raise TimeoutError(f"{needle!r} not in {self.path} within {timeout:.0f} s")
+            time.sleep(self.interval)
+
+
+def parse_iso(value: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def read_parse_loop(folder: Path) -> tuple[float, int]:
+    """The baseline: list the folder, read and parse every seed, nothing else."""
+    from feedsvc.parser import parse_seed
+    began = time.perf_counter()
+    count = 0
+    with os.scandir(folder) as it:
+        names = sorted(e.name for e in it if e.name.endswith(".txt"))
+    for name in names:
+        path = os.path.join(folder, name)
+        with open(path, "rb") as f:
+            data = f.read()
+        parse_seed(path, data)
+        count += 1
+    return time.perf_counter() - began, count
+
+
+class Profiler:
+    """py-spy record on a pid (if py-spy is installed), collapsed stacks to a file."""
+
+    def __init__(self, pid: int, out: Path, rate: int = 50) -> None:
+        self.out = out
+        self.proc = None
+        exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not os.access(exe, os.X_OK):
+            say("profile: py-spy not installed (bench/run --profile installs it)")
+            return
+        self.proc = spawn([exe, "record", "--pid", str(pid), "--rate", str(rate),
+                           "--format", "raw", "--nonblocking", "-o", str(out)],
+                          log=out.with_suffix(".log"))
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc, signal.SIGINT, timeout=60)
+
+    def summary(self, top: int = 14) -> list[str]:
+        """Top frames by inclusive share of samples (feedsvc's own frames and what they call)."""
+        if not self.out.exists():
+            return []
+        inclusive: dict[str, int] = {}
+        own: dict[str, int] = {}
+        total = 0
+        for line in self.out.read_text(errors="replace").splitlines():
+            stack, _, n = line.rpartition(" ")
+            if not n.isdigit():
+                continue
+            count = int(n)
+            total += count
+            frames = [re.sub(r":\d+\)$", ")", fr) for fr in stack.split(";")]
+            for fr in set(frames):
+                inclusive[fr] = inclusive.get(fr, 0) + count
+            own[frames[-1]] = own.get(frames[-1], 0) + count
+        if not total:
+            return []
+        lines = [f"{total} samples; inclusive share of the top frames:"]
+        interesting = [(c, f) for f, c in inclusive.items()
+                       if "feedsvc" in f or "feedgen" in f or "lxml" in f or "sqlite" in f]
+        for c, f in sorted(interesting, reverse=True)[:top]:
+            lines.append(f"  {100 * c / total:5.1f}%  {f}")
+        lines.append("self time, top frames:")
+        for f, c in sorted(own.items(), key=lambda kv: -kv[1])[:top // 2]:
+            lines.append(f"  {100 * c / total:5.1f}%  {f}")
+        return lines
+
+
+def edit_seed(folder: Path, name: str, original: bytes, token: str) -> float:
+    data = original.rstrip(b"\n") + f"\n\nMise à jour : {token}.\n".encode()
+    return write_seed_atomically(folder, name, data)
+
+
+def run_size(k: int, do_scale: bool, do_publish: bool, args: argparse.Namespace, work: Path,
+             report: Report) -> None:
+    site = work / f"size-{k}"
+    port = free_port()
+    config = write_config(site, port, args.debounce_ms, args.server_option)
+    seeds = site / "seeds"
+    data: dict[str, Any] = {"seeds": k}
+    report.data.setdefault("sizes", {})[str(k)] = data
+    label = f"{k:,} seeds"
+    if k:
+        began = time.perf_counter()
+        corpus.write_corpus(seeds, k)
+        say(f"{label}: corpus written in {time.perf_counter() - began:.1f} s")
+    server = None
+    profiler = None
+    try:
+        if do_scale and k:
+            loop_s, n = read_parse_loop(seeds)
+            data["read_parse_loop_s"] = loop_s
+            say(f"{label}: plain read+parse loop {loop_s:.2f} s ({n} files)")
+        server = Feedsvc(config, port)
+        if args.profile and k == max(args.sizes):
+            time.sleep(0.3)
+            profiler = Profiler(server.pid, work / f"profile-cold-{k}.txt")
+        try:
+            cold = server.wait_published(k, args.cold_timeout)
+        except TimeoutError:
+            msg = f"did not finish in {args.cold_timeout:.0f} s"
+            say(f"{label}: cold start {msg}")
+            data["cold_start_s"] = None
+            if do_scale:
+                report.add("scale", f"cold start, {label}", msg,
+                           "< 2x read+parse" if k == 10_000 else "", result="DNF")
+            if do_publish:
+                report.add("publish", f"drops, {label}", f"not run: cold start {msg}",
+                           result="DNF")
+            return
+        finally:
+            if profiler is not None:
+                profiler.stop()
+                data["profile_cold"] = profiler.summary()
+                for line in data["profile_cold"]:
+                    say("profile cold start: " + line)
+                profiler = None
+        rss_cold = peak_rss(server.pid)
+        data["cold_start_s"] = cold
+        data["peak_rss_after_cold_mib"] = rss_cold[0]
+        say(f"{label}: cold start {cold:.2f} s; peak RSS {rss_cold[0] or 0:.0f} MiB")
+
+        client = Client(port)
+        feed = Poller(client, "/feed.atom")
+        # Warm-up: the first drops also wait out the rescan the watcher asks for at start.
+        for j in range(2):
+            name = f"warmup-{j}.txt"
+            slug, text = corpus.seed_text(30_000_000 + k + j, slug_prefix="chauffe-")
+            write_seed_atomically(seeds, name, text.encode())
+            feed.until(slug.encode(), args.cold_timeout)
+        say(f"{label}: watcher live, warm-up drops seen")
+        floor: list[float] = []
+        if do_publish or (do_scale and k):
+            n_floor = args.drops if do_publish else max(20, args.updates)
+            floor = measure_floor(site / "floor", n_floor, args.debounce_ms, args.drop_gap)
+            data["floor_ms"] = [x * 1000 for x in floor]
+            say(f"{label}: raw watchfiles floor p50 {ms(pct(floor, 50))}, "
+                f"p99 {ms(pct(floor, 99))}")
+
+        if do_scale and k:
+            scale_updates(k, server, seeds, feed, client, floor, args, data, report)
+        if do_publish:
+            publish_drops(k, server, seeds, feed, floor, args, data, report, work)
+        rss_end = peak_rss(server.pid)
+        data["peak_rss_end_mib"] = rss_end[0]
+        data["peak_rss_tree_mib"] = rss_end[1]
+        data["processes"] = rss_end[2]
+        health = healthz(port) or {}
+        data["healthz_end"] = {k2: health.get(k2) for k2 in
+                               ("status", "entries_published", "renders", "seeds_rejected")}
+        client.close()
+        if do_scale and k:
+            loop_s = data["read_parse_loop_s"]
+            ratio = cold / loop_s
+            target = "< 2x read+parse" if k == 10_000 else "(no target)"
+            report.add("scale", f"cold start, {label}",
+                       f"{cold:.2f} s vs read+parse {loop_s:.2f} s = {ratio:.1f}x",
+                       target, (ratio < 2) if k == 10_000 else None)
+            rss_txt = (f"{rss_cold[0] or 0:.0f} MiB after cold start, "
+                       f"{rss_end[0] or 0:.0f} MiB at end")
+            if rss_end[2] > 1:
+                rss_txt += f" ({rss_end[2]} processes: {rss_end[1] or 0:.0f} MiB summed)"
+            peak = max(rss_end[1] or 0, rss_end[0] or 0)
+            report.add("scale", f"peak RSS (VmHWM), {label}", rss_txt,
+                       "< 150 MB" if k >= 100_000 else "(no target)",
+                       (peak * 1024 * 1024 < 150e6) if k >= 100_000 else None)
+    finally:
+        if profiler is not None:
+            profiler.stop()
+        if server is not None:
+            code = server.stop()
+            tb = server.tracebacks()
+            if tb:
+                report.problem(f"{label}: {tb} traceback(s) in {server.log}")
+            if code not in (0, None):
+                report.problem(f"{label}: feedsvc serve exited with {code} on SIGTERM")
+
+
+def scale_updates(k: int, server: Feedsvc, seeds: Path, feed: Poller, client: Client,
+                  floor: list[float], args: argparse.Namespace, data: dict[str, Any],
+                  report: Report) -> None:
+    """Edit one existing seed ~20 times; time rename → served; estimate the update itself."""
+    label = f"{k:,} seeds"
+    floor_p50 = pct(floor, 50) if floor else 0.0
+    results: dict[str, dict[str, Any]] = {}
+    # The newest seed is in the capped feed; a seed from the middle is only on its own page.
+    for kind, index in (("in feed", k - 1), ("not in feed", k // 2)):
+        name = corpus.file_name(index)
+        slug, _ = corpus.seed_text(index)
+        original = (seeds / name).read_bytes()
+        poller = feed if kind == "in feed" else Poller(client, f"/entries/{slug}")
+        lat, proc_est = [], []
+        renders_before = (healthz(server.port) or {}).get("renders")
+        try:
+            for j in range(args.updates):
+                token = f"maj-{k}-{kind.replace(' ', '')}-{j}-{time.time_ns()}"
+                time.sleep(args.drop_gap)
+                renamed = edit_seed(seeds, name, original, token)
+                renamed_wall = time.time()
+                seen, seen_wall = poller.until(token.encode(), args.drop_timeout)
+                lat.append(seen - renamed)
+                last = parse_iso((healthz(server.port) or {}).get("last_change"))
+                if last is not None and renamed_wall <= last <= seen_wall:
+                    proc_est.append(seen_wall - last)
+        except TimeoutError as e:
+            report.problem(f"{label} update ({kind}): {e}")
+        renders_after = (healthz(server.port) or {}).get("renders")
+        results[kind] = {"latency_ms": [x * 1000 for x in lat],
+                         "since_last_change_ms": [x * 1000 for x in proc_est],
+                         "renders": (renders_after - renders_before
+                                     if isinstance(renders_before, int)
+                                     and isinstance(renders_after, int) else None)}
+        if not lat:
+            report.add("scale", f"single-seed update ({kind}), {label}", "no sample",
+                       "< 10 ms", result="DNF")
+            continue
+        med = statistics.median(lat)
+        est = med - floor_p50
+        hz = (f"; /healthz last_change→served p50 {statistics.median(proc_est) * 1000:.1f} ms"
+              if proc_est else "")
+        say(f"{label}: update ({kind}) rename→served p50 {ms(med)} (n={len(lat)}), "
+            f"minus floor p50 = {ms(est)}{hz}")
+        report.add("scale", f"single-seed update ({kind}), {label}",
+                   f"{est * 1000:.1f} ms (rename→served p50 {med * 1000:.1f} - floor p50 "
+                   f"{floor_p50 * 1000:.1f}){hz}",
+                   "< 10 ms", est < 0.010)
+    data["updates"] = results
+
+
+def publish_drops(k: int, server: Feedsvc, seeds: Path, feed: Poller, floor: list[float],
+                  args: argparse.Namespace, data: dict[str, Any], report: Report,
+                  work: Path) -> None:
+    label = f"{k:,} seeds"
+    lat: list[float] = []
+    timeouts = 0
+    profiler = None
+    if args.profile and k == max(args.sizes):
+        profiler = Profiler(server.pid, work / f"profile-drops-{k}.txt")
+    began = time.monotonic()
+    try:
+        for j in range(args.drops):
+            if time.monotonic() - began > args.drops_budget:
+                report.problem(f"{label}: drops stopped after {j} (budget "
+                               f"{args.drops_budget:.0f} s)")
+                break
+            slug, text = corpus.seed_text(10_000_000 + j, slug_prefix=f"depeche-k{k}-")
+            time.sleep(args.drop_gap)
+            renamed = write_seed_atomically(seeds, f"zz-depeche-{j:04d}.txt", text.encode())
+            try:
+                seen, _ = feed.until(slug.encode(), args.drop_timeout)
+            except TimeoutError:
+                timeouts += 1
+                report.problem(f"{label}: drop {j} not served within {args.drop_timeout:.0f} s")
+                if timeouts >= 3:
+                    break
+                continue
+            lat.append(seen - renamed)
+    finally:
+        if profiler is not None:
+            profiler.stop()
+            data["profile_drops"] = profiler.summary()
+            for line in data["profile_drops"]:
+                say("profile drops: " + line)
+    data["drops_ms"] = [x * 1000 for x in lat]
+    data["drop_timeouts"] = timeouts
+    if not lat:
+        report.add("publish", f"drop→served, {label}", "no sample", result="DNF")
+        return
+    p50, p99, mx = pct(lat, 50), pct(lat, 99), max(lat)
+    f50, f99 = pct(floor, 50), pct(floor, 99)
+    say(f"{label}: drop→served p50 {ms(p50)}, p99 {ms(p99)}, max {ms(mx)} (n={len(lat)}); "
+        f"floor p50 {ms(f50)}")
+    n_txt = f"n={len(lat)}" + (f", {timeouts} timed out" if timeouts else "")
+    report.add("publish", f"drop→served, {label}",
+               f"p50 {p50 * 1000:.1f} / p99 {p99 * 1000:.1f} / max {mx * 1000:.1f} ms ({n_txt})",
+               "p99 < 60 ms", p99 < 0.060 and not timeouts)
+    report.add("publish", f"raw watchfiles floor, {label}",
+               f"p50 {f50 * 1000:.1f} / p99 {f99 * 1000:.1f} ms (n={len(floor)})")
+    report.add("publish", f"feedsvc - floor at p50, {label}", f"{(p50 - f50) * 1000:+.1f} ms",
+               "<= 10 ms", (p50 - f50) <= 0.010)
+
+
+# -- main ------------------------------------------------------------------------------------
+
+def machine_info() -> dict[str, Any]:
+    def cmd(*a: str) -> str:
+        try:
+            r = subprocess.run(a, capture_output=True, text=True, timeout=10)
+            return (r.stdout + r.stderr).strip().splitlines()[0] if (r.stdout + r.stderr) else ""
+        except (OSError, subprocess.SubprocessError):
+            return "not found"
+    mem = ""
+    with contextlib.suppress(OSError):
+        m = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
+        mem = f"{int(m.group(1)) / 1024 / 1024:.1f} GiB" if m else ""
+    def has(module: str) -> bool:
+        import importlib.util
+        return importlib.util.find_spec(module) is not None
+    rev = cmd("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD")
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "feedsvc"],
+                           capture_output=True, text=True).stdout.strip()
+    return {
+        "cpus": os.cpu_count(), "memory": mem, "kernel": platform.release(),
+        "python": platform.python_version(), "feedsvc_rev": rev + (" + uncommitted changes in "
+                                                                   "feedsvc/" if dirty else ""),
+        "nginx": cmd(shutil.which("nginx") or "/usr/sbin/nginx", "-v"),
+        "wrk": cmd(shutil.which("wrk") or "wrk", "-v"),
+        "uvloop_installed": has("uvloop"), "brotli_installed": has("brotli"),
+        "date": datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", default="serve,publish,scale",
+                   help="sections to run, comma-separated (default: all three)")
+    p.add_argument("--sizes", default=None,
+                   help="seeds on disk for publish and scale (default 10000,100000; "
+                        "--quick: 2000). publish also always runs with 0")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: small sizes, 20 drops, 3 s wrk runs (< 2 minutes)")
+    p.add_argument("--drops", type=int, default=None, help="drops per size (default 100)")
+    p.add_argument("--updates", type=int, default=None,
+                   help="edits of one existing seed per size and kind (default 20)")
+    p.add_argument("--drop-gap", type=float, default=0.05,
+                   help="seconds of quiet before each drop/edit (default 0.05)")
+    p.add_argument("--drop-timeout", type=float, default=15.0,
+                   help="seconds one drop may take to be served (default 15)")
+    p.add_argument("--drops-budget", type=float, default=600.0,
+                   help="seconds all drops of one size may take (default 600)")
+    p.add_argument("--cold-timeout", type=float, default=900.0,
+                   help="seconds a cold start may take before it is reported as not finished "
+                        "(default 900)")
+    p.add_argument("--debounce-ms", type=int, default=50,
+                   help="[watch] debounce_ms for feedsvc and the floor (default 50, feedsvc's)")
+    p.add_argument("--wrk-threads", type=int, default=2)
+    p.add_argument("--wrk-connections", type=int, default=64)
+    p.add_argument("--wrk-duration", type=float, default=None,
+                   help="seconds per measured wrk run (default 10; --quick: 3)")
+    p.add_argument("--wrk-warmup", type=float, default=None,
+                   help="seconds of unmeasured wrk before each run (default 2; --quick: 1)")
+    p.add_argument("--nginx-workers", default="1",
+                   help="nginx worker_processes (default 1, like feedsvc's one process; "
+                        "'auto' = one per core)")
+    p.add_argument("--server-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra line for feedsvc's [server] table, e.g. 'workers = 2' "
+                        "(repeatable)")
+    p.add_argument("--profile", action="store_true",
+                   help="py-spy record feedsvc during the cold start and the drops at the "
+                        "largest size, and print the top frames")
+    p.add_argument("--json", default=str(HERE / "results.json"),
+                   help="write the results here (default bench/results.json; '' for none)")
+    p.add_argument("--workdir", default=None,
+                   help="folder for corpora, states and logs (default: a new temp folder)")
+    p.add_argument("--keep", action="store_true", help="keep the work folder")
+    a = p.parse_args(argv)
+    a.sections = [s.strip() for s in a.only.split(",") if s.strip()]
+    unknown = set(a.sections) - {"serve", "publish", "scale"}
+    if unknown:
+        p.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    sizes = a.sizes or ("2000" if a.quick else "10000,100000")
+    a.sizes = [int(s.replace("_", "")) for s in sizes.split(",") if s.strip()]
+    if any(s <= 0 for s in a.sizes):
+        p.error("--sizes must be positive (publish always runs with 0 too)")
+    a.drops = a.drops if a.drops is not None else (20 if a.quick else 100)
+    a.updates = a.updates if a.updates is not None else (5 if a.quick else 20)
+    a.wrk_duration = a.wrk_duration if a.wrk_duration is not None else (3 if a.quick else 10)
+    a.wrk_warmup = a.wrk_warmup if a.wrk_warmup is not None else (1 if a.quick else 2)
+    if a.quick:
+        a.cold_timeout = min(a.cold_timeout, 120)
+        a.drops_budget = min(a.drops_budget, 60)
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    report = Report()
+    report.data["machine"] = machine_info()
+    report.data["args"] = {k: v for k, v in vars(args).items()}
+    info = report.data["machine"]
+    say(f"machine: {info['cpus']} CPUs, {info['memory']}, Python {info['python']}, "
+        f"{info['nginx']}, {info['wrk']}, uvloop {'yes' if info['uvloop_installed'] else 'no'}"
+        f", feedsvc {info['feedsvc_rev']}")
+    say("note: the servers, wrk and this script share the machine's "
+        f"{info['cpus']} cores; nothing is pinned")
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="feedsvc-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    say(f"work folder: {work}")
+    exit_code = 0
+    try:
+        if "serve" in args.sections:
+            try:
+                section_serve(args, work, report)
+            except BenchFailure as e:
+                report.problem(f"serve: {e}")
+                report.add("serve", "section", f"failed: {str(e).splitlines()[0]}",
+                           result="INVALID")
+        do_publish, do_scale = "publish" in args.sections, "scale" in args.sections
+        sizes = ([0] if do_publish else []) + sorted(set(args.sizes))
+        for k in sizes:
+            try:
+                run_size(k, do_scale and k > 0, do_publish, args, work, report)
+            except (BenchFailure, TimeoutError, OSError, http.client.HTTPException) as e:
+                report.problem(f"{k:,} seeds: {e}")
+                report.add("scale" if do_scale else "publish", f"{k:,} seeds",
+                           f"failed: {str(e).splitlines()[0]}", result="INVALID")
+    except KeyboardInterrupt:
+        report.problem("interrupted")
+        exit_code = 130
+    finally:
+        stop_all()
+        if args.keep or args.workdir:
+            say(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(f"feedsvc benchmark — {info['cpus']} CPUs, {info['memory']}; servers, wrk and the "
+          "bench share them; feedsvc " + info["feedsvc_rev"])
+    print(report.table())
+    if report.problems:
+        print("\nproblems:")
+        for p in report.problems:
+            print("  - " + p.splitlines()[0])
+        exit_code = exit_code or 1
+    report.data["rows"] = [r.__dict__ for r in report.rows]
+    report.data["problems"] = report.problems
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.data, indent=1, ensure_ascii=False,
+                                              default=str) + "\n")
+        print(f"\nresults: {args.json}")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
