@@ -20,6 +20,7 @@ import http.client
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -81,7 +82,8 @@ class Report:
 
     def table(self) -> str:
         header = Row("section", "figure", "value", "target", "result")
-        rows = [header, *self.rows]
+        order = {"serve": 0, "publish": 1, "scale": 2}
+        rows = [header, *sorted(self.rows, key=lambda r: order.get(r.section, 3))]
         widths = [max(len(getattr(r, f)) for r in rows)
                   for f in ("section", "figure", "value", "target", "result")]
         lines = []
@@ -674,12 +676,13 @@ def measure_floor(folder: Path, count: int, debounce_ms: int, gap_s: float) -> l
 
         task = asyncio.create_task(consume())
         samples: list[float] = []
+        gaps = Gaps(gap_s, debounce_ms)
         try:
             warm = 3
             for j in range(count + warm):
                 name = f"floor-{j:04d}.txt"
                 _slug, text = corpus.seed_text(20_000_000 + j)
-                await asyncio.sleep(gap_s)
+                await asyncio.sleep(gaps.next() if j >= warm else gap_s)
                 renamed = write_seed_atomically(folder, name, text.encode())
                 while True:
                     seen_at, seen = await asyncio.wait_for(queue.get(), 10)
@@ -795,6 +798,20 @@ class Profiler:
         for f, c in sorted(own.items(), key=lambda kv: -kv[1])[:top // 2]:
             lines.append(f"  {100 * c / total:5.1f}%  {f}")
         return lines
+
+
+class Gaps:
+    """Quiet time before each drop: `base` plus a uniform share of one watcher step, from a
+    fixed seed. A fixed gap would lock every drop to the same phase of the watcher's
+    `step` ticks (the floor would read always ~1 or always ~2 steps); the floor and feedsvc
+    get the same sequence."""
+
+    def __init__(self, base: float, step_ms: int, seed: int = 4) -> None:
+        self.rng = random.Random(seed)
+        self.base, self.step = base, step_ms / 1000
+
+    def next(self) -> float:
+        return self.base + self.rng.uniform(0, self.step)
 
 
 def edit_seed(folder: Path, name: str, original: bytes, token: str) -> float:
@@ -922,10 +939,11 @@ def scale_updates(k: int, server: Feedsvc, seeds: Path, feed: Poller, client: Cl
         poller = feed if kind == "in feed" else Poller(client, f"/entries/{slug}")
         lat, proc_est = [], []
         renders_before = (healthz(server.port) or {}).get("renders")
+        gaps = Gaps(args.drop_gap, args.debounce_ms)
         try:
             for j in range(args.updates):
                 token = f"maj-{k}-{kind.replace(' ', '')}-{j}-{time.time_ns()}"
-                time.sleep(args.drop_gap)
+                time.sleep(gaps.next())
                 renamed = edit_seed(seeds, name, original, token)
                 renamed_wall = time.time()
                 seen, seen_wall = poller.until(token.encode(), args.drop_timeout)
@@ -947,14 +965,24 @@ def scale_updates(k: int, server: Feedsvc, seeds: Path, feed: Poller, client: Cl
             continue
         med = statistics.median(lat)
         est = med - floor_p50
-        hz = (f"; /healthz last_change→served p50 {statistics.median(proc_est) * 1000:.1f} ms"
-              if proc_est else "")
-        say(f"{label}: update ({kind}) rename→served p50 {ms(med)} (n={len(lat)}), "
-            f"minus floor p50 = {ms(est)}{hz}")
-        report.add("scale", f"single-seed update ({kind}), {label}",
-                   f"{est * 1000:.1f} ms (rename→served p50 {med * 1000:.1f} - floor p50 "
-                   f"{floor_p50 * 1000:.1f}){hz}",
-                   "< 10 ms", est < 0.010)
+        say(f"{label}: update ({kind}) rename→served p50 {ms(med)} (n={len(lat)}), minus floor "
+            f"p50 = {ms(est)}; /healthz last_change→served p50 "
+            + (ms(statistics.median(proc_est)) if proc_est else "n/a")
+            + f"; renders {results[kind]['renders']}")
+        if proc_est:
+            # last_change is stamped when feedsvc starts applying the batch: from it to the
+            # first GET that shows the edit is the update itself (+ up to one 1 ms poll).
+            upd = statistics.median(proc_est)
+            report.add("scale", f"single-seed update ({kind}), {label}",
+                       f"{upd * 1000:.1f} ms p50 (max {max(proc_est) * 1000:.1f}); "
+                       f"rename→served p50 {med * 1000:.1f} ms = floor p50 "
+                       f"{floor_p50 * 1000:.1f} {est * 1000:+.1f}",
+                       "< 10 ms", upd < 0.010)
+        else:
+            report.add("scale", f"single-seed update ({kind}), {label}",
+                       f"~{est * 1000:.1f} ms (rename→served p50 {med * 1000:.1f} - floor p50 "
+                       f"{floor_p50 * 1000:.1f}; /healthz last_change unusable)",
+                       "< 10 ms", est < 0.010)
     data["updates"] = results
 
 
@@ -968,6 +996,7 @@ def publish_drops(k: int, server: Feedsvc, seeds: Path, feed: Poller, floor: lis
     if args.profile and k == max(args.sizes):
         profiler = Profiler(server.pid, work / f"profile-drops-{k}.txt")
     began = time.monotonic()
+    gaps = Gaps(args.drop_gap, args.debounce_ms)
     try:
         for j in range(args.drops):
             if time.monotonic() - began > args.drops_budget:
@@ -975,7 +1004,7 @@ def publish_drops(k: int, server: Feedsvc, seeds: Path, feed: Poller, floor: lis
                                f"{args.drops_budget:.0f} s)")
                 break
             slug, text = corpus.seed_text(10_000_000 + j, slug_prefix=f"depeche-k{k}-")
-            time.sleep(args.drop_gap)
+            time.sleep(gaps.next())
             renamed = write_seed_atomically(seeds, f"zz-depeche-{j:04d}.txt", text.encode())
             try:
                 seen, _ = feed.until(slug.encode(), args.drop_timeout)
@@ -1005,8 +1034,11 @@ def publish_drops(k: int, server: Feedsvc, seeds: Path, feed: Poller, floor: lis
     report.add("publish", f"drop→served, {label}",
                f"p50 {p50 * 1000:.1f} / p99 {p99 * 1000:.1f} / max {mx * 1000:.1f} ms ({n_txt})",
                "p99 < 60 ms", p99 < 0.060 and not timeouts)
+    below = f99 >= 0.060
     report.add("publish", f"raw watchfiles floor, {label}",
-               f"p50 {f50 * 1000:.1f} / p99 {f99 * 1000:.1f} ms (n={len(floor)})")
+               f"p50 {f50 * 1000:.1f} / p99 {f99 * 1000:.1f} ms (n={len(floor)})"
+               + ("; the p99 < 60 ms target is below this floor" if below else ""),
+               f"(step {args.debounce_ms} ms)")
     report.add("publish", f"feedsvc - floor at p50, {label}", f"{(p50 - f50) * 1000:+.1f} ms",
                "<= 10 ms", (p50 - f50) <= 0.010)
 

@@ -8,9 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from feedsvc import __version__
+from feedsvc.catalog import Catalog
 from feedsvc.config import Config, find_config, load_config
 from feedsvc.errors import ConfigError, FeedsvcError
-from feedsvc.publisher import Catalog, Publisher, resolve_owners
+from feedsvc.publisher import Publisher, resolve_owners
 from feedsvc.snapshot import write_atomically
 from feedsvc.source import FolderMissing
 from feedsvc.store import peek_stamps
@@ -93,7 +94,7 @@ def check(config: Config) -> int:
         raise FeedsvcError(f"seeds folder {config.paths.seeds} is missing or unreadable") from e
     results = catalog.results()
     # Duplicates are decided as `serve` would: the owner recorded in the state keeps its slug.
-    owners, rejected = resolve_owners(results, {}, peek_stamps(config.paths.state))
+    owners, rejected = resolve_owners(results, peek_stamps(config.paths.state))
     for error in rejected:
         print(error)
     print(f"{len(results)} seeds: {len(owners)} publishable, {len(rejected)} rejected")

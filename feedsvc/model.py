@@ -36,6 +36,7 @@ class Stamp:
     updated: int  # Unix seconds, UTC; unique among all slugs
     content_hash: str
     source: str  # file name (in the seeds folder) that owns the slug
+    live: bool = True  # published now (a removed slug keeps its dates for when it comes back)
 
 
 @dataclass(frozen=True, slots=True)

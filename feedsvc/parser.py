@@ -192,7 +192,7 @@ def summarize(paragraph: str, target: int = SUMMARY_TARGET) -> str:
 
 def content_hash(title: str, paragraphs: tuple[str, ...]) -> str:
     """What `updated` follows: the headline and the body, nothing else."""
-    digest = hashlib.sha256()
+    digest = hashlib.blake2b(digest_size=16)  # compact: one is kept per seed
     digest.update(title.encode("utf-8"))
     for paragraph in paragraphs:
         digest.update(b"\x00")

@@ -2,40 +2,31 @@
 
 `scan()` reconciles the whole folder; `update(paths)` looks only at the named files. Both parse
 what changed, give every published slug its durable id and dates, render once, and return the
-new Snapshot. Runs in one worker thread; never call it from two threads at once.
+new Snapshot. Work is proportional to what changed plus the shown entries, whatever the
+number of seeds: owners, dates and the order of entries are kept up to date incrementally, and
+only the entries the documents show are held in memory as text. Runs in one worker thread;
+never call it from two threads at once.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
-import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from feedsvc.catalog import Catalog, Changes, Record
 from feedsvc.config import Config
 from feedsvc.errors import SeedError, StoreError
 from feedsvc.model import Document, Entry, FeedInfo, Item, Snapshot, Stamp
 from feedsvc.pages import render_entry, render_index
-from feedsvc.parser import build_entry, parse_seed
-from feedsvc.render import feed_updated, newest_first, render_atom, render_rss
-from feedsvc.snapshot import (
-    ATOM_TYPE,
-    HTML_TYPE,
-    RSS_TYPE,
-    make_document,
-    make_snapshot,
-)
-from feedsvc.source import (
-    FolderMissing,
-    Signature,
-    is_seed_name,
-    list_seeds,
-    read_seed,
-    stat_seed,
-)
+from feedsvc.parser import build_entry
+from feedsvc.render import feed_updated, render_atom, render_rss
+from feedsvc.snapshot import ATOM_TYPE, HTML_TYPE, RSS_TYPE, make_document, make_snapshot
+from feedsvc.source import FolderMissing
 from feedsvc.store import Store
 
 log = logging.getLogger("feedsvc")
@@ -56,76 +47,9 @@ def entry_id(feed_id: str, slug: str) -> str:
     return f"urn:uuid:{uuid.uuid5(uuid.uuid5(uuid.NAMESPACE_URL, feed_id), slug)}"
 
 
-@dataclass(frozen=True, slots=True)
-class _Seen:
-    """What the catalog knows about one seed file."""
-
-    result: Entry | SeedError
-    signature: Signature | None  # None: read again next time (errors are retried)
-    mtime: int
-    read_at_ns: int = 0  # wall clock when it was read
-
-    def settled(self, signature: Signature) -> bool:
-        """The file is as it was read, for sure. Timestamps are coarse: a file rewritten (same
-        size) within a clock tick of its read would show the same stat, so a file modified
-        shortly before it was read is not trusted to be settled."""
-        return (self.signature == signature
-                and signature.mtime_ns + RACY_NS < self.read_at_ns)
-
-
-#: How close to its read a file's mtime may be before its stat is not trusted (racy git).
-RACY_NS = 2_000_000_000
-
-
-class Catalog:
-    """One parse result per seed file. A file is read again only when its stat has moved."""
-
-    def __init__(self, folder: Path, max_seed_bytes: int) -> None:
-        self.folder = folder
-        self.max_seed_bytes = max_seed_bytes
-        self.seen: dict[Path, _Seen] = {}
-
-    def scan(self) -> None:
-        """Re-read the whole folder (stat everything, read what moved). Raises FolderMissing."""
-        paths = list_seeds(self.folder)
-        for gone in self.seen.keys() - set(paths):
-            del self.seen[gone]
-        for path in paths:
-            self._refresh(path)
-
-    def update(self, paths: Iterable[Path]) -> None:
-        """Re-read the named files: an event says they changed, whatever their stat says."""
-        for path in sorted({self.folder / Path(p).name for p in paths}):
-            if is_seed_name(path.name):
-                self._refresh(path, trust_stat=False)
-
-    def results(self) -> dict[Path, Entry | SeedError]:
-        return {path: seen.result for path, seen in self.seen.items()}
-
-    def _refresh(self, path: Path, trust_stat: bool = True) -> None:
-        signature = stat_seed(path)
-        if signature is None:
-            self.seen.pop(path, None)
-            return
-        if isinstance(signature, SeedError):
-            self.seen[path] = _Seen(signature, None, 0)
-            return
-        known = self.seen.get(path)
-        if trust_stat and known is not None and known.settled(signature):
-            return  # unchanged since it was last read
-        read_at_ns = time.time_ns()
-        seed = read_seed(path, self.max_seed_bytes)
-        if seed is None:  # vanished between the stat and the read: not an error
-            self.seen.pop(path, None)
-            return
-        if isinstance(seed, SeedError):
-            self.seen[path] = _Seen(seed, None, 0)
-            return
-        result = parse_seed(str(path), seed.data)
-        if isinstance(result, Entry) and (known is None or known.result != result):
-            for line, message in result.warnings:  # once per version, not once per read
-                log.warning("%s:%d: warning: %s", path, line, message)
-        self.seen[path] = _Seen(result, seed.signature, seed.mtime, read_at_ns)
+#: Above this many changes in one batch, the order of entries is rebuilt by one sort rather
+#: than kept by insertions (a cold start, a burst).
+_RESORT_ABOVE = 64
 
 
 class Publisher:
@@ -135,9 +59,21 @@ class Publisher:
         self.catalog = Catalog(config.paths.seeds, config.watch.max_seed_bytes)
         self._clock = clock
         self._stamps: dict[str, Stamp] = store.load_stamps()
+        self._taken = {stamp.updated for stamp in self._stamps.values()}
+        # Which slug each file published last: a broken file keeps claiming it.
+        self._last_slug: dict[str, str] = {}
+        for slug, stamp in sorted(self._stamps.items(), key=lambda pair: pair[1].updated):
+            self._last_slug[stamp.source] = slug
+        self._claims: dict[str, list[str]] = {}  # slug → file names claiming it, sorted
+        self._claim_of: dict[str, str] = {}  # file name → slug it claims
+        self._owner: dict[str, str] = {}  # slug → file name publishing it
+        self._order: list[tuple[int, str]] = []  # (-published, slug) of published slugs
+        self._errors: dict[str, SeedError] = {}  # file name → why it cannot be used
+        self._duplicates: dict[str, SeedError] = {}  # file name → its duplicate slug
+        self._entries: dict[str, Entry] = {}  # text of the shown entries only
         self._unsaved: dict[str, Stamp] = {}
         self._unsaved_content: dict[str, tuple[str, tuple[str, ...]]] = {}
-        self._items: dict[str, Item] = {}
+        self._shown: tuple[Item, ...] = ()
         self._pages: dict[str, Document] = {}
         self._reported: set[SeedError] = set()
         self._rejected: tuple[SeedError, ...] = ()
@@ -156,20 +92,19 @@ class Publisher:
     def scan(self) -> Snapshot:
         """Make what is published equal to what is in the seeds folder."""
         try:
-            self.catalog.scan()
+            changes = self.catalog.scan()
         except FolderMissing:
             # An unmounted folder is not a reason to unpublish everything: keep the last set.
             if self._snapshot.seeds_readable:
                 self._snapshot = replace(self._snapshot, seeds_readable=False)
             self._retry_writes()
             return self._snapshot
-        return self._publish(seeds_readable=True)
+        return self._apply(changes, seeds_readable=True)
 
     def update(self, paths: Iterable[Path]) -> Snapshot:
         """Apply changes to the named files only (created, modified, deleted or renamed).
         With no paths, it only retries writing the state."""
-        self.catalog.update(paths)
-        return self._publish(seeds_readable=self._snapshot.seeds_readable)
+        return self._apply(self.catalog.update(paths), self._snapshot.seeds_readable)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -185,39 +120,43 @@ class Publisher:
         """Whether the state waits for a write that works (changes, or just its writability)."""
         return bool(self._unsaved) or not self.store.writable
 
-    # -- publishing -----------------------------------------------------------------------
+    # -- one batch --------------------------------------------------------------------------
 
-    def _publish(self, seeds_readable: bool) -> Snapshot:
+    def _apply(self, changes: Changes, seeds_readable: bool) -> Snapshot:
         now = self._clock()
-        results = self.catalog.results()
-        fallbacks = self._last_good_versions(results)
-        owners, rejected = resolve_owners(results, fallbacks, self._stamps)
-        changed = self._save_stamps(owners, int(now.timestamp()))
+        fresh: dict[str, Entry] = {}  # file name → entry parsed in this batch
+        touched: set[str] = set()
+        for name, (record, entry) in changes.items():
+            if entry is not None:
+                fresh[name] = entry
+            self._errors.pop(name, None)
+            if record is not None and record.error is not None:
+                self._errors[name] = record.error
+            touched.update(self._reclaim(name, self._claim_for(name, record)))
+            if record is not None and record.slug is not None:
+                touched.add(record.slug)  # same slug, maybe new content
+        changed = self._resolve(sorted(touched), fresh, int(now.timestamp()),
+                                resort=len(changes) > _RESORT_ABOVE)
+        self._retry_writes()
+        rejected = tuple(sorted((*self._errors.values(), *self._duplicates.values()),
+                                key=lambda e: (Path(e.path).name, e.line)))
+        shown = self._shown_items(fresh)
+        self._report(changed, rejected)
 
-        items: dict[str, Item] = {}
-        for slug, (_, entry) in owners.items():
-            stamp = self._stamps[slug]
-            items[slug] = Item(
-                entry=entry,
-                id=entry_id(self.info.id, slug),
-                link=self.config.entry_link(slug),
-                published=_datetime(stamp.published),
-                updated=_datetime(stamp.updated),
-            )
-        self._report(owners, items, rejected, changed, fallbacks)
-
-        if items == self._items and rejected == self._rejected and self._snapshot.documents:
+        if (shown == self._shown and rejected == self._rejected
+                and len(self._owner) == self._snapshot.published and self._snapshot.documents):
             if self._snapshot.seeds_readable != seeds_readable:
                 self._snapshot = replace(self._snapshot, seeds_readable=seeds_readable)
-            return self._snapshot  # nothing changed: same object, no swap, same ETags
+            return self._snapshot  # nothing shown changed: same object, no swap, same ETags
+        old_items = {item.slug: item for item in self._shown}
         self._pages = {
-            slug: self._pages[slug] if self._items.get(slug) == item else self._entry_page(item)
-            for slug, item in items.items()
+            item.slug: self._pages[item.slug] if old_items.get(item.slug) == item
+            else self._entry_page(item) for item in shown
         }
-        self._items, self._rejected = items, rejected
+        self._shown, self._rejected = shown, rejected
         self._snapshot = make_snapshot(
             documents=[*self.render_feeds(), *self._pages.values()],
-            published=len(items),
+            published=len(self._owner),
             rejected=rejected,
             changed_at=now,
             seeds_readable=seeds_readable,
@@ -225,9 +164,142 @@ class Publisher:
         )
         return self._snapshot
 
+    def _claim_for(self, name: str, record: Record | None) -> str | None:
+        """The slug a file claims: its own, or, while it is broken, the slug of its last good
+        version (which stays published until the file is fixed or deleted)."""
+        if record is None:
+            return None
+        if record.slug is not None:
+            return record.slug
+        slug = self._last_slug.get(name)
+        stamp = self._stamps.get(slug) if slug else None
+        return slug if stamp is not None and stamp.source == name else None
+
+    def _reclaim(self, name: str, slug: str | None) -> tuple[str, ...]:
+        """Move a file's claim; returns the slugs whose owner may change."""
+        old = self._claim_of.get(name)
+        if old == slug:
+            return (slug,) if slug else ()
+        if old is not None:
+            claimants = self._claims[old]
+            claimants.remove(name)
+            if not claimants:
+                del self._claims[old]
+            del self._claim_of[name]
+            self._duplicates.pop(name, None)
+        if slug is not None:
+            bisect.insort(self._claims.setdefault(slug, []), name)
+            self._claim_of[name] = slug
+        return tuple(s for s in (old, slug) if s)
+
+    def _resolve(self, slugs: list[str], fresh: dict[str, Entry], now: int,
+                 resort: bool) -> dict[str, str]:
+        """New owners and dates for the touched slugs; returns what happened to each
+        ("published", "updated", "removed", "republished")."""
+        changed: dict[str, str] = {}
+        owners = {}
+        for slug in slugs:
+            claimants = self._claims.get(slug)
+            if claimants:
+                previous = self._stamps.get(slug)
+                owners[slug] = choose_owner(claimants, previous.source if previous else None)
+                for name in claimants:
+                    if name != owners[slug] and name not in self._errors:
+                        self._duplicates[name] = SeedError(
+                            str(self.catalog.folder / name), 1,
+                            f"duplicate slug '{slug}': {owners[slug]} already publishes it")
+                    else:
+                        self._duplicates.pop(name, None)
+        # Dates are given in file name order, so that clashes resolve the same way anywhere.
+        for slug in sorted(slugs, key=lambda s: (owners.get(s, ""), s)):
+            previous = self._stamps.get(slug)
+            owner = owners.get(slug)
+            was_owned = self._owner.pop(slug, None) is not None
+            if owner is None:
+                if was_owned and not resort and previous is not None:
+                    self._drop_from_order(previous)
+                if previous is not None and previous.live:
+                    self._store_stamp(replace(previous, live=False))
+                    changed[slug] = "removed"
+                continue
+            self._owner[slug] = owner
+            record = self.catalog.records[owner]
+            if record.slug is None:  # a broken file's last good version: nothing moves
+                content_hash, seen_at = previous.content_hash if previous else "", now
+            else:
+                content_hash, seen_at = record.content_hash, min(record.mtime, now)
+            stamp = next_stamp(previous, slug, content_hash, owner, seen_at, self._taken)
+            if not was_owned and not resort:  # `published` never changes: place it once
+                bisect.insort(self._order, (-stamp.published, slug))
+            if stamp == previous:
+                continue
+            self._store_stamp(stamp)
+            self._last_slug[owner] = slug
+            entry = fresh.get(owner)
+            if entry is None and record.slug is not None and (
+                    previous is None or previous.content_hash != stamp.content_hash):
+                # A file whose text was not kept takes the slug over: read it now.
+                entry = self.catalog.read_entry(owner)
+                if entry is not None:
+                    fresh[owner] = entry
+            if previous is None or previous.content_hash != stamp.content_hash:
+                changed[slug] = "published" if previous is None else "updated"
+                if entry is not None:
+                    self._unsaved_content[slug] = (entry.title, entry.paragraphs)
+                self._entries.pop(slug, None)  # the text shown must be the new one
+            elif not previous.live:
+                changed[slug] = "republished"
+        if resort:
+            self._order = sorted((-self._stamps[slug].published, slug) for slug in self._owner)
+        return changed
+
+    def _store_stamp(self, stamp: Stamp) -> None:
+        self._stamps[stamp.slug] = stamp
+        self._unsaved[stamp.slug] = stamp
+
+    def _drop_from_order(self, stamp: Stamp) -> None:
+        key = (-stamp.published, stamp.slug)
+        index = bisect.bisect_left(self._order, key)
+        if index < len(self._order) and self._order[index] == key:
+            del self._order[index]
+
+    def _shown_items(self, fresh: dict[str, Entry]) -> tuple[Item, ...]:
+        """The newest entries, as the documents show them; only their text stays in memory."""
+        items = []
+        entries: dict[str, Entry] = {}
+        for _, slug in self._order[:self.config.feed.max_entries]:
+            owner = self._owner[slug]
+            entry = fresh.get(owner)
+            if entry is None or entry.slug != slug:  # a broken owner shows its last good text
+                entry = self._entries.get(slug) or self._load_entry(slug)
+            if entry is None:
+                continue  # no text anywhere (a state written before texts were kept)
+            entries[slug] = entry
+            stamp = self._stamps[slug]
+            items.append(Item(entry=entry, id=entry_id(self.info.id, slug),
+                              link=self.config.entry_link(slug),
+                              published=_datetime(stamp.published),
+                              updated=_datetime(stamp.updated)))
+        self._entries = entries
+        return tuple(items)
+
+    def _load_entry(self, slug: str) -> Entry | None:
+        content = self._unsaved_content.get(slug)
+        if content is None:
+            try:
+                content = self.store.load_content(slug)
+            except StoreError as e:
+                log.error("%s", e)
+                return None
+        if content is None:
+            name = self._owner.get(slug)
+            log.error("no text kept for %s; it is left out until %s changes", slug, name)
+            return None
+        return build_entry(slug, *content)
+
     def render_feeds(self) -> list[Document]:
         """The capped documents: Atom, RSS and the front page."""
-        shown = newest_first(list(self._items.values()), self.config.feed.max_entries)
+        shown = list(self._shown)
         updated = feed_updated(self.info, shown)
         max_age = self.config.server.cache_max_age
         return [
@@ -242,53 +314,6 @@ class Publisher:
                              render_entry(self.info, item), item.updated,
                              self.config.server.cache_max_age)
 
-    def _last_good_versions(self, results: dict[Path, Entry | SeedError]) -> dict[Path, Entry]:
-        """For each broken file that last published a slug: that slug's last good version,
-        which stays published until the file is fixed or deleted."""
-        broken = {path.name: path for path, result in results.items()
-                  if isinstance(result, SeedError)}
-        if not broken:
-            return {}
-        fallbacks: dict[Path, Entry] = {}
-        # A file may have published several slugs over time: its latest one counts.
-        for slug, stamp in sorted(self._stamps.items(), key=lambda pair: pair[1].updated):
-            path = broken.get(stamp.source)
-            if path is None:
-                continue
-            item = self._items.get(slug)
-            if item is not None:
-                fallbacks[path] = item.entry
-            elif (content := self.store_content(slug)) is not None:
-                fallbacks[path] = build_entry(slug, *content)
-        return fallbacks
-
-    def store_content(self, slug: str) -> tuple[str, tuple[str, ...]] | None:
-        try:
-            return self.store.load_content(slug)
-        except StoreError as e:
-            log.error("%s", e)
-            return None
-
-    def _save_stamps(self, owners: dict[str, tuple[Path, Entry]], now: int) -> dict[str, str]:
-        """Give each owned slug its dates, and write the changed ones in one transaction.
-        Returns "published" or "updated" for each slug first seen or with new content."""
-        taken = {stamp.updated for stamp in self._stamps.values()}
-        changed: dict[str, str] = {}
-        for slug, (path, entry) in sorted(owners.items(), key=lambda pair: pair[1][0].name):
-            previous = self._stamps.get(slug)
-            seen = self.catalog.seen[path]
-            # A last good version keeps its dates: its file's current mtime is not its own.
-            seen_at = min(seen.mtime, now) if isinstance(seen.result, Entry) else now
-            stamp = next_stamp(previous, entry, path.name, seen_at, taken)
-            if stamp != previous:
-                self._stamps[slug] = stamp
-                self._unsaved[slug] = stamp
-                if previous is None or previous.content_hash != stamp.content_hash:
-                    changed[slug] = "published" if previous is None else "updated"
-                    self._unsaved_content[slug] = (entry.title, entry.paragraphs)
-        self._retry_writes()
-        return changed
-
     def _retry_writes(self) -> None:
         if not self._unsaved:
             self.store.retry()
@@ -302,27 +327,24 @@ class Publisher:
         self._unsaved.clear()
         self._unsaved_content.clear()
 
-    def _report(self, owners: dict[str, tuple[Path, Entry]], items: dict[str, Item],
-                rejected: tuple[SeedError, ...], changed: dict[str, str],
-                fallbacks: dict[Path, Entry]) -> None:
+    def _report(self, changed: dict[str, str], rejected: tuple[SeedError, ...]) -> None:
         """One log line per published, updated or removed entry and per newly rejected seed.
         A restart that finds everything as it was says nothing per entry."""
         restarting = not self._snapshot.documents
-        for slug in items:
-            path = owners[slug][0]
-            if slug in changed:
-                log.info("%s %s from %s", changed[slug], slug, path)
-            elif slug not in self._items and not restarting:
-                log.info("published %s from %s", slug, path)  # its file came back
-        for slug in self._items.keys() - items.keys():
-            log.info("removed %s", slug)
-        kept = {str(path): entry.slug for path, entry in fallbacks.items()
-                if owners.get(entry.slug, (None,))[0] == path}
+        for slug in sorted(changed):
+            what = changed[slug]
+            if what == "removed":
+                log.info("removed %s", slug)
+            elif what != "republished" or not restarting:
+                log.info("%s %s from %s", "published" if what == "republished" else what,
+                         slug, self.catalog.folder / self._owner[slug])
         for error in rejected:
             if error not in self._reported:
-                if error.path in kept:
+                name = Path(error.path).name
+                slug = self._claim_of.get(name)
+                if name in self._errors and slug and self._owner.get(slug) == name:
                     log.warning("%s (still publishing its last good version of %s)",
-                                error, kept[error.path])
+                                error, slug)
                 else:
                     log.warning("%s", error)
         self._reported = set(rejected)
@@ -343,43 +365,38 @@ class Publisher:
         )
 
 
-def resolve_owners(results: Mapping[Path, Entry | SeedError], fallbacks: Mapping[Path, Entry],
-                   stamps: Mapping[str, Stamp]
-                   ) -> tuple[dict[str, tuple[Path, Entry]], tuple[SeedError, ...]]:
-    """Which file publishes each slug (with the entry it publishes), and every rejected seed.
+def choose_owner(claimants: list[str], recorded: str | None) -> str:
+    """Which of the files (sorted by name) claiming a slug publishes it: the one the state
+    records while it still claims it, else the first by name."""
+    return recorded if recorded in claimants else claimants[0]
 
-    A broken file still claims the slug of its last good version (`fallbacks`). A slug stays
-    with the file the state says owns it while that file still claims it; otherwise the first
-    claimant in name order gets it. Rejected seeds (errors and duplicates) come in name order.
-    """
-    claims: dict[str, list[tuple[Path, Entry]]] = {}
+
+def resolve_owners(records: Mapping[Path, Record], stamps: Mapping[str, Stamp]
+                   ) -> tuple[dict[str, Path], tuple[SeedError, ...]]:
+    """All owners and rejected seeds at once, as `feedsvc check` reports them."""
+    claims: dict[str, list[str]] = {}
     errors: list[SeedError] = []
-    for path in sorted(results, key=lambda p: p.name):
-        result = results[path]
-        if isinstance(result, SeedError):
-            errors.append(result)
-            fallback = fallbacks.get(path)
-            if fallback is None:
-                continue
-            result = fallback
-        claims.setdefault(result.slug, []).append((path, result))
-    owners: dict[str, tuple[Path, Entry]] = {}
-    for slug, claimants in claims.items():
-        stored = stamps.get(slug)
-        owner = next((c for c in claimants if stored and c[0].name == stored.source),
-                     claimants[0])
-        owners[slug] = owner
-        errors.extend(
-            SeedError(str(path), 1, f"duplicate slug '{slug}': {owner[0].name} already "
-                                    "publishes it")
-            for path, _ in claimants if path != owner[0] and path not in fallbacks
-        )
+    folder = {path.name: path for path in records}
+    for path in sorted(records, key=lambda p: p.name):
+        record = records[path]
+        if record.error is not None:
+            errors.append(record.error)
+        elif record.slug is not None:
+            claims.setdefault(record.slug, []).append(path.name)
+    owners: dict[str, Path] = {}
+    for slug, names in claims.items():
+        stamp = stamps.get(slug)
+        owner = choose_owner(names, stamp.source if stamp else None)
+        owners[slug] = folder[owner]
+        errors.extend(SeedError(str(folder[name]), 1,
+                                f"duplicate slug '{slug}': {owner} already publishes it")
+                      for name in names if name != owner)
     errors.sort(key=lambda e: (Path(e.path).name, e.line))
     return owners, tuple(errors)
 
 
-def next_stamp(previous: Stamp | None, entry: Entry, source: str, seen_at: int,
-               taken: set[int]) -> Stamp:
+def next_stamp(previous: Stamp | None, slug: str, content_hash: str, source: str,
+               seen_at: int, taken: set[int]) -> Stamp:
     """The dates a slug has after this sighting. Pure, apart from updating `taken`.
 
     `published` is fixed at first sight. `updated` moves only when the content does, and never
@@ -388,13 +405,14 @@ def next_stamp(previous: Stamp | None, entry: Entry, source: str, seen_at: int,
     """
     if previous is None:
         moment = _free_second(seen_at, taken)
-        return Stamp(entry.slug, moment, moment, entry.content_hash, source)
-    if previous.content_hash != entry.content_hash:
+        return Stamp(slug, moment, moment, content_hash, source)
+    if previous.content_hash != content_hash:
         moment = _free_second(max(seen_at, previous.updated + 1), taken)
         taken.discard(previous.updated)
-        return replace(previous, updated=moment, content_hash=entry.content_hash, source=source)
-    if previous.source != source:
-        return replace(previous, source=source)
+        return replace(previous, updated=moment, content_hash=content_hash, source=source,
+                       live=True)
+    if previous.source != source or not previous.live:
+        return replace(previous, source=source, live=True)
     return previous
 
 

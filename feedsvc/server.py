@@ -13,13 +13,14 @@ import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from feedsvc.config import Config
-from feedsvc.model import Snapshot
+from feedsvc.longtail import EntryPages
+from feedsvc.model import Document, Snapshot
 from feedsvc.negotiation import choose_coding, not_modified
 from feedsvc.publisher import Publisher
 from feedsvc.snapshot import Live
@@ -30,6 +31,7 @@ log = logging.getLogger("feedsvc")
 CONFIG = web.AppKey("config", Config)
 LIVE = web.AppKey("live", Live)
 STATUS = web.AppKey("status", "PipelineStatus")
+PAGES = web.AppKey("pages", EntryPages)
 
 _ETAG_RE = re.compile(r'(?:W/)?"([^"]*)"')
 T = TypeVar("T")
@@ -41,11 +43,12 @@ def make_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[LIVE] = Live()
     app[STATUS] = PipelineStatus()
+    app[PAGES] = EntryPages(config)
     app.cleanup_ctx.append(run_pipeline)
     app.router.add_get("/", serve_document)
     app.router.add_get("/feed.atom", serve_document)
     app.router.add_get("/feed.rss", serve_document)
-    app.router.add_get("/entries/{slug}", serve_document)
+    app.router.add_get("/entries/{slug}", serve_entry)
     app.router.add_get("/healthz", serve_health)
     return app
 
@@ -99,6 +102,7 @@ async def run_pipeline(app: web.Application) -> AsyncIterator[None]:
 
     try:
         publisher = await run(Publisher.open, config)
+        app[PAGES].start(publisher.info)
         live.current = await run(publisher.scan)
         _note(status, publisher, live.current)
         log.info("serving %d published entries from %s", live.current.published,
@@ -118,6 +122,7 @@ async def run_pipeline(app: web.Application) -> AsyncIterator[None]:
                     log.warning("pipeline task did not stop in 10 s; cancelled")
             await run(publisher.close)
     finally:
+        app[PAGES].close()
         executor.shutdown(wait=True)
 
 
@@ -187,11 +192,33 @@ async def serve_document(request: web.Request) -> web.StreamResponse:
     snapshot = request.app[LIVE].current  # read once: body and validators from one snapshot
     document = snapshot.documents.get(request.rel_url.path)
     if document is None:
+        _not_there(snapshot)
+    return respond(request, document)
+
+
+async def serve_entry(request: web.Request) -> web.StreamResponse:
+    """An entry's page: from the snapshot for the entries the feeds show, else from the state
+    (the long tail), off the event loop."""
+    snapshot = request.app[LIVE].current
+    document = snapshot.documents.get(request.rel_url.path)
+    if document is None:
         if not snapshot.documents:
-            # Nothing published since start (the seeds folder was missing): say "not yet",
-            # not "gone", so readers and caches try again.
-            raise web.HTTPServiceUnavailable(headers={"Retry-After": "5"})
-        raise web.HTTPNotFound()
+            _not_there(snapshot)
+        document = await request.app[PAGES].page(request.match_info["slug"])
+        if document is None:
+            raise web.HTTPNotFound()
+    return respond(request, document)
+
+
+def _not_there(snapshot: Snapshot) -> NoReturn:
+    if not snapshot.documents:
+        # Nothing published since start (the seeds folder was missing): say "not yet",
+        # not "gone", so readers and caches try again.
+        raise web.HTTPServiceUnavailable(headers={"Retry-After": "5"})
+    raise web.HTTPNotFound()
+
+
+def respond(request: web.Request, document: Document) -> web.Response:
     headers = request.headers
     coding = choose_coding(headers.get("Accept-Encoding"))
     if coding is None:

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS stamps (
     updated      INTEGER NOT NULL,
     content_hash TEXT NOT NULL,
     source       TEXT NOT NULL,
+    live         INTEGER NOT NULL DEFAULT 1,
     title        TEXT NOT NULL DEFAULT '',
     body         TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
@@ -57,6 +58,14 @@ class Store:
     @property
     def writable(self) -> bool:
         return self.problem is None
+
+    @classmethod
+    def open_for_reading(cls, path: Path) -> Store:
+        """A second connection for readers in another thread or process (long-tail pages)."""
+        db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True,
+                             isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA busy_timeout = 5000")
+        return cls(db, path)
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -91,8 +100,10 @@ class Store:
     # -- stamps -----------------------------------------------------------------------------
 
     def load_stamps(self) -> dict[str, Stamp]:
-        rows = self._query("SELECT slug, published, updated, content_hash, source FROM stamps")
-        return {row[0]: Stamp(*row) for row in rows}
+        rows = self._query(
+            "SELECT slug, published, updated, content_hash, source, live FROM stamps")
+        return {row[0]: Stamp(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
+                for row in rows}
 
     def load_content(self, slug: str) -> tuple[str, tuple[str, ...]] | None:
         """The last good headline and paragraphs stored for `slug`, if any."""
@@ -101,20 +112,30 @@ class Store:
             return None
         return row[0], tuple(row[1].split(PARAGRAPH_SEPARATOR))
 
+    def load_page(self, slug: str) -> tuple[int, int, str, tuple[str, ...]] | None:
+        """published, updated, headline and paragraphs of a slug that is published now."""
+        row = self._query("SELECT published, updated, title, body FROM stamps "
+                          "WHERE slug = ? AND live = 1", (slug,)).fetchone()
+        if row is None or not row[2] or not row[3]:
+            return None
+        return row[0], row[1], row[2], tuple(row[3].split(PARAGRAPH_SEPARATOR))
+
     def save_stamps(self, stamps: Iterable[Stamp],
                     contents: Mapping[str, tuple[str, tuple[str, ...]]]) -> None:
         """Write all of `stamps`, and the content of those in `contents`, in one transaction:
         all of it lands, or none."""
-        rows = [(s.slug, s.published, s.updated, s.content_hash, s.source) for s in stamps]
+        rows = [(s.slug, s.published, s.updated, s.content_hash, s.source, int(s.live))
+                for s in stamps]
         texts = [(title, PARAGRAPH_SEPARATOR.join(paragraphs), slug)
                  for slug, (title, paragraphs) in contents.items()]
 
         def write() -> None:
             self._db.executemany(
-                "INSERT INTO stamps (slug, published, updated, content_hash, source) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (slug) DO UPDATE SET "
+                "INSERT INTO stamps (slug, published, updated, content_hash, source, live) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (slug) DO UPDATE SET "
                 "published = excluded.published, updated = excluded.updated, "
-                "content_hash = excluded.content_hash, source = excluded.source",
+                "content_hash = excluded.content_hash, source = excluded.source, "
+                "live = excluded.live",
                 rows,
             )
             self._db.executemany("UPDATE stamps SET title = ?, body = ? WHERE slug = ?", texts)

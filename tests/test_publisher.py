@@ -11,10 +11,12 @@ from pathlib import Path
 import feedparser
 import pytest
 
+from feedsvc.catalog import Record
 from feedsvc.config import Config, load_config
+from feedsvc.errors import SeedError
 from feedsvc.model import Entry, Stamp
 from feedsvc.parser import parse_seed
-from feedsvc.publisher import Publisher, entry_id, next_stamp, resolve_owners
+from feedsvc.publisher import Publisher, choose_owner, entry_id, next_stamp, resolve_owners
 
 from .conftest import SAMPLE_SLUG, copy_sample, seed, write_config, write_seed
 from .feedcheck import check_atom, check_rss
@@ -230,7 +232,9 @@ def test_documents_are_capped_at_max_entries(site: Path, open_publisher) -> None
     snapshot = publisher.scan()
     assert [e.title for e in atom_entries(publisher)] == ["T5", "T4", "T3"]
     assert snapshot.published == 6
-    assert "/entries/s0" in snapshot.documents  # older entries keep their pages
+    # Only the shown entries' pages are held in memory; older ones come from the state.
+    assert "/entries/s5" in snapshot.documents and "/entries/s0" not in snapshot.documents
+    assert publisher.store.load_page("s0")[2:] == ("T0", ("Body",))
 
 
 def test_ignored_names_and_folder_loss(config, open_publisher) -> None:
@@ -310,33 +314,30 @@ E1, E2 = _entry(), _entry(body="Changed")
      Stamp("s", 100, 500, E2.content_hash, "a.txt")),
     (Stamp("s", 100, 100, E1.content_hash, "a.txt"), E2, "a.txt", 50, {100, 101},
      Stamp("s", 100, 102, E2.content_hash, "a.txt")),
-], ids=["new", "new-clash", "same", "renamed", "edited", "edited-backwards-and-clash"])
+    (Stamp("s", 100, 100, E1.content_hash, "a.txt", live=False), E1, "a.txt", 500, {100},
+     Stamp("s", 100, 100, E1.content_hash, "a.txt")),
+], ids=["new", "new-clash", "same", "renamed", "edited", "edited-backwards-and-clash",
+        "back-after-removal"])
 def test_next_stamp(previous, entry, source, seen, taken, expected) -> None:
     taken = set(taken)
-    assert next_stamp(previous, entry, source, seen, taken) == expected
+    assert next_stamp(previous, entry.slug, entry.content_hash, source, seen, taken) == expected
     assert expected.updated in taken
     if previous is not None and previous.updated != expected.updated:
         assert previous.updated not in taken
 
 
-def test_resolve_owners() -> None:
+def test_choose_owner_and_resolve_owners() -> None:
+    assert choose_owner(["a.txt", "b.txt"], None) == "a.txt"
+    assert choose_owner(["a.txt", "b.txt"], "b.txt") == "b.txt"
+    assert choose_owner(["a.txt", "b.txt"], "gone.txt") == "a.txt"
     a, b, c = Path("/s/a.txt"), Path("/s/b.txt"), Path("/s/c.txt")
     error = parse_seed(str(c), b"")
-    x = _entry("x")
-    results = {c: error, b: x, a: x}
-    owners, rejected = resolve_owners(results, {}, {})
-    assert owners == {"x": (a, x)}
+    assert isinstance(error, SeedError)
+    x = Record("x", "h", None, 1, 1, False)
+    records = {c: Record(None, "", error, 0, 0, False), b: x, a: x}
+    owners, rejected = resolve_owners(records, {})
+    assert owners == {"x": a}
     assert [(Path(e.path).name, e.line) for e in rejected] == [("b.txt", 1), ("c.txt", 1)]
-    recorded = {"x": Stamp("x", 1, 1, "h", "b.txt")}
-    owners, rejected = resolve_owners(results, {}, recorded)
-    assert owners == {"x": (b, x)}
-    assert "a.txt" in rejected[0].path
-    # A broken file keeps the slug of its last good version when the state says it owns it.
-    last_good = _entry("x", body="last good")
-    owners, rejected = resolve_owners({**results, c: error}, {c: last_good},
-                                      {"x": Stamp("x", 1, 1, "h", "c.txt")})
-    assert owners == {"x": (c, last_good)}
-    assert [(Path(e.path).name, e.message) for e in rejected] == [
-        ("a.txt", "duplicate slug 'x': c.txt already publishes it"),
-        ("b.txt", "duplicate slug 'x': c.txt already publishes it"),
-        ("c.txt", error.message)]
+    owners, rejected = resolve_owners(records, {"x": Stamp("x", 1, 1, "h", "b.txt")})
+    assert owners == {"x": b}
+    assert rejected[0].message == "duplicate slug 'x': b.txt already publishes it"

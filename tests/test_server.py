@@ -281,3 +281,39 @@ def test_not_modified(inm: str | None, ims: str | None, expected: bool) -> None:
 def test_etag_with_comma_inside() -> None:
     assert etag_matches({'"a,b"'}, '"x", "a,b"')
     assert not etag_matches({'"a,b"'}, '"a", "b"')
+
+
+async def test_long_tail_pages_come_from_the_state(site, aiohttp_server) -> None:
+    from feedsvc.config import load_config
+
+    from .conftest import write_config
+    write_config(site, max_entries=2)
+    config = load_config(site / "config.toml")
+    seeds = config.paths.seeds
+    for n in range(4):
+        write_seed(seeds, f"{n}.txt", seed(f"post-{n}", f"Titre {n} « ok »", f"Corps {n}’."),
+                   mtime=1_700_000_000 + n)
+    server = await aiohttp_server(make_app(config))
+    async with aiohttp.ClientSession() as session:
+        client = Client(session, f"http://127.0.0.1:{server.port}")
+        assert set(await client.entries()) == {"post-3", "post-2"}
+        status, headers, body = await client.get("/entries/post-0")  # not in any feed
+        assert status == 200 and "Titre 0 « ok »" in body.decode() and "Corps 0’." in body.decode()
+        etag = headers["ETag"]
+        assert (await client.get("/entries/post-0", **{"If-None-Match": etag}))[0] == 304
+        assert (await client.get("/entries/never-published"))[0] == 404
+        assert (await client.get("/entries/Not%20A%20Slug"))[0] == 404
+        # Edited, it shows its new text; deleted, it is gone.
+        write_seed(seeds, "0.txt", seed("post-0", "Titre 0 corrigé", "Corps."))
+        await eventually(lambda: _page_has(client, "/entries/post-0", "corrigé"))
+        (seeds / "0.txt").unlink()
+        await eventually(lambda: _page_status(client, "/entries/post-0", 404))
+
+
+async def _page_has(client: Client, path: str, text: str) -> bool:
+    status, _, body = await client.get(path)
+    return status == 200 and text in body.decode()
+
+
+async def _page_status(client: Client, path: str, expected: int) -> bool:
+    return (await client.get(path))[0] == expected

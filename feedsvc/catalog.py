@@ -1,0 +1,140 @@
+"""What is in the seeds folder, compactly: per file its slug, content hash, error and stat.
+
+The text itself is not kept: an Entry lives only as long as the batch that parsed it (the
+publisher keeps the few it shows and the state keeps the rest). A file is read again when an
+event names it, or at a rescan when its stat moved (or was too fresh to be trusted).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from feedsvc.errors import SeedError
+from feedsvc.model import Entry
+from feedsvc.parser import parse_seed
+from feedsvc.source import Signature, is_seed_name, list_seeds, read_seed, stat_seed
+
+log = logging.getLogger("feedsvc")
+
+#: How close to its read a file's mtime may be before its stat is not trusted (racy git):
+#: timestamps are coarse, so a same-size rewrite within a tick of the read shows the same stat.
+RACY_NS = 2_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One seed file as last read."""
+
+    slug: str | None  # None when the file cannot be used
+    content_hash: str
+    error: SeedError | None
+    stat_key: int  # hash of the stat signature; 0: read again next time (errors are retried)
+    mtime: int  # seconds
+    racy: bool  # modified too close to its read for the stat to be trusted
+
+
+#: name → (new record or None when the file is gone, the Entry parsed just now if any)
+Changes = dict[str, tuple[Record | None, Entry | None]]
+
+
+class Catalog:
+    def __init__(self, folder: Path, max_seed_bytes: int) -> None:
+        self.folder = folder
+        self.max_seed_bytes = max_seed_bytes
+        self.records: dict[str, Record] = {}
+
+    def scan(self) -> Changes:
+        """Compare the whole folder with what is known. Raises FolderMissing."""
+        names = {path.name for path in list_seeds(self.folder)}
+        changes: Changes = {name: (None, None) for name in self.records.keys() - names}
+        for name in changes:
+            del self.records[name]
+        for name in sorted(names):
+            self._refresh(name, changes, trust_stat=True)
+        return changes
+
+    def update(self, paths: Iterable[Path | str]) -> Changes:
+        """Re-read the named files: an event says they changed, whatever their stat says."""
+        changes: Changes = {}
+        for name in sorted({Path(p).name for p in paths}):
+            if is_seed_name(name):
+                self._refresh(name, changes, trust_stat=False)
+        return changes
+
+    def read_entry(self, name: str) -> Entry | None:
+        """Parse a known file again, for when its text is needed but was not kept (a duplicate
+        taking a slug over). None if it no longer matches its record."""
+        record = self.records.get(name)
+        seed = read_seed(self.folder / name, self.max_seed_bytes)
+        if record is None or seed is None or isinstance(seed, SeedError):
+            return None
+        result = parse_seed(str(self.folder / name), seed.data)
+        if isinstance(result, SeedError) or result.content_hash != record.content_hash:
+            return None
+        return result
+
+    def results(self) -> dict[Path, Record]:
+        return {self.folder / name: record for name, record in self.records.items()}
+
+    def _refresh(self, name: str, changes: Changes, trust_stat: bool) -> None:
+        path = self.folder / name
+        known = self.records.get(name)
+        signature = stat_seed(path)
+        if signature is None:
+            self._set(name, None, None, changes)
+            return
+        if isinstance(signature, SeedError):
+            self._set(name, _failed(signature), None, changes)
+            return
+        if trust_stat and known is not None and not known.racy \
+                and known.stat_key == _stat_key(signature):
+            return
+        read_at_ns = time.time_ns()
+        seed = read_seed(path, self.max_seed_bytes)
+        if seed is None:  # vanished between the stat and the read: not an error
+            self._set(name, None, None, changes)
+            return
+        if isinstance(seed, SeedError):
+            self._set(name, _failed(seed), None, changes)
+            return
+        result = parse_seed(str(path), seed.data)
+        racy = seed.signature.mtime_ns + RACY_NS > read_at_ns
+        stat_key = _stat_key(seed.signature)
+        if isinstance(result, SeedError):
+            record = Record(None, "", result, stat_key, seed.mtime, racy)
+            self._set(name, record, None, changes)
+            return
+        record = Record(result.slug, result.content_hash, None, stat_key, seed.mtime, racy)
+        if known is None or (known.slug, known.content_hash) != (record.slug,
+                                                                 record.content_hash):
+            for line, message in result.warnings:  # once per version, not once per read
+                log.warning("%s:%d: warning: %s", path, line, message)
+        self._set(name, record, result, changes)
+
+    def _set(self, name: str, record: Record | None, entry: Entry | None,
+             changes: Changes) -> None:
+        known = self.records.get(name)
+        if record is None:
+            self.records.pop(name, None)
+        else:
+            self.records[name] = record
+        if not _same(known, record):  # read again and nothing new: not a change
+            changes[name] = (record, entry)
+
+
+def _same(a: Record | None, b: Record | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return (a.slug, a.content_hash, a.error) == (b.slug, b.content_hash, b.error)
+
+
+def _failed(error: SeedError) -> Record:
+    return Record(None, "", error, 0, 0, False)
+
+
+def _stat_key(signature: Signature) -> int:
+    return hash((signature.mtime_ns, signature.size, signature.inode, signature.ctime_ns))

@@ -1,0 +1,88 @@
+"""Pages of published entries older than the feeds show: the long tail.
+
+The snapshot holds the documents readers poll and the pages of the entries they show. Every
+other published entry keeps its page at `/entries/{slug}` too, but its text lives in the state,
+not in memory: such a page is read from SQLite on request, rendered in a thread of its own
+(never on the event loop, never in the pipeline's thread) and kept in a small LRU cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from feedsvc.config import Config
+from feedsvc.errors import StoreError
+from feedsvc.model import Document, FeedInfo, Item
+from feedsvc.pages import render_entry
+from feedsvc.parser import build_entry, is_slug
+from feedsvc.publisher import entry_id
+from feedsvc.snapshot import HTML_TYPE, make_document
+from feedsvc.store import Store
+
+log = logging.getLogger("feedsvc")
+
+CACHE_PAGES = 512
+
+
+class EntryPages:
+    def __init__(self, config: Config, capacity: int = CACHE_PAGES) -> None:
+        self.config = config
+        self.capacity = capacity
+        self.info: FeedInfo | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._store: Store | None = None
+        self._cache: OrderedDict[str, Document] = OrderedDict()
+
+    def start(self, info: FeedInfo) -> None:
+        self.info = info
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedsvc-pages")
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.submit(self._close_store).result()
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def page(self, slug: str) -> Document | None:
+        """The page of a published entry, or None (not published, or no text for it)."""
+        if self._executor is None or not is_slug(slug):
+            return None
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._page, slug)
+
+    def _page(self, slug: str) -> Document | None:
+        assert self.info is not None
+        try:
+            if self._store is None:
+                self._store = Store.open_for_reading(self.config.paths.state)
+            row = self._store.load_page(slug)
+        except StoreError as e:
+            log.error("%s", e)
+            self._close_store()
+            return None
+        if row is None:
+            self._cache.pop(slug, None)
+            return None
+        published, updated, title, paragraphs = row
+        moment = datetime.fromtimestamp(updated, UTC)
+        cached = self._cache.get(slug)
+        if cached is not None and cached.last_modified == moment:
+            self._cache.move_to_end(slug)
+            return cached
+        item = Item(entry=build_entry(slug, title, paragraphs),
+                    id=entry_id(self.info.id, slug), link=self.config.entry_link(slug),
+                    published=datetime.fromtimestamp(published, UTC), updated=moment)
+        document = make_document(f"/entries/{slug}", HTML_TYPE, render_entry(self.info, item),
+                                 moment, self.config.server.cache_max_age)
+        self._cache[slug] = document
+        while len(self._cache) > self.capacity:
+            self._cache.popitem(last=False)
+        return document
+
+    def _close_store(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
