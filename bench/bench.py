@@ -508,6 +508,18 @@ def verify_case(server: str, port: int, case: Case, plain: bytes
         status, hdrs, body = c.get("/feed.atom", case.headers)
         if status != 200:
             raise BenchFailure(f"{server} {case.name}: GET /feed.atom gave {status}")
+        coding = hdrs.get("content-encoding")
+        if coding == "identity":
+            coding = None
+        expected = case.encoding if case.status == 200 else case.headers.get("Accept-Encoding")
+        if coding != expected:
+            raise BenchFailure(f"{server} {case.name}: Content-Encoding {coding!r}, expected "
+                               f"{expected!r}")
+        decoded = gzip.decompress(body) if coding == "gzip" else body
+        if decoded != plain:
+            raise BenchFailure(f"{server} {case.name}: body ({len(decoded)} bytes decoded) is "
+                               f"not the feed.atom written by `feedsvc build` ({len(plain)} "
+                               "bytes)")
         etag = hdrs.get("etag")
         headers = dict(case.headers)
         if case.status == 304:
@@ -519,17 +531,6 @@ def verify_case(server: str, port: int, case: Case, plain: bytes
                 raise BenchFailure(f"{server} {case.name}: If-None-Match {etag} gave {status} "
                                    f"with {len(body)} body bytes, expected 304 and none")
             return headers, 0
-        coding = hdrs.get("content-encoding")
-        if coding == "identity":
-            coding = None
-        if coding != case.encoding:
-            raise BenchFailure(f"{server} {case.name}: Content-Encoding {coding!r}, expected "
-                               f"{case.encoding!r}")
-        decoded = gzip.decompress(body) if coding == "gzip" else body
-        if decoded != plain:
-            raise BenchFailure(f"{server} {case.name}: body ({len(decoded)} bytes decoded) is "
-                               f"not the feed.atom written by `feedsvc build` ({len(plain)} "
-                               "bytes)")
         return headers, len(body)
     finally:
         c.close()
@@ -869,7 +870,7 @@ def run_size(k: int, do_scale: bool, do_publish: bool, args: argparse.Namespace,
         say(f"{label}: cold start {cold:.2f} s; peak RSS {rss_cold[0] or 0:.0f} MiB")
 
         client = Client(port)
-        feed = Poller(client, "/feed.atom")
+        feed = Poller(client, "/feed.atom", args.poll_ms / 1000)
         # Warm-up: the first drops also wait out the rescan the watcher asks for at start.
         for j in range(2):
             name = f"warmup-{j}.txt"
@@ -936,7 +937,8 @@ def scale_updates(k: int, server: Feedsvc, seeds: Path, feed: Poller, client: Cl
         name = corpus.file_name(index)
         slug, _ = corpus.seed_text(index)
         original = (seeds / name).read_bytes()
-        poller = feed if kind == "in feed" else Poller(client, f"/entries/{slug}")
+        poller = feed if kind == "in feed" else Poller(client, f"/entries/{slug}",
+                                                        args.poll_ms / 1000)
         lat, proc_est = [], []
         renders_before = (healthz(server.port) or {}).get("renders")
         gaps = Gaps(args.drop_gap, args.debounce_ms)
@@ -979,9 +981,11 @@ def scale_updates(k: int, server: Feedsvc, seeds: Path, feed: Poller, client: Cl
                        f"{floor_p50 * 1000:.1f} {est * 1000:+.1f}",
                        "< 10 ms", upd < 0.010)
         else:
+            why = ("no render: the edit is served without a new snapshot"
+                   if results[kind]["renders"] == 0 else "/healthz last_change unusable")
             report.add("scale", f"single-seed update ({kind}), {label}",
-                       f"~{est * 1000:.1f} ms (rename→served p50 {med * 1000:.1f} - floor p50 "
-                       f"{floor_p50 * 1000:.1f}; /healthz last_change unusable)",
+                       f"~{est * 1000:.1f} ms = rename→served p50 {med * 1000:.1f} - floor p50 "
+                       f"{floor_p50 * 1000:.1f} ({why})",
                        "< 10 ms", est < 0.010)
     data["updates"] = results
 
@@ -1045,6 +1049,16 @@ def publish_drops(k: int, server: Feedsvc, seeds: Path, feed: Poller, floor: lis
 
 # -- main ------------------------------------------------------------------------------------
 
+def code_fingerprint() -> str:
+    """A hash of feedsvc/*.py as they are on disk: the code a run measured."""
+    import hashlib
+    h = hashlib.blake2b(digest_size=6)
+    for path in sorted((ROOT / "feedsvc").glob("*.py")):
+        with contextlib.suppress(OSError):
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
 def machine_info() -> dict[str, Any]:
     def cmd(*a: str) -> str:
         try:
@@ -1068,6 +1082,7 @@ def machine_info() -> dict[str, Any]:
                                                                    "feedsvc/" if dirty else ""),
         "nginx": cmd(shutil.which("nginx") or "/usr/sbin/nginx", "-v"),
         "wrk": cmd(shutil.which("wrk") or "wrk", "-v"),
+        "feedsvc_code": code_fingerprint(),
         "uvloop_installed": has("uvloop"), "brotli_installed": has("brotli"),
         "date": datetime.now().isoformat(timespec="seconds"),
     }
@@ -1094,6 +1109,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cold-timeout", type=float, default=900.0,
                    help="seconds a cold start may take before it is reported as not finished "
                         "(default 900)")
+    p.add_argument("--poll-ms", type=float, default=1.0,
+                   help="pause between two GETs while waiting for a drop (default 1 ms; each "
+                        "GET is a keep-alive If-None-Match, answered 304 until it changes)")
     p.add_argument("--debounce-ms", type=int, default=50,
                    help="[watch] debounce_ms for feedsvc and the floor (default 50, feedsvc's)")
     p.add_argument("--wrk-threads", type=int, default=2)
@@ -1178,9 +1196,14 @@ def main(argv: list[str] | None = None) -> int:
             say(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+    code_end = code_fingerprint()
+    report.data["machine"]["feedsvc_code_end"] = code_end
+    if code_end != info["feedsvc_code"]:
+        report.problem(f"feedsvc/*.py changed during the run (code {info['feedsvc_code']} at "
+                       f"start, {code_end} at the end): figures may mix two versions")
     print()
     print(f"feedsvc benchmark — {info['cpus']} CPUs, {info['memory']}; servers, wrk and the "
-          "bench share them; feedsvc " + info["feedsvc_rev"])
+          f"bench share them; feedsvc {info['feedsvc_rev']} (code {info['feedsvc_code']})")
     print(report.table())
     if report.problems:
         print("\nproblems:")

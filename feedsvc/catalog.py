@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,15 +47,22 @@ class Catalog:
         self.max_seed_bytes = max_seed_bytes
         self.records: dict[str, Record] = {}
 
-    def scan(self) -> Changes:
-        """Compare the whole folder with what is known. Raises FolderMissing."""
+    def scan(self, chunk: int = 2000) -> Iterator[Changes]:
+        """Compare the whole folder with what is known, `chunk` files at a time (the first
+        chunk also has the files that are gone). Raises FolderMissing before any chunk."""
         names = {path.name for path in list_seeds(self.folder)}
+        return self._scan(names, chunk)
+
+    def _scan(self, names: set[str], chunk: int) -> Iterator[Changes]:
         changes: Changes = {name: (None, None) for name in self.records.keys() - names}
         for name in changes:
             del self.records[name]
         for name in sorted(names):
             self._refresh(name, changes, trust_stat=True)
-        return changes
+            if len(changes) >= chunk:
+                yield changes
+                changes = {}
+        yield changes
 
     def update(self, paths: Iterable[Path | str]) -> Changes:
         """Re-read the named files: an event says they changed, whatever their stat says."""

@@ -89,7 +89,8 @@ def check(config: Config) -> int:
     """Print every seed that would be rejected as path:line: message; exit 1 if there is one."""
     catalog = Catalog(config.paths.seeds, config.watch.max_seed_bytes)
     try:
-        catalog.scan()
+        for _ in catalog.scan():
+            pass  # check only needs the records
     except FolderMissing as e:
         raise FeedsvcError(f"seeds folder {config.paths.seeds} is missing or unreadable") from e
     results = catalog.results()

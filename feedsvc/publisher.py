@@ -11,6 +11,7 @@ never call it from two threads at once.
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -25,7 +26,7 @@ from feedsvc.model import Document, Entry, FeedInfo, Item, Snapshot, Stamp
 from feedsvc.pages import render_entry, render_index
 from feedsvc.parser import build_entry
 from feedsvc.render import feed_updated, render_atom, render_rss
-from feedsvc.snapshot import ATOM_TYPE, HTML_TYPE, RSS_TYPE, make_document, make_snapshot
+from feedsvc.snapshot import ATOM_TYPE, HTML_TYPE, RSS_TYPE, Draft, make_documents, make_snapshot
 from feedsvc.source import FolderMissing
 from feedsvc.store import Store
 
@@ -42,11 +43,14 @@ def derive_feed_id(base_url: str) -> str:
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, base_url)}"
 
 
+@functools.lru_cache(maxsize=4096)
 def entry_id(feed_id: str, slug: str) -> str:
     """Stable forever for a slug within a feed: not from the file name, not from the content."""
     return f"urn:uuid:{uuid.uuid5(uuid.uuid5(uuid.NAMESPACE_URL, feed_id), slug)}"
 
 
+#: Files read per chunk of a full scan (the text of one chunk at most is held at once).
+SCAN_CHUNK = 2000
 #: Above this many changes in one batch, the order of entries is rebuilt by one sort rather
 #: than kept by insertions (a cold start, a burst).
 _RESORT_ABOVE = 64
@@ -68,6 +72,7 @@ class Publisher:
         self._claim_of: dict[str, str] = {}  # file name → slug it claims
         self._owner: dict[str, str] = {}  # slug → file name publishing it
         self._order: list[tuple[int, str]] = []  # (-published, slug) of published slugs
+        self._order_dirty = False
         self._errors: dict[str, SeedError] = {}  # file name → why it cannot be used
         self._duplicates: dict[str, SeedError] = {}  # file name → its duplicate slug
         self._entries: dict[str, Entry] = {}  # text of the shown entries only
@@ -91,15 +96,20 @@ class Publisher:
 
     def scan(self) -> Snapshot:
         """Make what is published equal to what is in the seeds folder."""
+        now = self._clock()
+        changed: dict[str, str] = {}
         try:
-            changes = self.catalog.scan()
+            # In chunks: a cold start of many seeds never holds all their text at once; each
+            # chunk is written to the state in one transaction, then let go.
+            for changes in self.catalog.scan(chunk=SCAN_CHUNK):
+                changed.update(self._absorb(changes, now)[0])
         except FolderMissing:
             # An unmounted folder is not a reason to unpublish everything: keep the last set.
             if self._snapshot.seeds_readable:
                 self._snapshot = replace(self._snapshot, seeds_readable=False)
             self._retry_writes()
             return self._snapshot
-        return self._apply(changes, seeds_readable=True)
+        return self._finish(changed, {}, now, seeds_readable=True)
 
     def update(self, paths: Iterable[Path]) -> Snapshot:
         """Apply changes to the named files only (created, modified, deleted or renamed).
@@ -124,6 +134,11 @@ class Publisher:
 
     def _apply(self, changes: Changes, seeds_readable: bool) -> Snapshot:
         now = self._clock()
+        changed, fresh = self._absorb(changes, now)
+        return self._finish(changed, fresh, now, seeds_readable)
+
+    def _absorb(self, changes: Changes, now: datetime) -> tuple[dict[str, str], dict[str, Entry]]:
+        """Take a batch of file changes into owners, dates and the state."""
         fresh: dict[str, Entry] = {}  # file name → entry parsed in this batch
         touched: set[str] = set()
         for name, (record, entry) in changes.items():
@@ -138,6 +153,14 @@ class Publisher:
         changed = self._resolve(sorted(touched), fresh, int(now.timestamp()),
                                 resort=len(changes) > _RESORT_ABOVE)
         self._retry_writes()
+        return changed, fresh
+
+    def _finish(self, changed: dict[str, str], fresh: dict[str, Entry], now: datetime,
+                seeds_readable: bool) -> Snapshot:
+        """Log, and render if anything shown changed."""
+        if self._order_dirty:
+            self._order = sorted((-self._stamps[slug].published, slug) for slug in self._owner)
+            self._order_dirty = False
         rejected = tuple(sorted((*self._errors.values(), *self._duplicates.values()),
                                 key=lambda e: (Path(e.path).name, e.line)))
         shown = self._shown_items(fresh)
@@ -148,14 +171,10 @@ class Publisher:
             if self._snapshot.seeds_readable != seeds_readable:
                 self._snapshot = replace(self._snapshot, seeds_readable=seeds_readable)
             return self._snapshot  # nothing shown changed: same object, no swap, same ETags
-        old_items = {item.slug: item for item in self._shown}
-        self._pages = {
-            item.slug: self._pages[item.slug] if old_items.get(item.slug) == item
-            else self._entry_page(item) for item in shown
-        }
+        feeds = self._render(shown)
         self._shown, self._rejected = shown, rejected
         self._snapshot = make_snapshot(
-            documents=[*self.render_feeds(), *self._pages.values()],
+            documents=[*feeds, *self._pages.values()],
             published=len(self._owner),
             rejected=rejected,
             changed_at=now,
@@ -249,8 +268,7 @@ class Publisher:
                 self._entries.pop(slug, None)  # the text shown must be the new one
             elif not previous.live:
                 changed[slug] = "republished"
-        if resort:
-            self._order = sorted((-self._stamps[slug].published, slug) for slug in self._owner)
+        self._order_dirty = self._order_dirty or resort  # rebuilt once, by _finish
         return changed
 
     def _store_stamp(self, stamp: Stamp) -> None:
@@ -297,22 +315,25 @@ class Publisher:
             return None
         return build_entry(slug, *content)
 
-    def render_feeds(self) -> list[Document]:
-        """The capped documents: Atom, RSS and the front page."""
-        shown = list(self._shown)
-        updated = feed_updated(self.info, shown)
-        max_age = self.config.server.cache_max_age
-        return [
-            make_document("/feed.atom", ATOM_TYPE, render_atom(self.info, shown), updated,
-                          max_age),
-            make_document("/feed.rss", RSS_TYPE, render_rss(self.info, shown), updated, max_age),
-            make_document("/", HTML_TYPE, render_index(self.info, shown), updated, max_age),
+    def _render(self, shown: tuple[Item, ...]) -> list[Document]:
+        """The capped documents (Atom, RSS, front page) and the pages of the shown entries
+        that changed, compressed together."""
+        info, items = self.info, list(shown)
+        updated = feed_updated(info, items)
+        old = {item.slug: item for item in self._shown}
+        drafts = [
+            Draft("/feed.atom", ATOM_TYPE, render_atom(info, items), updated),
+            Draft("/feed.rss", RSS_TYPE, render_rss(info, items), updated),
+            Draft("/", HTML_TYPE, render_index(info, items), updated),
         ]
-
-    def _entry_page(self, item: Item) -> Document:
-        return make_document(f"/entries/{item.slug}", HTML_TYPE,
-                             render_entry(self.info, item), item.updated,
-                             self.config.server.cache_max_age)
+        drafts += [Draft(f"/entries/{item.slug}", HTML_TYPE, render_entry(info, item),
+                         item.updated)
+                   for item in items if old.get(item.slug) != item]
+        documents = make_documents(drafts, self.config.server.cache_max_age)
+        pages = {doc.path: doc for doc in documents[3:]}
+        self._pages = {item.slug: pages.get(f"/entries/{item.slug}") or self._pages[item.slug]
+                       for item in items}
+        return documents[:3]
 
     def _retry_writes(self) -> None:
         if not self._unsaved:
