@@ -8,6 +8,7 @@ event names it, or at a rescan when its stat moved (or was too fresh to be trust
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ class Catalog:
         return {self.folder / name: record for name, record in self.records.items()}
 
     def _refresh(self, name: str, changes: Changes, trust_stat: bool) -> None:
+        name = sys.intern(name)
         path = self.folder / name
         known = self.records.get(name)
         signature = stat_seed(path)
@@ -115,7 +117,9 @@ class Catalog:
             record = Record(None, "", result, stat_key, seed.mtime, racy)
             self._set(name, record, None, changes)
             return
-        record = Record(result.slug, result.content_hash, None, stat_key, seed.mtime, racy)
+        # Interned: the same slug is a key in several of the publisher's maps.
+        record = Record(sys.intern(result.slug), result.content_hash, None, stat_key,
+                        seed.mtime, racy)
         if known is None or (known.slug, known.content_hash) != (record.slug,
                                                                  record.content_hash):
             for line, message in result.warnings:  # once per version, not once per read

@@ -64,14 +64,12 @@ class Publisher:
         self._clock = clock
         self._stamps: dict[str, Stamp] = store.load_stamps()
         self._taken = {stamp.updated for stamp in self._stamps.values()}
-        # Which slug each file published last: a broken file keeps claiming it.
-        self._last_slug: dict[str, str] = {}
-        for slug, stamp in sorted(self._stamps.items(), key=lambda pair: pair[1].updated):
-            self._last_slug[stamp.source] = slug
-        self._claims: dict[str, list[str]] = {}  # slug → file names claiming it, sorted
+        # slug → the file name claiming it, or the sorted names when several do (duplicates).
+        # One string, not a list, in the usual case: a compact entry per seed.
+        self._claims: dict[str, str | list[str]] = {}
         self._claim_of: dict[str, str] = {}  # file name → slug it claims
         self._owner: dict[str, str] = {}  # slug → file name publishing it
-        self._order: list[tuple[int, str]] = []  # (-published, slug) of published slugs
+        self._order: list[str] = []  # published slugs, newest `published` first, then by slug
         self._order_dirty = False
         self._errors: dict[str, SeedError] = {}  # file name → why it cannot be used
         self._duplicates: dict[str, SeedError] = {}  # file name → its duplicate slug
@@ -159,7 +157,7 @@ class Publisher:
                 seeds_readable: bool) -> Snapshot:
         """Log, and render if anything shown changed."""
         if self._order_dirty:
-            self._order = sorted((-self._stamps[slug].published, slug) for slug in self._owner)
+            self._order = sorted(self._owner, key=self._order_key)
             self._order_dirty = False
         rejected = tuple(sorted((*self._errors.values(), *self._duplicates.values()),
                                 key=lambda e: (Path(e.path).name, e.line)))
@@ -190,7 +188,14 @@ class Publisher:
             return None
         if record.slug is not None:
             return record.slug
-        slug = self._last_slug.get(name)
+        # Broken now: the slug it published last (it still claims it), from memory or, after a
+        # restart, from the state.
+        slug = self._claim_of.get(name)
+        if slug is None:
+            try:
+                slug = self.store.last_slug_of(name)
+            except StoreError as e:
+                log.error("%s", e)
         stamp = self._stamps.get(slug) if slug else None
         return slug if stamp is not None and stamp.source == name else None
 
@@ -201,13 +206,22 @@ class Publisher:
             return (slug,) if slug else ()
         if old is not None:
             claimants = self._claims[old]
-            claimants.remove(name)
-            if not claimants:
+            if isinstance(claimants, str):
                 del self._claims[old]
+            else:
+                claimants.remove(name)
+                if len(claimants) == 1:
+                    self._claims[old] = claimants[0]
             del self._claim_of[name]
             self._duplicates.pop(name, None)
         if slug is not None:
-            bisect.insort(self._claims.setdefault(slug, []), name)
+            claimants = self._claims.get(slug)
+            if claimants is None:
+                self._claims[slug] = name
+            elif isinstance(claimants, str):
+                self._claims[slug] = sorted((claimants, name))
+            else:
+                bisect.insort(claimants, name)
             self._claim_of[name] = slug
         return tuple(s for s in (old, slug) if s)
 
@@ -219,6 +233,8 @@ class Publisher:
         owners = {}
         for slug in slugs:
             claimants = self._claims.get(slug)
+            if isinstance(claimants, str):
+                claimants = [claimants]
             if claimants:
                 previous = self._stamps.get(slug)
                 owners[slug] = choose_owner(claimants, previous.source if previous else None)
@@ -249,11 +265,11 @@ class Publisher:
                 content_hash, seen_at = record.content_hash, min(record.mtime, now)
             stamp = next_stamp(previous, slug, content_hash, owner, seen_at, self._taken)
             if not was_owned and not resort:  # `published` never changes: place it once
-                bisect.insort(self._order, (-stamp.published, slug))
+                self._stamps[slug] = stamp  # the key below reads `published` from it
+                bisect.insort(self._order, slug, key=self._order_key)
             if stamp == previous:
                 continue
             self._store_stamp(stamp)
-            self._last_slug[owner] = slug
             entry = fresh.get(owner)
             if entry is None and record.slug is not None and (
                     previous is None or previous.content_hash != stamp.content_hash):
@@ -275,17 +291,20 @@ class Publisher:
         self._stamps[stamp.slug] = stamp
         self._unsaved[stamp.slug] = stamp
 
+    def _order_key(self, slug: str) -> tuple[int, str]:
+        return -self._stamps[slug].published, slug
+
     def _drop_from_order(self, stamp: Stamp) -> None:
-        key = (-stamp.published, stamp.slug)
-        index = bisect.bisect_left(self._order, key)
-        if index < len(self._order) and self._order[index] == key:
+        index = bisect.bisect_left(self._order, (-stamp.published, stamp.slug),
+                                   key=self._order_key)
+        if index < len(self._order) and self._order[index] == stamp.slug:
             del self._order[index]
 
     def _shown_items(self, fresh: dict[str, Entry]) -> tuple[Item, ...]:
         """The newest entries, as the documents show them; only their text stays in memory."""
         items = []
         entries: dict[str, Entry] = {}
-        for _, slug in self._order[:self.config.feed.max_entries]:
+        for slug in self._order[:self.config.feed.max_entries]:
             owner = self._owner[slug]
             entry = fresh.get(owner)
             if entry is None or entry.slug != slug:  # a broken owner shows its last good text

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from urllib.parse import quote
@@ -38,6 +39,7 @@ CREATE TABLE IF NOT EXISTS stamps (
     title        TEXT NOT NULL DEFAULT '',
     body         TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS stamps_by_source ON stamps (source, updated);
 """
 
 #: Paragraphs are stored joined by a blank line; a paragraph never contains one.
@@ -102,8 +104,16 @@ class Store:
     def load_stamps(self) -> dict[str, Stamp]:
         rows = self._query(
             "SELECT slug, published, updated, content_hash, source, live FROM stamps")
-        return {row[0]: Stamp(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
+        # Interned: the same slugs and file names are keys all over the publisher's maps.
+        return {(slug := sys.intern(row[0])): Stamp(slug, row[1], row[2], row[3],
+                                                    sys.intern(row[4]), bool(row[5]))
                 for row in rows}
+
+    def last_slug_of(self, source: str) -> str | None:
+        """The slug a file published last (its last good version while it is broken)."""
+        row = self._query("SELECT slug FROM stamps WHERE source = ? ORDER BY updated DESC "
+                          "LIMIT 1", (source,)).fetchone()
+        return None if row is None else row[0]
 
     def load_content(self, slug: str) -> tuple[str, tuple[str, ...]] | None:
         """The last good headline and paragraphs stored for `slug`, if any."""
