@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -48,12 +49,25 @@ def serve(config: Config) -> int:
     from feedsvc.server import make_app
 
     host, port = config.server.host, config.server.port
+    access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
+    if access_log is not None:
+        access_log.setLevel(logging.INFO)
     try:
-        web.run_app(make_app(config), host=host, port=port, access_log=None,
+        web.run_app(make_app(config), host=host, port=port, access_log=access_log,
+                    loop=_new_event_loop(),
                     print=lambda *_: log.info("listening on http://%s:%d/", host, port))
     except OSError as e:
         raise FeedsvcError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
     return EXIT_OK
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when it is installed (`pip install feedsvc[uvloop]`), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def build(config: Config) -> int:

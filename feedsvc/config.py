@@ -47,6 +47,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     cache_max_age: int = 60
+    access_log: bool = False  # one line per request costs more than serving it
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         port=tables.get("server", "port", int, ServerConfig.port, _in_range(0, 65535)),
         cache_max_age=tables.get("server", "cache_max_age", int, ServerConfig.cache_max_age,
                                  _in_range(0, 31_536_000)),
+        access_log=tables.get("server", "access_log", bool, ServerConfig.access_log),
     )
     watch = WatchConfig(
         debounce_ms=tables.get("watch", "debounce_ms", int, WatchConfig.debounce_ms,
@@ -154,7 +156,7 @@ class _Tables:
         "feed": {"title", "subtitle", "base_url", "id", "language", "author_name",
                  "author_email", "max_entries", "entry_url"},
         "paths": {"seeds", "state", "output"},
-        "server": {"host", "port", "cache_max_age"},
+        "server": {"host", "port", "cache_max_age", "access_log"},
         "watch": {"debounce_ms", "rescan_s", "max_seed_bytes"},
     }
 

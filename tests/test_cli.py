@@ -199,3 +199,18 @@ def test_check_lists_rejected_seeds_and_exits_1(site: Path) -> None:
     result = run_cli("check", "--config", config, cwd=site)
     assert f"{seeds / '0-dup.txt'}:1: duplicate slug '{SAMPLE_SLUG}': {SAMPLE_NAME} already " \
         "publishes it" in result.stdout.splitlines()
+
+
+def test_access_log_is_off_by_default_and_can_be_switched_on(site: Path, serve) -> None:
+    copy_sample(site / "seeds")
+    quiet = serve(site / "config.toml")
+    assert quiet.get("/feed.atom")[0] == 200
+    assert quiet.stop() == 0
+    assert "GET /feed.atom" not in quiet.log()
+
+    config = site / "config.toml"
+    config.write_text(config.read_text().replace("[server]\n", "[server]\naccess_log = true\n"))
+    loud = serve(config)
+    assert loud.get("/feed.atom")[0] == 200
+    wait_until(lambda: '"GET /feed.atom HTTP/1.1" 200' in loud.log())
+    assert loud.stop() == 0

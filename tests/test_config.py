@@ -29,6 +29,7 @@ def test_empty_file_gives_every_default(tmp_path: Path) -> None:
     assert config.feed.language == "en"
     assert config.feed.max_entries == 50
     assert config.server.cache_max_age == 60
+    assert config.server.access_log is False
     assert config.watch.debounce_ms == 50
     assert config.watch.rescan_s == 300
     assert config.watch.max_seed_bytes == 1024 * 1024
@@ -69,6 +70,7 @@ def test_base_url_gets_a_trailing_slash_and_templates_use_it(tmp_path: Path) -> 
     ("[server]\nport = true\n", "server.port", "expected an integer, got a boolean"),
     ("[server]\nport = 70000\n", "server.port", "between 0 and 65535"),
     ("[server]\ncache_max_age = -1\n", "server.cache_max_age", "between"),
+    ("[server]\naccess_log = 1\n", "server.access_log", "expected a boolean"),
     ("[feed]\ntitle = 3\n", "feed.title", "expected a string"),
     ("[feed]\ntitle = ''\n", "feed.title", "must not be empty"),
     ("[feed]\nbase_url = 'example.org'\n", "feed.base_url", "absolute http"),
