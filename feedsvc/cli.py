@@ -30,7 +30,7 @@ BUILD_FILES = {"/feed.atom": "feed.atom", "/feed.rss": "feed.rss"}
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _argument_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     try:
         config = load_config(find_config(args.config))
         return int(args.command(config))
@@ -47,21 +47,29 @@ def serve(config: Config) -> int:
     from aiohttp import web
 
     from feedsvc.server import make_app
+    from feedsvc.workers import serve_with_workers
 
     host, port = config.server.host, config.server.port
     access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
-    if access_log is not None:
-        access_log.setLevel(logging.INFO)
+
+    def serve_app(app: web.Application, reuse_port: bool = False) -> None:
+        web.run_app(app, host=host, port=port, access_log=access_log, reuse_port=reuse_port,
+                    loop=new_event_loop(),
+                    print=lambda *_: log.info("listening on http://%s:%d/ (%d process%s)",
+                                              host, port, config.server.workers,
+                                              "es" if config.server.workers > 1 else ""))
+
     try:
-        web.run_app(make_app(config), host=host, port=port, access_log=access_log,
-                    loop=_new_event_loop(),
-                    print=lambda *_: log.info("listening on http://%s:%d/", host, port))
+        if config.server.workers > 1:
+            serve_with_workers(config, serve_app)
+        else:
+            serve_app(make_app(config))
     except OSError as e:
         raise FeedsvcError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
     return EXIT_OK
 
 
-def _new_event_loop() -> asyncio.AbstractEventLoop:
+def new_event_loop() -> asyncio.AbstractEventLoop:
     """uvloop's loop when it is installed (`pip install feedsvc[uvloop]`), else asyncio's."""
     try:
         import uvloop
@@ -134,7 +142,7 @@ def _argument_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbose: bool) -> None:
+def setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
@@ -143,6 +151,7 @@ def _setup_logging(verbose: bool) -> None:
     if not verbose:  # aiohttp's own INFO lines are noise next to ours
         logging.getLogger("aiohttp").setLevel(logging.WARNING)
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.INFO)  # shown only when switched on
     from feedsvc.server import QuietBadRequests
 
     logging.getLogger("aiohttp.server").addFilter(QuietBadRequests())

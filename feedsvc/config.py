@@ -48,6 +48,7 @@ class ServerConfig:
     port: int = 8080
     cache_max_age: int = 60
     access_log: bool = False  # one line per request costs more than serving it
+    workers: int = 1  # processes serving the port (SO_REUSEPORT); one pipeline in the first
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         cache_max_age=tables.get("server", "cache_max_age", int, ServerConfig.cache_max_age,
                                  _in_range(0, 31_536_000)),
         access_log=tables.get("server", "access_log", bool, ServerConfig.access_log),
+        workers=tables.get("server", "workers", int, ServerConfig.workers, _in_range(1, 64)),
     )
     watch = WatchConfig(
         debounce_ms=tables.get("watch", "debounce_ms", int, WatchConfig.debounce_ms,
@@ -156,7 +158,7 @@ class _Tables:
         "feed": {"title", "subtitle", "base_url", "id", "language", "author_name",
                  "author_email", "max_entries", "entry_url"},
         "paths": {"seeds", "state", "output"},
-        "server": {"host", "port", "cache_max_age", "access_log"},
+        "server": {"host", "port", "cache_max_age", "access_log", "workers"},
         "watch": {"debounce_ms", "rescan_s", "max_seed_bytes"},
     }
 

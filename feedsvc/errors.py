@@ -42,6 +42,9 @@ class SeedError(FeedsvcError):
     def __repr__(self) -> str:
         return f"SeedError({self.path!r}, {self.line}, {self.message!r})"
 
+    def __reduce__(self) -> tuple[type[SeedError], tuple[str, int, str]]:
+        return SeedError, (self.path, self.line, self.message)  # snapshots go to workers
+
 
 class StoreError(FeedsvcError):
     """The state database cannot be opened, read or written."""

@@ -9,22 +9,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
-from collections.abc import AsyncIterator, Callable
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any, NoReturn, TypeVar
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from feedsvc.config import Config
+from feedsvc.errors import FeedsvcError
 from feedsvc.longtail import EntryPages
 from feedsvc.model import Document, Snapshot
 from feedsvc.negotiation import choose_coding, not_modified
 from feedsvc.publisher import Publisher
 from feedsvc.snapshot import Live
 from feedsvc.watcher import Batch, watch_seeds
+from feedsvc.workers import Followers, receive
 
 log = logging.getLogger("feedsvc")
 
@@ -32,19 +36,34 @@ CONFIG = web.AppKey("config", Config)
 LIVE = web.AppKey("live", Live)
 STATUS = web.AppKey("status", "PipelineStatus")
 PAGES = web.AppKey("pages", EntryPages)
+FOLLOWERS = web.AppKey("followers", Followers)
 
-_ETAG_RE = re.compile(r'(?:W/)?"([^"]*)"')
 T = TypeVar("T")
 
 
-def make_app(config: Config) -> web.Application:
-    """The application, with no side effects: the pipeline starts with the app's startup."""
+def make_app(config: Config, followers: Sequence[Connection] = ()) -> web.Application:
+    """The application, with no side effects: the pipeline starts with the app's startup.
+    Each snapshot is also sent to `followers`, the other worker processes on the port."""
+    app = _base_app(config)
+    app[FOLLOWERS] = Followers(followers)
+    app.cleanup_ctx.append(run_pipeline)
+    return app
+
+
+def make_follower_app(config: Config, leader: Connection) -> web.Application:
+    """A worker that serves the snapshots the leader's pipeline sends it; it watches nothing
+    and writes nothing."""
+    app = _base_app(config)
+    app.cleanup_ctx.append(follow(leader))
+    return app
+
+
+def _base_app(config: Config) -> web.Application:
     app = web.Application()
     app[CONFIG] = config
     app[LIVE] = Live()
     app[STATUS] = PipelineStatus()
     app[PAGES] = EntryPages(config)
-    app.cleanup_ctx.append(run_pipeline)
     app.router.add_get("/", serve_document)
     app.router.add_get("/feed.atom", serve_document)
     app.router.add_get("/feed.rss", serve_document)
@@ -92,7 +111,7 @@ class PipelineStatus:
 async def run_pipeline(app: web.Application) -> AsyncIterator[None]:
     """Full scan at start, then apply the watcher's batches, periodic rescans and write retries
     until shutdown."""
-    config, live, status = app[CONFIG], app[LIVE], app[STATUS]
+    config, live, status, followers = app[CONFIG], app[LIVE], app[STATUS], app[FOLLOWERS]
     # One thread for all pipeline work: SQLite and feedgen's locale handling stay on it alone.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedsvc-pipeline")
     loop = asyncio.get_running_loop()
@@ -105,12 +124,14 @@ async def run_pipeline(app: web.Application) -> AsyncIterator[None]:
         app[PAGES].start(publisher.info)
         live.current = await run(publisher.scan)
         _note(status, publisher, live.current)
+        await followers.send(live.current, status, publisher.info)
         log.info("serving %d published entries from %s", live.current.published,
                  config.paths.seeds)
         stop = asyncio.Event()
         queue: asyncio.Queue[Batch | None] = asyncio.Queue()
         pump = asyncio.create_task(_pump(config, stop, queue))
-        apply = asyncio.create_task(_apply(publisher, live, status, config, queue, run))
+        apply = asyncio.create_task(_apply(publisher, live, status, config, queue, run,
+                                           followers))
         try:
             yield
         finally:
@@ -121,6 +142,7 @@ async def run_pipeline(app: web.Application) -> AsyncIterator[None]:
                 except TimeoutError:
                     log.warning("pipeline task did not stop in 10 s; cancelled")
             await run(publisher.close)
+            followers.close()
     finally:
         app[PAGES].close()
         executor.shutdown(wait=True)
@@ -137,7 +159,7 @@ async def _pump(config: Config, stop: asyncio.Event, queue: asyncio.Queue[Batch 
 
 async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, config: Config,
                  queue: asyncio.Queue[Batch | None],
-                 run: Callable[..., asyncio.Future[Any]]) -> None:
+                 run: Callable[..., asyncio.Future[Any]], followers: Followers) -> None:
     """Apply batches one render at a time. Whatever queued up during a render is merged and
     applied by the next one, so a burst costs a few renders, not one per file."""
     loop = asyncio.get_running_loop()
@@ -174,8 +196,44 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
             log.exception("applying seed changes failed; still serving the previous snapshot")
             status.rescan_ok = status.rescan_ok and not batch.rescan
         _note(status, publisher, live.current)
+        await followers.send(live.current, status, publisher.info)
         if stopping:
             return
+
+
+def follow(leader: Connection) -> Callable[[web.Application], AsyncIterator[None]]:
+    """cleanup_ctx of a follower: swap in every snapshot the leader sends; when the leader is
+    gone, stop (systemd restarts the service as a whole)."""
+
+    async def following(app: web.Application) -> AsyncIterator[None]:
+        first = await receive(leader)
+        if first is None:
+            raise FeedsvcError("the leader process went away before the first snapshot")
+        snapshot, status, info = first
+        app[LIVE].current = snapshot
+        _copy_status(app[STATUS], status)
+        app[PAGES].start(info)
+
+        async def keep_following() -> None:
+            while (message := await receive(leader)) is not None:
+                app[LIVE].current = message[0]
+                _copy_status(app[STATUS], message[1])
+            log.info("leader gone; this worker stops")
+            signal.raise_signal(signal.SIGTERM)
+
+        task = asyncio.create_task(keep_following())
+        try:
+            yield
+        finally:
+            task.cancel()
+            app[PAGES].close()
+
+    return following
+
+
+def _copy_status(target: PipelineStatus, source: PipelineStatus) -> None:
+    for name, value in vars(source).items():
+        setattr(target, name, value)
 
 
 def _note(status: PipelineStatus, publisher: Publisher, snapshot: Snapshot) -> None:
@@ -250,6 +308,7 @@ async def serve_health(request: web.Request) -> web.Response:
                      for e in snapshot.rejected],
         "last_change": snapshot.changed_at.isoformat() if snapshot.changed_at else None,
         "renders": snapshot.generation,
+        "pid": os.getpid(),  # which worker process answered
     }
     return web.Response(text=json.dumps(body, ensure_ascii=False, indent=1),
                         status=503 if down else 200, content_type="application/json",
