@@ -434,6 +434,20 @@ class WrkResult:
     bytes_per_request: float
     errors: str
     non_2xx_3xx: int
+    runs: int = 1
+    rps_min: float = 0.0
+    rps_max: float = 0.0
+
+
+def median_result(rs: list[WrkResult]) -> WrkResult:
+    """Median req/s and median p50/p99 over repeated runs, with the req/s range."""
+    return WrkResult(
+        rps=statistics.median(r.rps for r in rs), p50=statistics.median(r.p50 for r in rs),
+        p99=statistics.median(r.p99 for r in rs), requests=sum(r.requests for r in rs),
+        bytes_per_request=statistics.median(r.bytes_per_request for r in rs),
+        errors="; ".join(sorted({r.errors for r in rs if r.errors})),
+        non_2xx_3xx=sum(r.non_2xx_3xx for r in rs), runs=len(rs),
+        rps_min=min(r.rps for r in rs), rps_max=max(r.rps for r in rs))
 
 
 _UNITS_T = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -584,6 +598,7 @@ def section_serve(args: argparse.Namespace, work: Path, report: Report) -> None:
         server.wait_published(50, 120)
         servers = {"nginx": nginx_port, "feedsvc": port}
         results: dict[str, dict[str, WrkResult | str]] = {}
+        all_runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for case in CASES:
             results[case.name] = {}
             checked: dict[str, tuple[dict[str, str], int]] = {}
@@ -593,45 +608,57 @@ def section_serve(args: argparse.Namespace, work: Path, report: Report) -> None:
                 except (BenchFailure, OSError, http.client.HTTPException) as e:
                     report.problem(f"serve {case.name}: {e}")
                     results[case.name][name] = f"INVALID: {e}"
-            for name, p in servers.items():
-                if name not in checked:
-                    continue
-                headers, body_len = checked[name]
-                if args.wrk_warmup > 0:
-                    run_wrk(wrk, p, "/feed.atom", headers, args, args.wrk_warmup)
-                r = run_wrk(wrk, p, "/feed.atom", headers, args, args.wrk_duration)
-                # wrk counts only 4xx/5xx as errors: check the bytes per response instead.
-                if not (body_len <= r.bytes_per_request <= body_len * 1.05 + 1024):
-                    msg = (f"{name} {case.name}: {r.bytes_per_request:,.0f} bytes per response "
-                           f"under load, expected the {body_len:,}-byte body plus headers")
-                    report.problem("serve " + msg)
-                    results[case.name][name] = f"INVALID: {msg}"
-                    continue
-                if r.non_2xx_3xx or "timeout 0" not in (r.errors or "timeout 0"):
-                    report.problem(f"serve {case.name} {name}: non-2xx/3xx {r.non_2xx_3xx}, "
-                                   f"socket errors {r.errors}")
-                results[case.name][name] = r
-                say(f"serve {case.name:13s} {name:7s}: {fmt_rate(r.rps):>8s} req/s, "
-                    f"p50 {ms(r.p50)}, p99 {ms(r.p99)}, {r.bytes_per_request:,.0f} B/resp"
-                    + (f", socket errors: {r.errors}" if r.errors else ""))
+            runs: dict[str, list[WrkResult]] = {name: [] for name in checked}
+            for rep in range(args.repeat):
+                # Alternate which server goes first, so drift in the machine hits both alike.
+                order = list(servers.items()) if rep % 2 == 0 else list(servers.items())[::-1]
+                for name, p in order:
+                    if name not in runs:
+                        continue
+                    headers, body_len = checked[name]
+                    if rep == 0 and args.wrk_warmup > 0:
+                        run_wrk(wrk, p, "/feed.atom", headers, args, args.wrk_warmup)
+                    r = run_wrk(wrk, p, "/feed.atom", headers, args, args.wrk_duration)
+                    # wrk counts only 4xx/5xx as errors: check the bytes per response instead.
+                    if not (body_len <= r.bytes_per_request <= body_len * 1.05 + 1024):
+                        msg = (f"{name} {case.name}: {r.bytes_per_request:,.0f} bytes per "
+                               f"response under load, expected the {body_len:,}-byte body plus "
+                               "headers")
+                        report.problem("serve " + msg)
+                        results[case.name][name] = f"INVALID: {msg}"
+                        del runs[name]
+                        continue
+                    if r.non_2xx_3xx or "timeout 0" not in (r.errors or "timeout 0"):
+                        report.problem(f"serve {case.name} {name}: non-2xx/3xx "
+                                       f"{r.non_2xx_3xx}, socket errors {r.errors}")
+                    runs[name].append(r)
+                    say(f"serve {case.name:13s} {name:7s}: {fmt_rate(r.rps):>8s} req/s, "
+                        f"p50 {ms(r.p50)}, p99 {ms(r.p99)}, {r.bytes_per_request:,.0f} B/resp"
+                        + (f", socket errors: {r.errors}" if r.errors else ""))
+            for name, rs in runs.items():
+                results[case.name][name] = median_result(rs)
+                all_runs.setdefault(case.name, {})[name] = [r.__dict__ for r in rs]
         rss = peak_rss(server.pid)[0]
         report.data["serve"]["feedsvc_peak_rss_mib"] = rss
+        report.data["serve"]["runs"] = all_runs
     finally:
         if server is not None:
             server.stop()
         stop(nginx, signal.SIGQUIT)
 
     targets = {"200 identity": 0.6, "200 gzip": 0.5, "304": 0.5}
-    load = (f"wrk -t{args.wrk_threads} -c{args.wrk_connections} -d{args.wrk_duration:g}s, "
-            f"nginx worker_processes {args.nginx_workers}")
+    load = (f"wrk -t{args.wrk_threads} -c{args.wrk_connections} -d{args.wrk_duration:g}s "
+            f"x{args.repeat} per server and case, nginx worker_processes {args.nginx_workers}")
     report.add("serve", "load (same for both)", load, "", result="")
     for case in CASES:
         res = results[case.name]
         n, f = res.get("nginx"), res.get("feedsvc")
         for name, r in (("nginx", n), ("feedsvc", f)):
             if isinstance(r, WrkResult):
+                spread = (f" (median of {r.runs}: {fmt_rate(r.rps_min)}-{fmt_rate(r.rps_max)})"
+                          if r.runs > 1 else "")
                 report.add("serve", f"{case.name} {name}",
-                           f"{fmt_rate(r.rps)} req/s, p99 {ms(r.p99)}")
+                           f"{fmt_rate(r.rps)} req/s, p99 {ms(r.p99)}{spread}")
             else:
                 report.add("serve", f"{case.name} {name}", r or "not run", result="INVALID")
         if isinstance(n, WrkResult) and isinstance(f, WrkResult):
@@ -903,7 +930,7 @@ def run_size(k: int, do_scale: bool, do_publish: bool, args: argparse.Namespace,
             ratio = cold / loop_s
             target = "< 2x read+parse" if k == 10_000 else "(no target)"
             report.add("scale", f"cold start, {label}",
-                       f"{cold:.2f} s vs read+parse {loop_s:.2f} s = {ratio:.1f}x",
+                       f"{cold:.2f} s vs read+parse {loop_s:.2f} s = {ratio:.2f}x",
                        target, (ratio < 2) if k == 10_000 else None)
             rss_txt = (f"{rss_cold[0] or 0:.0f} MiB after cold start, "
                        f"{rss_end[0] or 0:.0f} MiB at end")
@@ -1120,6 +1147,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="seconds per measured wrk run (default 10; --quick: 3)")
     p.add_argument("--wrk-warmup", type=float, default=None,
                    help="seconds of unmeasured wrk before each run (default 2; --quick: 1)")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="measured wrk runs per server and case, alternating the servers; the "
+                        "table shows medians (default 3; --quick: 1)")
     p.add_argument("--nginx-workers", default="1",
                    help="nginx worker_processes (default 1, like feedsvc's one process; "
                         "'auto' = one per core)")
@@ -1147,6 +1177,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.updates = a.updates if a.updates is not None else (5 if a.quick else 20)
     a.wrk_duration = a.wrk_duration if a.wrk_duration is not None else (3 if a.quick else 10)
     a.wrk_warmup = a.wrk_warmup if a.wrk_warmup is not None else (1 if a.quick else 2)
+    a.repeat = max(1, a.repeat if a.repeat is not None else (1 if a.quick else 3))
     if a.quick:
         a.cold_timeout = min(a.cold_timeout, 120)
         a.drops_budget = min(a.drops_budget, 60)
@@ -1182,7 +1213,8 @@ def main(argv: list[str] | None = None) -> int:
                 report.add("serve", "section", f"failed: {str(e).splitlines()[0]}",
                            result="INVALID")
         do_publish, do_scale = "publish" in args.sections, "scale" in args.sections
-        sizes = ([0] if do_publish else []) + sorted(set(args.sizes))
+        sizes = (([0] if do_publish else []) + sorted(set(args.sizes))
+                 if do_publish or do_scale else [])
         for k in sizes:
             try:
                 run_size(k, do_scale and k > 0, do_publish, args, work, report)
