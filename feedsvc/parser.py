@@ -149,8 +149,9 @@ def _clean_lines(text: str) -> tuple[list[str], list[tuple[int, str]]]:
     raw = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     lines: list[str] = []
     warnings: list[tuple[int, str]] = []
+    dirty = _NOT_TEXT_RE.search(text) is not None  # one search for the usual clean text
     for number, line in enumerate(raw, start=1):
-        cleaned, removed = _NOT_TEXT_RE.subn("", line)
+        cleaned, removed = _NOT_TEXT_RE.subn("", line) if dirty else (line, 0)
         if removed:
             first = _NOT_TEXT_RE.search(line)
             assert first is not None

@@ -134,21 +134,24 @@ class Store:
                     contents: Mapping[str, tuple[str, tuple[str, ...]]]) -> None:
         """Write all of `stamps`, and the content of those in `contents`, in one transaction:
         all of it lands, or none."""
-        rows = [(s.slug, s.published, s.updated, s.content_hash, s.source, int(s.live))
-                for s in stamps]
-        texts = [(title, PARAGRAPH_SEPARATOR.join(paragraphs), slug)
-                 for slug, (title, paragraphs) in contents.items()]
+        with_text, without_text = [], []
+        for s in stamps:
+            row = (s.slug, s.published, s.updated, s.content_hash, s.source, int(s.live))
+            if (text := contents.get(s.slug)) is not None:
+                with_text.append((*row, text[0], PARAGRAPH_SEPARATOR.join(text[1])))
+            else:
+                without_text.append(row)
+        upsert = ("INSERT INTO stamps (slug, published, updated, content_hash, source, live{}) "
+                  "VALUES (?, ?, ?, ?, ?, ?{}) ON CONFLICT (slug) DO UPDATE SET "
+                  "published = excluded.published, updated = excluded.updated, "
+                  "content_hash = excluded.content_hash, source = excluded.source, "
+                  "live = excluded.live{}")
 
-        def write() -> None:
-            self._db.executemany(
-                "INSERT INTO stamps (slug, published, updated, content_hash, source, live) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (slug) DO UPDATE SET "
-                "published = excluded.published, updated = excluded.updated, "
-                "content_hash = excluded.content_hash, source = excluded.source, "
-                "live = excluded.live",
-                rows,
-            )
-            self._db.executemany("UPDATE stamps SET title = ?, body = ? WHERE slug = ?", texts)
+        def write() -> None:  # one statement per row: the text goes with its dates
+            self._db.executemany(upsert.format("", "", ""), without_text)
+            self._db.executemany(upsert.format(", title, body", ", ?, ?",
+                                               ", title = excluded.title, body = excluded.body"),
+                                 with_text)
 
         self._write(write)
 
