@@ -259,12 +259,10 @@ async def serve_entry(request: web.Request) -> web.StreamResponse:
     (the long tail), off the event loop."""
     snapshot = request.app[LIVE].current
     document = snapshot.documents.get(request.rel_url.path)
-    if document is None:
-        if not snapshot.documents:
-            _not_there(snapshot)
+    if document is None and snapshot.documents:
         document = await request.app[PAGES].page(request.match_info["slug"])
-        if document is None:
-            raise web.HTTPNotFound()
+    if document is None:
+        _not_there(snapshot)
     return respond(request, document)
 
 
