@@ -27,7 +27,7 @@ from feedsvc.errors import SeedError, StoreError
 from feedsvc.model import Document, Entry, FeedInfo, Item, Snapshot, Stamp
 from feedsvc.pages import render_entry, render_index
 from feedsvc.parser import build_entry
-from feedsvc.render import feed_updated, render_atom, render_rss
+from feedsvc.render import FeedRenderer, feed_updated
 from feedsvc.snapshot import ATOM_TYPE, HTML_TYPE, RSS_TYPE, Draft, make_documents, make_snapshot
 from feedsvc.source import FolderMissing
 from feedsvc.store import Store
@@ -84,6 +84,7 @@ class Publisher:
         self._rejected: tuple[SeedError, ...] = ()
         self._snapshot = Snapshot()
         self.info = self._feed_info()
+        self._renderer = FeedRenderer(self.info)
 
     @classmethod
     def open(cls, config: Config, clock: Clock = utc_now) -> Publisher:
@@ -348,9 +349,10 @@ class Publisher:
         info, items = self.info, list(shown)
         updated = feed_updated(info, items)
         old = {item.slug: item for item in self._shown}
+        atom, rss = self._renderer.render(items)
         drafts = [
-            Draft("/feed.atom", ATOM_TYPE, render_atom(info, items), updated),
-            Draft("/feed.rss", RSS_TYPE, render_rss(info, items), updated),
+            Draft("/feed.atom", ATOM_TYPE, atom, updated),
+            Draft("/feed.rss", RSS_TYPE, rss, updated),
             Draft("/", HTML_TYPE, render_index(info, items), updated),
         ]
         drafts += [Draft(f"/entries/{item.slug}", HTML_TYPE, render_entry(info, item),
