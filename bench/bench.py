@@ -247,7 +247,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.0
 
 # -- feedsvc ---------------------------------------------------------------------------------
 
-def write_config(folder: Path, port: int, debounce_ms: int,
+def write_config(folder: Path, port: int, step_ms: int, debounce_ms: int,
                  extra_server: Iterable[str] = ()) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "seeds").mkdir(exist_ok=True)
@@ -258,7 +258,7 @@ def write_config(folder: Path, port: int, debounce_ms: int,
         f'base_url = "http://127.0.0.1:{port}/"\nlanguage = "fr"\nmax_entries = 50\n\n'
         '[paths]\nseeds = "seeds"\nstate = "state/feedsvc.sqlite3"\noutput = "public"\n\n'
         f'[server]\nhost = "127.0.0.1"\nport = {port}\ncache_max_age = 60\n{server_lines}\n\n'
-        f"[watch]\ndebounce_ms = {debounce_ms}\n",
+        f"[watch]\nstep_ms = {step_ms}\ndebounce_ms = {debounce_ms}\n",
         encoding="utf-8")
     return path
 
@@ -344,14 +344,25 @@ def write_seed_atomically(folder: Path, name: str, data: bytes) -> float:
     return time.perf_counter()
 
 
-def watcher_constants() -> tuple[int, int]:
-    """(max batch ms, rust timeout ms) as feedsvc's watcher uses them."""
+def watcher_rust_timeout() -> int:
+    """The rust timeout (ms) feedsvc's watcher uses."""
     try:
         from feedsvc import watcher
-        return int(getattr(watcher, "MAX_BATCH_MS", 1600)), int(
-            getattr(watcher, "FOLDER_CHECK_MS", 1000))
+        return int(getattr(watcher, "FOLDER_CHECK_MS", 1000))
     except Exception:
-        return 1600, 1000
+        return 1000
+
+
+def default_watch() -> tuple[int, int]:
+    """feedsvc's default (step_ms, debounce_ms)."""
+    try:
+        from feedsvc.config import WatchConfig
+        return WatchConfig.step_ms, WatchConfig.debounce_ms
+    except Exception:
+        return 10, 50
+
+
+DEFAULT_WATCH = default_watch()
 
 
 # -- statistics ------------------------------------------------------------------------------
@@ -555,7 +566,7 @@ def section_serve(args: argparse.Namespace, work: Path, report: Report) -> None:
     nginx_bin, wrk = find_nginx(), find_wrk()
     site = work / "serve"
     port = free_port()
-    config = write_config(site, port, args.debounce_ms, args.server_option)
+    config = write_config(site, port, args.step_ms, args.debounce_ms, args.server_option)
     corpus.write_corpus(site / "seeds", 50)
     feedsvc_build(config)
     out = site / "public"
@@ -675,7 +686,8 @@ def section_serve(args: argparse.Namespace, work: Path, report: Report) -> None:
 
 # -- watcher floor ---------------------------------------------------------------------------
 
-def measure_floor(folder: Path, count: int, debounce_ms: int, gap_s: float) -> list[float]:
+def measure_floor(folder: Path, count: int, step_ms: int, debounce_ms: int,
+                  gap_s: float) -> list[float]:
     """Raw watchfiles: rename → awatch yields it, with the step/debounce feedsvc uses."""
     from watchfiles import awatch
 
@@ -685,7 +697,7 @@ def measure_floor(folder: Path, count: int, debounce_ms: int, gap_s: float) -> l
         def is_seed_name(name: str) -> bool:
             return name.endswith(".txt") and not name.startswith(".")
 
-    max_batch_ms, rust_timeout = watcher_constants()
+    rust_timeout = watcher_rust_timeout()
     folder.mkdir(parents=True, exist_ok=True)
 
     async def main() -> list[float]:
@@ -695,7 +707,7 @@ def measure_floor(folder: Path, count: int, debounce_ms: int, gap_s: float) -> l
         async def consume() -> None:
             async for changes in awatch(
                     folder, watch_filter=lambda _c, p: is_seed_name(Path(p).name),
-                    step=debounce_ms, debounce=max(max_batch_ms, debounce_ms),
+                    step=step_ms, debounce=max(debounce_ms, step_ms),
                     stop_event=stop_event, rust_timeout=rust_timeout,
                     yield_on_timeout=True, recursive=False):
                 now = time.perf_counter()
@@ -704,7 +716,7 @@ def measure_floor(folder: Path, count: int, debounce_ms: int, gap_s: float) -> l
 
         task = asyncio.create_task(consume())
         samples: list[float] = []
-        gaps = Gaps(gap_s, debounce_ms)
+        gaps = Gaps(gap_s, step_ms)
         try:
             warm = 3
             for j in range(count + warm):
@@ -851,7 +863,7 @@ def run_size(k: int, do_scale: bool, do_publish: bool, args: argparse.Namespace,
              report: Report) -> None:
     site = work / f"size-{k}"
     port = free_port()
-    config = write_config(site, port, args.debounce_ms, args.server_option)
+    config = write_config(site, port, args.step_ms, args.debounce_ms, args.server_option)
     seeds = site / "seeds"
     data: dict[str, Any] = {"seeds": k}
     report.data.setdefault("sizes", {})[str(k)] = data
@@ -908,7 +920,8 @@ def run_size(k: int, do_scale: bool, do_publish: bool, args: argparse.Namespace,
         floor: list[float] = []
         if do_publish or (do_scale and k):
             n_floor = args.drops if do_publish else max(20, args.updates)
-            floor = measure_floor(site / "floor", n_floor, args.debounce_ms, args.drop_gap)
+            floor = measure_floor(site / "floor", n_floor, args.step_ms, args.debounce_ms,
+                                  args.drop_gap)
             data["floor_ms"] = [x * 1000 for x in floor]
             say(f"{label}: raw watchfiles floor p50 {ms(pct(floor, 50))}, "
                 f"p99 {ms(pct(floor, 99))}")
@@ -968,7 +981,7 @@ def scale_updates(k: int, server: Feedsvc, seeds: Path, feed: Poller, client: Cl
                                                         args.poll_ms / 1000)
         lat, proc_est = [], []
         renders_before = (healthz(server.port) or {}).get("renders")
-        gaps = Gaps(args.drop_gap, args.debounce_ms)
+        gaps = Gaps(args.drop_gap, args.step_ms)
         try:
             for j in range(args.updates):
                 token = f"maj-{k}-{kind.replace(' ', '')}-{j}-{time.time_ns()}"
@@ -1027,7 +1040,7 @@ def publish_drops(k: int, server: Feedsvc, seeds: Path, feed: Poller, floor: lis
     if args.profile and k == max(args.sizes):
         profiler = Profiler(server.pid, work / f"profile-drops-{k}.txt")
     began = time.monotonic()
-    gaps = Gaps(args.drop_gap, args.debounce_ms)
+    gaps = Gaps(args.drop_gap, args.step_ms)
     try:
         for j in range(args.drops):
             if time.monotonic() - began > args.drops_budget:
@@ -1069,7 +1082,7 @@ def publish_drops(k: int, server: Feedsvc, seeds: Path, feed: Poller, floor: lis
     report.add("publish", f"raw watchfiles floor, {label}",
                f"p50 {f50 * 1000:.1f} / p99 {f99 * 1000:.1f} ms (n={len(floor)})"
                + ("; the p99 < 60 ms target is below this floor" if below else ""),
-               f"(step {args.debounce_ms} ms)")
+               f"(step {args.step_ms} ms)")
     report.add("publish", f"feedsvc - floor at p50, {label}", f"{(p50 - f50) * 1000:+.1f} ms",
                "<= 10 ms", (p50 - f50) <= 0.010)
 
@@ -1139,8 +1152,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--poll-ms", type=float, default=1.0,
                    help="pause between two GETs while waiting for a drop (default 1 ms; each "
                         "GET is a keep-alive If-None-Match, answered 304 until it changes)")
-    p.add_argument("--debounce-ms", type=int, default=50,
-                   help="[watch] debounce_ms for feedsvc and the floor (default 50, feedsvc's)")
+    p.add_argument("--step-ms", type=int, default=DEFAULT_WATCH[0],
+                   help=f"[watch] step_ms for feedsvc and the floor's watchfiles step "
+                        f"(default {DEFAULT_WATCH[0]}, feedsvc's)")
+    p.add_argument("--debounce-ms", type=int, default=DEFAULT_WATCH[1],
+                   help=f"[watch] debounce_ms for feedsvc and the floor's watchfiles debounce "
+                        f"(default {DEFAULT_WATCH[1]}, feedsvc's)")
     p.add_argument("--wrk-threads", type=int, default=2)
     p.add_argument("--wrk-connections", type=int, default=64)
     p.add_argument("--wrk-duration", type=float, default=None,

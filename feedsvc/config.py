@@ -53,6 +53,9 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class WatchConfig:
+    #: The watcher's tick: a batch closes after one step with no new change (watchfiles `step`).
+    step_ms: int = 10
+    #: The longest a batch that keeps growing waits before it is applied (watchfiles `debounce`).
     debounce_ms: int = 50
     rescan_s: int = 300  # full reconcile of the folder with what is published
     max_seed_bytes: int = 1024 * 1024
@@ -117,6 +120,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         workers=tables.get("server", "workers", int, ServerConfig.workers, _in_range(1, 64)),
     )
     watch = WatchConfig(
+        step_ms=tables.get("watch", "step_ms", int, WatchConfig.step_ms, _in_range(1, 10_000)),
         debounce_ms=tables.get("watch", "debounce_ms", int, WatchConfig.debounce_ms,
                                _in_range(1, 60_000)),
         rescan_s=tables.get("watch", "rescan_s", int, WatchConfig.rescan_s,
@@ -159,7 +163,7 @@ class _Tables:
                  "author_email", "max_entries", "entry_url"},
         "paths": {"seeds", "state", "output"},
         "server": {"host", "port", "cache_max_age", "access_log", "workers"},
-        "watch": {"debounce_ms", "rescan_s", "max_seed_bytes"},
+        "watch": {"step_ms", "debounce_ms", "rescan_s", "max_seed_bytes"},
     }
 
     def __init__(self, data: Mapping[str, Any], path: Path) -> None:

@@ -91,8 +91,8 @@ class QuietBadRequests(logging.Filter):
 
 #: While changes are kept in memory (state not writable), how often writing is retried.
 WRITE_RETRY_S = 5.0
-#: A batch this large may come from a burst big enough to overflow the kernel's event queue,
-#: which watchfiles drops silently: a rescan a moment later makes sure nothing was missed.
+#: Batches this large together may come from a burst big enough to overflow the kernel's event
+#: queue, which watchfiles drops silently: a rescan a moment later makes sure nothing was missed.
 BURST_PATHS = 256
 BURST_RESCAN_S = 1.0
 
@@ -150,8 +150,8 @@ async def run_pipeline(app: web.Application) -> AsyncIterator[None]:
 
 async def _pump(config: Config, stop: asyncio.Event, queue: asyncio.Queue[Batch | None]) -> None:
     try:
-        async for batch in watch_seeds(config.paths.seeds, debounce_ms=config.watch.debounce_ms,
-                                       stop_event=stop):
+        async for batch in watch_seeds(config.paths.seeds, step_ms=config.watch.step_ms,
+                                       debounce_ms=config.watch.debounce_ms, stop_event=stop):
             queue.put_nowait(batch)
     finally:
         queue.put_nowait(None)  # tells _apply to finish
@@ -164,6 +164,7 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
     applied by the next one, so a burst costs a few renders, not one per file."""
     loop = asyncio.get_running_loop()
     next_rescan = loop.time() + config.watch.rescan_s
+    burst_paths, burst_last = 0, 0.0
     while True:
         timeout = max(0.0, next_rescan - loop.time())
         if publisher.needs_retry:
@@ -189,8 +190,14 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
                 status.rescan_ok = live.current.seeds_readable
             else:
                 live.current = await run(publisher.update, batch.paths)
-                if len(batch.paths) >= BURST_PATHS:
-                    next_rescan = min(next_rescan, loop.time() + BURST_RESCAN_S)
+                # A burst arrives as several batches (one per `debounce_ms` at most): count
+                # the paths of batches that follow each other closely.
+                now = loop.time()
+                if now - burst_last > BURST_RESCAN_S:
+                    burst_paths = 0
+                burst_paths, burst_last = burst_paths + len(batch.paths), now
+                if burst_paths >= BURST_PATHS:
+                    next_rescan = min(next_rescan, now + BURST_RESCAN_S)
         except Exception:
             # One bad batch must not stop publishing: keep serving the last snapshot.
             log.exception("applying seed changes failed; still serving the previous snapshot")

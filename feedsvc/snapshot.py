@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import tempfile
@@ -14,6 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import brotli
+from zlib_ng import gzip_ng
 
 from feedsvc.errors import SeedError
 from feedsvc.model import Document, Snapshot, Variant
@@ -35,7 +35,8 @@ _UMASK = _current_umask()
 
 
 #: gzip level and brotli quality: within a few percent of their best ratio on feed text, at
-#: about 1 ms per 100 KB each (level 9 / quality 11 cost 2x / 20x that for 1-3 % smaller).
+#: under 1 ms per 100 KB each (level 9 / quality 11 cost 2x / 20x that for 1-3 % smaller).
+#: gzip goes through zlib-ng: the same format and ratio as zlib at level 6, twice as fast.
 GZIP_LEVEL = 6
 BROTLI_QUALITY = 5
 
@@ -46,7 +47,11 @@ _COMPRESSORS = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
 
 
 def _gzip(body: bytes) -> bytes:
-    return gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+    return gzip_ng.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+
+
+def _digest(body: bytes) -> str:
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
 def _brotli(body: bytes) -> bytes:
@@ -69,21 +74,26 @@ def make_documents(drafts: Sequence[Draft], cache_max_age: int = 60) -> list[Doc
         draft = drafts[0]
         return [make_document(draft.path, draft.content_type, draft.body, draft.last_modified,
                               cache_max_age)]
-    gzipped = [_COMPRESSORS.submit(_gzip, d.body) for d in drafts]
-    brotlied = [_COMPRESSORS.submit(_brotli, d.body) for d in drafts]
+    # Largest first: the two feeds' jobs start at once and the small pages fill the gaps.
+    largest_first = sorted(range(len(drafts)), key=lambda i: -len(drafts[i].body))
+    jobs = {(i, coder): _COMPRESSORS.submit(coder, drafts[i].body)
+            for i in largest_first for coder in (_brotli, _gzip)}
+    digests = [_digest(d.body) for d in drafts]  # meanwhile, on this thread
     return [make_document(d.path, d.content_type, d.body, d.last_modified, cache_max_age,
-                          coded=(g.result(), b.result()))
-            for d, g, b in zip(drafts, gzipped, brotlied, strict=True)]
+                          coded=(jobs[i, _gzip].result(), jobs[i, _brotli].result()),
+                          digest=digests[i])
+            for i, d in enumerate(drafts)]
 
 
 def make_document(path: str, content_type: str, body: bytes, last_modified: datetime,
-                  cache_max_age: int = 60, coded: tuple[bytes, bytes] | None = None) -> Document:
+                  cache_max_age: int = 60, coded: tuple[bytes, bytes] | None = None,
+                  digest: str | None = None) -> Document:
     """A document in every coding, compressed once here and never per request.
 
     Its strong ETag is a hash of the identity bytes; a coded variant's ETag is that hash with
     the coding appended. Same document, same ETags, on any machine, even where another zlib or
     brotli build would compress to other bytes: a fleet behind a load balancer agrees."""
-    digest = hashlib.blake2b(body, digest_size=16).hexdigest()
+    digest = digest or _digest(body)
     common = {
         "Last-Modified": http_date(last_modified),
         "Cache-Control": f"public, max-age={cache_max_age}",

@@ -19,8 +19,6 @@ from feedsvc.source import is_seed_name
 
 log = logging.getLogger("feedsvc")
 
-#: How long a burst may keep growing one batch before it is applied anyway.
-MAX_BATCH_MS = 1_600
 #: How often, at most, a quiet watcher checks that the folder is still there.
 FOLDER_CHECK_MS = 1_000
 
@@ -43,9 +41,11 @@ def _seed_filter(change: Change, path: str) -> bool:
     return is_seed_name(Path(path).name)
 
 
-async def watch_seeds(folder: Path, *, debounce_ms: int, stop_event: asyncio.Event,
-                      retry_s: float = 1.0) -> AsyncIterator[Batch]:
-    """Yield batches until `stop_event` is set. Never raises: a lost folder or a failing watch
+async def watch_seeds(folder: Path, *, step_ms: int, debounce_ms: int,
+                      stop_event: asyncio.Event, retry_s: float = 1.0) -> AsyncIterator[Batch]:
+    """Yield batches until `stop_event` is set. A batch is yielded one quiet `step_ms` after its
+    first change, or after `debounce_ms` if changes keep coming (bursts are merged further
+    downstream while a render runs). Never raises: a lost folder or a failing watch
     is logged and retried, with a rescan at each try (`watching=False`), and a rescan once
     watching works again."""
     folder_was_lost = False
@@ -66,8 +66,10 @@ async def watch_seeds(folder: Path, *, debounce_ms: int, stop_event: asyncio.Eve
             async for changes in awatch(
                 folder,
                 watch_filter=_seed_filter,
-                step=debounce_ms,  # quiet time that closes a batch
-                debounce=max(MAX_BATCH_MS, debounce_ms),
+                # watchfiles looks at new events once per step and yields after one quiet
+                # step: the drop-to-served latency is one to two steps.
+                step=step_ms,
+                debounce=max(debounce_ms, step_ms),
                 stop_event=stop_event,
                 rust_timeout=FOLDER_CHECK_MS,
                 yield_on_timeout=True,
