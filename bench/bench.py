@@ -516,6 +516,11 @@ class Case:
     encoding: str | None  # expected Content-Encoding, None for identity
 
 
+#: A minimal aiohttp app with the same processes (bench/aiohttp_floor.py): the framework's own
+#: per-request cost, measured beside feedsvc for the cases where that cost dominates.
+FLOOR = "aiohttp floor"
+FLOOR_CASES = ("200 gzip", "304")
+
 CASES = [
     Case("200 identity", {}, 200, None),
     Case("200 gzip", {"Accept-Encoding": "gzip"}, 200, "gzip"),
@@ -566,7 +571,12 @@ def section_serve(args: argparse.Namespace, work: Path, report: Report) -> None:
     nginx_bin, wrk = find_nginx(), find_wrk()
     site = work / "serve"
     port = free_port()
-    config = write_config(site, port, args.step_ms, args.debounce_ms, args.server_option)
+    processes = args.serve_processes
+    server_option = list(args.server_option)
+    if not any(line.split("=")[0].strip() == "workers" for line in server_option):
+        server_option.append(f"workers = {processes}")
+    nginx_workers = args.nginx_workers or str(processes)
+    config = write_config(site, port, args.step_ms, args.debounce_ms, server_option)
     corpus.write_corpus(site / "seeds", 50)
     feedsvc_build(config)
     out = site / "public"
@@ -591,10 +601,10 @@ def section_serve(args: argparse.Namespace, work: Path, report: Report) -> None:
         os.chmod(p, 0o755)  # nginx workers run as nobody when started as root
     nginx_port = free_port()
     (prefix / "nginx.conf").write_text(NGINX_CONF.format(
-        workers=args.nginx_workers, prefix=prefix, port=nginx_port, root=out))
+        workers=nginx_workers, prefix=prefix, port=nginx_port, root=out))
     nginx = spawn([nginx_bin, "-p", str(prefix), "-e", str(prefix / "error.log"),
                    "-c", str(prefix / "nginx.conf")], log=prefix / "stdout.log")
-    server = None
+    server = floor = None
     try:
         def nginx_up() -> bool:
             if nginx.poll() is not None:
@@ -607,13 +617,28 @@ def section_serve(args: argparse.Namespace, work: Path, report: Report) -> None:
         wait_for(nginx_up, 15, 0.05, "nginx answering")
         server = Feedsvc(config, port)
         server.wait_published(50, 120)
-        servers = {"nginx": nginx_port, "feedsvc": port}
+        floor_port = free_port()
+        floor = spawn([sys.executable, str(Path(__file__).with_name("aiohttp_floor.py")),
+                       str(floor_port), str(out / "feed.atom.gz"), str(processes)],
+                      log=site / "aiohttp-floor.log")
+
+        def floor_up() -> bool:
+            if floor.poll() is not None:
+                raise BenchFailure(f"the aiohttp floor server exited with {floor.returncode}")
+            try:
+                return Client(floor_port, timeout=2).get("/feed.atom")[0] == 200
+            except OSError:
+                return False
+        wait_for(floor_up, 15, 0.05, "aiohttp floor answering")
+        servers = {"nginx": nginx_port, "feedsvc": port, FLOOR: floor_port}
         results: dict[str, dict[str, WrkResult | str]] = {}
         all_runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for case in CASES:
             results[case.name] = {}
             checked: dict[str, tuple[dict[str, str], int]] = {}
             for name, p in servers.items():
+                if name == FLOOR and case.name not in FLOOR_CASES:
+                    continue
                 try:
                     checked[name] = verify_case(name, p, case, plain)
                 except (BenchFailure, OSError, http.client.HTTPException) as e:
@@ -643,7 +668,7 @@ def section_serve(args: argparse.Namespace, work: Path, report: Report) -> None:
                         report.problem(f"serve {case.name} {name}: non-2xx/3xx "
                                        f"{r.non_2xx_3xx}, socket errors {r.errors}")
                     runs[name].append(r)
-                    say(f"serve {case.name:13s} {name:7s}: {fmt_rate(r.rps):>8s} req/s, "
+                    say(f"serve {case.name:13s} {name:13s}: {fmt_rate(r.rps):>8s} req/s, "
                         f"p50 {ms(r.p50)}, p99 {ms(r.p99)}, {r.bytes_per_request:,.0f} B/resp"
                         + (f", socket errors: {r.errors}" if r.errors else ""))
             for name, rs in runs.items():
@@ -655,16 +680,21 @@ def section_serve(args: argparse.Namespace, work: Path, report: Report) -> None:
     finally:
         if server is not None:
             server.stop()
+        if floor is not None:
+            stop(floor, signal.SIGTERM)
         stop(nginx, signal.SIGQUIT)
 
     targets = {"200 identity": 0.6, "200 gzip": 0.5, "304": 0.5}
     load = (f"wrk -t{args.wrk_threads} -c{args.wrk_connections} -d{args.wrk_duration:g}s "
-            f"x{args.repeat} per server and case, nginx worker_processes {args.nginx_workers}")
+            f"x{args.repeat} per server and case; feedsvc workers {processes}, nginx "
+            f"worker_processes {nginx_workers}, aiohttp floor {processes} process(es)")
     report.add("serve", "load (same for both)", load, "", result="")
     for case in CASES:
         res = results[case.name]
-        n, f = res.get("nginx"), res.get("feedsvc")
-        for name, r in (("nginx", n), ("feedsvc", f)):
+        n, f, a = res.get("nginx"), res.get("feedsvc"), res.get(FLOOR)
+        for name, r in (("nginx", n), ("feedsvc", f), (FLOOR, a)):
+            if name == FLOOR and case.name not in FLOOR_CASES:
+                continue
             if isinstance(r, WrkResult):
                 spread = (f" (median of {r.runs}: {fmt_rate(r.rps_min)}-{fmt_rate(r.rps_max)})"
                           if r.runs > 1 else "")
@@ -680,6 +710,9 @@ def section_serve(args: argparse.Namespace, work: Path, report: Report) -> None:
         else:
             report.add("serve", f"{case.name} feedsvc/nginx req/s", "n/a",
                        f">= {targets[case.name]}x", result="INVALID")
+        if isinstance(a, WrkResult) and isinstance(f, WrkResult):
+            report.add("serve", f"{case.name} feedsvc/{FLOOR} req/s", f"{f.rps / a.rps:.2f}x",
+                       "(what aiohttp itself allows)", result="")
         report.data["serve"]["cases"][case.name] = {
             k: (v.__dict__ if isinstance(v, WrkResult) else v) for k, v in res.items()}
 
@@ -1167,9 +1200,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=None,
                    help="measured wrk runs per server and case, alternating the servers; the "
                         "table shows medians (default 3; --quick: 1)")
-    p.add_argument("--nginx-workers", default="1",
-                   help="nginx worker_processes (default 1, like feedsvc's one process; "
-                        "'auto' = one per core)")
+    p.add_argument("--serve-processes", type=int, default=os.cpu_count() or 1,
+                   help="serve section only: feedsvc [server] workers, nginx worker_processes "
+                        "and aiohttp floor processes (default: one per core, as nginx's "
+                        "'auto'); 1 compares single processes")
+    p.add_argument("--nginx-workers", default=None,
+                   help="nginx worker_processes, when it must differ from --serve-processes")
     p.add_argument("--server-option", action="append", default=[], metavar="KEY=VALUE",
                    help="extra line for feedsvc's [server] table, e.g. 'workers = 2' "
                         "(repeatable)")

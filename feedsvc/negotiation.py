@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from functools import lru_cache
@@ -65,15 +65,14 @@ def requested_etags(if_none_match: str) -> frozenset[str] | None:
     return frozenset(f'"{tag}"' for tag in _ETAG_RE.findall(if_none_match))
 
 
-def etag_matches(etags: Iterable[str], if_none_match: str) -> bool:
+def etag_matches(etags: AbstractSet[str], if_none_match: str) -> bool:
     """Whether If-None-Match names any of `etags` (the variants of one document)."""
     requested = requested_etags(if_none_match)
-    if requested is None:
-        return True
-    return any(etag.removeprefix("W/") in requested for etag in etags)
+    # Ours are strong: a set intersection is the weak comparison RFC 9110 asks for here.
+    return requested is None or not requested.isdisjoint(etags)
 
 
-def not_modified(etags: Iterable[str], last_modified: datetime, if_none_match: str | None,
+def not_modified(etags: AbstractSet[str], last_modified: datetime, if_none_match: str | None,
                  if_modified_since: str | None) -> bool:
     """Whether a GET/HEAD with these headers gets 304. If-None-Match, when present, decides
     alone; else If-Modified-Since. Garbage in either is ignored."""
