@@ -11,6 +11,7 @@ from pathlib import Path
 from string import Formatter
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from feedsvc.errors import ConfigError
 
@@ -33,6 +34,10 @@ class FeedConfig:
     author_email: str | None = None
     max_entries: int = 50
     entry_url: str = "{base_url}entries/{slug}"
+    #: IANA zone of front-matter dates written without one ("2026-11-24 08:30").
+    timezone: str = "UTC"
+    #: Whether "03/04/2027" is 3 April; None: as the language writes dates (fr: yes, en: no).
+    dayfirst: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         max_entries=tables.get("feed", "max_entries", int, FeedConfig.max_entries,
                                _in_range(1, 10_000)),
         entry_url=tables.get("feed", "entry_url", str, FeedConfig.entry_url, _entry_template),
+        timezone=tables.get("feed", "timezone", str, FeedConfig.timezone, _timezone),
+        dayfirst=tables.get("feed", "dayfirst", bool, None),
     )
     tables.reject_unknown()
     return Config(feed=feed, paths=paths, server=server, watch=watch, source=path)
@@ -160,7 +167,7 @@ class _Tables:
 
     KNOWN: ClassVar[dict[str, set[str]]] = {
         "feed": {"title", "subtitle", "base_url", "id", "language", "author_name",
-                 "author_email", "max_entries", "entry_url"},
+                 "author_email", "max_entries", "entry_url", "timezone", "dayfirst"},
         "paths": {"seeds", "state", "output"},
         "server": {"host", "port", "cache_max_age", "access_log", "workers"},
         "watch": {"step_ms", "debounce_ms", "rescan_s", "max_seed_bytes"},
@@ -234,6 +241,14 @@ def _absolute_iri(value: str) -> str | None:
 
 def _language(value: str) -> str | None:
     return None if _LANGUAGE_RE.match(value) else "must be a language tag such as fr or en-GB"
+
+
+def _timezone(value: str) -> str | None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "must be an IANA time zone such as Europe/Paris or UTC"
+    return None
 
 
 def _email(value: str) -> str | None:

@@ -31,6 +31,8 @@ def test_empty_file_gives_every_default(tmp_path: Path) -> None:
     assert config.server.cache_max_age == 60
     assert config.server.access_log is False
     assert config.watch.step_ms == 10
+    assert config.feed.timezone == "UTC"
+    assert config.feed.dayfirst is None
     assert config.watch.debounce_ms == 50
     assert config.watch.rescan_s == 300
     assert config.watch.max_seed_bytes == 1024 * 1024
@@ -83,6 +85,9 @@ def test_base_url_gets_a_trailing_slash_and_templates_use_it(tmp_path: Path) -> 
     ("[feed]\nentry_url = 'e/{slug}'\n", "feed.entry_url", "absolute"),
     ("[watch]\ndebounce_ms = 0\n", "watch.debounce_ms", "between 1 and"),
     ("[watch]\nstep_ms = 10001\n", "watch.step_ms", "between 1 and"),
+    ("[feed]\ntimezone = 'Europe/Lutece'\n", "feed.timezone", "IANA time zone"),
+    ("[feed]\ntimezone = '../../etc/passwd'\n", "feed.timezone", "IANA time zone"),
+    ("[feed]\ndayfirst = 'yes'\n", "feed.dayfirst", "expected a boolean"),
     ("[watch]\nrescan_s = 0\n", "watch.rescan_s", "between 1 and"),
     ("[watch]\nmax_seed_bytes = 1.5\n", "watch.max_seed_bytes", "expected an integer"),
     ("[paths]\nseeds = ''\n", "paths.seeds", "must not be empty"),
