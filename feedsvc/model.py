@@ -25,6 +25,18 @@ class Entry:
     content_hash: str
     #: (line, message) for things the parser had to repair, such as control characters.
     warnings: tuple[tuple[int, str], ...] = ()
+    # What a front matter says (issue 5); the defaults are a plain seed's.
+    #: Publication date (Unix seconds) given by the author: replaces the first-seen time; in
+    #: the future, the entry is scheduled.
+    date: int | None = None
+    #: Last-change date given by the author: replaces the computed one.
+    updated: int | None = None
+    author_name: str | None = None  # None: the feed's author
+    author_email: str | None = None
+    tags: tuple[str, ...] = ()  # as written; URLs use their slugs
+    lang: str | None = None
+    draft: bool = False  # never published
+    link: str | None = None  # the article's own URL when it lives elsewhere
 
 
 @dataclass(frozen=True, slots=True)
