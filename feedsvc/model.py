@@ -79,14 +79,16 @@ class FeedInfo:
     base_url: str  # absolute, ends with "/"
     #: When the feed has no entries, its `updated` is this (kept in the state).
     created: datetime
+    #: Where the documents are served, without extension: "feed", or "tags/{slug}".
+    feed_path: str = "feed"
 
     @property
     def atom_url(self) -> str:
-        return f"{self.base_url}feed.atom"
+        return f"{self.base_url}{self.feed_path}.atom"
 
     @property
     def rss_url(self) -> str:
-        return f"{self.base_url}feed.rss"
+        return f"{self.base_url}{self.feed_path}.rss"
 
 
 @dataclass(frozen=True, slots=True)

@@ -350,6 +350,7 @@ class Publisher:
         updated = feed_updated(info, items)
         old = {item.slug: item for item in self._shown}
         atom, rss = self._renderer.render(items)
+        self._renderer.retain(items)
         drafts = [
             Draft("/feed.atom", ATOM_TYPE, atom, updated),
             Draft("/feed.rss", RSS_TYPE, rss, updated),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from feedgen.entry import FeedEntry
@@ -17,6 +17,7 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from feedsvc.model import FeedInfo, Item
+from feedsvc.slugs import tag_slug
 
 GENERATOR = "feedsvc"
 GENERATOR_URI = "https://pypi.org/project/feedsvc/"
@@ -43,7 +44,12 @@ class _DeclareMarkupAsHtml(BaseExtension):
     """An Atom title, subtitle or summary whose plain text looks like markup is sent as escaped
     HTML (type="html"), so no reader shows it as markup and validators see it declared."""
 
+    #: An entry's own language (front matter `lang`), when it differs from the feed's.
+    lang: str | None = None
+
     def extend_atom(self, element: etree._Element) -> etree._Element:
+        if self.lang:
+            element.set("{http://www.w3.org/XML/1998/namespace}lang", self.lang)
         for name in ("title", "subtitle", "summary"):
             child = element.find(name)
             if child is not None and child.text and _MARKUP_LIKE_RE.search(child.text):
@@ -77,21 +83,28 @@ class FeedRenderer:
         self._atom_entries: dict[Item, bytes] = {}
         self._rss_entries: dict[Item, bytes] = {}
 
-    def render(self, items: Sequence[Item]) -> tuple[bytes, bytes]:
-        """(Atom, RSS) for these items, in this order."""
-        info, updated = self.info, feed_updated(self.info, items)
-        self._atom_entries = {
-            item: self._atom_entries.get(item) or _fragment(
-                _atom_bytes(info, (item,), item.updated), b"<entry", b"</entry>")
-            for item in items}
-        self._rss_entries = {
-            item: self._rss_entries.get(item) or _fragment(
-                _rss_bytes(info, (item,), item.updated), b"<item", b"</item>")
-            for item in items}
+    def render(self, items: Sequence[Item], info: FeedInfo | None = None
+               ) -> tuple[bytes, bytes]:
+        """(Atom, RSS) for these items, in this order. `info`: another document's head (a
+        tag's feed) with the same author: entries render the same in every document."""
+        info = info or self.info
+        updated = feed_updated(info, items)
+        for item in items:
+            if item not in self._atom_entries:
+                self._atom_entries[item] = _fragment(
+                    _atom_bytes(self.info, (item,), item.updated), b"<entry", b"</entry>")
+                self._rss_entries[item] = _fragment(
+                    _rss_bytes(self.info, (item,), item.updated), b"<item", b"</item>")
         atom_head, atom_tail = _split_at_line_of(_atom_bytes(info, (), updated), b"</feed>")
         rss_head, rss_tail = _split_at_line_of(_rss_bytes(info, (), updated), b"</channel>")
         return (b"".join((atom_head, *map(self._atom_entries.__getitem__, items), atom_tail)),
                 b"".join((rss_head, *map(self._rss_entries.__getitem__, items), rss_tail)))
+
+    def retain(self, items: Iterable[Item]) -> None:
+        """Forget the entries of documents no longer shown."""
+        keep = set(items)
+        self._atom_entries = {k: v for k, v in self._atom_entries.items() if k in keep}
+        self._rss_entries = {k: v for k, v in self._rss_entries.items() if k in keep}
 
 
 def _split_at_line_of(document: bytes, closing_tag: bytes) -> tuple[bytes, bytes]:
@@ -115,6 +128,8 @@ def _atom_bytes(info: FeedInfo, items: Sequence[Item], updated: datetime) -> byt
     for item in items:
         entry = _entry(feed, info, item)
         entry.content(item.entry.content_html, type="html")
+        if item.entry.lang and item.entry.lang != info.language:
+            entry.markup.lang = item.entry.lang
     return feed.atom_str(pretty=True, encoding="UTF-8")
 
 
@@ -122,18 +137,20 @@ def _rss_bytes(info: FeedInfo, items: Sequence[Item], updated: datetime) -> byte
     feed = _feed(info, updated, self_url=info.rss_url, self_type="application/rss+xml")
     if info.author_email:
         feed.managingEditor(f"{info.author_email} ({info.author_name})")
-    else:
-        # RSS <author> must be an email address; without one, the name goes in dc:creator.
-        feed.load_extension("dc", atom=False, rss=True)
+    # RSS <author> must be an email address; without one, the name goes in dc:creator. Loaded
+    # whatever the feed's author: the root declares the namespace for every entry's sake.
+    feed.load_extension("dc", atom=False, rss=True)
     for item in items:
         entry = _entry(feed, info, item)
         entry.guid(item.id, permalink=False)
         # RSS readers (and the W3C validator) treat <description> as HTML: escape the text.
         entry.description(html.escape(item.entry.summary, quote=False))
-        # CDATA keeps content:encoded readable; the HTML is escaped text, so "]]>" cannot occur.
+        # CDATA keeps content:encoded readable; the HTML is escaped text and sanitized
+        # Markdown output has "]]>" escaped as text too, so it cannot occur.
         entry.content(item.entry.content_html, type="CDATA")
-        if not info.author_email:
-            entry.dc.dc_creator(info.author_name)
+        name, email = _entry_author(info, item)
+        if not email:
+            entry.dc.dc_creator(name)
     # Element by element, so the same on a whole document and on its parts.
     return _RSS_PLAIN_TEXT_RE.sub(_hex_references, feed.rss_str(pretty=True, encoding="UTF-8"))
 
@@ -165,9 +182,22 @@ def _entry(feed: FeedGenerator, info: FeedInfo, item: Item) -> FeedEntry:
     entry.link(href=item.link, rel="alternate", type="text/html")
     entry.published(item.published)  # also RSS <pubDate>
     entry.updated(item.updated)  # otherwise feedgen writes the current time
-    entry.author(_author(info))
+    name, email = _entry_author(info, item)
+    entry.author({"name": name, "email": email} if email else {"name": name})
     entry.summary(item.entry.summary)  # Atom: plain text
+    if item.entry.tags:
+        # term: the tag's slug, as in /tags/{slug}.atom; label: as the author wrote it
+        # (RSS shows the label).
+        entry.category([{"term": tag_slug(tag), "label": tag, "scheme": f"{info.base_url}tags/"}
+                        for tag in item.entry.tags])
     return entry
+
+
+def _entry_author(info: FeedInfo, item: Item) -> tuple[str, str | None]:
+    """An entry's own author replaces the feed's (name and email together)."""
+    if item.entry.author_name:
+        return item.entry.author_name, item.entry.author_email
+    return info.author_name, info.author_email
 
 
 def _author(info: FeedInfo) -> dict[str, str]:
