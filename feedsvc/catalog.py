@@ -17,7 +17,7 @@ from pathlib import Path
 from feedsvc.errors import SeedError
 from feedsvc.model import Entry
 from feedsvc.parser import parse_seed
-from feedsvc.source import Signature, is_seed_name, list_seeds, read_seed, stat_seed
+from feedsvc.source import Signature, is_seed_name, list_seed_names, read_seed, stat_seed
 
 log = logging.getLogger("feedsvc")
 
@@ -51,14 +51,16 @@ class Catalog:
     def scan(self, chunk: int = 2000) -> Iterator[Changes]:
         """Compare the whole folder with what is known, `chunk` files at a time (the first
         chunk also has the files that are gone). Raises FolderMissing before any chunk."""
-        names = {path.name for path in list_seeds(self.folder)}
+        names = list_seed_names(self.folder)
         return self._scan(names, chunk)
 
-    def _scan(self, names: set[str], chunk: int) -> Iterator[Changes]:
-        changes: Changes = {name: (None, None) for name in self.records.keys() - names}
+    def _scan(self, names: list[str], chunk: int) -> Iterator[Changes]:
+        listed = set(names)
+        changes: Changes = {name: (None, None) for name in self.records.keys() - listed}
+        del listed
         for name in changes:
             del self.records[name]
-        for name in sorted(names):
+        for name in names:
             self._refresh(name, changes, trust_stat=True)
             if len(changes) >= chunk:
                 yield changes
@@ -92,16 +94,18 @@ class Catalog:
         name = sys.intern(name)
         path = self.folder / name
         known = self.records.get(name)
-        signature = stat_seed(path)
-        if signature is None:
-            self._set(name, None, None, changes)
-            return
-        if isinstance(signature, SeedError):
-            self._set(name, _failed(signature), None, changes)
-            return
-        if trust_stat and known is not None and not known.racy \
-                and known.stat_key == _stat_key(signature):
-            return
+        if trust_stat and known is not None:
+            # Only a stat that can spare the read is worth its system call: a new file, or one
+            # an event names, is read anyway, and read_seed reports what stat_seed would.
+            signature = stat_seed(path)
+            if signature is None:
+                self._set(name, None, None, changes)
+                return
+            if isinstance(signature, SeedError):
+                self._set(name, _failed(signature), None, changes)
+                return
+            if not known.racy and known.stat_key == _stat_key(signature):
+                return
         read_at_ns = time.time_ns()
         seed = read_seed(path, self.max_seed_bytes)
         if seed is None:  # vanished between the stat and the read: not an error
