@@ -50,6 +50,9 @@ CREATE INDEX IF NOT EXISTS stamps_by_updated ON stamps (updated);
 """
 _PAGE_SIZE = 8192
 
+#: Slugs per `IN (…)` query: well under SQLite's limit on bound parameters.
+_IN_CHUNK = 500
+
 #: Paragraphs are stored joined by a blank line; a paragraph never contains one.
 PARAGRAPH_SEPARATOR = "\n\n"
 
@@ -116,6 +119,26 @@ class Store:
         return {(slug := sys.intern(row[0])): Stamp(slug, row[1], row[2], row[3],
                                                     sys.intern(row[4]), bool(row[5]))
                 for row in rows}
+
+    def stamps_of(self, slugs: Iterable[str]) -> dict[str, Stamp]:
+        """The stamps stored for these slugs (those that have one), by primary key."""
+        wanted = list(slugs)
+        found: dict[str, Stamp] = {}
+        for start in range(0, len(wanted), _IN_CHUNK):
+            part = wanted[start:start + _IN_CHUNK]
+            rows = self._query(
+                "SELECT slug, published, updated, content_hash, source, live FROM stamps "
+                f"WHERE slug IN ({', '.join('?' * len(part))})", tuple(part))
+            for row in rows:
+                found[row[0]] = Stamp(row[0], row[1], row[2], row[3], sys.intern(row[4]),
+                                      bool(row[5]))
+        return found
+
+    def slugs_updated_at(self, moment: int) -> list[str]:
+        """The slugs whose stored `updated` is this second (by the publisher's rule, at most
+        one), through the index on `updated`."""
+        return [row[0] for row in
+                self._query("SELECT slug FROM stamps WHERE updated = ?", (moment,))]
 
     def last_slug_of(self, source: str) -> str | None:
         """The slug a file published last (its last good version while it is broken)."""
