@@ -4,7 +4,9 @@
 what changed, give every published slug its durable id and dates, render once, and return the
 new Snapshot. Work is proportional to what changed plus the shown entries, whatever the
 number of seeds: owners, dates and the order of entries are kept up to date incrementally, and
-only the entries the documents show are held in memory as text. Runs in one worker thread;
+only the entries the documents show are held in memory as text. Dates stay in the state and
+are read for the slugs a batch touches (an index on `updated` answers clash checks), so memory
+per seed is its file's record, its owner and its place in the order. Runs in one worker thread;
 never call it from two threads at once.
 """
 
