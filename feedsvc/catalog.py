@@ -7,6 +7,7 @@ event names it, or at a rescan when its stat moved (or was too fresh to be trust
 
 from __future__ import annotations
 
+import bisect
 import logging
 import sys
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 from feedsvc.errors import SeedError
 from feedsvc.model import Entry
 from feedsvc.parser import parse_seed
-from feedsvc.source import Signature, is_seed_name, list_seeds, read_seed, stat_seed
+from feedsvc.source import Signature, is_seed_name, list_seed_names, read_seed, stat_seed
 
 log = logging.getLogger("feedsvc")
 
@@ -51,14 +52,17 @@ class Catalog:
     def scan(self, chunk: int = 2000) -> Iterator[Changes]:
         """Compare the whole folder with what is known, `chunk` files at a time (the first
         chunk also has the files that are gone). Raises FolderMissing before any chunk."""
-        names = {path.name for path in list_seeds(self.folder)}
+        names = list_seed_names(self.folder)
         return self._scan(names, chunk)
 
-    def _scan(self, names: set[str], chunk: int) -> Iterator[Changes]:
-        changes: Changes = {name: (None, None) for name in self.records.keys() - names}
+    def _scan(self, names: list[str], chunk: int) -> Iterator[Changes]:
+        # Gone: known but not listed. Looked up in the sorted listing rather than in a set of
+        # it: at 100,000 seeds such sets cost ~10 MB at once, 37 ms of bisection does not.
+        changes: Changes = {name: (None, None) for name in self.records
+                            if not _listed(names, name)}
         for name in changes:
             del self.records[name]
-        for name in sorted(names):
+        for name in names:
             self._refresh(name, changes, trust_stat=True)
             if len(changes) >= chunk:
                 yield changes
@@ -92,16 +96,18 @@ class Catalog:
         name = sys.intern(name)
         path = self.folder / name
         known = self.records.get(name)
-        signature = stat_seed(path)
-        if signature is None:
-            self._set(name, None, None, changes)
-            return
-        if isinstance(signature, SeedError):
-            self._set(name, _failed(signature), None, changes)
-            return
-        if trust_stat and known is not None and not known.racy \
-                and known.stat_key == _stat_key(signature):
-            return
+        if trust_stat and known is not None:
+            # Only a stat that can spare the read is worth its system call: a new file, or one
+            # an event names, is read anyway, and read_seed reports what stat_seed would.
+            signature = stat_seed(path)
+            if signature is None:
+                self._set(name, None, None, changes)
+                return
+            if isinstance(signature, SeedError):
+                self._set(name, _failed(signature), None, changes)
+                return
+            if not known.racy and known.stat_key == _stat_key(signature):
+                return
         read_at_ns = time.time_ns()
         seed = read_seed(path, self.max_seed_bytes)
         if seed is None:  # vanished between the stat and the read: not an error
@@ -135,6 +141,11 @@ class Catalog:
             self.records[name] = record
         if not _same(known, record):  # read again and nothing new: not a change
             changes[name] = (record, entry)
+
+
+def _listed(names: list[str], name: str) -> bool:
+    index = bisect.bisect_left(names, name)
+    return index < len(names) and names[index] == name
 
 
 def _same(a: Record | None, b: Record | None) -> bool:

@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from feedsvc import __version__
+import feedsvc
 from feedsvc.catalog import Catalog
 from feedsvc.config import Config, find_config, load_config
 from feedsvc.errors import ConfigError, FeedsvcError
@@ -127,7 +127,8 @@ def check(config: Config) -> int:
 def _argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="feedsvc", description="Publish the text files in a seeds folder as Atom and RSS.")
-    parser.add_argument("--version", action="version", version=f"feedsvc {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show program's version number and exit")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     for name, fn, help_text in (
         ("serve", serve, "serve the feeds over HTTP and republish on every change"),
@@ -140,6 +141,15 @@ def _argument_parser() -> argparse.ArgumentParser:
         command.add_argument("-v", "--verbose", action="store_true", help="log debug details")
         command.set_defaults(command=fn)
     return parser
+
+
+class _Version(argparse.Action):
+    """--version, with the version looked up only when asked for (see feedsvc.__getattr__)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(f"feedsvc {feedsvc.__version__}")  # to stdout, as argparse's own action does
+        parser.exit()
 
 
 def setup_logging(verbose: bool) -> None:

@@ -4,7 +4,9 @@
 what changed, give every published slug its durable id and dates, render once, and return the
 new Snapshot. Work is proportional to what changed plus the shown entries, whatever the
 number of seeds: owners, dates and the order of entries are kept up to date incrementally, and
-only the entries the documents show are held in memory as text. Runs in one worker thread;
+only the entries the documents show are held in memory as text. Dates stay in the state and
+are read for the slugs a batch touches (an index on `updated` answers clash checks), so memory
+per seed is its file's record, its owner and its place in the order. Runs in one worker thread;
 never call it from two threads at once.
 """
 
@@ -14,12 +16,15 @@ import bisect
 import ctypes
 import ctypes.util
 import functools
+import heapq
 import logging
 import uuid
+from array import array
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from feedsvc.catalog import Catalog, Changes, Record
 from feedsvc.config import Config
@@ -64,19 +69,24 @@ class Publisher:
         self.store = store
         self.catalog = Catalog(config.paths.seeds, config.watch.max_seed_bytes)
         self._clock = clock
-        self._stamps: dict[str, Stamp] = store.load_stamps()
-        self._taken = {stamp.updated for stamp in self._stamps.values()}
+        # Every slug's dates stay in the state; memory holds those not written yet and the
+        # few the documents show (at 100,000 seeds, holding them all cost ~25 MB).
+        self._stamps = StampTable(store)
         # slug → the file name claiming it, or the sorted names when several do (duplicates).
         # One string, not a list, in the usual case: a compact entry per seed.
         self._claims: dict[str, str | list[str]] = {}
         self._claim_of: dict[str, str] = {}  # file name → slug it claims
         self._owner: dict[str, str] = {}  # slug → file name publishing it
-        self._order: list[str] = []  # published slugs, newest `published` first, then by slug
-        self._order_dirty = False
+        # Published slugs, newest `published` first, then by slug; beside them, each one's
+        # -published (the sort key), so that keeping the order needs no stamp.
+        self._order: list[str] = []
+        self._order_keys = array("q")
+        # Changes to the order put off by a big batch and applied at once by _finish.
+        self._order_new: dict[str, int] = {}  # slug → published
+        self._order_gone: set[str] = set()
         self._errors: dict[str, SeedError] = {}  # file name → why it cannot be used
         self._duplicates: dict[str, SeedError] = {}  # file name → its duplicate slug
         self._entries: dict[str, Entry] = {}  # text of the shown entries only
-        self._unsaved: dict[str, Stamp] = {}
         self._unsaved_content: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._shown: tuple[Item, ...] = ()
         self._pages: dict[str, Document] = {}
@@ -126,12 +136,12 @@ class Publisher:
     @property
     def pending_writes(self) -> int:
         """Changes kept in memory because the state could not be written."""
-        return len(self._unsaved)
+        return len(self._stamps.unsaved)
 
     @property
     def needs_retry(self) -> bool:
         """Whether the state waits for a write that works (changes, or just its writability)."""
-        return bool(self._unsaved) or not self.store.writable
+        return bool(self._stamps.unsaved) or not self.store.writable
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -156,14 +166,13 @@ class Publisher:
         changed = self._resolve(sorted(touched), fresh, int(now.timestamp()),
                                 resort=len(changes) > _RESORT_ABOVE)
         self._retry_writes()
+        self._stamps.retain(item.slug for item in self._shown)  # memory stays bounded
         return changed, fresh
 
     def _finish(self, changed: dict[str, str], fresh: dict[str, Entry], now: datetime,
                 seeds_readable: bool) -> Snapshot:
         """Log, and render if anything shown changed."""
-        if self._order_dirty:
-            self._order = sorted(self._owner, key=self._order_key)
-            self._order_dirty = False
+        self._apply_order_changes()
         rejected = tuple(sorted((*self._errors.values(), *self._duplicates.values()),
                                 key=lambda e: (Path(e.path).name, e.line)))
         shown = self._shown_items(fresh)
@@ -201,7 +210,11 @@ class Publisher:
                 slug = self.store.last_slug_of(name)
             except StoreError as e:
                 log.error("%s", e)
-        stamp = self._stamps.get(slug) if slug else None
+        try:
+            stamp = self._stamps.get(slug) if slug else None
+        except StoreError as e:
+            log.error("%s", e)
+            return None
         return slug if stamp is not None and stamp.source == name else None
 
     def _reclaim(self, name: str, slug: str | None) -> tuple[str, ...]:
@@ -236,6 +249,7 @@ class Publisher:
         ("published", "updated", "removed", "republished")."""
         changed: dict[str, str] = {}
         owners = {}
+        self._stamps.load(slugs)  # one query for the batch, not one per slug
         for slug in slugs:
             claimants = self._claims.get(slug)
             if isinstance(claimants, str):
@@ -256,10 +270,10 @@ class Publisher:
             owner = owners.get(slug)
             was_owned = self._owner.pop(slug, None) is not None
             if owner is None:
-                if was_owned and not resort and previous is not None:
-                    self._drop_from_order(previous)
+                if was_owned and previous is not None:
+                    self._order_drop(slug, previous.published, resort)
                 if previous is not None and previous.live:
-                    self._store_stamp(replace(previous, live=False))
+                    self._stamps.put(replace(previous, live=False))
                     changed[slug] = "removed"
                 continue
             self._owner[slug] = owner
@@ -268,17 +282,16 @@ class Publisher:
                 content_hash, seen_at = previous.content_hash if previous else "", now
             else:
                 content_hash, seen_at = record.content_hash, min(record.mtime, now)
-            stamp = next_stamp(previous, slug, content_hash, owner, seen_at, self._taken)
+            stamp = next_stamp(previous, slug, content_hash, owner, seen_at, self._stamps.taken)
             if record.slug is not None and record.content_hash is not stamp.content_hash:
                 # One string for both (equal after a restart, but read twice): a seed's
                 # footprint is what 100,000 seeds multiply.
                 self.catalog.records[owner] = replace(record, content_hash=stamp.content_hash)
-            if not was_owned and not resort:  # `published` never changes: place it once
-                self._stamps[slug] = stamp  # the key below reads `published` from it
-                bisect.insort(self._order, slug, key=self._order_key)
+            if not was_owned:  # `published` never changes: place it once
+                self._order_add(slug, stamp.published, resort)
             if stamp == previous:
                 continue
-            self._store_stamp(stamp)
+            self._stamps.put(stamp)
             entry = fresh.get(owner)
             if entry is None and record.slug is not None and (
                     previous is None or previous.content_hash != stamp.content_hash):
@@ -293,21 +306,64 @@ class Publisher:
                 self._entries.pop(slug, None)  # the text shown must be the new one
             elif not previous.live:
                 changed[slug] = "republished"
-        self._order_dirty = self._order_dirty or resort  # rebuilt once, by _finish
         return changed
 
-    def _store_stamp(self, stamp: Stamp) -> None:
-        self._stamps[stamp.slug] = stamp
-        self._unsaved[stamp.slug] = stamp
+    # -- the order of entries -----------------------------------------------------------------
 
-    def _order_key(self, slug: str) -> tuple[int, str]:
-        return -self._stamps[slug].published, slug
+    def _order_add(self, slug: str, published: int, later: bool) -> None:
+        """Place a slug that became published; `later`: in a big batch, by _finish."""
+        if slug in self._order_gone:  # dropped earlier in this batch: it is still in place
+            self._order_gone.discard(slug)
+        elif later:
+            self._order_new[slug] = published
+        else:
+            start, end = self._order_span(published)
+            index = bisect.bisect_left(self._order, slug, start, end)
+            self._order.insert(index, slug)
+            self._order_keys.insert(index, -published)
 
-    def _drop_from_order(self, stamp: Stamp) -> None:
-        index = bisect.bisect_left(self._order, (-stamp.published, stamp.slug),
-                                   key=self._order_key)
-        if index < len(self._order) and self._order[index] == stamp.slug:
+    def _order_drop(self, slug: str, published: int, later: bool) -> None:
+        if self._order_new.pop(slug, None) is not None:  # added earlier in this batch
+            return
+        if later:
+            self._order_gone.add(slug)
+            return
+        start, end = self._order_span(published)
+        index = bisect.bisect_left(self._order, slug, start, end)
+        if index < end and self._order[index] == slug:
             del self._order[index]
+            del self._order_keys[index]
+
+    def _order_span(self, published: int) -> tuple[int, int]:
+        """Where the slugs published in this second are (sorted by slug within it)."""
+        start = bisect.bisect_left(self._order_keys, -published)
+        return start, bisect.bisect_right(self._order_keys, -published, start)
+
+    def _apply_order_changes(self) -> None:
+        """Apply what big batches put off: one pass over the order instead of one insertion
+        each (a cold start of 100,000 seeds would move the whole list 100,000 times)."""
+        if self._order_gone:
+            kept = [(slug, key) for slug, key in zip(self._order, self._order_keys, strict=True)
+                    if slug not in self._order_gone]
+            self._order = [slug for slug, _ in kept]
+            self._order_keys = array("q", (key for _, key in kept))
+            self._order_gone.clear()
+        if not self._order_new:
+            return
+        new = self._order_new
+        # By slug, then (stable) newest first: the same order as by (-published, slug), with
+        # no key tuple per slug.
+        added = sorted(new)
+        added.sort(key=new.__getitem__, reverse=True)
+        if self._order:
+            merged = list(heapq.merge(zip(self._order_keys, self._order, strict=True),
+                                      ((-new[slug], slug) for slug in added)))
+            self._order = [slug for _, slug in merged]
+            self._order_keys = array("q", (key for key, _ in merged))
+        else:
+            self._order = added
+            self._order_keys = array("q", (-new[slug] for slug in added))
+        self._order_new = {}
 
     def _shown_items(self, fresh: dict[str, Entry]) -> tuple[Item, ...]:
         """The newest entries, as the documents show them; only their text stays in memory."""
@@ -321,7 +377,8 @@ class Publisher:
             if entry is None:
                 continue  # no text anywhere (a state written before texts were kept)
             entries[slug] = entry
-            stamp = self._stamps[slug]
+            stamp = self._stamps.get(slug)
+            assert stamp is not None  # a published slug has its stamp
             items.append(Item(entry=entry, id=entry_id(self.info.id, slug),
                               link=self.config.entry_link(slug),
                               published=_datetime(stamp.published),
@@ -366,16 +423,17 @@ class Publisher:
         return documents[:3]
 
     def _retry_writes(self) -> None:
-        if not self._unsaved:
+        unsaved = self._stamps.unsaved
+        if not unsaved:
             self.store.retry()
             return
         try:
-            self.store.save_stamps(self._unsaved.values(), self._unsaved_content)
+            self.store.save_stamps(unsaved.values(), self._unsaved_content)
         except StoreError as e:
             # Keep serving from memory; the next successful write catches up.
-            log.error("%s; %d change(s) kept in memory, retrying", e, len(self._unsaved))
+            log.error("%s; %d change(s) kept in memory, retrying", e, len(unsaved))
             return
-        self._unsaved.clear()
+        self._stamps.saved()
         self._unsaved_content.clear()
 
     def _report(self, changed: dict[str, str], rejected: tuple[SeedError, ...]) -> None:
@@ -416,6 +474,86 @@ class Publisher:
         )
 
 
+class StampTable:
+    """Every slug's stamp, read from the state when a batch needs it. Stamps not written yet
+    (the state is not writable, or the batch is not over) are kept in memory and read first,
+    so the state plus them is always the truth. Also holds a few recently used stamps."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.unsaved: dict[str, Stamp] = {}
+        self._unsaved_at: dict[int, str] = {}  # updated → slug, of the unsaved stamps
+        self._handed: set[int] = set()  # seconds given out by next_stamp, not yet put
+        self._cache: dict[str, Stamp | None] = {}
+        self.taken = _Taken(self)
+
+    def get(self, slug: str) -> Stamp | None:
+        stamp = self.unsaved.get(slug)
+        if stamp is not None:
+            return stamp
+        if slug not in self._cache:
+            self._cache[slug] = self.store.stamps_of((slug,)).get(slug)
+        return self._cache[slug]
+
+    def load(self, slugs: Iterable[str]) -> None:
+        """Read the stamps of these slugs at once, for the `get`s that follow."""
+        missing = [slug for slug in slugs if slug not in self.unsaved and slug not in self._cache]
+        if missing:
+            found = self.store.stamps_of(missing)
+            self._cache.update((slug, found.get(slug)) for slug in missing)
+
+    def put(self, stamp: Stamp) -> None:
+        """A stamp's new value, kept until `saved` says the state has it."""
+        old = self.unsaved.get(stamp.slug)
+        if old is not None and self._unsaved_at.get(old.updated) == stamp.slug:
+            del self._unsaved_at[old.updated]
+        self.unsaved[stamp.slug] = stamp
+        self._unsaved_at[stamp.updated] = stamp.slug
+        self._handed.discard(stamp.updated)
+        self._cache[stamp.slug] = stamp
+
+    def saved(self) -> None:
+        """The state now holds every unsaved stamp."""
+        self.unsaved.clear()
+        self._unsaved_at.clear()
+
+    def retain(self, slugs: Iterable[str]) -> None:
+        """Forget the cached stamps but these (the ones the documents show)."""
+        keep = {slug: self._cache[slug] for slug in slugs if slug in self._cache}
+        self._cache = keep
+
+    def hand_out(self, moment: int) -> None:
+        """A second next_stamp gave to a stamp not put yet: taken from now on."""
+        self._handed.add(moment)
+
+    def take_back(self, moment: int) -> None:
+        self._handed.discard(moment)
+
+    def is_taken(self, moment: int) -> bool:
+        """Whether some slug's `updated` is this second."""
+        if moment in self._handed or moment in self._unsaved_at:
+            return True
+        # In the state, unless that slug has moved since (its unsaved stamp says where).
+        return any(slug not in self.unsaved for slug in self.store.slugs_updated_at(moment))
+
+
+class _Taken:
+    """The seconds used as `updated`, as the set next_stamp expects, over a StampTable."""
+
+    def __init__(self, table: StampTable) -> None:
+        self._table = table
+
+    def __contains__(self, moment: object) -> bool:
+        return isinstance(moment, int) and self._table.is_taken(moment)
+
+    def add(self, moment: int) -> None:
+        self._table.hand_out(moment)
+
+    def discard(self, moment: int) -> None:
+        # The slug that had it moves away; its new stamp, put next, says so.
+        self._table.take_back(moment)
+
+
 def choose_owner(claimants: list[str], recorded: str | None) -> str:
     """Which of the files (sorted by name) claiming a slug publishes it: the one the state
     records while it still claims it, else the first by name."""
@@ -446,8 +584,16 @@ def resolve_owners(records: Mapping[Path, Record], stamps: Mapping[str, Stamp]
     return owners, tuple(errors)
 
 
+class SecondSet(Protocol):
+    """What next_stamp needs of the seconds already used: a set, or a _Taken."""
+
+    def __contains__(self, moment: object) -> bool: ...
+    def add(self, moment: int) -> None: ...
+    def discard(self, moment: int) -> None: ...
+
+
 def next_stamp(previous: Stamp | None, slug: str, content_hash: str, source: str,
-               seen_at: int, taken: set[int]) -> Stamp:
+               seen_at: int, taken: SecondSet) -> Stamp:
     """The dates a slug has after this sighting. Pure, apart from updating `taken`.
 
     `published` is fixed at first sight. `updated` moves only when the content does, and never
@@ -467,7 +613,7 @@ def next_stamp(previous: Stamp | None, slug: str, content_hash: str, source: str
     return previous
 
 
-def _free_second(moment: int, taken: set[int]) -> int:
+def _free_second(moment: int, taken: SecondSet) -> int:
     while moment in taken:
         moment += 1
     taken.add(moment)

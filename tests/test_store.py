@@ -78,3 +78,23 @@ def test_garbage_state_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "garbage.db").write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match="cannot be read either"):
         Store.open(tmp_path / "garbage.db")
+
+
+def test_a_state_with_the_earlier_without_rowid_table_still_works(tmp_path: Path) -> None:
+    """States written before stamps became a rowid table keep their layout; the same SQL
+    reads and writes them, and the index on `updated` is added at open."""
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE stamps (slug TEXT PRIMARY KEY, published INTEGER NOT NULL, "
+                   "updated INTEGER NOT NULL, content_hash TEXT NOT NULL, source TEXT NOT NULL, "
+                   "live INTEGER NOT NULL DEFAULT 1, title TEXT NOT NULL DEFAULT '', "
+                   "body TEXT NOT NULL DEFAULT '') WITHOUT ROWID")
+        db.execute("INSERT INTO stamps VALUES ('a', 1, 2, 'h', 'a.txt', 1, 'T', 'p')")
+        db.execute("PRAGMA user_version = 1")
+    store = Store.open(path)
+    assert store.writable
+    assert store.stamps_of(["a", "b"]) == {"a": Stamp("a", 1, 2, "h", "a.txt")}
+    store.save_stamps([Stamp("b", 3, 4, "h2", "b.txt")], {"b": ("T2", ("q",))})
+    assert store.slugs_updated_at(4) == ["b"] and store.slugs_updated_at(5) == []
+    assert store.load_content("b") == ("T2", ("q",))
+    store.close()
