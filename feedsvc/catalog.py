@@ -17,7 +17,7 @@ from pathlib import Path
 
 from feedsvc.errors import SeedError
 from feedsvc.model import Entry
-from feedsvc.parser import parse_seed
+from feedsvc.parser import DEFAULT_OPTIONS, ParseOptions, parse_seed
 from feedsvc.source import Signature, is_seed_name, list_seed_names, read_seed, stat_seed
 
 log = logging.getLogger("feedsvc")
@@ -37,6 +37,10 @@ class Record:
     stat_key: int  # hash of the stat signature; 0: read again next time (errors are retried)
     mtime: int  # seconds
     racy: bool  # modified too close to its read for the stat to be trusted
+    # From a front matter: what the publisher decides dates and visibility with.
+    date: int | None = None  # publication date given by the author
+    updated: int | None = None  # last-change date given by the author
+    draft: bool = False
 
 
 #: name → (new record or None when the file is gone, the Entry parsed just now if any)
@@ -44,9 +48,11 @@ Changes = dict[str, tuple[Record | None, Entry | None]]
 
 
 class Catalog:
-    def __init__(self, folder: Path, max_seed_bytes: int) -> None:
+    def __init__(self, folder: Path, max_seed_bytes: int,
+                 options: ParseOptions = DEFAULT_OPTIONS) -> None:
         self.folder = folder
         self.max_seed_bytes = max_seed_bytes
+        self.options = options
         self.records: dict[str, Record] = {}
 
     def scan(self, chunk: int = 2000) -> Iterator[Changes]:
@@ -84,7 +90,7 @@ class Catalog:
         seed = read_seed(self.folder / name, self.max_seed_bytes)
         if record is None or seed is None or isinstance(seed, SeedError):
             return None
-        result = parse_seed(str(self.folder / name), seed.data)
+        result = parse_seed(str(self.folder / name), seed.data, self.options)
         if isinstance(result, SeedError) or result.content_hash != record.content_hash:
             return None
         return result
@@ -116,7 +122,7 @@ class Catalog:
         if isinstance(seed, SeedError):
             self._set(name, _failed(seed), None, changes)
             return
-        result = parse_seed(str(path), seed.data)
+        result = parse_seed(str(path), seed.data, self.options)
         racy = seed.signature.mtime_ns + RACY_NS > read_at_ns
         stat_key = _stat_key(seed.signature)
         if isinstance(result, SeedError):
@@ -125,7 +131,7 @@ class Catalog:
             return
         # Interned: the same slug is a key in several of the publisher's maps.
         record = Record(sys.intern(result.slug), result.content_hash, None, stat_key,
-                        seed.mtime, racy)
+                        seed.mtime, racy, result.date, result.updated, result.draft)
         if known is None or (known.slug, known.content_hash) != (record.slug,
                                                                  record.content_hash):
             for line, message in result.warnings:  # once per version, not once per read
@@ -151,7 +157,8 @@ def _listed(names: list[str], name: str) -> bool:
 def _same(a: Record | None, b: Record | None) -> bool:
     if a is None or b is None:
         return a is b
-    return (a.slug, a.content_hash, a.error) == (b.slug, b.content_hash, b.error)
+    return (a.slug, a.content_hash, a.error, a.date, a.updated, a.draft) == \
+        (b.slug, b.content_hash, b.error, b.date, b.updated, b.draft)
 
 
 def _failed(error: SeedError) -> Record:

@@ -1,18 +1,22 @@
-"""argv → serve | build | check. One clear line and an exit code on any FeedsvcError."""
+"""argv → serve | build | check | new. One clear line and an exit code on any FeedsvcError."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
+import shlex
+import subprocess
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import feedsvc
 from feedsvc.catalog import Catalog
 from feedsvc.config import Config, find_config, load_config
 from feedsvc.errors import ConfigError, FeedsvcError
-from feedsvc.publisher import Publisher, resolve_owners
+from feedsvc.publisher import Publisher, parse_options, resolve_owners
 from feedsvc.snapshot import write_atomically
 from feedsvc.source import FolderMissing
 from feedsvc.store import peek_stamps
@@ -33,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         config = load_config(find_config(args.config))
-        return int(args.command(config))
+        return int(args.command(config, args))
     except ConfigError as e:
         print(f"feedsvc: {e}", file=sys.stderr)
         return EXIT_CONFIG
@@ -42,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
-def serve(config: Config) -> int:
+def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     """Serve and watch until SIGTERM or SIGINT."""
     from aiohttp import web
 
@@ -78,7 +82,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def build(config: Config) -> int:
+def build(config: Config, args: argparse.Namespace | None = None) -> int:
     """Render once and write the feeds into the output folder, as `serve` would serve them."""
     publisher = Publisher.open(config)
     try:
@@ -91,7 +95,10 @@ def build(config: Config) -> int:
     if not snapshot.seeds_readable:
         raise FeedsvcError(f"seeds folder {config.paths.seeds} is missing or unreadable")
     output = config.paths.output
-    for path, name in BUILD_FILES.items():
+    # The feeds, and each tag's feeds under tags/.
+    files = {**BUILD_FILES, **{path: path[1:] for path in sorted(snapshot.documents)
+                               if path.startswith("/tags/")}}
+    for path, name in files.items():
         variants = snapshot.documents[path].variants
         # Precompressed beside the plain file, as nginx `gzip_static` / `brotli_static` want.
         for file_name, body in ((name, variants["identity"].body),
@@ -101,15 +108,16 @@ def build(config: Config) -> int:
                 write_atomically(output / file_name, body)
             except OSError as e:
                 raise FeedsvcError(f"cannot write {output / file_name}: {e.strerror or e}") from e
-    log.info("wrote %s to %s (%d entries, %d seeds rejected)",
+    log.info("wrote %s to %s (%d entries, %d tag feeds, %d seeds rejected)",
              " and ".join(BUILD_FILES.values()), output, snapshot.published,
-             len(snapshot.rejected))
+             (len(files) - len(BUILD_FILES)) // 2, len(snapshot.rejected))
     return EXIT_OK
 
 
-def check(config: Config) -> int:
-    """Print every seed that would be rejected as path:line: message; exit 1 if there is one."""
-    catalog = Catalog(config.paths.seeds, config.watch.max_seed_bytes)
+def check(config: Config, args: argparse.Namespace | None = None) -> int:
+    """Print every seed that would be rejected as path:line: message, and the scheduled
+    entries with their times; exit 1 if a seed is rejected."""
+    catalog = Catalog(config.paths.seeds, config.watch.max_seed_bytes, parse_options(config))
     try:
         for _ in catalog.scan():
             pass  # check only needs the records
@@ -117,11 +125,46 @@ def check(config: Config) -> int:
         raise FeedsvcError(f"seeds folder {config.paths.seeds} is missing or unreadable") from e
     results = catalog.results()
     # Duplicates are decided as `serve` would: the owner recorded in the state keeps its slug.
-    owners, rejected = resolve_owners(results, peek_stamps(config.paths.state))
+    # Drafts publish nothing and claim no slug.
+    owners, rejected = resolve_owners({path: record for path, record in results.items()
+                                       if not record.draft},
+                                      peek_stamps(config.paths.state))
     for error in rejected:
         print(error)
-    print(f"{len(results)} seeds: {len(owners)} publishable, {len(rejected)} rejected")
+    now = datetime.now(UTC).timestamp()
+    drafts = sum(1 for record in results.values() if record.draft)
+    scheduled = sorted((record.date, slug, owners[slug]) for slug in owners
+                       if (record := results[owners[slug]]).date is not None
+                       and record.date > now and not record.draft)
+    for when, slug, path in scheduled:
+        print(f"scheduled: {slug} at {datetime.fromtimestamp(when, UTC).isoformat()} ({path})")
+    print(f"{len(results)} seeds: {len(owners) - len(scheduled)} publishable now, "
+          f"{len(scheduled)} scheduled, {drafts} draft{'s' if drafts != 1 else ''}, "
+          f"{len(rejected)} rejected")
     return EXIT_FAILURE if rejected else EXIT_OK
+
+
+def new(config: Config, args: argparse.Namespace) -> int:
+    """Write a new draft seed with its front matter into the seeds folder and print its path;
+    with --edit, open it in $EDITOR."""
+    from feedsvc.authoring import new_seed
+    from feedsvc.dates import DateError, parse_date
+
+    options = parse_options(config)
+    if args.date is not None:
+        try:  # refused now, not when the service reads it
+            parse_date(args.date, tz=options.dates.tz, dayfirst=options.dates.dayfirst)
+        except DateError as e:
+            raise FeedsvcError(f"--date {args.date!r}: {e}") from e
+    tags = [tag.strip() for tag in (args.tags or "").split(",") if tag.strip()]
+    path = new_seed(config.paths.seeds, args.title, args.date, tags)
+    print(path)
+    if args.edit:
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+        if not editor:
+            raise FeedsvcError(f"--edit: set $EDITOR to open {path}")
+        return subprocess.call([*shlex.split(editor), str(path)])
+    return EXIT_OK
 
 
 def _argument_parser() -> argparse.ArgumentParser:
@@ -134,12 +177,20 @@ def _argument_parser() -> argparse.ArgumentParser:
         ("serve", serve, "serve the feeds over HTTP and republish on every change"),
         ("build", build, "write feed.atom and feed.rss into the output folder, then exit"),
         ("check", check, "list the seeds that cannot be published; exit 1 if any"),
+        ("new", new, "write a new draft seed for a title; print its path"),
     ):
         command = commands.add_parser(name, help=help_text, description=fn.__doc__)
         command.add_argument("--config", metavar="PATH",
                              help="config file (default: ./config.toml, else $FEEDSVC_CONFIG)")
         command.add_argument("-v", "--verbose", action="store_true", help="log debug details")
         command.set_defaults(command=fn)
+        if fn is new:
+            command.add_argument("title", help="the headline; the slug is made from it")
+            command.add_argument("--date", help="publication date, e.g. '2026-11-24 08:30' or "
+                                                "'mardi 24 novembre 2026 à 8h30' (in the "
+                                                "future: scheduled)")
+            command.add_argument("--tags", help="comma-separated tags")
+            command.add_argument("--edit", action="store_true", help="open it in $EDITOR")
     return parser
 
 

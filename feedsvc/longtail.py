@@ -18,8 +18,8 @@ from feedsvc.config import Config
 from feedsvc.errors import StoreError
 from feedsvc.model import Document, FeedInfo, Item
 from feedsvc.pages import render_entry
-from feedsvc.parser import build_entry, is_slug
-from feedsvc.publisher import entry_id
+from feedsvc.parser import is_slug, rebuild_entry
+from feedsvc.publisher import entry_id, parse_options
 from feedsvc.snapshot import HTML_TYPE, make_document
 from feedsvc.store import Store
 
@@ -31,6 +31,7 @@ CACHE_PAGES = 512
 class EntryPages:
     def __init__(self, config: Config, capacity: int = CACHE_PAGES) -> None:
         self.config = config
+        self.options = parse_options(config)
         self.capacity = capacity
         self.info: FeedInfo | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -58,7 +59,8 @@ class EntryPages:
         try:
             if self._store is None:
                 self._store = Store.open_for_reading(self.config.paths.state)
-            row = self._store.load_page(slug)
+            # Not before its time: a scheduled entry's page stays hidden until it is published.
+            row = self._store.load_page(slug, int(datetime.now(UTC).timestamp()))
         except StoreError as e:
             log.error("%s", e)
             self._close_store()
@@ -66,14 +68,17 @@ class EntryPages:
         if row is None:
             self._cache.pop(slug, None)
             return None
-        published, updated, title, paragraphs = row
+        published, updated, content = row
         moment = datetime.fromtimestamp(updated, UTC)
         cached = self._cache.get(slug)
         if cached is not None and cached.last_modified == moment:
             self._cache.move_to_end(slug)
             return cached
-        item = Item(entry=build_entry(slug, title, paragraphs),
-                    id=entry_id(self.info.id, slug), link=self.config.entry_link(slug),
+        entry = rebuild_entry(slug, content, self.options)
+        if entry is None:
+            return None
+        item = Item(entry=entry, id=entry_id(self.info.id, slug),
+                    link=entry.link or self.config.entry_link(slug),
                     published=datetime.fromtimestamp(published, UTC), updated=moment)
         document = make_document(f"/entries/{slug}", HTML_TYPE, render_entry(self.info, item),
                                  moment, self.config.server.cache_max_age)

@@ -37,6 +37,22 @@ class Entry:
     lang: str | None = None
     draft: bool = False  # never published
     link: str | None = None  # the article's own URL when it lives elsewhere
+    #: The seed's text, for seeds that a front matter or Markdown makes more than a headline
+    #: and paragraphs: the state keeps it, to parse the last good version again.
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """What the state keeps of a version of an entry to show it again: headline and
+    paragraphs; for a seed with a front matter or in Markdown, its whole text and the file it
+    came from (to parse it again); and its tags as (tag slug, label)."""
+
+    title: str
+    paragraphs: tuple[str, ...]
+    text: str = ""
+    file: str = ""
+    tags: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +145,7 @@ class Snapshot:
     seeds_readable: bool = True
     #: How many snapshots this process has rendered (bursts are batched: this stays small).
     generation: int = 0
+    #: Seeds marked `draft: true` (never published).
+    drafts: int = 0
+    #: Entries whose publication date is still to come, soonest first: (slug, when).
+    scheduled: tuple[tuple[str, datetime], ...] = ()

@@ -3,6 +3,10 @@
 A seed is UTF-8 text: line 1 the slug, line 2 the headline, a blank line, then paragraphs
 separated by blank lines. When line 1 is not a slug, the slug comes from the file name and
 line 1 is the headline. Nothing about the text changes but whitespace at the ends of lines.
+
+An optional front matter (YAML between two `---` lines at the very top) adds dates, tags, an
+author…; with `slug:` or `title:` there, the slug or headline line may be left out. A `.md`
+seed's body is Markdown, rendered and sanitized.
 """
 
 from __future__ import annotations
@@ -11,10 +15,17 @@ import hashlib
 import html
 import re
 import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import PurePath
+from zoneinfo import ZoneInfo
 
+from feedsvc.dates import dayfirst_for
 from feedsvc.errors import SeedError
-from feedsvc.model import Entry
+from feedsvc.frontmatter import DateSettings, FrontMatter, split_front_matter
+from feedsvc.markdown import render_markdown
+from feedsvc.model import Content, Entry
+from feedsvc.slugs import tag_slug
 
 SLUG_MAX = 128
 HEADLINE_MAX = 1000
@@ -51,19 +62,47 @@ def slug_from_name(path: str) -> str:
     return slug[:SLUG_MAX].rstrip("-")
 
 
-def parse_seed(path: str, data: bytes) -> Entry | SeedError:
+#: Front-matter dates without a zone in UTC, month before day.
+UTC_DATES = DateSettings(UTC, dayfirst=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ParseOptions:
+    """What parsing needs from the configuration: how to read front-matter dates, and what
+    relative links in Markdown are relative to."""
+
+    dates: DateSettings = UTC_DATES
+    base_url: str = "http://localhost/"
+
+    @classmethod
+    def from_feed(cls, timezone: str, dayfirst: bool | None, language: str,
+                  base_url: str) -> ParseOptions:
+        return cls(DateSettings(ZoneInfo(timezone),
+                                dayfirst_for(language) if dayfirst is None else dayfirst),
+                   base_url)
+
+
+DEFAULT_OPTIONS = ParseOptions()
+
+
+def parse_seed(path: str, data: bytes, options: ParseOptions = DEFAULT_OPTIONS
+               ) -> Entry | SeedError:
     """Parse one seed file's bytes. Returns (never raises) a SeedError for unusable input."""
     try:
-        return _parse(path, data)
+        return _parse(path, data, options)
     except SeedError as e:
         return e
 
 
-def _parse(path: str, data: bytes) -> Entry:
+def _parse(path: str, data: bytes, options: ParseOptions) -> Entry:
     text = _decode(path, data)
     if "\x00" in text:
         _refuse_nul(path, _line_of(text[:text.index("\x00")]))
     lines, warnings = _clean_lines(text)
+    markdown = path.endswith(".md")
+    front, start = split_front_matter(path, lines, options.dates)
+    if front is not None or markdown:
+        return _parse_authored(path, text, lines, start, front, warnings, options)
 
     if not any(lines):
         raise SeedError(path, 1, "empty seed: expected a slug, a headline, a blank line and a body")
@@ -95,6 +134,110 @@ def _parse(path: str, data: bytes) -> Entry:
         raise SeedError(path, head + 2, "expected a blank line between the headline and the body")
 
     return build_entry(slug, headline, _paragraphs(body), tuple(warnings))
+
+
+def _parse_authored(path: str, text: str, lines: list[str], start: int,
+                    front: FrontMatter | None, warnings: list[tuple[int, str]],
+                    options: ParseOptions) -> Entry:
+    """A seed with front matter, or a Markdown one. The seed rules follow the front matter;
+    the slug line may be left out when `slug:` is given, the headline when `title:` is."""
+    front = front or FrontMatter()
+    at = start
+    while at < len(lines) and not lines[at]:  # blank lines after the front matter
+        at += 1
+    header = at
+    # The slug: `slug:`, repeated or not on the first line; else the first line when it is a
+    # slug; else from the file name.
+    if front.slug is not None:
+        slug = front.slug
+        if at < len(lines) and lines[at] == slug:
+            at += 1
+    elif at < len(lines) and _SLUG_RE.fullmatch(lines[at]) and len(lines[at]) <= SLUG_MAX:
+        slug = lines[at]
+        at += 1
+    else:
+        slug = slug_from_name(path)
+        if not slug:
+            raise SeedError(path, at + 1, "no slug: give one with `slug:` in the front matter")
+    # The headline: `title:`, repeated or not; else the next line. In Markdown, a level-1
+    # heading there is the headline too.
+    markdown = path.endswith(".md")
+    if front.title is not None:
+        title = front.title
+        if at < len(lines) and (lines[at] == title or (markdown and lines[at] == f"# {title}")):
+            at += 1
+    else:
+        title = lines[at] if at < len(lines) else ""
+        if markdown and title.startswith("# "):
+            title = title[2:].strip(" #")
+        if not title:
+            raise SeedError(path, at + 1, "missing headline: write it on this line or give "
+                                          "`title:` in the front matter")
+        if len(title) > HEADLINE_MAX:
+            raise SeedError(path, at + 1,
+                            f"headline is {len(title)} characters long; at most {HEADLINE_MAX}")
+        at += 1
+    body = lines[at:]
+    if at > header and body and body[0]:
+        raise SeedError(path, at + 1, "expected a blank line between the headline and the body")
+    paragraphs = _paragraphs(body)
+    if not paragraphs and not front.draft:
+        raise SeedError(path, at + 1, "no body: expected paragraphs after a blank line "
+                                      "(a draft may have none)")
+    if markdown:
+        rendered = render_markdown("\n".join(body), options.base_url)
+        content_html, first = rendered.html, rendered.first_paragraph
+        if paragraphs and not content_html.strip():
+            raise SeedError(path, at + 1, "the Markdown body is empty once sanitized")
+    else:
+        content_html = "\n".join(f"<p>{html.escape(p, quote=False)}</p>" for p in paragraphs)
+        first = paragraphs[0].replace("\n", " ") if paragraphs else ""
+    summary = front.summary if front.summary is not None else summarize(first)
+    # What `updated` follows: the text, and what the documents show of the front matter
+    # (not the dates, nor `draft`). A Markdown body hashes apart from the same plain text.
+    extras = (summary if front.summary is not None else "", front.author_name or "",
+              front.author_email or "", *front.tags, front.lang or "", front.link or "",
+              "markdown" if markdown else "")
+    return Entry(
+        slug=slug,
+        title=title,
+        paragraphs=paragraphs,
+        summary=summary,
+        content_html=content_html,
+        content_hash=content_hash(title, paragraphs, extras),
+        warnings=tuple(sorted((*warnings, *front.warnings))),
+        date=_seconds(front.date),
+        updated=_seconds(front.updated),
+        author_name=front.author_name,
+        author_email=front.author_email,
+        tags=front.tags,
+        lang=front.lang,
+        draft=front.draft,
+        link=front.link,
+        source=text,
+    )
+
+
+def rebuild_entry(slug: str, content: Content, options: ParseOptions = DEFAULT_OPTIONS
+                  ) -> Entry | None:
+    """The entry a stored version describes (the state's last good version of a seed): from
+    its headline and paragraphs, or by parsing its whole text again. None if that text no
+    longer gives this slug (options changed in a way that moves it)."""
+    if not content.text:
+        return build_entry(slug, content.title, content.paragraphs)
+    entry = parse_seed(content.file or f"{slug}.txt", content.text.encode("utf-8"), options)
+    return entry if isinstance(entry, Entry) and entry.slug == slug else None
+
+
+def stored_content(entry: Entry, file: str) -> Content:
+    """What the state keeps of an entry to rebuild it (see rebuild_entry)."""
+    tags = tuple(dict.fromkeys((slug, tag) for tag in entry.tags if (slug := tag_slug(tag))))
+    return Content(entry.title, entry.paragraphs, entry.source, file if entry.source else "",
+                   tags)
+
+
+def _seconds(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp())
 
 
 def build_entry(slug: str, title: str, paragraphs: tuple[str, ...],
@@ -191,11 +334,17 @@ def summarize(paragraph: str, target: int = SUMMARY_TARGET) -> str:
     return text[:cut].rstrip(" ,;:") + "…"
 
 
-def content_hash(title: str, paragraphs: tuple[str, ...]) -> str:
-    """What `updated` follows: the headline and the body, nothing else."""
+def content_hash(title: str, paragraphs: tuple[str, ...], extras: tuple[str, ...] = ()) -> str:
+    """What `updated` follows: the headline and the body (and, from a front matter, what the
+    documents show of it); a plain seed hashes as it always did."""
     digest = hashlib.blake2b(digest_size=16)  # compact: one is kept per seed
     digest.update(title.encode("utf-8"))
     for paragraph in paragraphs:
         digest.update(b"\x00")
         digest.update(paragraph.encode("utf-8"))
+    if any(extras):
+        digest.update(b"\x01")
+        for extra in extras:
+            digest.update(extra.encode("utf-8"))
+            digest.update(b"\x00")
     return digest.hexdigest()

@@ -20,6 +20,7 @@ import heapq
 import logging
 import uuid
 from array import array
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -29,9 +30,9 @@ from typing import Protocol
 from feedsvc.catalog import Catalog, Changes, Record
 from feedsvc.config import Config
 from feedsvc.errors import SeedError, StoreError
-from feedsvc.model import Document, Entry, FeedInfo, Item, Snapshot, Stamp
+from feedsvc.model import Content, Document, Entry, FeedInfo, Item, Snapshot, Stamp
 from feedsvc.pages import render_entry, render_index
-from feedsvc.parser import build_entry
+from feedsvc.parser import ParseOptions, rebuild_entry, stored_content
 from feedsvc.render import FeedRenderer, feed_updated
 from feedsvc.snapshot import ATOM_TYPE, HTML_TYPE, RSS_TYPE, Draft, make_documents, make_snapshot
 from feedsvc.source import FolderMissing
@@ -46,6 +47,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def parse_options(config: Config) -> ParseOptions:
+    feed = config.feed
+    return ParseOptions.from_feed(feed.timezone, feed.dayfirst, feed.language, feed.base_url)
+
+
 def derive_feed_id(base_url: str) -> str:
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, base_url)}"
 
@@ -54,6 +60,16 @@ def derive_feed_id(base_url: str) -> str:
 def entry_id(feed_id: str, slug: str) -> str:
     """Stable forever for a slug within a feed: not from the file name, not from the content."""
     return f"urn:uuid:{uuid.uuid5(uuid.uuid5(uuid.NAMESPACE_URL, feed_id), slug)}"
+
+
+#: Texts of entries shown by tag documents (not by the main ones) kept between batches.
+TAG_ENTRIES_KEPT = 1024
+
+
+@functools.lru_cache(maxsize=1024)
+def tag_feed_id(feed_id: str, tag: str) -> str:
+    """A tag's documents' id: stable, and never an entry's (slugs have no ':')."""
+    return f"urn:uuid:{uuid.uuid5(uuid.uuid5(uuid.NAMESPACE_URL, feed_id), 'tag:' + tag)}"
 
 
 #: Files read per chunk of a full scan (the text of one chunk at most is held at once).
@@ -67,7 +83,8 @@ class Publisher:
     def __init__(self, config: Config, store: Store, clock: Clock = utc_now) -> None:
         self.config = config
         self.store = store
-        self.catalog = Catalog(config.paths.seeds, config.watch.max_seed_bytes)
+        self.options = parse_options(config)
+        self.catalog = Catalog(config.paths.seeds, config.watch.max_seed_bytes, self.options)
         self._clock = clock
         # Every slug's dates stay in the state; memory holds those not written yet and the
         # few the documents show (at 100,000 seeds, holding them all cost ~25 MB).
@@ -83,11 +100,19 @@ class Publisher:
         self._order_keys = array("q")
         # Changes to the order put off by a big batch and applied at once by _finish.
         self._order_new: dict[str, int] = {}  # slug → published
-        self._order_gone: set[str] = set()
+        self._order_gone: dict[str, int] = {}  # slug → published, where it was
         self._errors: dict[str, SeedError] = {}  # file name → why it cannot be used
         self._duplicates: dict[str, SeedError] = {}  # file name → its duplicate slug
         self._entries: dict[str, Entry] = {}  # text of the shown entries only
-        self._unsaved_content: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._unsaved_content: dict[str, Content] = {}
+        self._drafts: set[str] = set()  # file names of drafts (they claim no slug)
+        # Per-tag documents: rendered again only for the tags a batch touches.
+        self._tag_docs: dict[str, tuple[Document, ...]] = {}
+        self._tag_items: dict[str, tuple[Item, ...]] = {}
+        self._dirty_tags: set[str] = set()
+        self._visible_at = 0  # the time the visible entries were last chosen for
+        self._tag_entries: OrderedDict[str, Entry] = OrderedDict()  # texts tag documents show
+        self._feeds: list[Document] = []
         self._shown: tuple[Item, ...] = ()
         self._pages: dict[str, Document] = {}
         self._reported: set[SeedError] = set()
@@ -158,48 +183,155 @@ class Publisher:
             if entry is not None:
                 fresh[name] = entry
             self._errors.pop(name, None)
+            self._drafts.discard(name)
             if record is not None and record.error is not None:
                 self._errors[name] = record.error
+            if record is not None and record.draft:
+                self._drafts.add(name)
             touched.update(self._reclaim(name, self._claim_for(name, record)))
             if record is not None and record.slug is not None:
                 touched.add(record.slug)  # same slug, maybe new content
+        # The tags these entries had and have: their documents are rendered again.
+        self._dirty_tags |= self._tags_of(touched)
         changed = self._resolve(sorted(touched), fresh, int(now.timestamp()),
                                 resort=len(changes) > _RESORT_ABOVE)
         self._retry_writes()
+        self._dirty_tags |= self._tags_of(touched)
         self._stamps.retain(item.slug for item in self._shown)  # memory stays bounded
         return changed, fresh
 
     def _finish(self, changed: dict[str, str], fresh: dict[str, Entry], now: datetime,
                 seeds_readable: bool) -> Snapshot:
-        """Log, and render if anything shown changed."""
+        """Log, and render what changed: the capped documents if what they show did, and the
+        documents of the tags the batch touched."""
         self._apply_order_changes()
+        now_ts = int(now.timestamp())
+        start = self._visible_from(now_ts)
+        appeared = self._appeared(start, now_ts)
         rejected = tuple(sorted((*self._errors.values(), *self._duplicates.values()),
                                 key=lambda e: (Path(e.path).name, e.line)))
-        shown = self._shown_items(fresh)
-        self._report(changed, rejected)
-
-        if (shown == self._shown and rejected == self._rejected
-                and len(self._owner) == self._snapshot.published and self._snapshot.documents):
-            if self._snapshot.seeds_readable != seeds_readable:
-                self._snapshot = replace(self._snapshot, seeds_readable=seeds_readable)
+        shown = self._shown_items(fresh, start)
+        tags_changed = self._render_tags(now_ts)
+        self._report(changed, rejected, now_ts, appeared)
+        published = len(self._owner) - start
+        scheduled = tuple((slug, _datetime(-key)) for slug, key in
+                          zip(reversed(self._order[:start]),
+                              reversed(self._order_keys[:start]), strict=True))
+        counts = {"drafts": len(self._drafts), "scheduled": scheduled,
+                  "seeds_readable": seeds_readable}
+        if (shown == self._shown and rejected == self._rejected and not tags_changed
+                and published == self._snapshot.published and self._snapshot.documents):
+            if any(getattr(self._snapshot, key) != value for key, value in counts.items()):
+                self._snapshot = replace(self._snapshot, **counts)  # type: ignore[arg-type]
             return self._snapshot  # nothing shown changed: same object, no swap, same ETags
-        feeds = self._render(shown)
+        if shown != self._shown or not self._feeds:
+            self._feeds = self._render(shown)
         self._shown, self._rejected = shown, rejected
+        self._renderer.retain([*shown, *(i for items in self._tag_items.values() for i in items)])
         self._snapshot = make_snapshot(
-            documents=[*feeds, *self._pages.values()],
-            published=len(self._owner),
+            documents=[*self._feeds, *self._pages.values(),
+                       *(doc for docs in self._tag_docs.values() for doc in docs)],
+            published=published,
             rejected=rejected,
             changed_at=now,
-            seeds_readable=seeds_readable,
             generation=self._snapshot.generation + 1,
+            **counts,  # type: ignore[arg-type]
         )
         return self._snapshot
+
+    def next_due(self) -> datetime | None:
+        """When the next scheduled entry is to appear (None: none is scheduled). The caller
+        applies an empty batch then: `update(())`."""
+        start = self._visible_from(int(self._clock().timestamp()))
+        return _datetime(-self._order_keys[start - 1]) if start else None
+
+    def _visible_from(self, now: int) -> int:
+        """Index in the order of the first entry published by `now`: before it, scheduled."""
+        return bisect.bisect_left(self._order_keys, -now)
+
+    def _appeared(self, start: int, now: int) -> list[str]:
+        """The scheduled entries whose time came since the last batch (their tags' documents
+        change with them)."""
+        before, self._visible_at = self._visible_at, max(self._visible_at, now)
+        if not before or now <= before:
+            return []
+        appeared = self._order[start:bisect.bisect_left(self._order_keys, -before, start)]
+        self._dirty_tags |= self._tags_of(appeared)
+        return appeared
+
+    def _tags_of(self, slugs: Iterable[str]) -> set[str]:
+        slugs = list(slugs)
+        if not slugs:
+            return set()
+        try:
+            return self.store.tags_of(slugs)
+        except StoreError as e:
+            log.error("%s", e)
+            return set()
+
+    # -- per-tag documents ------------------------------------------------------------------
+
+    def _render_tags(self, now: int) -> bool:
+        """Render the documents of the tags touched since the last batch; True if any of
+        them changed. Which entries a tag shows comes from the state (newest published
+        first): no tag list per seed is held in memory."""
+        if not self._dirty_tags:
+            return False
+        dirty, self._dirty_tags = sorted(self._dirty_tags), set()
+        limit = self.config.feed.max_entries
+        drafts: list[Draft] = []
+        changed = False
+        for tag in dirty:
+            try:
+                rows = self.store.tagged(tag, now, limit)
+                self._stamps.load(slug for slug, _ in rows)
+            except StoreError as e:
+                log.error("%s; the documents of tag %s are not updated", e, tag)
+                continue
+            items = tuple(item for slug, _ in rows if (item := self._tag_item(slug)))
+            if not items:
+                changed |= self._tag_docs.pop(tag, None) is not None
+                self._tag_items.pop(tag, None)
+                continue
+            if items == self._tag_items.get(tag):
+                continue
+            info = self._tag_info(tag, rows[0][1])
+            atom, rss = self._renderer.render(items, info)
+            updated = feed_updated(info, items)
+            drafts += [Draft(f"/{info.feed_path}.atom", ATOM_TYPE, atom, updated),
+                       Draft(f"/{info.feed_path}.rss", RSS_TYPE, rss, updated)]
+            self._tag_items[tag] = items
+        documents = make_documents(drafts, self.config.server.cache_max_age) if drafts else []
+        for atom_doc, rss_doc in zip(documents[::2], documents[1::2], strict=True):
+            self._tag_docs[atom_doc.path[len("/tags/"):-len(".atom")]] = (atom_doc, rss_doc)
+        return changed or bool(documents)
+
+    def _tag_item(self, slug: str) -> Item | None:
+        entry = self._entries.get(slug) or self._tag_entries.get(slug)
+        if entry is None:
+            entry = self._load_entry(slug)
+            if entry is None:
+                return None
+            self._tag_entries[slug] = entry
+            while len(self._tag_entries) > TAG_ENTRIES_KEPT:
+                self._tag_entries.popitem(last=False)
+        stamp = self._stamps.get(slug)
+        return None if stamp is None else self._item(entry, stamp)
+
+    def _tag_info(self, tag: str, label: str) -> FeedInfo:
+        return replace(self.info, id=tag_feed_id(self.info.id, tag),
+                       title=f"{self.info.title} — {label}", feed_path=f"tags/{tag}")
+
+    def _item(self, entry: Entry, stamp: Stamp) -> Item:
+        return Item(entry=entry, id=entry_id(self.info.id, entry.slug),
+                    link=entry.link or self.config.entry_link(entry.slug),
+                    published=_datetime(stamp.published), updated=_datetime(stamp.updated))
 
     def _claim_for(self, name: str, record: Record | None) -> str | None:
         """The slug a file claims: its own, or, while it is broken, the slug of its last good
         version (which stays published until the file is fixed or deleted)."""
-        if record is None:
-            return None
+        if record is None or record.draft:
+            return None  # a draft publishes nothing, not even a last good version
         if record.slug is not None:
             return record.slug
         # Broken now: the slug it published last (it still claims it), from memory or, after a
@@ -280,14 +412,21 @@ class Publisher:
             record = self.catalog.records[owner]
             if record.slug is None:  # a broken file's last good version: nothing moves
                 content_hash, seen_at = previous.content_hash if previous else "", now
+                date = updated = None
             else:
                 content_hash, seen_at = record.content_hash, min(record.mtime, now)
-            stamp = next_stamp(previous, slug, content_hash, owner, seen_at, self._stamps.taken)
+                date, updated = record.date, record.updated
+            stamp = next_stamp(previous, slug, content_hash, owner, seen_at, self._stamps.taken,
+                               date, updated)
             if record.slug is not None and record.content_hash is not stamp.content_hash:
                 # One string for both (equal after a restart, but read twice): a seed's
                 # footprint is what 100,000 seeds multiply.
                 self.catalog.records[owner] = replace(record, content_hash=stamp.content_hash)
-            if not was_owned:  # `published` never changes: place it once
+            if not was_owned:
+                self._order_add(slug, stamp.published, resort)
+            elif previous is not None and previous.published != stamp.published:
+                # The author moved the date: the entry moves in the order.
+                self._order_drop(slug, previous.published, resort)
                 self._order_add(slug, stamp.published, resort)
             if stamp == previous:
                 continue
@@ -302,8 +441,9 @@ class Publisher:
             if previous is None or previous.content_hash != stamp.content_hash:
                 changed[slug] = "published" if previous is None else "updated"
                 if entry is not None:
-                    self._unsaved_content[slug] = (entry.title, entry.paragraphs)
+                    self._unsaved_content[slug] = stored_content(entry, owner)
                 self._entries.pop(slug, None)  # the text shown must be the new one
+                self._tag_entries.pop(slug, None)
             elif not previous.live:
                 changed[slug] = "republished"
         return changed
@@ -312,8 +452,8 @@ class Publisher:
 
     def _order_add(self, slug: str, published: int, later: bool) -> None:
         """Place a slug that became published; `later`: in a big batch, by _finish."""
-        if slug in self._order_gone:  # dropped earlier in this batch: it is still in place
-            self._order_gone.discard(slug)
+        if self._order_gone.get(slug) == published:
+            del self._order_gone[slug]  # dropped earlier in this batch: it is still in place
         elif later:
             self._order_new[slug] = published
         else:
@@ -326,7 +466,7 @@ class Publisher:
         if self._order_new.pop(slug, None) is not None:  # added earlier in this batch
             return
         if later:
-            self._order_gone.add(slug)
+            self._order_gone[slug] = published
             return
         start, end = self._order_span(published)
         index = bisect.bisect_left(self._order, slug, start, end)
@@ -365,11 +505,12 @@ class Publisher:
             self._order_keys = array("q", (-new[slug] for slug in added))
         self._order_new = {}
 
-    def _shown_items(self, fresh: dict[str, Entry]) -> tuple[Item, ...]:
-        """The newest entries, as the documents show them; only their text stays in memory."""
+    def _shown_items(self, fresh: dict[str, Entry], start: int) -> tuple[Item, ...]:
+        """The newest entries published by now (from `start` in the order), as the documents
+        show them; only their text stays in memory."""
         items = []
         entries: dict[str, Entry] = {}
-        for slug in self._order[:self.config.feed.max_entries]:
+        for slug in self._order[start:start + self.config.feed.max_entries]:
             owner = self._owner[slug]
             entry = fresh.get(owner)
             if entry is None or entry.slug != slug:  # a broken owner shows its last good text
@@ -379,10 +520,7 @@ class Publisher:
             entries[slug] = entry
             stamp = self._stamps.get(slug)
             assert stamp is not None  # a published slug has its stamp
-            items.append(Item(entry=entry, id=entry_id(self.info.id, slug),
-                              link=self.config.entry_link(slug),
-                              published=_datetime(stamp.published),
-                              updated=_datetime(stamp.updated)))
+            items.append(self._item(entry, stamp))
         self._entries = entries
         return tuple(items)
 
@@ -394,11 +532,11 @@ class Publisher:
             except StoreError as e:
                 log.error("%s", e)
                 return None
-        if content is None:
+        entry = None if content is None else rebuild_entry(slug, content, self.options)
+        if entry is None:
             name = self._owner.get(slug)
             log.error("no text kept for %s; it is left out until %s changes", slug, name)
-            return None
-        return build_entry(slug, *content)
+        return entry
 
     def _render(self, shown: tuple[Item, ...]) -> list[Document]:
         """The capped documents (Atom, RSS, front page) and the pages of the shown entries
@@ -436,17 +574,26 @@ class Publisher:
         self._stamps.saved()
         self._unsaved_content.clear()
 
-    def _report(self, changed: dict[str, str], rejected: tuple[SeedError, ...]) -> None:
-        """One log line per published, updated or removed entry and per newly rejected seed.
-        A restart that finds everything as it was says nothing per entry."""
+    def _report(self, changed: dict[str, str], rejected: tuple[SeedError, ...], now: int,
+                appeared: list[str]) -> None:
+        """One log line per published, scheduled, updated or removed entry and per newly
+        rejected seed. A restart that finds everything as it was says nothing per entry."""
         restarting = not self._snapshot.documents
         for slug in sorted(changed):
             what = changed[slug]
             if what == "removed":
                 log.info("removed %s", slug)
+                continue
+            stamp = self._stamps.get(slug)
+            if stamp is not None and stamp.published > now:
+                log.info("scheduled %s for %s from %s", slug,
+                         _datetime(stamp.published).isoformat(),
+                         self.catalog.folder / self._owner[slug])
             elif what != "republished" or not restarting:
                 log.info("%s %s from %s", "published" if what == "republished" else what,
                          slug, self.catalog.folder / self._owner[slug])
+        for slug in appeared:
+            log.info("published %s (scheduled)", slug)
         for error in rejected:
             if error not in self._reported:
                 name = Path(error.path).name
@@ -593,23 +740,44 @@ class SecondSet(Protocol):
 
 
 def next_stamp(previous: Stamp | None, slug: str, content_hash: str, source: str,
-               seen_at: int, taken: SecondSet) -> Stamp:
+               seen_at: int, taken: SecondSet, date: int | None = None,
+               updated: int | None = None) -> Stamp:
     """The dates a slug has after this sighting. Pure, apart from updating `taken`.
 
-    `published` is fixed at first sight. `updated` moves only when the content does, and never
-    backwards. No two slugs share an `updated` second (feed validators flag that): a clash moves
-    the newcomer one second later.
+    `published` is fixed at first sight (never after the clock), unless the author gives a
+    `date` (their word, also when it changes later; in the future, the entry is scheduled).
+    `updated` moves only when the content does, and never backwards, unless the author gives
+    it. No two slugs share a computed `updated` second (feed
+    validators flag that): a clash moves the newcomer one second later. A computed `updated`
+    is never before `published` (a post scheduled for later is updated when it appears).
     """
     if previous is None:
-        moment = _free_second(seen_at, taken)
-        return Stamp(slug, moment, moment, content_hash, source)
+        # `published` is never pushed ahead of the clock (only an author's date is in the
+        # future: that one is scheduled); the unique second goes to `updated`.
+        published = date if date is not None else seen_at
+        moment = updated if updated is not None else _free_second(published, taken)
+        return Stamp(slug, published, moment, content_hash, source)
+    published = date if date is not None else previous.published
     if previous.content_hash != content_hash:
-        moment = _free_second(max(seen_at, previous.updated + 1), taken)
+        if updated is not None:
+            moment = updated
+        else:
+            moment = _free_second(max(seen_at, previous.updated + 1, published), taken)
         taken.discard(previous.updated)
-        return replace(previous, updated=moment, content_hash=content_hash, source=source,
+        return replace(previous, published=published, updated=moment,
+                       content_hash=content_hash, source=source, live=True)
+    if updated is not None and updated != previous.updated:
+        taken.discard(previous.updated)
+        return replace(previous, published=published, updated=updated, source=source,
                        live=True)
-    if previous.source != source or not previous.live:
-        return replace(previous, source=source, live=True)
+    if published != previous.published and previous.updated < published and updated is None:
+        # Moved later than its last change: it changes when it appears.
+        moment = _free_second(published, taken)
+        taken.discard(previous.updated)
+        return replace(previous, published=published, updated=moment, source=source,
+                       live=True)
+    if published != previous.published or previous.source != source or not previous.live:
+        return replace(previous, published=published, source=source, live=True)
     return previous
 
 

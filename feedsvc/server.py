@@ -14,6 +14,7 @@ import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn, TypeVar
 
@@ -68,6 +69,7 @@ def _base_app(config: Config) -> web.Application:
     app.router.add_get("/feed.atom", serve_document)
     app.router.add_get("/feed.rss", serve_document)
     app.router.add_get("/entries/{slug}", serve_entry)
+    app.router.add_get("/tags/{name}", serve_document)  # {tag}.atom, {tag}.rss
     app.router.add_get("/healthz", serve_health)
     return app
 
@@ -89,6 +91,8 @@ class QuietBadRequests(logging.Filter):
 
 # -- the pipeline ------------------------------------------------------------------------------
 
+#: A scheduled entry is applied this long after its time, so the clock has surely passed it.
+SCHEDULE_SLACK_S = 0.005
 #: While changes are kept in memory (state not writable), how often writing is retried.
 WRITE_RETRY_S = 5.0
 #: Batches this large together may come from a burst big enough to overflow the kernel's event
@@ -169,6 +173,10 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
         timeout = max(0.0, next_rescan - loop.time())
         if publisher.needs_retry:
             timeout = min(timeout, WRITE_RETRY_S)
+        if (due := publisher.next_due()) is not None:
+            # A timer for the next scheduled entry: an empty batch then makes it appear.
+            wait = (due - datetime.now(UTC)).total_seconds() + SCHEDULE_SLACK_S
+            timeout = max(0.0, min(timeout, wait))
         try:
             batch = await asyncio.wait_for(queue.get(), timeout)
         except TimeoutError:  # time for a periodic rescan, or to retry writing the state
@@ -293,6 +301,10 @@ def respond(request: web.Request, document: Document) -> web.Response:
     return web.Response(body=variant.body, headers=variant.headers)
 
 
+#: Scheduled entries listed by /healthz (all are counted).
+HEALTH_SCHEDULED_MAX = 100
+
+
 async def serve_health(request: web.Request) -> web.Response:
     """200 while feeds are served; 503 when the watch is down and the last rescan failed too,
     so nothing on disk can reach readers."""
@@ -309,6 +321,10 @@ async def serve_health(request: web.Request) -> web.Response:
         "unsaved_changes": pipeline.pending_writes,
         "entries_published": snapshot.published,
         "seeds_rejected": len(snapshot.rejected),
+        "drafts": snapshot.drafts,
+        "scheduled": [{"slug": slug, "at": moment.isoformat()}
+                      for slug, moment in snapshot.scheduled[:HEALTH_SCHEDULED_MAX]],
+        "scheduled_count": len(snapshot.scheduled),
         "rejected": [{"path": e.path, "line": e.line, "message": e.message}
                      for e in snapshot.rejected],
         "last_change": snapshot.changed_at.isoformat() if snapshot.changed_at else None,

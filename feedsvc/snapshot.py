@@ -116,7 +116,8 @@ def make_document(path: str, content_type: str, body: bytes, last_modified: date
 
 def make_snapshot(documents: Iterable[Document], published: int,
                   rejected: Iterable[SeedError], changed_at: datetime | None,
-                  seeds_readable: bool = True, generation: int = 0) -> Snapshot:
+                  seeds_readable: bool = True, generation: int = 0, drafts: int = 0,
+                  scheduled: tuple[tuple[str, datetime], ...] = ()) -> Snapshot:
     return Snapshot(
         documents=MappingProxyType({doc.path: doc for doc in documents}),
         published=published,
@@ -124,6 +125,8 @@ def make_snapshot(documents: Iterable[Document], published: int,
         changed_at=changed_at,
         seeds_readable=seeds_readable,
         generation=generation,
+        drafts=drafts,
+        scheduled=scheduled,
     )
 
 

@@ -11,14 +11,15 @@ from pathlib import Path
 
 from feedsvc.errors import SeedError
 
-SEED_SUFFIX = ".txt"
+SEED_SUFFIXES = (".txt", ".md")  # plain seeds, Markdown seeds
 MAX_SEED_BYTES = 1024 * 1024
 
 
 def is_seed_name(name: str) -> bool:
-    """A `*.txt` file that is not hidden (`.*`) or an editor's leftover (`*~`, `*.swp`,
-    `*.tmp`, `#*#`). Leftovers cannot end in `.txt`, but the watcher sees their events too."""
-    if not name.endswith(SEED_SUFFIX) or name.startswith("."):
+    """A `*.txt` or `*.md` file that is not hidden (`.*`) or an editor's leftover (`*~`,
+    `*.swp`, `*.tmp`, `#*#`). Leftovers cannot end in `.txt`, but the watcher sees their
+    events too."""
+    if not name.endswith(SEED_SUFFIXES) or name.startswith("."):
         return False
     return not (name.endswith(("~", ".swp", ".tmp")) or
                 (len(name) > 1 and name.startswith("#") and name.endswith("#")))

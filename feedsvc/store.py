@@ -13,16 +13,16 @@ import contextlib
 import logging
 import sqlite3
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
 from feedsvc.errors import StoreError
-from feedsvc.model import Stamp
+from feedsvc.model import Content, Stamp
 
 log = logging.getLogger("feedsvc")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `text` of authored seeds, `tags`
 
 # A rowid table, not WITHOUT ROWID: a row carries a seed's whole text (~2.4 KB), and SQLite
 # stores such rows far better in a rowid table (appended, not spread over overflow pages of the
@@ -43,11 +43,21 @@ CREATE TABLE IF NOT EXISTS stamps (
     source       TEXT NOT NULL,
     live         INTEGER NOT NULL DEFAULT 1,
     title        TEXT NOT NULL DEFAULT '',
-    body         TEXT NOT NULL DEFAULT ''
+    body         TEXT NOT NULL DEFAULT '',
+    text         TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS stamps_by_source ON stamps (source, updated);
 CREATE INDEX IF NOT EXISTS stamps_by_updated ON stamps (updated);
+CREATE TABLE IF NOT EXISTS tags (
+    tag   TEXT NOT NULL,
+    slug  TEXT NOT NULL,
+    label TEXT NOT NULL,
+    PRIMARY KEY (tag, slug)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tags_by_slug ON tags (slug);
 """
+#: Columns added since the first schema, for states made before them: (table, column, type).
+_ADDED_COLUMNS = (("stamps", "text", "TEXT NOT NULL DEFAULT ''"),)
 _PAGE_SIZE = 8192
 
 #: Slugs per `IN (…)` query: well under SQLite's limit on bound parameters.
@@ -67,6 +77,18 @@ class Store:
         #: Why the state is not writable now (None when it is).
         self.problem = problem
         self._pending_meta: dict[str, str] = {}
+        self._learn_schema()
+
+    def _learn_schema(self) -> None:
+        """A read-only view of a state made before `text` and `tags` reads without them."""
+        try:
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(stamps)")}
+            tables = {row[0] for row in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.Error:
+            columns, tables = set(), set()
+        self._text = "text" if "text" in columns else "''"
+        self._has_tags = "tags" in tables
 
     @property
     def writable(self) -> bool:
@@ -146,30 +168,58 @@ class Store:
                           "LIMIT 1", (source,)).fetchone()
         return None if row is None else row[0]
 
-    def load_content(self, slug: str) -> tuple[str, tuple[str, ...]] | None:
-        """The last good headline and paragraphs stored for `slug`, if any."""
-        row = self._query("SELECT title, body FROM stamps WHERE slug = ?", (slug,)).fetchone()
-        if row is None or not row[0] or not row[1]:
-            return None
-        return row[0], tuple(row[1].split(PARAGRAPH_SEPARATOR))
+    def load_content(self, slug: str) -> Content | None:
+        """The last good version stored for `slug`, if any."""
+        row = self._query(f"SELECT title, body, {self._text}, source FROM stamps WHERE slug = ?",
+                          (slug,)).fetchone()
+        return None if row is None else _content(row)
 
-    def load_page(self, slug: str) -> tuple[int, int, str, tuple[str, ...]] | None:
-        """published, updated, headline and paragraphs of a slug that is published now."""
-        row = self._query("SELECT published, updated, title, body FROM stamps "
-                          "WHERE slug = ? AND live = 1", (slug,)).fetchone()
-        if row is None or not row[2] or not row[3]:
+    def load_page(self, slug: str, now: int) -> tuple[int, int, Content] | None:
+        """published, updated and content of a slug that is published now (not scheduled
+        later, not removed)."""
+        row = self._query(f"SELECT published, updated, title, body, {self._text}, source "
+                          "FROM stamps WHERE slug = ? AND live = 1 AND published <= ?",
+                          (slug, now)).fetchone()
+        if row is None or (content := _content(row[2:])) is None:
             return None
-        return row[0], row[1], row[2], tuple(row[3].split(PARAGRAPH_SEPARATOR))
+        return row[0], row[1], content
 
-    def save_stamps(self, stamps: Iterable[Stamp],
-                    contents: Mapping[str, tuple[str, tuple[str, ...]]]) -> None:
+    def tags_of(self, slugs: Iterable[str]) -> set[str]:
+        """The tags (slugs) these entries have in the state."""
+        if not self._has_tags:
+            return set()
+        wanted, found = list(slugs), set()
+        for start in range(0, len(wanted), _IN_CHUNK):
+            part = wanted[start:start + _IN_CHUNK]
+            found.update(row[0] for row in self._query(
+                f"SELECT DISTINCT tag FROM tags WHERE slug IN ({', '.join('?' * len(part))})",
+                tuple(part)))
+        return found
+
+    def tagged(self, tag: str, now: int, limit: int) -> list[tuple[str, str]]:
+        """(slug, label) of the newest published entries with this tag, newest first."""
+        if not self._has_tags:
+            return []
+        return [(row[0], row[1]) for row in self._query(
+            "SELECT s.slug, t.label FROM tags t JOIN stamps s ON s.slug = t.slug "
+            "WHERE t.tag = ? AND s.live = 1 AND s.published <= ? "
+            "ORDER BY s.published DESC, s.slug LIMIT ?", (tag, now, limit))]
+
+    def all_tags(self) -> list[str]:
+        if not self._has_tags:
+            return []
+        return [row[0] for row in self._query("SELECT DISTINCT tag FROM tags ORDER BY tag")]
+
+    def save_stamps(self, stamps: Iterable[Stamp], contents: Mapping[str, Content]) -> None:
         """Write all of `stamps`, and the content of those in `contents`, in one transaction:
         all of it lands, or none."""
-        with_text, without_text = [], []
+        with_text, without_text, tag_rows = [], [], []
         for s in stamps:
             row = (s.slug, s.published, s.updated, s.content_hash, s.source, int(s.live))
-            if (text := contents.get(s.slug)) is not None:
-                with_text.append((*row, text[0], PARAGRAPH_SEPARATOR.join(text[1])))
+            if (content := contents.get(s.slug)) is not None:
+                with_text.append((*row, content.title,
+                                  PARAGRAPH_SEPARATOR.join(content.paragraphs), content.text))
+                tag_rows.extend((tag, s.slug, label) for tag, label in content.tags)
             else:
                 without_text.append(row)
         upsert = ("INSERT INTO stamps (slug, published, updated, content_hash, source, live{}) "
@@ -180,9 +230,15 @@ class Store:
 
         def write() -> None:  # one statement per row: the text goes with its dates
             self._db.executemany(upsert.format("", "", ""), without_text)
-            self._db.executemany(upsert.format(", title, body", ", ?, ?",
-                                               ", title = excluded.title, body = excluded.body"),
-                                 with_text)
+            self._db.executemany(upsert.format(
+                ", title, body, text", ", ?, ?, ?",
+                ", title = excluded.title, body = excluded.body, text = excluded.text"),
+                with_text)
+            # A new version's tags replace the old ones.
+            self._db.executemany("DELETE FROM tags WHERE slug = ?",
+                                 [(row[0],) for row in with_text])
+            self._db.executemany("INSERT OR IGNORE INTO tags (tag, slug, label) "
+                                 "VALUES (?, ?, ?)", tag_rows)
 
         self._write(write)
 
@@ -219,8 +275,10 @@ class Store:
         except StoreError as e:
             self.problem = e
             self._db = _connect_for_reading(self.path, e, quiet=True)
+            self._learn_schema()
             raise
         self.problem = None
+        self._learn_schema()
         log.info("%s: the state is writable again", self.path)
 
     def _query(self, sql: str, args: tuple[object, ...] = ()) -> sqlite3.Cursor:
@@ -228,6 +286,16 @@ class Store:
             return self._db.execute(sql, args)
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: cannot read the state: {e}") from e
+
+
+def _content(row: Sequence[str]) -> Content | None:
+    """(title, body, text, source) → Content; None when no text was kept."""
+    title, body, text, source = row
+    if text:
+        return Content(title, (), text, source)
+    if not title or not body:
+        return None
+    return Content(title, tuple(body.split(PARAGRAPH_SEPARATOR)))
 
 
 def peek_stamps(path: Path) -> dict[str, Stamp]:
@@ -264,6 +332,9 @@ def _connect_for_writing(path: Path) -> sqlite3.Connection:
             for statement in _SCHEMA.split(";"):  # executescript() would COMMIT early
                 if statement.strip():
                     db.execute(statement)
+            for table, column, kind in _ADDED_COLUMNS:
+                if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         return db
     except sqlite3.Error as e:

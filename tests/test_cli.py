@@ -176,7 +176,8 @@ def test_check_lists_rejected_seeds_and_exits_1(site: Path) -> None:
     copy_sample(seeds)
     config = str(site / "config.toml")
     result = run_cli("check", "--config", config, cwd=site)
-    assert (result.returncode, result.stdout) == (0, "1 seeds: 1 publishable, 0 rejected\n")
+    assert (result.returncode, result.stdout) == (
+        0, "1 seeds: 1 publishable now, 0 scheduled, 0 drafts, 0 rejected\n")
 
     write_seed(seeds, "a-broken.txt", b"slug\nHeadline\n\nok\n\xff")
     write_seed(seeds, "0-dup.txt", seed(SAMPLE_SLUG, "Same slug", "Body"))
@@ -188,7 +189,7 @@ def test_check_lists_rejected_seeds_and_exits_1(site: Path) -> None:
         "publishes it",
         f"{seeds / 'a-broken.txt'}:5: not valid UTF-8: invalid start byte at byte offset 18 "
         "(0xff)",
-        "3 seeds: 1 publishable, 2 rejected",
+        "3 seeds: 1 publishable now, 0 scheduled, 0 drafts, 2 rejected",
     ]
     assert not (site / "state").exists()  # check never writes the state
 

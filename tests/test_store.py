@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from feedsvc.errors import StoreError
-from feedsvc.model import Stamp
+from feedsvc.model import Content, Stamp
 from feedsvc.store import Store
 
 
@@ -19,7 +19,7 @@ def test_stamps_and_meta_survive_a_reopen(tmp_path: Path) -> None:
     assert store.setdefault_meta("feed_id", "urn:uuid:a") == "urn:uuid:a"
     assert store.setdefault_meta("feed_id", "urn:uuid:b") == "urn:uuid:a"  # kept, not replaced
     stamps = [Stamp("one", 100, 100, "h1", "1.txt"), Stamp("two", 200, 300, "h2", "2.txt")]
-    store.save_stamps(stamps, {"one": ("Title", ("p1", "p2\nsoft"))})
+    store.save_stamps(stamps, {"one": Content("Title", ("p1", "p2\nsoft"))})
     store.save_stamps([Stamp("one", 100, 150, "h1b", "renamed.txt")], {})
     store.close()
 
@@ -27,7 +27,7 @@ def test_stamps_and_meta_survive_a_reopen(tmp_path: Path) -> None:
     assert again.load_stamps() == {"one": Stamp("one", 100, 150, "h1b", "renamed.txt"),
                                    "two": stamps[1]}
     assert again.get_meta("feed_id") == "urn:uuid:a"
-    assert again.load_content("one") == ("Title", ("p1", "p2\nsoft"))  # kept by the 2nd save
+    assert again.load_content("one") == Content("Title", ("p1", "p2\nsoft"))  # kept by the 2nd save
     assert again.load_content("two") is None
     again.close()
 
@@ -66,7 +66,7 @@ def test_unwritable_path_keeps_state_in_memory_until_it_can_be_written(tmp_path:
     with pytest.raises(StoreError):
         store.save_stamps([Stamp("a", 1, 1, "h", "a.txt")], {})
     blocker.unlink()  # the disk is fixed: the next write catches up, meta included
-    store.save_stamps([Stamp("a", 1, 1, "h", "a.txt")], {"a": ("T", ("b",))})
+    store.save_stamps([Stamp("a", 1, 1, "h", "a.txt")], {"a": Content("T", ("b",))})
     assert store.writable
     store.close()
     again = Store.open(blocker / "state.db")
@@ -94,7 +94,7 @@ def test_a_state_with_the_earlier_without_rowid_table_still_works(tmp_path: Path
     store = Store.open(path)
     assert store.writable
     assert store.stamps_of(["a", "b"]) == {"a": Stamp("a", 1, 2, "h", "a.txt")}
-    store.save_stamps([Stamp("b", 3, 4, "h2", "b.txt")], {"b": ("T2", ("q",))})
+    store.save_stamps([Stamp("b", 3, 4, "h2", "b.txt")], {"b": Content("T2", ("q",))})
     assert store.slugs_updated_at(4) == ["b"] and store.slugs_updated_at(5) == []
-    assert store.load_content("b") == ("T2", ("q",))
+    assert store.load_content("b") == Content("T2", ("q",))
     store.close()
