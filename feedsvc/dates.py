@@ -69,8 +69,9 @@ _INFO = _EnglishFrenchInfo()
 _DEFAULT_A = datetime.datetime(2000, 1, 1)
 _DEFAULT_B = datetime.datetime(2004, 2, 2, 1, 1, 1)
 # "2026-11-24", "2026/11/24", "2026.11.24": year first is always year-month-day, whatever the
-# language's habit (dateutil would read 2027/03/04 as 3 April with dayfirst).
-_YEAR_FIRST_RE = re.compile(r"(\d{4})([-/.])(\d{1,2})\2(\d{1,2})(?!\d)")
+# language's habit. With dayfirst, dateutil would read 2027/03/04 as 3 April, and 2026-13-01
+# as 13 January instead of refusing month 13.
+_YEAR_FIRST_RE = re.compile(r"\d{4}[-/.]\d")
 # "24 novembre 2026 a 8h30" typed without the accent: dateutil would take "a" for "am" and
 # silently lose the year.
 _A_FOR_A_GRAVE_RE = re.compile(r"(?<![\w.])a(?=\s+\d)", re.IGNORECASE)
@@ -101,11 +102,9 @@ def parse_date(text: str, *, tz: datetime.tzinfo, dayfirst: bool) -> datetime.da
     cleaned = _FRENCH_TIME_RE.sub(lambda m: f"{m[1]}:{m[2] or '00'}", cleaned)
     if not cleaned:
         raise DateError(f"empty date: write one such as {_EXAMPLES}")
-    year_first = _YEAR_FIRST_RE.match(cleaned)
-    if year_first:
-        _check_year_month_day(text, *(int(year_first.group(i)) for i in (1, 3, 4)))
-    first = _dateutil_parse(text, cleaned, _DEFAULT_A, dayfirst and not year_first)
-    second = _dateutil_parse(text, cleaned, _DEFAULT_B, dayfirst and not year_first)
+    dayfirst = dayfirst and not _YEAR_FIRST_RE.match(cleaned)
+    first = _dateutil_parse(text, cleaned, _DEFAULT_A, dayfirst)
+    second = _dateutil_parse(text, cleaned, _DEFAULT_B, dayfirst)
 
     missing = [name for name, a, b in (("year", first.year, second.year),
                                        ("month", first.month, second.month),
@@ -151,14 +150,6 @@ def _zone_for(name: str | None, offset: int | None) -> datetime.tzinfo | None:
         raise DateError(f"time zone abbreviation {name!r} is ambiguous: write an offset such "
                         "as +01:00, or Z for UTC, or leave the zone out to use the feed's")
     return None
-
-
-def _check_year_month_day(text: str, year: int, month: int, day: int) -> None:
-    # dateutil would swap a month above 12 with the day (2026-13-01 → 13 January): a guess.
-    try:
-        datetime.date(year, month, day)
-    except ValueError as e:
-        raise DateError(f"{text!r} is not a possible date: {e}") from None
 
 
 def _check_weekday(text: str, cleaned: str, parsed: datetime.datetime) -> None:

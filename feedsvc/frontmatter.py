@@ -36,11 +36,11 @@ _FIRST_YAML_LINE = 2  # the line after the opening fence; YAML marks count from 
 
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-# Scalars that are text to an author: `title: 2026`, `slug: 1.10`, `date: 2026-11-24 08:30`.
-_TAKEN_AS_WRITTEN = frozenset(f"tag:yaml.org,2002:{name}" for name in ("int", "float",
-                                                                          "timestamp"))
+# Numbers are text to an author: `title: 2026`, `slug: 1.10`, `date: 20261124`.
+_TAKEN_AS_WRITTEN = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
 # "fr", "fr-CA", "en-GB", "zh-Hant-TW": a 2 or 3 letter language, then subtags.
 _LANGUAGE_RE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
+_LINE_BREAK_RE = re.compile(r"[ \t]*\n[ \t]*")
 _EMAIL_RE = re.compile(r"[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+\.[^@\s<>()\[\],;:\"]+")
 # What no document may carry (XML 1.0 refuses C0 controls, feed validators flag C1 and
 # U+FFFD, HTML parsers refuse noncharacters): the parser removes them from the text, but YAML
@@ -198,6 +198,9 @@ class _FrontMatterReader:
             line = mark.line + _FIRST_YAML_LINE if mark is not None else _FIRST_YAML_LINE
             parts = [part for part in (error.context, error.problem) if part]
             detail = _one_line(": ".join(parts)) if parts else "syntax error"
+            if error.problem == "mapping values are not allowed here":
+                # French typography puts a space before the colon: `title: Bilan : 2026`.
+                detail += " (quote a value that contains ': ')"
         elif isinstance(error, yaml.reader.ReaderError):  # a character YAML does not accept
             line = self.yaml_text.count("\n", 0, error.position) + _FIRST_YAML_LINE
             detail = f"character U+{error.character:04X} is not allowed" if isinstance(
@@ -214,8 +217,7 @@ class _FrontMatterReader:
         if not isinstance(node, yaml.ScalarNode):
             raise self._error(at, f"{name}: expected text, got {_kind(node)}")
         if node.tag in _TAKEN_AS_WRITTEN:
-            # Not even constructed: `!!timestamp 2026-11-24 08:30` or `!!int 1x` would fail
-            # there, and YAML would turn 1.10 into 1.1.
+            # Not even constructed: YAML would turn 1.10 into 1.1, and `!!int 1x` would fail.
             return self._checked_text(name, node.value, at).strip()
         value = self._construct(name, node, at)
         if value is None:
@@ -236,7 +238,7 @@ class _FrontMatterReader:
 
     def _construct(self, name: str, node: yaml.Node, at: yaml.Node) -> object:
         """The value YAML makes of a node. A value that does not fit its explicit tag
-        (`!!bool maybe`, `!!float x`) makes PyYAML's constructors raise plain exceptions."""
+        (`!!bool maybe`, `!!binary ?`) makes PyYAML's constructors raise plain exceptions."""
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.YAMLError:
@@ -338,8 +340,9 @@ class _FrontMatterReader:
         return {"tags": tuple(tags)}
 
     def _read_summary(self, name: str, key: yaml.Node, node: yaml.Node) -> dict[str, object]:
-        # Plain text on one line, like the summary the parser makes from the first paragraph.
-        summary = _one_line(self._text(name, node, key))
+        # Plain text on one line, like the summary the parser makes from the first paragraph;
+        # only line breaks go (a NBSP before « : » is typography).
+        summary = _LINE_BREAK_RE.sub(" ", self._text(name, node, key))
         if not summary:
             raise self._error(key, "summary is empty; write it or remove the line")
         return {"summary": summary}

@@ -100,7 +100,13 @@ def _parse(path: str, data: bytes, options: ParseOptions) -> Entry:
         _refuse_nul(path, _line_of(text[:text.index("\x00")]))
     lines, warnings = _clean_lines(text)
     markdown = path.endswith(".md")
-    front, start = split_front_matter(path, lines, options.dates)
+    front, start = None, 0
+    if lines and lines[0] == "---":
+        # YAML needs its indentation (nested `author:`, block texts): the front matter gets
+        # its lines with only the ends trimmed, line for line the same as `lines`.
+        raw = [_NOT_TEXT_RE.sub("", line).rstrip(_TRIM)
+               for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+        front, start = split_front_matter(path, raw, options.dates)
     if front is not None or markdown:
         return _parse_authored(path, text, lines, start, front, warnings, options)
 

@@ -17,6 +17,9 @@ import pytest
 from lxml import html
 
 from feedsvc.config import Config, load_config
+from feedsvc.errors import SeedError
+from feedsvc.model import Entry
+from feedsvc.parser import content_hash, parse_seed
 from feedsvc.publisher import Publisher, entry_id
 
 from .conftest import ServeProcess, free_port, run_cli, wait_until, write_config, write_seed
@@ -379,3 +382,66 @@ def test_dates_in_paris_across_the_dst_change(paris, publisher) -> None:
     published = {e.title: e.published for e in feed(p).entries}
     assert published == {"Hiver": "2026-03-28T11:00:00+00:00", "Été": "2026-03-30T10:00:00+00:00"}
 
+
+
+# -- the parser: what follows a front matter -------------------------------------------------
+
+@pytest.mark.parametrize(("name", "text", "slug", "title", "paragraphs"), [
+    ("f.txt", "---\ntitle: Titre\nslug: s\n---\n\nCorps", "s", "Titre", ("Corps",)),
+    ("f.txt", "---\ntitle: Titre\nslug: s\n---\ns\nTitre\n\nCorps", "s", "Titre", ("Corps",)),
+    ("f.txt", "---\ntitle: Titre\n---\nligne-un\n\nCorps", "ligne-un", "Titre", ("Corps",)),
+    ("Mon fichier.txt", "---\ntitle: Titre\n---\n\nCorps d’abord.", "mon-fichier", "Titre",
+     ("Corps d’abord.",)),
+    ("f.txt", "---\ndate: 2026-11-24\n---\nclassique\nTitre\n\nCorps", "classique", "Titre",
+     ("Corps",)),
+    ("f.md", "# Un *titre*\n\nCorps", "f", "Un *titre*", ("Corps",)),
+    ("f.md", "---\ntitle: T\n---\n# T\n\nCorps", "f", "T", ("Corps",)),
+    ("f.txt", "---\ntitle: T\nauthor:\n  name: Zoé\n  email: z@exemple.fr\nsummary: |\n"
+              "  Deux\n  lignes.\n---\n\nCorps", "f", "T", ("Corps",)),
+], ids=["slug-and-title", "repeated-lines", "title-only-slug-line", "slug-from-file-name",
+        "date-only-classic-header", "markdown-heading", "markdown-heading-repeated",
+        "nested-yaml"])
+def test_what_follows_a_front_matter(name: str, text: str, slug: str, title: str,
+                                     paragraphs: tuple[str, ...]) -> None:
+    entry = parse_seed(name, text.encode())
+    assert isinstance(entry, Entry), entry
+    assert (entry.slug, entry.title, entry.paragraphs) == (slug, title, paragraphs)
+    assert entry.source == text  # what the state keeps to parse it again
+
+
+def test_nested_front_matter_values_are_read() -> None:
+    entry = parse_seed("f.txt", b"---\ntitle: T\nauthor:\n  name: Zo\xc3\xa9\n"
+                                b"  email: z@exemple.fr\nsummary: |\n  Deux\n  lignes.\n---\n\nC")
+    assert isinstance(entry, Entry)
+    assert (entry.author_name, entry.author_email, entry.summary) == (
+        "Zoé", "z@exemple.fr", "Deux lignes.")
+
+
+@pytest.mark.parametrize(("text", "line", "fragment"), [
+    ("---\ntitle: T\n", 1, "---"),
+    ("---\ntitle: T\nslug: Pas Un Slug\n---\n\nCorps", 3, "slug"),
+    ("---\ndate: 2026-11-24\n---\n\n", 4, "headline"),
+    ("---\ntitle: T\n---\n", 4, "no body"),
+    ("---\ntitle: T\ntags: [a\n---\n\nCorps", 3, ""),
+    ("---\ntitle: T\n---\nslug\nTitre\nCorps", 5, "blank line"),
+], ids=["never-closed", "bad-slug", "no-headline", "no-body", "yaml-syntax", "no-blank-line"])
+def test_front_matter_errors_name_the_line(text: str, line: int, fragment: str) -> None:
+    error = parse_seed("f.txt", text.encode())
+    assert isinstance(error, SeedError), error
+    assert error.line == line, error
+    assert fragment in error.message
+
+
+def test_a_draft_may_have_no_body_yet() -> None:
+    entry = parse_seed("f.txt", b"---\ntitle: T\ndraft: true\n---\n")
+    assert isinstance(entry, Entry) and entry.draft and entry.paragraphs == ()
+
+
+def test_plain_seeds_hash_as_before_and_front_matter_counts() -> None:
+    plain = parse_seed("f.txt", b"s\nTitre\n\nCorps")
+    dated = parse_seed("f.txt", b"---\ndate: 2026-11-24\n---\ns\nTitre\n\nCorps")
+    tagged = parse_seed("f.txt", b"---\ntags: a\n---\ns\nTitre\n\nCorps")
+    assert isinstance(plain, Entry) and isinstance(dated, Entry) and isinstance(tagged, Entry)
+    assert plain.content_hash == content_hash("Titre", ("Corps",))  # unchanged by issue 5
+    assert dated.content_hash == plain.content_hash  # a date alone is no update
+    assert tagged.content_hash != plain.content_hash  # a tag shows in the documents

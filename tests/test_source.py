@@ -14,17 +14,18 @@ from feedsvc.source import SeedFile, is_seed_name, list_seeds, read_seed, stat_s
 @pytest.mark.parametrize(("name", "expected"), [
     ("post.txt", True), ("#draft.txt", True), ("000_x.txt", True),
     (".post.txt", False), (".#post.txt", False), ("post.txt~", False), ("post.txt.swp", False),
-    ("post.txt.tmp", False), ("#post.txt#", False), ("post.md", False), ("POST.TXT", False),
-    ("post.txt.bak", False), ("4913", False),
+    ("post.txt.tmp", False), ("#post.txt#", False), ("post.md", True), ("POST.TXT", False),
+    ("post.txt.bak", False), ("4913", False), ("post.md~", False), (".post.md", False),
+    ("post.markdown", False), ("POST.MD", False),
 ])
 def test_is_seed_name(name: str, expected: bool) -> None:
     assert is_seed_name(name) is expected
 
 
 def test_list_seeds_in_name_order(tmp_path: Path) -> None:
-    for name in ("b.txt", "a.txt", ".a.txt", "c.md"):
+    for name in ("b.txt", "a.txt", ".a.txt", "c.md", "d.rst"):
         (tmp_path / name).write_text("x")
-    assert [p.name for p in list_seeds(tmp_path)] == ["a.txt", "b.txt"]
+    assert [p.name for p in list_seeds(tmp_path)] == ["a.txt", "b.txt", "c.md"]
 
 
 def test_read_seed_regular_file(tmp_path: Path) -> None:
