@@ -37,10 +37,22 @@ class Record:
     stat_key: int  # hash of the stat signature; 0: read again next time (errors are retried)
     mtime: int  # seconds
     racy: bool  # modified too close to its read for the stat to be trusted
-    # From a front matter: what the publisher decides dates and visibility with.
-    date: int | None = None  # publication date given by the author
-    updated: int | None = None  # last-change date given by the author
-    draft: bool = False
+    #: From a front matter, what the publisher decides dates and visibility with: the
+    #: author's publication date, last-change date, and draft flag. One field, None for the
+    #: usual plain seed: 100,000 records multiply every slot.
+    authored: tuple[int | None, int | None, bool] | None = None
+
+    @property
+    def date(self) -> int | None:
+        return None if self.authored is None else self.authored[0]
+
+    @property
+    def updated(self) -> int | None:
+        return None if self.authored is None else self.authored[1]
+
+    @property
+    def draft(self) -> bool:
+        return self.authored is not None and self.authored[2]
 
 
 #: name → (new record or None when the file is gone, the Entry parsed just now if any)
@@ -131,7 +143,7 @@ class Catalog:
             return
         # Interned: the same slug is a key in several of the publisher's maps.
         record = Record(sys.intern(result.slug), result.content_hash, None, stat_key,
-                        seed.mtime, racy, result.date, result.updated, result.draft)
+                        seed.mtime, racy, _authored(result))
         if known is None or (known.slug, known.content_hash) != (record.slug,
                                                                  record.content_hash):
             for line, message in result.warnings:  # once per version, not once per read
@@ -157,8 +169,14 @@ def _listed(names: list[str], name: str) -> bool:
 def _same(a: Record | None, b: Record | None) -> bool:
     if a is None or b is None:
         return a is b
-    return (a.slug, a.content_hash, a.error, a.date, a.updated, a.draft) == \
-        (b.slug, b.content_hash, b.error, b.date, b.updated, b.draft)
+    return (a.slug, a.content_hash, a.error, a.authored) == \
+        (b.slug, b.content_hash, b.error, b.authored)
+
+
+def _authored(entry: Entry) -> tuple[int | None, int | None, bool] | None:
+    if entry.date is None and entry.updated is None and not entry.draft:
+        return None
+    return entry.date, entry.updated, entry.draft
 
 
 def _failed(error: SeedError) -> Record:
