@@ -153,7 +153,7 @@ def new(config: Config, args: argparse.Namespace) -> int:
     options = parse_options(config)
     if args.date is not None:
         try:  # refused now, not when the service reads it
-            parse_date(args.date, tz=options.dates.tz, dayfirst=options.dates.dayfirst)
+            parse_date(args.date, tz=options.timezone, dayfirst=options.dayfirst)
         except DateError as e:
             raise FeedsvcError(f"--date {args.date!r}: {e}") from e
     tags = [tag.strip() for tag in (args.tags or "").split(",") if tag.strip()]

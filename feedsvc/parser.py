@@ -16,16 +16,19 @@ import html
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import PurePath
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from feedsvc.dates import dayfirst_for
 from feedsvc.errors import SeedError
-from feedsvc.frontmatter import DateSettings, FrontMatter, split_front_matter
-from feedsvc.markdown import render_markdown
 from feedsvc.model import Content, Entry
-from feedsvc.slugs import tag_slug
+
+if TYPE_CHECKING:
+    from feedsvc.frontmatter import FrontMatter
+
+# YAML, dateutil, Markdown and slug tables are imported when a seed first needs them: most
+# seeds are plain, and a start should not pay for what it does not use.
 
 SLUG_MAX = 128
 HEADLINE_MAX = 1000
@@ -62,23 +65,22 @@ def slug_from_name(path: str) -> str:
     return slug[:SLUG_MAX].rstrip("-")
 
 
-#: Front-matter dates without a zone in UTC, month before day.
-UTC_DATES = DateSettings(UTC, dayfirst=False)
-
-
 @dataclass(frozen=True, slots=True)
 class ParseOptions:
-    """What parsing needs from the configuration: how to read front-matter dates, and what
-    relative links in Markdown are relative to."""
+    """What parsing needs from the configuration: how to read front-matter dates (the zone of
+    dates written without one, day or month first), and what relative links in Markdown are
+    relative to."""
 
-    dates: DateSettings = UTC_DATES
+    timezone: tzinfo = UTC
+    dayfirst: bool = False
     base_url: str = "http://localhost/"
 
     @classmethod
     def from_feed(cls, timezone: str, dayfirst: bool | None, language: str,
                   base_url: str) -> ParseOptions:
-        return cls(DateSettings(ZoneInfo(timezone),
-                                dayfirst_for(language) if dayfirst is None else dayfirst),
+        from feedsvc.dates import dayfirst_for
+
+        return cls(ZoneInfo(timezone), dayfirst_for(language) if dayfirst is None else dayfirst,
                    base_url)
 
 
@@ -106,7 +108,10 @@ def _parse(path: str, data: bytes, options: ParseOptions) -> Entry:
         # its lines with only the ends trimmed, line for line the same as `lines`.
         raw = [_NOT_TEXT_RE.sub("", line).rstrip(_TRIM)
                for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-        front, start = split_front_matter(path, raw, options.dates)
+        from feedsvc.frontmatter import DateSettings, split_front_matter
+
+        front, start = split_front_matter(path, raw,
+                                          DateSettings(options.timezone, options.dayfirst))
     if front is not None or markdown:
         return _parse_authored(path, text, lines, start, front, warnings, options)
 
@@ -147,6 +152,8 @@ def _parse_authored(path: str, text: str, lines: list[str], start: int,
                     options: ParseOptions) -> Entry:
     """A seed with front matter, or a Markdown one. The seed rules follow the front matter;
     the slug line may be left out when `slug:` is given, the headline when `title:` is."""
+    from feedsvc.frontmatter import FrontMatter
+
     front = front or FrontMatter()
     at = start
     while at < len(lines) and not lines[at]:  # blank lines after the front matter
@@ -191,6 +198,8 @@ def _parse_authored(path: str, text: str, lines: list[str], start: int,
         raise SeedError(path, at + 1, "no body: expected paragraphs after a blank line "
                                       "(a draft may have none)")
     if markdown:
+        from feedsvc.markdown import render_markdown
+
         rendered = render_markdown("\n".join(body), options.base_url)
         content_html, first = rendered.html, rendered.first_paragraph
         if paragraphs and not content_html.strip():
@@ -237,6 +246,8 @@ def rebuild_entry(slug: str, content: Content, options: ParseOptions = DEFAULT_O
 
 def stored_content(entry: Entry, file: str) -> Content:
     """What the state keeps of an entry to rebuild it (see rebuild_entry)."""
+    from feedsvc.slugs import tag_slug
+
     tags = tuple(dict.fromkeys((slug, tag) for tag in entry.tags if (slug := tag_slug(tag))))
     return Content(entry.title, entry.paragraphs, entry.source, file if entry.source else "",
                    tags)

@@ -584,10 +584,12 @@ class Publisher:
             if what == "removed":
                 log.info("removed %s", slug)
                 continue
-            stamp = self._stamps.get(slug)
-            if stamp is not None and stamp.published > now:
-                log.info("scheduled %s for %s from %s", slug,
-                         _datetime(stamp.published).isoformat(),
+            # Only an author's date is ever ahead (from the record: looking up every stamp
+            # of a cold start would hold them all in memory).
+            record = self.catalog.records.get(self._owner[slug])
+            date = record.date if record is not None else None
+            if date is not None and date > now:
+                log.info("scheduled %s for %s from %s", slug, _datetime(date).isoformat(),
                          self.catalog.folder / self._owner[slug])
             elif what != "republished" or not restarting:
                 log.info("%s %s from %s", "published" if what == "republished" else what,

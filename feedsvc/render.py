@@ -17,7 +17,6 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from feedsvc.model import FeedInfo, Item
-from feedsvc.slugs import tag_slug
 
 GENERATOR = "feedsvc"
 GENERATOR_URI = "https://pypi.org/project/feedsvc/"
@@ -186,6 +185,8 @@ def _entry(feed: FeedGenerator, info: FeedInfo, item: Item) -> FeedEntry:
     entry.author({"name": name, "email": email} if email else {"name": name})
     entry.summary(item.entry.summary)  # Atom: plain text
     if item.entry.tags:
+        from feedsvc.slugs import tag_slug  # slug tables, loaded once a seed has tags
+
         # term: the tag's slug, as in /tags/{slug}.atom; label: as the author wrote it
         # (RSS shows the label).
         entry.category([{"term": tag_slug(tag), "label": tag, "scheme": f"{info.base_url}tags/"}
