@@ -133,12 +133,11 @@ class Publisher:
     def scan(self) -> Snapshot:
         """Make what is published equal to what is in the seeds folder."""
         now = self._clock()
-        changed: dict[str, str] = {}
         try:
             # In chunks: a cold start of many seeds never holds all their text at once; each
             # chunk is written to the state in one transaction, then let go.
             for changes in self.catalog.scan(chunk=SCAN_CHUNK):
-                changed.update(self._absorb(changes, now)[0])
+                self._absorb(changes, now)
                 del changes
                 _give_back_memory()
         except FolderMissing:
@@ -147,7 +146,7 @@ class Publisher:
                 self._snapshot = replace(self._snapshot, seeds_readable=False)
             self._retry_writes()
             return self._snapshot
-        return self._finish(changed, {}, now, seeds_readable=True)
+        return self._finish({}, now, seeds_readable=True)
 
     def update(self, paths: Iterable[Path]) -> Snapshot:
         """Apply changes to the named files only (created, modified, deleted or renamed).
@@ -172,11 +171,12 @@ class Publisher:
 
     def _apply(self, changes: Changes, seeds_readable: bool) -> Snapshot:
         now = self._clock()
-        changed, fresh = self._absorb(changes, now)
-        return self._finish(changed, fresh, now, seeds_readable)
+        fresh = self._absorb(changes, now)
+        return self._finish(fresh, now, seeds_readable)
 
-    def _absorb(self, changes: Changes, now: datetime) -> tuple[dict[str, str], dict[str, Entry]]:
-        """Take a batch of file changes into owners, dates and the state."""
+    def _absorb(self, changes: Changes, now: datetime) -> dict[str, Entry]:
+        """Take a batch of file changes into owners, dates and the state, and log them (a
+        cold start logs chunk by chunk, holding nothing per seed until the end)."""
         fresh: dict[str, Entry] = {}  # file name → entry parsed in this batch
         touched: set[str] = set()
         for name, (record, entry) in changes.items():
@@ -195,13 +195,13 @@ class Publisher:
         self._dirty_tags |= self._tags_of(touched)
         changed = self._resolve(sorted(touched), fresh, int(now.timestamp()),
                                 resort=len(changes) > _RESORT_ABOVE)
+        self._report_changes(changed, int(now.timestamp()))
         self._retry_writes()
         self._dirty_tags |= self._tags_of(touched)
         self._stamps.retain(item.slug for item in self._shown)  # memory stays bounded
-        return changed, fresh
+        return fresh
 
-    def _finish(self, changed: dict[str, str], fresh: dict[str, Entry], now: datetime,
-                seeds_readable: bool) -> Snapshot:
+    def _finish(self, fresh: dict[str, Entry], now: datetime, seeds_readable: bool) -> Snapshot:
         """Log, and render what changed: the capped documents if what they show did, and the
         documents of the tags the batch touched."""
         self._apply_order_changes()
@@ -212,7 +212,7 @@ class Publisher:
                                 key=lambda e: (Path(e.path).name, e.line)))
         shown = self._shown_items(fresh, start)
         tags_changed = self._render_tags(now_ts)
-        self._report(changed, rejected, now_ts, appeared)
+        self._report(rejected, appeared)
         published = len(self._owner) - start
         scheduled = tuple((slug, _datetime(-key)) for slug, key in
                           zip(reversed(self._order[:start]),
@@ -574,10 +574,9 @@ class Publisher:
         self._stamps.saved()
         self._unsaved_content.clear()
 
-    def _report(self, changed: dict[str, str], rejected: tuple[SeedError, ...], now: int,
-                appeared: list[str]) -> None:
-        """One log line per published, scheduled, updated or removed entry and per newly
-        rejected seed. A restart that finds everything as it was says nothing per entry."""
+    def _report_changes(self, changed: dict[str, str], now: int) -> None:
+        """One log line per published, scheduled, updated or removed entry. A restart that
+        finds everything as it was says nothing per entry."""
         restarting = not self._snapshot.documents
         for slug in sorted(changed):
             what = changed[slug]
@@ -594,6 +593,9 @@ class Publisher:
             elif what != "republished" or not restarting:
                 log.info("%s %s from %s", "published" if what == "republished" else what,
                          slug, self.catalog.folder / self._owner[slug])
+
+    def _report(self, rejected: tuple[SeedError, ...], appeared: list[str]) -> None:
+        """A line per scheduled entry that appeared, and per newly rejected seed."""
         for slug in appeared:
             log.info("published %s (scheduled)", slug)
         for error in rejected:
