@@ -207,7 +207,7 @@ class Publisher:
         self._apply_order_changes()
         now_ts = int(now.timestamp())
         start = self._visible_from(now_ts)
-        appeared = self._appeared(start, now_ts)
+        appeared = self._appeared(start, now_ts, fresh)
         rejected = tuple(sorted((*self._errors.values(), *self._duplicates.values()),
                                 key=lambda e: (Path(e.path).name, e.line)))
         shown = self._shown_items(fresh, start)
@@ -249,13 +249,18 @@ class Publisher:
         """Index in the order of the first entry published by `now`: before it, scheduled."""
         return bisect.bisect_left(self._order_keys, -now)
 
-    def _appeared(self, start: int, now: int) -> list[str]:
+    def _appeared(self, start: int, now: int, fresh: dict[str, Entry]) -> list[str]:
         """The scheduled entries whose time came since the last batch (their tags' documents
-        change with them)."""
+        change with them): dated by their author, and not just dropped or edited."""
         before, self._visible_at = self._visible_at, max(self._visible_at, now)
         if not before or now <= before:
             return []
-        appeared = self._order[start:bisect.bisect_left(self._order_keys, -before, start)]
+        appeared = [
+            slug for slug in self._order[start:bisect.bisect_left(self._order_keys, -before,
+                                                                  start)]
+            if (owner := self._owner[slug]) not in fresh
+            and (record := self.catalog.records.get(owner)) is not None
+            and record.date is not None]
         self._dirty_tags |= self._tags_of(appeared)
         return appeared
 

@@ -5,6 +5,7 @@ real folder and a real SQLite file with a clock the test moves; the server tests
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -445,3 +446,16 @@ def test_plain_seeds_hash_as_before_and_front_matter_counts() -> None:
     assert plain.content_hash == content_hash("Titre", ("Corps",))  # unchanged by issue 5
     assert dated.content_hash == plain.content_hash  # a date alone is no update
     assert tagged.content_hash != plain.content_hash  # a tag shows in the documents
+
+
+def test_only_scheduled_entries_are_said_to_appear(paris, publisher, caplog) -> None:
+    clock = Clock()
+    p = publisher(clock)
+    p.scan()
+    caplog.set_level(logging.INFO, logger="feedsvc")
+    clock.now = NOW + timedelta(seconds=5)
+    path = write_seed(paris.paths.seeds, "new.txt", "new\nNouveau\n\nCorps",
+                      mtime=(NOW + timedelta(seconds=2)).timestamp())
+    p.update([path])
+    assert "published new from" in caplog.text
+    assert "(scheduled)" not in caplog.text
