@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -254,7 +255,8 @@ def stored_content(entry: Entry, file: str) -> Content:
 
 
 def _seconds(moment: datetime | None) -> int | None:
-    return None if moment is None else int(moment.timestamp())
+    """Whole seconds, rounded up: a post scheduled for 08:30:00.5 must not appear at 08:30:00."""
+    return None if moment is None else math.ceil(moment.timestamp())
 
 
 def build_entry(slug: str, title: str, paragraphs: tuple[str, ...],

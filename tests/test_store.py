@@ -98,3 +98,36 @@ def test_a_state_with_the_earlier_without_rowid_table_still_works(tmp_path: Path
     assert store.slugs_updated_at(4) == ["b"] and store.slugs_updated_at(5) == []
     assert store.load_content("b") == Content("T2", ("q",))
     store.close()
+
+
+def _schema_1_state(path: Path) -> None:
+    """A state as feedsvc wrote it before authored seeds: no `text` column, no `tags`."""
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE stamps (slug TEXT PRIMARY KEY, published INTEGER NOT NULL, "
+                   "updated INTEGER NOT NULL, content_hash TEXT NOT NULL, source TEXT NOT NULL, "
+                   "live INTEGER NOT NULL DEFAULT 1, title TEXT NOT NULL DEFAULT '', "
+                   "body TEXT NOT NULL DEFAULT '')")
+        db.execute("INSERT INTO stamps VALUES ('a', 1, 2, 'h', 'a.txt', 1, 'T', 'p')")
+        db.execute("PRAGMA user_version = 1")
+
+
+def test_a_schema_1_state_is_read_as_it_is_and_migrated_when_written(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite3"
+    _schema_1_state(path)
+    reader = Store.open_for_reading(path)  # read-only: nothing can be added to it
+    assert reader.load_content("a") == Content("T", ("p",))
+    assert reader.load_page("a", 10) == (1, 2, Content("T", ("p",)))
+    assert reader.tags_of(["a"]) == set() and reader.tagged("x", 10, 5) == []
+    reader.close()
+    store = Store.open(path)
+    assert store.writable
+    store.save_stamps([Stamp("b", 3, 4, "h2", "b.md")],
+                      {"b": Content("B", ("q",), "---\ntitle: B\n---\n\nq", "", (("x", "X"),))})
+    assert store.load_content("b") == Content("B", (), "---\ntitle: B\n---\n\nq", "b.md")
+    assert store.tags_of(["a", "b"]) == {"x"}
+    assert store.tagged("x", 10, 5) == [("b", "X")]
+    assert store.tagged("x", 2, 5) == []  # not published yet at 2
+    assert store.load_content("a") == Content("T", ("p",))  # old rows read as before
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
