@@ -217,12 +217,14 @@ class Publisher:
         scheduled = tuple((slug, _datetime(-key)) for slug, key in
                           zip(reversed(self._order[:start]),
                               reversed(self._order_keys[:start]), strict=True))
-        counts = {"drafts": len(self._drafts), "scheduled": scheduled,
-                  "seeds_readable": seeds_readable}
+        drafts = len(self._drafts)
         if (shown == self._shown and rejected == self._rejected and not tags_changed
                 and published == self._snapshot.published and self._snapshot.documents):
-            if any(getattr(self._snapshot, key) != value for key, value in counts.items()):
-                self._snapshot = replace(self._snapshot, **counts)  # type: ignore[arg-type]
+            old = self._snapshot
+            if (old.drafts, old.scheduled, old.seeds_readable) != (drafts, scheduled,
+                                                                   seeds_readable):
+                self._snapshot = replace(old, drafts=drafts, scheduled=scheduled,
+                                         seeds_readable=seeds_readable)
             return self._snapshot  # nothing shown changed: same object, no swap, same ETags
         if shown != self._shown or not self._feeds:
             self._feeds = self._render(shown)
@@ -234,8 +236,10 @@ class Publisher:
             published=published,
             rejected=rejected,
             changed_at=now,
+            seeds_readable=seeds_readable,
             generation=self._snapshot.generation + 1,
-            **counts,  # type: ignore[arg-type]
+            drafts=drafts,
+            scheduled=scheduled,
         )
         return self._snapshot
 
@@ -285,6 +289,7 @@ class Publisher:
         dirty, self._dirty_tags = sorted(self._dirty_tags), set()
         limit = self.config.feed.max_entries
         drafts: list[Draft] = []
+        rendered: list[str] = []  # the tags of `drafts`, two documents each
         changed = False
         for tag in dirty:
             try:
@@ -306,9 +311,10 @@ class Publisher:
             drafts += [Draft(f"/{info.feed_path}.atom", ATOM_TYPE, atom, updated),
                        Draft(f"/{info.feed_path}.rss", RSS_TYPE, rss, updated)]
             self._tag_items[tag] = items
+            rendered.append(tag)
         documents = make_documents(drafts, self.config.server.cache_max_age) if drafts else []
-        for atom_doc, rss_doc in zip(documents[::2], documents[1::2], strict=True):
-            self._tag_docs[atom_doc.path[len("/tags/"):-len(".atom")]] = (atom_doc, rss_doc)
+        for tag, atom_doc, rss_doc in zip(rendered, documents[::2], documents[1::2], strict=True):
+            self._tag_docs[tag] = (atom_doc, rss_doc)
         return changed or bool(documents)
 
     def _tag_item(self, slug: str) -> Item | None:
@@ -550,7 +556,6 @@ class Publisher:
         updated = feed_updated(info, items)
         old = {item.slug: item for item in self._shown}
         atom, rss = self._renderer.render(items)
-        self._renderer.retain(items)
         drafts = [
             Draft("/feed.atom", ATOM_TYPE, atom, updated),
             Draft("/feed.rss", RSS_TYPE, rss, updated),

@@ -205,11 +205,6 @@ class Store:
             "WHERE t.tag = ? AND s.live = 1 AND s.published <= ? "
             "ORDER BY s.published DESC, s.slug LIMIT ?", (tag, now, limit))]
 
-    def all_tags(self) -> list[str]:
-        if not self._has_tags:
-            return []
-        return [row[0] for row in self._query("SELECT DISTINCT tag FROM tags ORDER BY tag")]
-
     def save_stamps(self, stamps: Iterable[Stamp], contents: Mapping[str, Content]) -> None:
         """Write all of `stamps`, and the content of those in `contents`, in one transaction:
         all of it lands, or none."""

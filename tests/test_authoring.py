@@ -15,7 +15,7 @@ from pathlib import Path
 
 import feedparser
 import pytest
-from lxml import html
+from lxml import etree, html
 
 from feedsvc.config import Config, load_config
 from feedsvc.errors import SeedError
@@ -27,6 +27,8 @@ from .conftest import ServeProcess, free_port, run_cli, wait_until, write_config
 from .feedcheck import check_atom, check_rss
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+ATOM = "{http://www.w3.org/2005/Atom}"
+XML = "{http://www.w3.org/XML/1998/namespace}"
 
 
 class Clock:
@@ -467,3 +469,26 @@ def test_sub_second_dates_round_up_so_nothing_appears_early() -> None:
     entry = parse_seed("f.txt", b"---\ntitle: T\ndate: 2026-11-24T08:30:00.5Z\n---\n\nC")
     assert isinstance(entry, Entry)
     assert entry.date == int(datetime(2026, 11, 24, 8, 30, 1, tzinfo=UTC).timestamp())
+
+
+def test_an_entry_in_another_language_says_so_in_atom(paris, publisher) -> None:
+    write_seed(paris.paths.seeds, "en.txt", front("Body", title="In English", slug="en",
+                                                  lang="en-GB"))
+    write_seed(paris.paths.seeds, "fr.txt", front("Corps", title="En français", slug="fr"))
+    p = publisher()
+    p.scan()
+    root = etree.fromstring(p.snapshot.documents["/feed.atom"].body)
+    lang = {entry.findtext(f"{ATOM}title"): entry.get(f"{XML}lang")
+            for entry in root.iter(f"{ATOM}entry")}
+    assert lang == {"In English": "en-GB", "En français": None}  # the feed's own: not repeated
+
+
+def test_build_writes_the_tag_feeds_beside_the_feeds(tmp_path) -> None:
+    write_config(tmp_path, port=free_port())
+    write_seed(tmp_path / "seeds", "a.txt", front("Corps", title="A", slug="a", tags="Vie"))
+    result = run_cli("build", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "public" / "tags"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "vie.atom", "vie.atom.br", "vie.atom.gz", "vie.rss", "vie.rss.br", "vie.rss.gz"]
+    assert [e.title for e in feedparser.parse((out / "vie.atom").read_bytes()).entries] == ["A"]
