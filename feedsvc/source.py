@@ -101,6 +101,8 @@ def list_seed_names(folder: Path) -> list[str]:
         raise FolderMissing(str(folder)) from e
     except PermissionError as e:
         raise FolderMissing(f"{folder}: permission denied") from e
+    except OSError as e:  # a link loop, EIO from a failing disk or share: cannot be listed
+        raise FolderMissing(f"{folder}: {e.strerror or e}") from e
     return names
 
 

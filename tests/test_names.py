@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sqlite3
+import time
 from pathlib import Path
 
 import feedparser
@@ -179,3 +180,32 @@ def test_a_seed_that_breaks_date_arithmetic_stops_nothing(tmp_path: Path, serve)
     assert "Traceback" not in built.stderr
     checked = run_cli("check", "--config", str(config_path), cwd=tmp_path)
     assert checked.returncode in (0, 1) and "Traceback" not in checked.stderr
+
+
+def test_a_batch_that_fails_is_said_and_retried_and_serve_starts(tmp_path: Path, serve) -> None:
+    """A fault no per-file isolation can absorb (here a state file with 8 KiB of garbage in
+    its middle, the issue's item 9): `serve` still starts instead of exiting with a traceback
+    (a crash loop under systemd), /healthz is no longer `ok` and says why, and the failing
+    batch is retried with a growing delay, its traceback logged once."""
+    config_path = write_config(tmp_path, port=free_port())
+    seeds = tmp_path / "seeds"
+    for n in range(200):
+        write_seed(seeds, f"s{n}.txt", seed(f"s-{n}", f"Titre {n}", "Corps. " * 50))
+    built = run_cli("build", "--config", str(config_path), cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    state = tmp_path / "state" / "feedsvc.sqlite3"
+    size = state.stat().st_size
+    with state.open("r+b") as f:
+        f.seek(size // 2)
+        f.write(os.urandom(8192))
+
+    server = serve(config_path)  # answers /healthz: it started
+    write_seed(seeds, "canary.txt", seed("canary", "Canari", "Toujours là."))
+    report = health(server)
+    assert report["status"] != "ok"
+    assert report["pipeline"] != "ok" or report["state"] != "ok"
+    time.sleep(3.5)  # retries at 1 s, then 2 s…
+    assert server.process.poll() is None
+    log = server.log()
+    assert log.count("Traceback") <= 1, log
+    assert server.stop() == 0
