@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import feedsvc
 from feedsvc.catalog import Catalog
 from feedsvc.config import Config, find_config, load_config
-from feedsvc.errors import ConfigError, FeedsvcError
+from feedsvc.errors import ConfigError, FeedsvcError, UsageError
 from feedsvc.logtext import EscapingFormatter, escape
 from feedsvc.publisher import Publisher, parse_options, resolve_owners
 from feedsvc.snapshot import write_atomically
@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(find_config(args.config))
         return int(args.command(config, args))
-    except ConfigError as e:
+    except (ConfigError, UsageError) as e:
         print(f"feedsvc: {escape(str(e))}", file=sys.stderr)
         return EXIT_CONFIG
     except FeedsvcError as e:
@@ -159,9 +159,9 @@ def new(config: Config, args: argparse.Namespace) -> int:
         try:  # refused now, not when the service reads it
             parse_date(args.date, tz=options.timezone, dayfirst=options.dayfirst)
         except DateError as e:
-            raise FeedsvcError(f"--date {args.date!r}: {e}") from e
+            raise UsageError(f"--date {args.date!r}: {e}") from e
     tags = [tag.strip() for tag in (args.tags or "").split(",") if tag.strip()]
-    path = new_seed(config.paths.seeds, args.title, args.date, tags)
+    path = new_seed(config.paths.seeds, args.title, args.date, tags, options)
     print(escape(str(path)))
     if args.edit:
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
