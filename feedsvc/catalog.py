@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from feedsvc.errors import SeedError
-from feedsvc.logtext import escape
+from feedsvc.logtext import escape, is_utf8
 from feedsvc.model import Entry
 from feedsvc.parser import DEFAULT_OPTIONS, ParseOptions, parse_seed
 from feedsvc.source import (
@@ -137,7 +137,7 @@ class Catalog:
                  force: bool = False) -> None:
         name = sys.intern(name)
         path = self.folder / name
-        if (bad_name := name_error(path)) is not None:
+        if not is_utf8(name) and (bad_name := name_error(path)) is not None:
             # Refused before anything reads it; gone is gone, as for any name.
             record = _failed(bad_name) if os.path.lexists(path) else None
             self._set(name, record, None, changes, force)
