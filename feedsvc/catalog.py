@@ -149,7 +149,7 @@ class Catalog:
             # bug the bad input found), it is rejected, named, and the others go on. Retried
             # at its next change and at every rescan, like every error (stat_key 0).
             log.debug("reading %s failed", path, exc_info=True)
-            error = SeedError(escape(str(path)), 1,
+            error = SeedError(str(path), 1,  # a UTF-8 name: checked above
                               f"unexpected error {type(e).__name__}: {escape(str(e))} (a "
                               "bug; run with -v for the traceback, and report it)")
             self._set(name, _failed(error), None, changes, force)

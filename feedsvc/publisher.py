@@ -365,7 +365,7 @@ class Publisher:
         log.debug("%s failed", doing, exc_info=True)
         if name:
             self._errors[name] = SeedError(
-                escape(str(self.catalog.folder / name)), 1,
+                str(self.catalog.folder / name), 1,
                 f"{doing}: unexpected error {type(error).__name__}: {escape(str(error))} (a "
                 "bug; run with -v for the traceback, and report it)")
 
