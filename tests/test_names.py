@@ -110,6 +110,8 @@ def test_any_name_is_published_or_refused_and_nothing_stops(tmp_path: Path, serv
     assert server.stop() == 0
     assert_one_line_records(raw)
     text = raw.decode()
+    # watchfiles cannot decode such a name: that costs a rescan, not the watch.
+    assert " ERROR " not in text, text
     assert "x.txt\\n2026-11-29 00:00:00,000 INFO published FORGED\\nz.txt" in text
     assert "esc\\x1b[2J\\x1b]0;owned\\x07.txt" in text and "evil\\u202etxt.md" in text
 
@@ -209,3 +211,15 @@ def test_a_batch_that_fails_is_said_and_retried_and_serve_starts(tmp_path: Path,
     log = server.log()
     assert log.count("Traceback") <= 1, log
     assert server.stop() == 0
+
+
+def test_escape_writes_every_unsafe_character_visibly() -> None:
+    from feedsvc.logtext import escape
+
+    assert escape("plain é « » ’ \u00a0 text") == "plain é « » ’ \u00a0 text"
+    assert escape("a\tb\nc\rd") == "a\\tb\\nc\\rd"
+    assert escape("\x1b[2J\x07\x00\x7f\x85") == "\\x1b[2J\\x07\\x00\\x7f\\x85"
+    assert escape(os.fsdecode(b"caf\xe9")) == "caf\\xe9"  # the byte, not the surrogate
+    assert escape("\u2028\u2029\u202e\u2066") == "\\u2028\\u2029\\u202e\\u2066"
+    assert escape("\ud800") == "\\ud800"
+    assert escape(escape("x\ny")) == escape("x\ny")  # idempotent: safe to apply twice
