@@ -445,70 +445,55 @@ class Publisher:
                         self._duplicates.pop(name, None)
         # Dates are given in file name order, so that clashes resolve the same way anywhere.
         for slug in sorted(slugs, key=lambda s: (owners.get(s, ""), s)):
+            previous = self._stamps.get(slug)
             owner = owners.get(slug)
-            try:
-                self._resolve_one(slug, owner, fresh, now, resort, changed)
-            except StoreError:
-                raise  # the state, not this file: the whole batch is retried
-            except Exception as e:
-                # Before anything moved (see _resolve_one): the slug keeps its owner and
-                # dates, and the file that claims it is rejected.
-                self._reject_unexpected(owner, e, f"cannot date {slug}")
-        return changed
-
-    def _resolve_one(self, slug: str, owner: str | None, fresh: dict[str, Entry], now: int,
-                     resort: bool, changed: dict[str, str]) -> None:
-        """One touched slug's new owner and dates. What can fail (date arithmetic on what a
-        seed says) runs before anything is changed, so a failure leaves the slug as it was."""
-        previous = self._stamps.get(slug)
-        if owner is None:
             was_owned = self._owner.pop(slug, None) is not None
-            if was_owned and previous is not None:
+            if owner is None:
+                if was_owned and previous is not None:
+                    self._order_drop(slug, previous.published, resort)
+                if previous is not None and previous.live:
+                    self._stamps.put(replace(previous, live=False))
+                    changed[slug] = "removed"
+                continue
+            self._owner[slug] = owner
+            record = self.catalog.records[owner]
+            if record.slug is None:  # a broken file's last good version: nothing moves
+                content_hash, seen_at = previous.content_hash if previous else "", now
+                date = updated = None
+            else:
+                content_hash, seen_at = record.content_hash, min(record.mtime, now)
+                date, updated = record.date, record.updated
+            stamp = next_stamp(previous, slug, content_hash, owner, seen_at, self._stamps.taken,
+                               date, updated)
+            if record.slug is not None and record.content_hash is not stamp.content_hash:
+                # One string for both (equal after a restart, but read twice): a seed's
+                # footprint is what 100,000 seeds multiply.
+                self.catalog.records[owner] = replace(record, content_hash=stamp.content_hash)
+            if not was_owned:
+                self._order_add(slug, stamp.published, resort)
+            elif previous is not None and previous.published != stamp.published:
+                # The author moved the date: the entry moves in the order.
                 self._order_drop(slug, previous.published, resort)
-            if previous is not None and previous.live:
-                self._stamps.put(replace(previous, live=False))
-                changed[slug] = "removed"
-            return
-        record = self.catalog.records[owner]
-        if record.slug is None:  # a broken file's last good version: nothing moves
-            content_hash, seen_at = previous.content_hash if previous else "", now
-            date = updated = None
-        else:
-            content_hash, seen_at = record.content_hash, min(record.mtime, now)
-            date, updated = record.date, record.updated
-        stamp = next_stamp(previous, slug, content_hash, owner, seen_at, self._stamps.taken,
-                           date, updated)
-        # Nothing has changed before this line.
-        was_owned = self._owner.pop(slug, None) is not None
-        self._owner[slug] = owner
-        if record.slug is not None and record.content_hash is not stamp.content_hash:
-            # One string for both (equal after a restart, but read twice): a seed's
-            # footprint is what 100,000 seeds multiply.
-            self.catalog.records[owner] = replace(record, content_hash=stamp.content_hash)
-        if not was_owned:
-            self._order_add(slug, stamp.published, resort)
-        elif previous is not None and previous.published != stamp.published:
-            # The author moved the date: the entry moves in the order.
-            self._order_drop(slug, previous.published, resort)
-            self._order_add(slug, stamp.published, resort)
-        if stamp == previous:
-            return
-        self._stamps.put(stamp)
-        entry = fresh.get(owner)
-        if entry is None and record.slug is not None and (
-                previous is None or previous.content_hash != stamp.content_hash):
-            # A file whose text was not kept takes the slug over: read it now.
-            entry = self.catalog.read_entry(owner)
-            if entry is not None:
-                fresh[owner] = entry
-        if previous is None or previous.content_hash != stamp.content_hash:
-            changed[slug] = "published" if previous is None else "updated"
-            if entry is not None:
-                self._unsaved_content[slug] = stored_content(entry, owner)
-            self._entries.pop(slug, None)  # the text shown must be the new one
-            self._tag_entries.pop(slug, None)
-        elif not previous.live:
-            changed[slug] = "republished"
+                self._order_add(slug, stamp.published, resort)
+            if stamp == previous:
+                continue
+            self._stamps.put(stamp)
+            entry = fresh.get(owner)
+            if entry is None and record.slug is not None and (
+                    previous is None or previous.content_hash != stamp.content_hash):
+                # A file whose text was not kept takes the slug over: read it now.
+                entry = self.catalog.read_entry(owner)
+                if entry is not None:
+                    fresh[owner] = entry
+            if previous is None or previous.content_hash != stamp.content_hash:
+                changed[slug] = "published" if previous is None else "updated"
+                if entry is not None:
+                    self._unsaved_content[slug] = stored_content(entry, owner)
+                self._entries.pop(slug, None)  # the text shown must be the new one
+                self._tag_entries.pop(slug, None)
+            elif not previous.live:
+                changed[slug] = "republished"
+        return changed
 
     # -- the order of entries -----------------------------------------------------------------
 
