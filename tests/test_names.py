@@ -223,3 +223,17 @@ def test_escape_writes_every_unsafe_character_visibly() -> None:
     assert escape("\u2028\u2029\u202e\u2066") == "\\u2028\\u2029\\u202e\\u2066"
     assert escape("\ud800") == "\\ud800"
     assert escape(escape("x\ny")) == escape("x\ny")  # idempotent: safe to apply twice
+
+
+def test_a_seeds_folder_that_cannot_be_listed_is_said_in_one_line(tmp_path: Path) -> None:
+    """A link loop (or EIO from a failing share) is a folder that cannot be read, like a
+    missing one: one line, not an OSError traceback."""
+    config_path = write_config(tmp_path, port=free_port())
+    seeds = tmp_path / "seeds"
+    seeds.rmdir()
+    seeds.symlink_to("seeds")  # ELOOP
+    for command in ("check", "build"):
+        result = run_cli(command, "--config", str(config_path), cwd=tmp_path)
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        assert f"seeds folder {seeds} is missing or unreadable" in result.stderr
