@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from feedsvc.errors import FeedsvcError
-from feedsvc.parser import SLUG_MAX
+from feedsvc.errors import FeedsvcError, SeedError, UsageError
+from feedsvc.parser import DEFAULT_OPTIONS, SLUG_MAX, ParseOptions, parse_seed
 from feedsvc.slugs import slugify_title
 
 #: How many numbered names (-2, -3…) are tried before giving up.
@@ -31,16 +31,30 @@ def seed_text(title: str, slug: str, date: str | None, tags: Sequence[str]) -> s
     return f"---\n{block}---\n\n"
 
 
+def check_seed(path: Path, title: str, slug: str, date: str | None, tags: Sequence[str],
+               options: ParseOptions = DEFAULT_OPTIONS) -> None:
+    """Refuse (UsageError) a seed the service would reject, or change (a warning: control
+    characters removed), as the service itself reads it: with the real parser."""
+    text = seed_text(title, slug, date, tags).encode("utf-8")
+    result = parse_seed(str(path), text, options)
+    if isinstance(result, SeedError):
+        raise UsageError(f"nothing written: {result.message}")
+    for _, message in result.warnings:
+        raise UsageError(f"nothing written: the title or a tag would be changed: {message}")
+
+
 def new_seed(folder: Path, title: str, date: str | None = None,
-             tags: Sequence[str] = ()) -> Path:
-    """Write `{slug}.txt` (or `{slug}-2.txt`, …) into `folder` and return its path.
+             tags: Sequence[str] = (), options: ParseOptions = DEFAULT_OPTIONS) -> Path:
+    """Write `{slug}.txt` (or `{slug}-2.txt`, …) into `folder` and return its path. A seed the
+    service would reject is refused (UsageError) before anything is written.
 
     Atomic and never overwriting: the text goes to a temporary file (fsynced), which is then
     hard-linked to its name (link fails if the name exists, where rename would replace it)."""
     base = slugify_title(title, max_length=SLUG_MAX - 5)  # room for "-1000"
     if not base:
-        raise FeedsvcError(f"cannot make a slug from the title {title!r}: it needs letters or "
-                           "digits")
+        raise UsageError(f"cannot make a slug from the title {title!r}: it needs letters or "
+                         "digits")
+    check_seed(folder / f"{base}.txt", title, base, date, tags, options)
     if not folder.is_dir():
         raise FeedsvcError(f"seeds folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=".new-", suffix=".tmp", dir=folder)

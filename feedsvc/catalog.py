@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -16,9 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from feedsvc.errors import SeedError
+from feedsvc.logtext import escape, is_utf8
 from feedsvc.model import Entry
 from feedsvc.parser import DEFAULT_OPTIONS, ParseOptions, parse_seed
-from feedsvc.source import Signature, is_seed_name, list_seed_names, read_seed, stat_seed
+from feedsvc.source import (
+    Signature,
+    is_seed_name,
+    list_seed_names,
+    name_error,
+    read_seed,
+    stat_seed,
+)
 
 log = logging.getLogger("feedsvc")
 
@@ -66,6 +75,9 @@ class Catalog:
         self.max_seed_bytes = max_seed_bytes
         self.options = options
         self.records: dict[str, Record] = {}
+        # Names whose last change a batch failed to apply: read and reported again by the next
+        # batch or scan, whatever their stat says, even if they are gone.
+        self._retry: set[str] = set()
 
     def scan(self, chunk: int = 2000) -> Iterator[Changes]:
         """Compare the whole folder with what is known, `chunk` files at a time (the first
@@ -76,12 +88,13 @@ class Catalog:
     def _scan(self, names: list[str], chunk: int) -> Iterator[Changes]:
         # Gone: known but not listed. Looked up in the sorted listing rather than in a set of
         # it: at 100,000 seeds such sets cost ~10 MB at once, 37 ms of bisection does not.
-        changes: Changes = {name: (None, None) for name in self.records
+        retry, self._retry = self._retry, set()
+        changes: Changes = {name: (None, None) for name in (*self.records, *retry)
                             if not _listed(names, name)}
         for name in changes:
-            del self.records[name]
+            self.records.pop(name, None)
         for name in names:
-            self._refresh(name, changes, trust_stat=True)
+            self._refresh(name, changes, trust_stat=name not in retry, force=name in retry)
             if len(changes) >= chunk:
                 yield changes
                 changes = {}
@@ -90,19 +103,29 @@ class Catalog:
     def update(self, paths: Iterable[Path | str]) -> Changes:
         """Re-read the named files: an event says they changed, whatever their stat says."""
         changes: Changes = {}
-        for name in sorted({Path(p).name for p in paths}):
+        retry, self._retry = self._retry, set()
+        for name in sorted({Path(p).name for p in paths} | retry):
             if is_seed_name(name):
-                self._refresh(name, changes, trust_stat=False)
+                self._refresh(name, changes, trust_stat=False, force=name in retry)
         return changes
+
+    def retry(self, names: Iterable[str]) -> None:
+        """These files' changes were not applied (the batch failed): hand them out again with
+        the next batch or scan, as changes, whatever their stat says."""
+        self._retry.update(names)
 
     def read_entry(self, name: str) -> Entry | None:
         """Parse a known file again, for when its text is needed but was not kept (a duplicate
         taking a slug over). None if it no longer matches its record."""
         record = self.records.get(name)
-        seed = read_seed(self.folder / name, self.max_seed_bytes)
-        if record is None or seed is None or isinstance(seed, SeedError):
+        try:
+            seed = read_seed(self.folder / name, self.max_seed_bytes)
+            if record is None or seed is None or isinstance(seed, SeedError):
+                return None
+            result = parse_seed(str(self.folder / name), seed.data, self.options)
+        except Exception:  # as in _refresh: its record says why, at its next read
+            log.debug("reading %s failed", self.folder / name, exc_info=True)
             return None
-        result = parse_seed(str(self.folder / name), seed.data, self.options)
         if isinstance(result, SeedError) or result.content_hash != record.content_hash:
             return None
         return result
@@ -110,36 +133,56 @@ class Catalog:
     def results(self) -> dict[Path, Record]:
         return {self.folder / name: record for name, record in self.records.items()}
 
-    def _refresh(self, name: str, changes: Changes, trust_stat: bool) -> None:
+    def _refresh(self, name: str, changes: Changes, trust_stat: bool,
+                 force: bool = False) -> None:
         name = sys.intern(name)
         path = self.folder / name
+        if not is_utf8(name) and (bad_name := name_error(path)) is not None:
+            # Refused before anything reads it; gone is gone, as for any name.
+            record = _failed(bad_name) if os.path.lexists(path) else None
+            self._set(name, record, None, changes, force)
+            return
+        try:
+            self._read(name, path, changes, trust_stat, force)
+        except Exception as e:
+            # One file must never stop a batch: whatever went wrong reading or parsing it (a
+            # bug the bad input found), it is rejected, named, and the others go on. Retried
+            # at its next change and at every rescan, like every error (stat_key 0).
+            log.debug("reading %s failed", path, exc_info=True)
+            error = SeedError(str(path), 1,  # a UTF-8 name: checked above
+                              f"unexpected error {type(e).__name__}: {escape(str(e))} (a "
+                              "bug; run with -v for the traceback, and report it)")
+            self._set(name, _failed(error), None, changes, force)
+
+    def _read(self, name: str, path: Path, changes: Changes, trust_stat: bool,
+              force: bool) -> None:
         known = self.records.get(name)
         if trust_stat and known is not None:
             # Only a stat that can spare the read is worth its system call: a new file, or one
             # an event names, is read anyway, and read_seed reports what stat_seed would.
             signature = stat_seed(path)
             if signature is None:
-                self._set(name, None, None, changes)
+                self._set(name, None, None, changes, force)
                 return
             if isinstance(signature, SeedError):
-                self._set(name, _failed(signature), None, changes)
+                self._set(name, _failed(signature), None, changes, force)
                 return
-            if not known.racy and known.stat_key == _stat_key(signature):
+            if not known.racy and known.stat_key == _stat_key(signature) and not force:
                 return
         read_at_ns = time.time_ns()
         seed = read_seed(path, self.max_seed_bytes)
         if seed is None:  # vanished between the stat and the read: not an error
-            self._set(name, None, None, changes)
+            self._set(name, None, None, changes, force)
             return
         if isinstance(seed, SeedError):
-            self._set(name, _failed(seed), None, changes)
+            self._set(name, _failed(seed), None, changes, force)
             return
         result = parse_seed(str(path), seed.data, self.options)
         racy = seed.signature.mtime_ns + RACY_NS > read_at_ns
         stat_key = _stat_key(seed.signature)
         if isinstance(result, SeedError):
             record = Record(None, "", result, stat_key, seed.mtime, racy)
-            self._set(name, record, None, changes)
+            self._set(name, record, None, changes, force)
             return
         # Interned: the same slug is a key in several of the publisher's maps.
         record = Record(sys.intern(result.slug), result.content_hash, None, stat_key,
@@ -148,16 +191,16 @@ class Catalog:
                                                                  record.content_hash):
             for line, message in result.warnings:  # once per version, not once per read
                 log.warning("%s:%d: warning: %s", path, line, message)
-        self._set(name, record, result, changes)
+        self._set(name, record, result, changes, force)
 
     def _set(self, name: str, record: Record | None, entry: Entry | None,
-             changes: Changes) -> None:
+             changes: Changes, force: bool = False) -> None:
         known = self.records.get(name)
         if record is None:
             self.records.pop(name, None)
         else:
             self.records[name] = record
-        if not _same(known, record):  # read again and nothing new: not a change
+        if force or not _same(known, record):  # read again and nothing new: not a change
             changes[name] = (record, entry)
 
 

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 import feedsvc
 from feedsvc.catalog import Catalog
 from feedsvc.config import Config, find_config, load_config
-from feedsvc.errors import ConfigError, FeedsvcError
+from feedsvc.errors import ConfigError, FeedsvcError, UsageError
+from feedsvc.logtext import EscapingFormatter, escape
 from feedsvc.publisher import Publisher, parse_options, resolve_owners
 from feedsvc.snapshot import write_atomically
 from feedsvc.source import FolderMissing
@@ -38,11 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(find_config(args.config))
         return int(args.command(config, args))
-    except ConfigError as e:
-        print(f"feedsvc: {e}", file=sys.stderr)
+    except (ConfigError, UsageError) as e:
+        print(f"feedsvc: {escape(str(e))}", file=sys.stderr)
         return EXIT_CONFIG
     except FeedsvcError as e:
-        print(f"feedsvc: {e}", file=sys.stderr)
+        print(f"feedsvc: {escape(str(e))}", file=sys.stderr)
         return EXIT_FAILURE
 
 
@@ -129,15 +130,18 @@ def check(config: Config, args: argparse.Namespace | None = None) -> int:
     owners, rejected = resolve_owners({path: record for path, record in results.items()
                                        if not record.draft},
                                       peek_stamps(config.paths.state))
+    # Names and texts come from whoever writes seeds: escaped, so that each line is one line
+    # and nothing reaches the terminal as a control sequence.
     for error in rejected:
-        print(error)
+        print(escape(str(error)))
     now = datetime.now(UTC).timestamp()
     drafts = sum(1 for record in results.values() if record.draft)
     scheduled = sorted((record.date, slug, owners[slug]) for slug in owners
                        if (record := results[owners[slug]]).date is not None
                        and record.date > now and not record.draft)
     for when, slug, path in scheduled:
-        print(f"scheduled: {slug} at {datetime.fromtimestamp(when, UTC).isoformat()} ({path})")
+        print(f"scheduled: {slug} at {datetime.fromtimestamp(when, UTC).isoformat()} "
+              f"({escape(str(path))})")
     print(f"{len(results)} seeds: {len(owners) - len(scheduled)} publishable now, "
           f"{len(scheduled)} scheduled, {drafts} draft{'s' if drafts != 1 else ''}, "
           f"{len(rejected)} rejected")
@@ -155,10 +159,10 @@ def new(config: Config, args: argparse.Namespace) -> int:
         try:  # refused now, not when the service reads it
             parse_date(args.date, tz=options.timezone, dayfirst=options.dayfirst)
         except DateError as e:
-            raise FeedsvcError(f"--date {args.date!r}: {e}") from e
+            raise UsageError(f"--date {args.date!r}: {e}") from e
     tags = [tag.strip() for tag in (args.tags or "").split(",") if tag.strip()]
-    path = new_seed(config.paths.seeds, args.title, args.date, tags)
-    print(path)
+    path = new_seed(config.paths.seeds, args.title, args.date, tags, options)
+    print(escape(str(path)))
     if args.edit:
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
         if not editor:
@@ -204,11 +208,11 @@ class _Version(argparse.Action):
 
 
 def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    # Every record one line, whatever a file name or a seed holds (log injection, terminal
+    # escapes, undecodable bytes): escaped by the handler's formatter, not by each call.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     if not verbose:  # aiohttp's own INFO lines are noise next to ours
         logging.getLogger("aiohttp").setLevel(logging.WARNING)
     logging.getLogger("watchfiles").setLevel(logging.WARNING)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -94,12 +95,16 @@ def find_config(explicit: str | os.PathLike[str] | None, cwd: Path | None = None
                       f"no config.toml in {cwd} and ${CONFIG_ENV} is not set; pass --config PATH")
 
 
+#: A config is a few hundred bytes; anything past this is not one (a log, a disk image).
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate a config file; raises ConfigError naming the file and the key."""
     path = Path(path)
     try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
+        text = _read_config(path).decode("utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError as e:
         raise ConfigError(path, None, "file not found") from e
     except OSError as e:
@@ -108,7 +113,36 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(path, None, f"not valid TOML: {e}") from e
     except UnicodeDecodeError as e:
         raise ConfigError(path, None, "not valid UTF-8") from e
+    except RecursionError as e:  # tomllib descends once per nested array or table
+        raise ConfigError(path, None, "not valid TOML: nested too deeply") from e
     return parse_config(data, path)
+
+
+def _read_config(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_CONFIG_BYTES. Opened without blocking (a
+    FIFO would wait for a writer forever) and checked with fstat on what was opened, so
+    /dev/zero, a FIFO or a 2 GB file is refused before a byte is read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ConfigError(path, None, "is a folder, not a config file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(path, None, "not a regular file (a device, FIFO or socket)")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(path, None, f"{st.st_size} bytes; a config file is at most "
+                                          f"{MAX_CONFIG_BYTES}")
+        chunks: list[bytes] = []
+        remaining = MAX_CONFIG_BYTES + 1  # one byte more tells a file that grew past it
+        while remaining > 0 and (chunk := os.read(fd, min(remaining, 1 << 16))):
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(path, None, f"over {MAX_CONFIG_BYTES} bytes")
+        return data
+    finally:
+        os.close(fd)
 
 
 def parse_config(data: Mapping[str, Any], path: Path) -> Config:

@@ -46,5 +46,10 @@ class SeedError(FeedsvcError):
         return SeedError, (self.path, self.line, self.message)  # snapshots go to workers
 
 
+class UsageError(FeedsvcError):
+    """A command given something it must refuse (`feedsvc new` with a title the service would
+    reject): exit 2, like a bad config, since trying again changes nothing."""
+
+
 class StoreError(FeedsvcError):
     """The state database cannot be opened, read or written."""

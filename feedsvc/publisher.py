@@ -30,6 +30,7 @@ from typing import Protocol
 from feedsvc.catalog import Catalog, Changes, Record
 from feedsvc.config import Config
 from feedsvc.errors import SeedError, StoreError
+from feedsvc.logtext import escape, is_utf8
 from feedsvc.model import Content, Document, Entry, FeedInfo, Item, Snapshot, Stamp
 from feedsvc.pages import render_entry, render_index
 from feedsvc.parser import ParseOptions, rebuild_entry, stored_content
@@ -137,7 +138,7 @@ class Publisher:
             # In chunks: a cold start of many seeds never holds all their text at once; each
             # chunk is written to the state in one transaction, then let go.
             for changes in self.catalog.scan(chunk=SCAN_CHUNK):
-                self._absorb(changes, now)
+                self._absorb_or_retry(changes, now)
                 del changes
                 _give_back_memory()
         except FolderMissing:
@@ -171,8 +172,22 @@ class Publisher:
 
     def _apply(self, changes: Changes, seeds_readable: bool) -> Snapshot:
         now = self._clock()
-        fresh = self._absorb(changes, now)
-        return self._finish(fresh, now, seeds_readable)
+        fresh = self._absorb_or_retry(changes, now)
+        try:
+            return self._finish(fresh, now, seeds_readable)
+        except Exception:
+            self.catalog.retry(changes)
+            raise
+
+    def _absorb_or_retry(self, changes: Changes, now: datetime) -> dict[str, Entry]:
+        """_absorb; if it fails all the same, the catalog hands these files out again with
+        the next batch or scan (it already holds their new records: without this, a failed
+        batch's changes would be lost until each file changes again)."""
+        try:
+            return self._absorb(changes, now)
+        except Exception:
+            self.catalog.retry(changes)
+            raise
 
     def _absorb(self, changes: Changes, now: datetime) -> dict[str, Entry]:
         """Take a batch of file changes into owners, dates and the state, and log them (a
@@ -208,10 +223,11 @@ class Publisher:
         now_ts = int(now.timestamp())
         start = self._visible_from(now_ts)
         appeared = self._appeared(start, now_ts, fresh)
-        rejected = tuple(sorted((*self._errors.values(), *self._duplicates.values()),
-                                key=lambda e: (Path(e.path).name, e.line)))
+        # Before `rejected`: an entry that cannot be shown is rejected by these two.
         shown = self._shown_items(fresh, start)
         tags_changed = self._render_tags(now_ts)
+        rejected = tuple(sorted((*self._errors.values(), *self._duplicates.values()),
+                                key=lambda e: (Path(e.path).name, e.line)))
         self._report(rejected, appeared)
         published = len(self._owner) - start
         scheduled = tuple((slug, _datetime(-key)) for slug, key in
@@ -327,11 +343,31 @@ class Publisher:
             while len(self._tag_entries) > TAG_ENTRIES_KEPT:
                 self._tag_entries.popitem(last=False)
         stamp = self._stamps.get(slug)
-        return None if stamp is None else self._item(entry, stamp)
+        return None if stamp is None else self._item_or_reject(entry, stamp)
 
     def _tag_info(self, tag: str, label: str) -> FeedInfo:
         return replace(self.info, id=tag_feed_id(self.info.id, tag),
                        title=f"{self.info.title} — {label}", feed_path=f"tags/{tag}")
+
+    def _item_or_reject(self, entry: Entry, stamp: Stamp) -> Item | None:
+        """The item, or None, its file rejected, when it cannot be shown: one entry never
+        stops the others from publishing."""
+        try:
+            return self._item(entry, stamp)
+        except Exception as e:
+            self._reject_unexpected(self._owner.get(entry.slug) or stamp.source, e,
+                                    f"cannot show {entry.slug}")
+            return None
+
+    def _reject_unexpected(self, name: str | None, error: Exception, doing: str) -> None:
+        """An unexpected error (a bug some input found) while handling one file: the file is
+        rejected, named, until it changes; the batch goes on without it."""
+        log.debug("%s failed", doing, exc_info=True)
+        if name:
+            self._errors[name] = SeedError(
+                str(self.catalog.folder / name), 1,
+                f"{doing}: unexpected error {type(error).__name__}: {escape(str(error))} (a "
+                "bug; run with -v for the traceback, and report it)")
 
     def _item(self, entry: Entry, stamp: Stamp) -> Item:
         return Item(entry=entry, id=entry_id(self.info.id, entry.slug),
@@ -348,7 +384,7 @@ class Publisher:
         # Broken now: the slug it published last (it still claims it), from memory or, after a
         # restart, from the state.
         slug = self._claim_of.get(name)
-        if slug is None:
+        if slug is None and is_utf8(name):  # a name SQLite cannot take published nothing
             try:
                 slug = self.store.last_slug_of(name)
             except StoreError as e:
@@ -531,7 +567,8 @@ class Publisher:
             entries[slug] = entry
             stamp = self._stamps.get(slug)
             assert stamp is not None  # a published slug has its stamp
-            items.append(self._item(entry, stamp))
+            if (item := self._item_or_reject(entry, stamp)) is not None:
+                items.append(item)
         self._entries = entries
         return tuple(items)
 
@@ -612,7 +649,10 @@ class Publisher:
             if error not in self._reported:
                 name = Path(error.path).name
                 slug = self._claim_of.get(name)
-                if name in self._errors and slug and self._owner.get(slug) == name:
+                record = self.catalog.records.get(name)
+                # Its last good version is shown unless the error is in showing it.
+                if (name in self._errors and slug and self._owner.get(slug) == name
+                        and (record is None or record.slug is None)):
                     log.warning("%s (still publishing its last good version of %s)",
                                 error, slug)
                 else:

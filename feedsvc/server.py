@@ -23,6 +23,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from feedsvc.config import Config
 from feedsvc.errors import FeedsvcError
+from feedsvc.logtext import escape
 from feedsvc.longtail import EntryPages
 from feedsvc.model import Document, Snapshot
 from feedsvc.negotiation import choose_coding, not_modified
@@ -99,6 +100,10 @@ WRITE_RETRY_S = 5.0
 #: queue, which watchfiles drops silently: a rescan a moment later makes sure nothing was missed.
 BURST_PATHS = 256
 BURST_RESCAN_S = 1.0
+#: After a batch failed, its files are tried again this soon, then twice as late each time it
+#: fails again, up to the cap: a lasting fault costs a line a minute, not a line a second.
+FAILED_RETRY_S = 1.0
+FAILED_RETRY_MAX_S = 60.0
 
 
 @dataclass
@@ -110,6 +115,8 @@ class PipelineStatus:
     rescan_ok: bool = True
     pending_writes: int = 0
     state_problem: str | None = None
+    #: Why the last batch of changes could not be applied; None once one works again.
+    batch_problem: str | None = None
 
 
 async def run_pipeline(app: web.Application) -> AsyncIterator[None]:
@@ -126,7 +133,12 @@ async def run_pipeline(app: web.Application) -> AsyncIterator[None]:
     try:
         publisher = await run(Publisher.open, config)
         app[PAGES].start(publisher.info)
-        live.current = await run(publisher.scan)
+        try:
+            live.current = await run(publisher.scan)
+        except Exception as e:
+            # A start-up that meets a fault still starts: it serves what it has, says why on
+            # /healthz, and tries again (systemd restarting it would meet the same fault).
+            _batch_failed(status, e)
         _note(status, publisher, live.current)
         await followers.send(live.current, status, publisher.info)
         log.info("serving %d published entries from %s", live.current.published,
@@ -167,7 +179,8 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
     """Apply batches one render at a time. Whatever queued up during a render is merged and
     applied by the next one, so a burst costs a few renders, not one per file."""
     loop = asyncio.get_running_loop()
-    next_rescan = loop.time() + config.watch.rescan_s
+    retry_s = FAILED_RETRY_S
+    next_rescan = loop.time() + (retry_s if status.batch_problem else config.watch.rescan_s)
     burst_paths, burst_last = 0, 0.0
     while True:
         timeout = max(0.0, next_rescan - loop.time())
@@ -206,14 +219,32 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
                 burst_paths, burst_last = burst_paths + len(batch.paths), now
                 if burst_paths >= BURST_PATHS:
                     next_rescan = min(next_rescan, now + BURST_RESCAN_S)
-        except Exception:
-            # One bad batch must not stop publishing: keep serving the last snapshot.
-            log.exception("applying seed changes failed; still serving the previous snapshot")
+            if status.batch_problem is not None:
+                log.info("applying seed changes works again")
+                status.batch_problem, retry_s = None, FAILED_RETRY_S
+        except Exception as e:
+            # One bad batch must not stop publishing: keep serving the last snapshot, say so on
+            # /healthz, and try its files again soon (the catalog hands them out again).
+            _batch_failed(status, e, retry_s)
             status.rescan_ok = status.rescan_ok and not batch.rescan
+            next_rescan = min(next_rescan, loop.time() + retry_s)
+            retry_s = min(retry_s * 2, FAILED_RETRY_MAX_S)
         _note(status, publisher, live.current)
         await followers.send(live.current, status, publisher.info)
         if stopping:
             return
+
+
+def _batch_failed(status: PipelineStatus, error: Exception, retry_s: float = FAILED_RETRY_S
+                  ) -> None:
+    problem = f"last batch failed: {type(error).__name__}: {escape(str(error))}"
+    if problem != status.batch_problem:  # the traceback once, not once per retry
+        log.exception("applying seed changes failed; still serving the previous snapshot, "
+                      "trying again in %.0f s", retry_s)
+    else:
+        log.error("applying seed changes failed again (%s); trying again in %.0f s",
+                  problem, retry_s)
+    status.batch_problem = problem
 
 
 def follow(leader: Connection) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -312,13 +343,14 @@ async def serve_health(request: web.Request) -> web.Response:
     pipeline: PipelineStatus = request.app[STATUS]
     down = not pipeline.watching and not pipeline.rescan_ok
     healthy = (pipeline.watching and snapshot.seeds_readable and not pipeline.pending_writes
-               and pipeline.state_problem is None)
+               and pipeline.state_problem is None and pipeline.batch_problem is None)
     body = {
         "status": "down" if down else "ok" if healthy else "degraded",
         "watching": pipeline.watching,
         "seeds_folder": "ok" if snapshot.seeds_readable else "missing",
         "state": pipeline.state_problem or "ok",
         "unsaved_changes": pipeline.pending_writes,
+        "pipeline": pipeline.batch_problem or "ok",
         "entries_published": snapshot.published,
         "seeds_rejected": len(snapshot.rejected),
         "drafts": snapshot.drafts,

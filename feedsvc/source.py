@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from feedsvc.errors import SeedError
+from feedsvc.logtext import escape, is_utf8
 
 SEED_SUFFIXES = (".txt", ".md")  # plain seeds, Markdown seeds
 MAX_SEED_BYTES = 1024 * 1024
@@ -23,6 +24,37 @@ def is_seed_name(name: str) -> bool:
         return False
     return not (name.endswith(("~", ".swp", ".tmp")) or
                 (len(name) > 1 and name.startswith("#") and name.endswith("#")))
+
+
+def name_error(path: Path) -> SeedError | None:
+    """Why a seed's file name cannot be carried, or None. A name that is not UTF-8 (from a
+    Latin-1 archive, a Samba share) reaches Python as lone surrogates (os.fsdecode, PEP 383):
+    no log line, JSON answer, terminal or SQLite text column can hold it, so it is refused
+    here, at the edge, shown escaped, with the command that renames it."""
+    name = path.name
+    if is_utf8(name):
+        return None
+    raw = os.fsencode(name)
+    # Such names mostly come from Windows or old Unix archives: read the bytes as cp1252
+    # (Latin-1 plus the quotes and dashes Windows adds), else as Latin-1, which reads any byte.
+    try:
+        guess = raw.decode("cp1252")
+    except UnicodeDecodeError:
+        guess = raw.decode("latin-1")
+    if is_seed_name(guess) and escape(guess) == guess:
+        advice = (f"rename it in the seeds folder: mv {_shell_word(name)} {_shell_word(guess)} "
+                  "(its bytes read as Windows-1252 or Latin-1), or convmv -f cp1252 -t utf8 "
+                  "--notest *.txt for many")
+    else:
+        advice = "rename it in UTF-8 (convmv -t utf8 --notest -f ENCODING *.txt renames many)"
+    return SeedError(escape(str(path)), 1, f"file name is not valid UTF-8; {advice}")
+
+
+def _shell_word(name: str) -> str:
+    """`name` as one bash word that names the very bytes: $'caf\\xe9.txt'."""
+    if escape(name) == name and "'" not in name:
+        return f"'{name}'"
+    return "$'" + escape(name.replace("\\", "\\\\").replace("'", "\\'")) + "'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +101,8 @@ def list_seed_names(folder: Path) -> list[str]:
         raise FolderMissing(str(folder)) from e
     except PermissionError as e:
         raise FolderMissing(f"{folder}: permission denied") from e
+    except OSError as e:  # a link loop, EIO from a failing disk or share: cannot be listed
+        raise FolderMissing(f"{folder}: {e.strerror or e}") from e
     return names
 
 

@@ -21,6 +21,8 @@ log = logging.getLogger("feedsvc")
 
 #: How often, at most, a quiet watcher checks that the folder is still there.
 FOLDER_CHECK_MS = 1_000
+#: What watchfiles (its Rust side) raises for an event on a file name that is not UTF-8.
+_UNDECODABLE = "Unable to decode path"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +87,26 @@ async def watch_seeds(folder: Path, *, step_ms: int, debounce_ms: int,
                 if not folder.is_dir():
                     break  # inotify goes quiet on a deleted folder; start over and wait for it
         except Exception as e:  # watchfiles raises plain OSError/RuntimeError; never fatal here
+            if _undecodable(e):
+                # watchfiles cannot hand out a name that is not UTF-8 and gives up on the whole
+                # batch. Not a fault of the watch: a rescan (which lists such names and
+                # rejects them) covers that batch, and watching starts over at once.
+                log.debug("watching %s: %s; rescanning", folder, e)
+                yield Batch(rescan=True)
+                continue
             log.error("watching %s failed (%s); retrying in %.0f s", folder, e, retry_s)
             yield Batch(rescan=True, watching=False)
             await _sleep_or_stop(stop_event, retry_s)
+
+
+def _undecodable(error: BaseException) -> bool:
+    """Whether watchfiles failed on a name that is not UTF-8 (awatch wraps the error of its
+    thread in an exception group)."""
+    if _UNDECODABLE in str(error):
+        return True
+    if isinstance(error, BaseExceptionGroup):
+        return any(_undecodable(inner) for inner in error.exceptions)
+    return error.__cause__ is not None and _undecodable(error.__cause__)
 
 
 async def _sleep_or_stop(stop_event: asyncio.Event, seconds: float) -> None:

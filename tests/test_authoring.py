@@ -357,7 +357,7 @@ def test_new_writes_a_draft_seed_and_never_overwrites(tmp_path) -> None:
     assert check.returncode == 0, check.stdout
     assert "2 seeds: 0 publishable now, 0 scheduled, 2 drafts, 0 rejected" in check.stdout
     bad = run_cli("new", "Autre", "--date", "le 31 février", cwd=tmp_path)
-    assert bad.returncode == 1 and "--date" in bad.stderr
+    assert bad.returncode == 2 and "--date" in bad.stderr  # a usage error
     assert sorted(p.name for p in (tmp_path / "seeds").iterdir()) == [
         "titre-de-larticle-2.txt", "titre-de-larticle.txt"]
 
