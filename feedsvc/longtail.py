@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from feedsvc.config import Config
 from feedsvc.errors import StoreError
-from feedsvc.model import Document, FeedInfo, Item
+from feedsvc.model import Document, FeedInfo, Item, from_micros
 from feedsvc.pages import render_entry
 from feedsvc.parser import is_slug, rebuild_entry
 from feedsvc.publisher import entry_id, parse_options
@@ -69,7 +69,7 @@ class EntryPages:
             self._cache.pop(slug, None)
             return None
         published, updated, content = row
-        moment = datetime.fromtimestamp(updated, UTC)
+        moment = from_micros(updated)
         cached = self._cache.get(slug)
         if cached is not None and cached.last_modified == moment:
             self._cache.move_to_end(slug)

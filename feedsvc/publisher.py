@@ -25,12 +25,23 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 from feedsvc.catalog import Catalog, Changes, Record
 from feedsvc.config import Config
 from feedsvc.errors import SeedError, StoreError
-from feedsvc.model import Content, Document, Entry, FeedInfo, Item, Snapshot, Stamp
+from feedsvc.model import (
+    US,
+    Content,
+    Document,
+    Entry,
+    FeedInfo,
+    Item,
+    Snapshot,
+    Stamp,
+    from_micros,
+    to_micros,
+)
+from feedsvc.moments import Moments
 from feedsvc.pages import render_entry, render_index
 from feedsvc.parser import ParseOptions, rebuild_entry, stored_content
 from feedsvc.render import FeedRenderer, feed_updated
@@ -193,7 +204,7 @@ class Publisher:
                 touched.add(record.slug)  # same slug, maybe new content
         # The tags these entries had and have: their documents are rendered again.
         self._dirty_tags |= self._tags_of(touched)
-        changed = self._resolve(sorted(touched), fresh, int(now.timestamp()),
+        changed = self._resolve(sorted(touched), fresh, now,
                                 resort=len(changes) > _RESORT_ABOVE)
         self._report_changes(changed, int(now.timestamp()))
         self._retry_writes()
@@ -336,7 +347,7 @@ class Publisher:
     def _item(self, entry: Entry, stamp: Stamp) -> Item:
         return Item(entry=entry, id=entry_id(self.info.id, entry.slug),
                     link=entry.link or self.config.entry_link(entry.slug),
-                    published=_datetime(stamp.published), updated=_datetime(stamp.updated))
+                    published=_datetime(stamp.published), updated=from_micros(stamp.updated))
 
     def _claim_for(self, name: str, record: Record | None) -> str | None:
         """The slug a file claims: its own, or, while it is broken, the slug of its last good
@@ -386,10 +397,11 @@ class Publisher:
             self._claim_of[name] = slug
         return tuple(s for s in (old, slug) if s)
 
-    def _resolve(self, slugs: list[str], fresh: dict[str, Entry], now: int,
+    def _resolve(self, slugs: list[str], fresh: dict[str, Entry], clock: datetime,
                  resort: bool) -> dict[str, str]:
         """New owners and dates for the touched slugs; returns what happened to each
         ("published", "updated", "removed", "republished")."""
+        now, now_us = int(clock.timestamp()), to_micros(clock)
         changed: dict[str, str] = {}
         owners = {}
         self._stamps.load(slugs)  # one query for the batch, not one per slug
@@ -428,7 +440,7 @@ class Publisher:
                 content_hash, seen_at = record.content_hash, min(record.mtime, now)
                 date, updated = record.date, record.updated
             stamp = next_stamp(previous, slug, content_hash, owner, seen_at, self._stamps.taken,
-                               date, updated)
+                               date, updated, now_us)
             if record.slug is not None and record.content_hash is not stamp.content_hash:
                 # One string for both (equal after a restart, but read twice): a seed's
                 # footprint is what 100,000 seeds multiply.
@@ -644,9 +656,8 @@ class StampTable:
         self.store = store
         self.unsaved: dict[str, Stamp] = {}
         self._unsaved_at: dict[int, str] = {}  # updated → slug, of the unsaved stamps
-        self._handed: set[int] = set()  # seconds given out by next_stamp, not yet put
         self._cache: dict[str, Stamp | None] = {}
-        self.taken = _Taken(self)
+        self.taken = Moments(self._recorded)
 
     def get(self, slug: str) -> Stamp | None:
         stamp = self.unsaved.get(slug)
@@ -670,7 +681,7 @@ class StampTable:
             del self._unsaved_at[old.updated]
         self.unsaved[stamp.slug] = stamp
         self._unsaved_at[stamp.updated] = stamp.slug
-        self._handed.discard(stamp.updated)
+        self.taken.settle(stamp.updated)
         self._cache[stamp.slug] = stamp
 
     def saved(self) -> None:
@@ -683,36 +694,12 @@ class StampTable:
         keep = {slug: self._cache[slug] for slug in slugs if slug in self._cache}
         self._cache = keep
 
-    def hand_out(self, moment: int) -> None:
-        """A second next_stamp gave to a stamp not put yet: taken from now on."""
-        self._handed.add(moment)
-
-    def take_back(self, moment: int) -> None:
-        self._handed.discard(moment)
-
-    def is_taken(self, moment: int) -> bool:
-        """Whether some slug's `updated` is this second."""
-        if moment in self._handed or moment in self._unsaved_at:
+    def _recorded(self, moment: int) -> bool:
+        """Whether some slug's `updated` is this moment, in memory or in the state."""
+        if moment in self._unsaved_at:
             return True
         # In the state, unless that slug has moved since (its unsaved stamp says where).
         return any(slug not in self.unsaved for slug in self.store.slugs_updated_at(moment))
-
-
-class _Taken:
-    """The seconds used as `updated`, as the set next_stamp expects, over a StampTable."""
-
-    def __init__(self, table: StampTable) -> None:
-        self._table = table
-
-    def __contains__(self, moment: object) -> bool:
-        return isinstance(moment, int) and self._table.is_taken(moment)
-
-    def add(self, moment: int) -> None:
-        self._table.hand_out(moment)
-
-    def discard(self, moment: int) -> None:
-        # The slug that had it moves away; its new stamp, put next, says so.
-        self._table.take_back(moment)
 
 
 def choose_owner(claimants: list[str], recorded: str | None) -> str:
@@ -745,49 +732,52 @@ def resolve_owners(records: Mapping[Path, Record], stamps: Mapping[str, Stamp]
     return owners, tuple(errors)
 
 
-class SecondSet(Protocol):
-    """What next_stamp needs of the seconds already used: a set, or a _Taken."""
-
-    def __contains__(self, moment: object) -> bool: ...
-    def add(self, moment: int) -> None: ...
-    def discard(self, moment: int) -> None: ...
-
-
 def next_stamp(previous: Stamp | None, slug: str, content_hash: str, source: str,
-               seen_at: int, taken: SecondSet, date: int | None = None,
-               updated: int | None = None) -> Stamp:
+               seen_at: int, taken: Moments, date: int | None = None,
+               updated: int | None = None, now: int | None = None) -> Stamp:
     """The dates a slug has after this sighting. Pure, apart from updating `taken`.
+
+    `seen_at`, `date` and `updated` (the author's) are Unix seconds; `now` (the clock) and the
+    stamp's `updated` are microseconds; `now=None` sets no bound (tests).
 
     `published` is fixed at first sight (never after the clock), unless the author gives a
     `date` (their word, also when it changes later; in the future, the entry is scheduled).
-    `updated` moves only when the content does, and never backwards, unless the author gives
-    it. No two slugs share a computed `updated` second (feed
-    validators flag that): a clash moves the newcomer one second later. A computed `updated`
-    is never before `published` (a post scheduled for later is updated when it appears).
+    `updated` moves only when the content does, forward, by at least one microsecond, and
+    never past the clock. No two slugs share a computed `updated` (feed validators flag that):
+    a clash takes the nearest free microsecond (see Moments.allocate), never one after the
+    clock. A computed `updated` is never before `published` (a post scheduled for later is
+    updated when it appears). An author's `updated` is taken as it is, unless it is later than
+    the clock: that is not true yet, so a new or changed text is stamped with the clock
+    instead (stored, so deterministic from then on) and an unchanged one keeps its date.
     """
+    hi = _NO_LIMIT if now is None else now
     if previous is None:
         # `published` is never pushed ahead of the clock (only an author's date is in the
-        # future: that one is scheduled); the unique second goes to `updated`.
+        # future: that one is scheduled); the distinct moment goes to `updated`.
         published = date if date is not None else seen_at
-        moment = updated if updated is not None else _free_second(published, taken)
+        moment = _authored(updated, published, hi, taken, published * US)
+        if moment is None:
+            moment = taken.allocate(published * US, published * US, hi)
         return Stamp(slug, published, moment, content_hash, source)
     published = date if date is not None else previous.published
     if previous.content_hash != content_hash:
-        if updated is not None:
-            moment = updated
-        else:
-            moment = _free_second(max(seen_at, previous.updated + 1, published), taken)
-        taken.discard(previous.updated)
+        lo = max(previous.updated + 1, published * US)
+        moment = _authored(updated, published, hi, taken, lo)
+        if moment is None:
+            moment = taken.allocate(max(seen_at * US, lo), lo, hi)
+        taken.release(previous.updated)
         return replace(previous, published=published, updated=moment,
                        content_hash=content_hash, source=source, live=True)
-    if updated is not None and updated != previous.updated:
-        taken.discard(previous.updated)
-        return replace(previous, published=published, updated=updated, source=source,
+    if (updated is not None and updated * US != previous.updated
+            and updated * US <= max(hi, published * US)):
+        taken.release(previous.updated)
+        return replace(previous, published=published, updated=updated * US, source=source,
                        live=True)
-    if published != previous.published and previous.updated < published and updated is None:
+    if (published != previous.published and previous.updated < published * US
+            and updated is None):
         # Moved later than its last change: it changes when it appears.
-        moment = _free_second(published, taken)
-        taken.discard(previous.updated)
+        moment = taken.allocate(published * US, published * US, hi)
+        taken.release(previous.updated)
         return replace(previous, published=published, updated=moment, source=source,
                        live=True)
     if published != previous.published or previous.source != source or not previous.live:
@@ -795,11 +785,21 @@ def next_stamp(previous: Stamp | None, slug: str, content_hash: str, source: str
     return previous
 
 
-def _free_second(moment: int, taken: SecondSet) -> int:
-    while moment in taken:
-        moment += 1
-    taken.add(moment)
-    return moment
+#: No clock bound (pure uses of next_stamp in tests): year 9999 in microseconds.
+_NO_LIMIT = 253_402_300_799 * US
+
+
+def _authored(updated: int | None, published: int, hi: int, taken: Moments,
+              lo: int) -> int | None:
+    """The `updated` an author's `updated:` gives a new or changed text (None: none given).
+    Later than the clock (or than a scheduled entry's own date), it is not true yet: the
+    stamp gets the latest free moment up to the clock instead."""
+    if updated is None:
+        return None
+    limit = max(hi, published * US)
+    if updated * US <= limit:
+        return updated * US
+    return taken.allocate(limit, min(lo, limit), limit)
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:
