@@ -36,6 +36,7 @@ from feedsvc.model import (
     Entry,
     FeedInfo,
     Item,
+    Revision,
     Snapshot,
     Stamp,
     from_micros,
@@ -45,7 +46,15 @@ from feedsvc.moments import Moments
 from feedsvc.pages import render_entry, render_index
 from feedsvc.parser import ParseOptions, rebuild_entry, stored_content
 from feedsvc.render import FeedRenderer, feed_updated
-from feedsvc.snapshot import ATOM_TYPE, HTML_TYPE, RSS_TYPE, Draft, make_documents, make_snapshot
+from feedsvc.snapshot import (
+    ATOM_TYPE,
+    HTML_TYPE,
+    RSS_TYPE,
+    Draft,
+    body_digest,
+    make_documents,
+    make_snapshot,
+)
 from feedsvc.source import FolderMissing
 from feedsvc.store import Store
 
@@ -124,6 +133,10 @@ class Publisher:
         self._visible_at = 0  # the time the visible entries were last chosen for
         self._tag_entries: OrderedDict[str, Entry] = OrderedDict()  # texts tag documents show
         self._feeds: list[Document] = []
+        # Documents' revisions (bytes hash, modified moment, the one before), by path: those
+        # of the documents served now, and those not written to the state yet.
+        self._revisions: dict[str, Revision] = {}
+        self._unsaved_revisions: dict[str, Revision] = {}
         self._shown: tuple[Item, ...] = ()
         self._pages: dict[str, Document] = {}
         self._reported: set[SeedError] = set()
@@ -171,12 +184,13 @@ class Publisher:
     @property
     def pending_writes(self) -> int:
         """Changes kept in memory because the state could not be written."""
-        return len(self._stamps.unsaved)
+        return len(self._stamps.unsaved) + len(self._unsaved_revisions)
 
     @property
     def needs_retry(self) -> bool:
         """Whether the state waits for a write that works (changes, or just its writability)."""
-        return bool(self._stamps.unsaved) or not self.store.writable
+        return (bool(self._stamps.unsaved) or bool(self._unsaved_revisions)
+                or not self.store.writable)
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -222,7 +236,8 @@ class Publisher:
         rejected = tuple(sorted((*self._errors.values(), *self._duplicates.values()),
                                 key=lambda e: (Path(e.path).name, e.line)))
         shown = self._shown_items(fresh, start)
-        tags_changed = self._render_tags(now_ts)
+        now_us = to_micros(now)
+        tags_changed = self._render_tags(now_ts, now_us)
         self._report(rejected, appeared)
         published = len(self._owner) - start
         scheduled = tuple((slug, _datetime(-key)) for slug, key in
@@ -238,7 +253,7 @@ class Publisher:
                                          seeds_readable=seeds_readable)
             return self._snapshot  # nothing shown changed: same object, no swap, same ETags
         if shown != self._shown or not self._feeds:
-            self._feeds = self._render(shown)
+            self._feeds = self._render(shown, now_us)
         self._shown, self._rejected = shown, rejected
         self._renderer.retain([*shown, *(i for items in self._tag_items.values() for i in items)])
         self._snapshot = make_snapshot(
@@ -252,6 +267,11 @@ class Publisher:
             drafts=drafts,
             scheduled=scheduled,
         )
+        documents = self._snapshot.documents
+        self._revisions = {path: revision for path, revision in self._revisions.items()
+                           if path in documents or path in self._unsaved_revisions}
+        if self._unsaved_revisions:
+            self._retry_writes()  # the documents' new dates, right after the batch's stamps
         return self._snapshot
 
     def next_due(self) -> datetime | None:
@@ -291,7 +311,7 @@ class Publisher:
 
     # -- per-tag documents ------------------------------------------------------------------
 
-    def _render_tags(self, now: int) -> bool:
+    def _render_tags(self, now: int, now_us: int) -> bool:
         """Render the documents of the tags touched since the last batch; True if any of
         them changed. Which entries a tag shows comes from the state (newest published
         first): no tag list per seed is held in memory."""
@@ -317,10 +337,13 @@ class Publisher:
             if items == self._tag_items.get(tag):
                 continue
             info = self._tag_info(tag, rows[0][1])
-            atom, rss = self._renderer.render(items, info)
             updated = feed_updated(info, items)
-            drafts += [Draft(f"/{info.feed_path}.atom", ATOM_TYPE, atom, updated),
-                       Draft(f"/{info.feed_path}.rss", RSS_TYPE, rss, updated)]
+            self._load_revisions([f"/{info.feed_path}.atom", f"/{info.feed_path}.rss"])
+            drafts += [
+                self._dated(f"/{info.feed_path}.atom", ATOM_TYPE, updated, now_us,
+                            functools.partial(self._renderer.atom, items, info=info)),
+                self._dated(f"/{info.feed_path}.rss", RSS_TYPE, updated, now_us,
+                            functools.partial(self._renderer.rss, items, info=info))]
             self._tag_items[tag] = items
             rendered.append(tag)
         documents = make_documents(drafts, self.config.server.cache_max_age) if drafts else []
@@ -561,40 +584,91 @@ class Publisher:
             log.error("no text kept for %s; it is left out until %s changes", slug, name)
         return entry
 
-    def _render(self, shown: tuple[Item, ...]) -> list[Document]:
+    def _render(self, shown: tuple[Item, ...], now_us: int) -> list[Document]:
         """The capped documents (Atom, RSS, front page) and the pages of the shown entries
         that changed, compressed together."""
         info, items = self.info, list(shown)
         updated = feed_updated(info, items)
         old = {item.slug: item for item in self._shown}
-        atom, rss = self._renderer.render(items)
+        pages = [item for item in items if old.get(item.slug) != item]
+        self._load_revisions(["/feed.atom", "/feed.rss", "/",
+                              *(f"/entries/{item.slug}" for item in pages)])
         drafts = [
-            Draft("/feed.atom", ATOM_TYPE, atom, updated),
-            Draft("/feed.rss", RSS_TYPE, rss, updated),
-            Draft("/", HTML_TYPE, render_index(info, items), updated),
+            self._dated("/feed.atom", ATOM_TYPE, updated, now_us,
+                        functools.partial(self._renderer.atom, items)),
+            self._dated("/feed.rss", RSS_TYPE, updated, now_us,
+                        functools.partial(self._renderer.rss, items)),
+            self._dated("/", HTML_TYPE, updated, now_us, render_index(info, items)),
         ]
-        drafts += [Draft(f"/entries/{item.slug}", HTML_TYPE, render_entry(info, item),
-                         item.updated)
-                   for item in items if old.get(item.slug) != item]
+        drafts += [self._dated(f"/entries/{item.slug}", HTML_TYPE, item.updated, now_us,
+                               render_entry(info, item))
+                   for item in pages]
         documents = make_documents(drafts, self.config.server.cache_max_age)
         pages = {doc.path: doc for doc in documents[3:]}
         self._pages = {item.slug: pages.get(f"/entries/{item.slug}") or self._pages[item.slug]
                        for item in items}
         return documents[:3]
 
+    # -- documents' dates ---------------------------------------------------------------------
+
+    def _load_revisions(self, paths: Iterable[str]) -> None:
+        """Read the stored revisions of these documents, for the `_dated` calls that follow."""
+        missing = [path for path in paths if path not in self._revisions]
+        if not missing:
+            return
+        try:
+            self._revisions.update(self.store.load_revisions(missing))
+        except StoreError as e:
+            log.error("%s", e)  # dated as new documents: still forward of what was served
+
+    def _dated(self, path: str, content_type: str, newest: datetime, now_us: int,
+               render: Callable[[datetime], bytes] | bytes) -> Draft:
+        """A document with its Last-Modified, which moves forward, strictly, whenever its bytes
+        change, and only then: deleting the newest entry or changing a past `date:` changes
+        the bytes but not the newest `updated` shown, and a client sending only
+        If-Modified-Since must still see the change (RFC 9110 §13.1.3).
+
+        Changed bytes are dated max(newest shown `updated` (at most now), stored + 1 µs); the
+        first time, the newest `updated` (today's rule). `render`: the bytes, or, for a feed,
+        which carries its date inside (Atom `<updated>`, RSS `<lastBuildDate>`), a function of
+        that date: rendered with the stored date and compared, then again with the new date
+        only when they differ. The revision is kept in the state: output stays a function of
+        seeds plus state, across restarts and `build`."""
+        stored = self._revisions.get(path)
+        moment = min(to_micros(newest), now_us)
+        if stored is not None:
+            body = render if isinstance(render, bytes) else render(from_micros(stored.modified))
+            digest = body_digest(body)
+            if digest == stored.digest:
+                return Draft(path, content_type, body, from_micros(stored.modified),
+                             _or_none(stored.previous), digest)
+            moment = max(moment, stored.modified + 1)
+        if not isinstance(render, bytes):
+            body = render(from_micros(moment))
+        elif stored is None:
+            body = render
+        digest = body_digest(body)
+        revision = Revision(path, digest, moment, stored.modified if stored else None)
+        self._revisions[path] = self._unsaved_revisions[path] = revision
+        return Draft(path, content_type, body, from_micros(moment), _or_none(revision.previous),
+                     digest)
+
     def _retry_writes(self) -> None:
         unsaved = self._stamps.unsaved
-        if not unsaved:
+        if not unsaved and not self._unsaved_revisions:
             self.store.retry()
             return
         try:
-            self.store.save_stamps(unsaved.values(), self._unsaved_content)
+            self.store.save_stamps(unsaved.values(), self._unsaved_content,
+                                   self._unsaved_revisions.values())
         except StoreError as e:
             # Keep serving from memory; the next successful write catches up.
-            log.error("%s; %d change(s) kept in memory, retrying", e, len(unsaved))
+            log.error("%s; %d change(s) kept in memory, retrying", e,
+                      len(unsaved) + len(self._unsaved_revisions))
             return
         self._stamps.saved()
         self._unsaved_content.clear()
+        self._unsaved_revisions.clear()
 
     def _report_changes(self, changed: dict[str, str], now: int) -> None:
         """One log line per published, scheduled, updated or removed entry. A restart that
@@ -817,6 +891,10 @@ def _give_back_memory() -> None:
     holes unless asked. Returning them after each chunk keeps a cold start's peak low."""
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
+
+
+def _or_none(micros: int | None) -> datetime | None:
+    return None if micros is None else from_micros(micros)
 
 
 def _datetime(seconds: int) -> datetime:
