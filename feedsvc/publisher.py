@@ -628,8 +628,9 @@ class Publisher:
         the bytes but not the newest `updated` shown, and a client sending only
         If-Modified-Since must still see the change (RFC 9110 §13.1.3).
 
-        Changed bytes are dated max(newest shown `updated` (at most now), stored + 1 µs); the
-        first time, the newest `updated` (today's rule). `render`: the bytes, or, for a feed,
+        Changed bytes are dated max(newest shown `updated` (at most now), stored + 1 µs, the
+        second after the stored one if now is past it); the first time, the newest `updated`
+        (or the state's creation time with no entries). `render`: the bytes, or, for a feed,
         which carries its date inside (Atom `<updated>`, RSS `<lastBuildDate>`), a function of
         that date: rendered with the stored date and compared, then again with the new date
         only when they differ. The revision is kept in the state: output stays a function of
@@ -642,7 +643,11 @@ class Publisher:
             if digest == stored.digest:
                 return Draft(path, content_type, body, from_micros(stored.modified),
                              _or_none(stored.previous), digest)
-            moment = max(moment, stored.modified + 1)
+            # At least a microsecond later; rather the next whole second when the clock has
+            # passed it, so that the header's second moves too and If-Modified-Since keeps
+            # working (two versions within one second make it answer 200: see make_document).
+            next_second = (stored.modified // US + 1) * US
+            moment = max(moment, min(next_second, now_us), stored.modified + 1)
         if not isinstance(render, bytes):
             body = render(from_micros(moment))
         elif stored is None:
