@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from feedsvc.errors import StoreError
-from feedsvc.model import US, Content, Stamp
+from feedsvc.model import US, Content, Revision, Stamp
 from feedsvc.store import SCHEMA_VERSION, Store
 
 
@@ -168,3 +168,23 @@ def test_migration_brings_updated_values_ahead_of_the_clock_back_distinct(
     assert stamps["later"].updated == (now + 3600) * US
     said = [r.message for r in caplog.records if "after the clock" in r.message]
     assert len(said) == 1 and "brought back to at most now" in said[0]
+
+
+def test_document_revisions_are_saved_with_the_stamps_and_survive_a_reopen(
+        tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    store = Store.open(path)
+    assert store.load_revisions(["/feed.atom"]) == {}
+    store.save_stamps([Stamp("a", 1, 2 * US, "h", "a.txt")], {},
+                      [Revision("/feed.atom", "d1", 5 * US, None),
+                       Revision("/", "d2", 6 * US, 5 * US + 3)])
+    store.save_stamps([], {}, [Revision("/feed.atom", "d3", 5 * US + 1, 5 * US)])
+    store.close()
+    again = Store.open(path)
+    assert again.load_revisions(["/feed.atom", "/", "/nope"]) == {
+        "/feed.atom": Revision("/feed.atom", "d3", 5 * US + 1, 5 * US),
+        "/": Revision("/", "d2", 6 * US, 5 * US + 3)}
+    again.close()
+    reader = Store.open_for_reading(path)
+    assert reader.load_revisions(["/"]) == {"/": Revision("/", "d2", 6 * US, 5 * US + 3)}
+    reader.close()
