@@ -137,6 +137,8 @@ class Publisher:
         # of the documents served now, and those not written to the state yet.
         self._revisions: dict[str, Revision] = {}
         self._unsaved_revisions: dict[str, Revision] = {}
+        # (changed, touched slugs, now) of batches absorbed but not yet logged and written.
+        self._uncommitted: list[tuple[dict[str, str], set[str], int]] = []
         self._shown: tuple[Item, ...] = ()
         self._pages: dict[str, Document] = {}
         self._reported: set[SeedError] = set()
@@ -196,12 +198,14 @@ class Publisher:
 
     def _apply(self, changes: Changes, seeds_readable: bool) -> Snapshot:
         now = self._clock()
-        fresh = self._absorb(changes, now)
+        # Written by _finish, with the documents' new dates: one transaction per batch.
+        fresh = self._absorb(changes, now, write=False)
         return self._finish(fresh, now, seeds_readable)
 
-    def _absorb(self, changes: Changes, now: datetime) -> dict[str, Entry]:
+    def _absorb(self, changes: Changes, now: datetime, write: bool = True) -> dict[str, Entry]:
         """Take a batch of file changes into owners, dates and the state, and log them (a
-        cold start logs chunk by chunk, holding nothing per seed until the end)."""
+        cold start logs chunk by chunk, holding nothing per seed until the end). `write=False`
+        leaves the logging and the write to `_commit`."""
         fresh: dict[str, Entry] = {}  # file name → entry parsed in this batch
         touched: set[str] = set()
         for name, (record, entry) in changes.items():
@@ -220,11 +224,21 @@ class Publisher:
         self._dirty_tags |= self._tags_of(touched)
         changed = self._resolve(sorted(touched), fresh, now,
                                 resort=len(changes) > _RESORT_ABOVE)
-        self._report_changes(changed, int(now.timestamp()))
-        self._retry_writes()
-        self._dirty_tags |= self._tags_of(touched)
-        self._stamps.retain(item.slug for item in self._shown)  # memory stays bounded
+        self._uncommitted.append((changed, touched, int(now.timestamp())))
+        if write:
+            self._commit()
+            self._stamps.retain(item.slug for item in self._shown)  # memory stays bounded
         return fresh
+
+    def _commit(self) -> None:
+        """Log what the absorbed changes did and write them to the state (with the documents'
+        dates rendered so far); then the tags the touched entries have now, from the state."""
+        uncommitted, self._uncommitted = self._uncommitted, []
+        for changed, _, now in uncommitted:
+            self._report_changes(changed, now)
+        self._retry_writes()
+        for _, touched, _ in uncommitted:
+            self._dirty_tags |= self._tags_of(touched)
 
     def _finish(self, fresh: dict[str, Entry], now: datetime, seeds_readable: bool) -> Snapshot:
         """Log, and render what changed: the capped documents if what they show did, and the
@@ -237,6 +251,13 @@ class Publisher:
                                 key=lambda e: (Path(e.path).name, e.line)))
         shown = self._shown_items(fresh, start)
         now_us = to_micros(now)
+        feeds = (self._render(shown, now_us) if shown != self._shown or not self._feeds
+                 else None)
+        # The batch's stamps and texts with the capped documents' dates: one transaction,
+        # before the snapshot is handed out. Tag documents read their entries from the state,
+        # so they come after it (and their dates in a second one, only when a tag changed).
+        self._commit()
+        self._stamps.retain(item.slug for item in shown)  # memory stays bounded
         tags_changed = self._render_tags(now_ts, now_us)
         self._report(rejected, appeared)
         published = len(self._owner) - start
@@ -252,8 +273,8 @@ class Publisher:
                 self._snapshot = replace(old, drafts=drafts, scheduled=scheduled,
                                          seeds_readable=seeds_readable)
             return self._snapshot  # nothing shown changed: same object, no swap, same ETags
-        if shown != self._shown or not self._feeds:
-            self._feeds = self._render(shown, now_us)
+        if feeds is not None:
+            self._feeds = feeds
         self._shown, self._rejected = shown, rejected
         self._renderer.retain([*shown, *(i for items in self._tag_items.values() for i in items)])
         self._snapshot = make_snapshot(
@@ -270,8 +291,8 @@ class Publisher:
         documents = self._snapshot.documents
         self._revisions = {path: revision for path, revision in self._revisions.items()
                            if path in documents or path in self._unsaved_revisions}
-        if self._unsaved_revisions:
-            self._retry_writes()  # the documents' new dates, right after the batch's stamps
+        if self._unsaved_revisions and self.store.writable:
+            self._retry_writes()  # the tag documents' new dates
         return self._snapshot
 
     def next_due(self) -> datetime | None:
