@@ -28,6 +28,7 @@ from pathlib import Path
 
 from feedsvc.catalog import Catalog, Changes, Record
 from feedsvc.config import Config
+from feedsvc.docdates import DocumentDates
 from feedsvc.errors import SeedError, StoreError
 from feedsvc.model import (
     US,
@@ -36,7 +37,6 @@ from feedsvc.model import (
     Entry,
     FeedInfo,
     Item,
-    Revision,
     Snapshot,
     Stamp,
     from_micros,
@@ -51,7 +51,6 @@ from feedsvc.snapshot import (
     HTML_TYPE,
     RSS_TYPE,
     Draft,
-    body_digest,
     make_documents,
     make_snapshot,
 )
@@ -133,10 +132,8 @@ class Publisher:
         self._visible_at = 0  # the time the visible entries were last chosen for
         self._tag_entries: OrderedDict[str, Entry] = OrderedDict()  # texts tag documents show
         self._feeds: list[Document] = []
-        # Documents' revisions (bytes hash, modified moment, the one before), by path: those
-        # of the documents served now, and those not written to the state yet.
-        self._revisions: dict[str, Revision] = {}
-        self._unsaved_revisions: dict[str, Revision] = {}
+        # Each document's Last-Modified, kept in the state with a hash of its bytes.
+        self._dates = DocumentDates(store)
         # (changed, touched slugs, now) of batches absorbed but not yet logged and written.
         self._uncommitted: list[tuple[dict[str, str], set[str], int]] = []
         self._shown: tuple[Item, ...] = ()
@@ -186,12 +183,12 @@ class Publisher:
     @property
     def pending_writes(self) -> int:
         """Changes kept in memory because the state could not be written."""
-        return len(self._stamps.unsaved) + len(self._unsaved_revisions)
+        return len(self._stamps.unsaved) + len(self._dates.unsaved)
 
     @property
     def needs_retry(self) -> bool:
         """Whether the state waits for a write that works (changes, or just its writability)."""
-        return (bool(self._stamps.unsaved) or bool(self._unsaved_revisions)
+        return (bool(self._stamps.unsaved) or bool(self._dates.unsaved)
                 or not self.store.writable)
 
     # -- one batch --------------------------------------------------------------------------
@@ -288,10 +285,8 @@ class Publisher:
             drafts=drafts,
             scheduled=scheduled,
         )
-        documents = self._snapshot.documents
-        self._revisions = {path: revision for path, revision in self._revisions.items()
-                           if path in documents or path in self._unsaved_revisions}
-        if self._unsaved_revisions and self.store.writable:
+        self._dates.retain(self._snapshot.documents)
+        if self._dates.unsaved and self.store.writable:
             self._retry_writes()  # the tag documents' new dates
         return self._snapshot
 
@@ -359,11 +354,11 @@ class Publisher:
                 continue
             info = self._tag_info(tag, rows[0][1])
             updated = feed_updated(info, items)
-            self._load_revisions([f"/{info.feed_path}.atom", f"/{info.feed_path}.rss"])
+            self._dates.load([f"/{info.feed_path}.atom", f"/{info.feed_path}.rss"])
             drafts += [
-                self._dated(f"/{info.feed_path}.atom", ATOM_TYPE, updated, now_us,
+                self._dates.draft(f"/{info.feed_path}.atom", ATOM_TYPE, updated, now_us,
                             functools.partial(self._renderer.atom, items, info=info)),
-                self._dated(f"/{info.feed_path}.rss", RSS_TYPE, updated, now_us,
+                self._dates.draft(f"/{info.feed_path}.rss", RSS_TYPE, updated, now_us,
                             functools.partial(self._renderer.rss, items, info=info))]
             self._tag_items[tag] = items
             rendered.append(tag)
@@ -612,17 +607,17 @@ class Publisher:
         updated = feed_updated(info, items)
         old = {item.slug: item for item in self._shown}
         pages = [item for item in items if old.get(item.slug) != item]
-        self._load_revisions(["/feed.atom", "/feed.rss", "/",
+        self._dates.load(["/feed.atom", "/feed.rss", "/",
                               *(f"/entries/{item.slug}" for item in pages)])
         drafts = [
-            self._dated("/feed.atom", ATOM_TYPE, updated, now_us,
+            self._dates.draft("/feed.atom", ATOM_TYPE, updated, now_us,
                         functools.partial(self._renderer.atom, items)),
-            self._dated("/feed.rss", RSS_TYPE, updated, now_us,
+            self._dates.draft("/feed.rss", RSS_TYPE, updated, now_us,
                         functools.partial(self._renderer.rss, items)),
-            self._dated("/", HTML_TYPE, updated, now_us, render_index(info, items)),
+            self._dates.draft("/", HTML_TYPE, updated, now_us, render_index(info, items)),
         ]
-        drafts += [self._dated(f"/entries/{item.slug}", HTML_TYPE, item.updated, now_us,
-                               render_entry(info, item))
+        drafts += [self._dates.draft(f"/entries/{item.slug}", HTML_TYPE, item.updated, now_us,
+                                     render_entry(info, item))
                    for item in pages]
         documents = make_documents(drafts, self.config.server.cache_max_age)
         pages = {doc.path: doc for doc in documents[3:]}
@@ -630,71 +625,22 @@ class Publisher:
                        for item in items}
         return documents[:3]
 
-    # -- documents' dates ---------------------------------------------------------------------
-
-    def _load_revisions(self, paths: Iterable[str]) -> None:
-        """Read the stored revisions of these documents, for the `_dated` calls that follow."""
-        missing = [path for path in paths if path not in self._revisions]
-        if not missing:
-            return
-        try:
-            self._revisions.update(self.store.load_revisions(missing))
-        except StoreError as e:
-            log.error("%s", e)  # dated as new documents: still forward of what was served
-
-    def _dated(self, path: str, content_type: str, newest: datetime, now_us: int,
-               render: Callable[[datetime], bytes] | bytes) -> Draft:
-        """A document with its Last-Modified, which moves forward, strictly, whenever its bytes
-        change, and only then: deleting the newest entry or changing a past `date:` changes
-        the bytes but not the newest `updated` shown, and a client sending only
-        If-Modified-Since must still see the change (RFC 9110 §13.1.3).
-
-        Changed bytes are dated max(newest shown `updated` (at most now), stored + 1 µs, the
-        second after the stored one if now is past it); the first time, the newest `updated`
-        (or the state's creation time with no entries). `render`: the bytes, or, for a feed,
-        which carries its date inside (Atom `<updated>`, RSS `<lastBuildDate>`), a function of
-        that date: rendered with the stored date and compared, then again with the new date
-        only when they differ. The revision is kept in the state: output stays a function of
-        seeds plus state, across restarts and `build`."""
-        stored = self._revisions.get(path)
-        moment = min(to_micros(newest), now_us)
-        if stored is not None:
-            body = render if isinstance(render, bytes) else render(from_micros(stored.modified))
-            digest = body_digest(body)
-            if digest == stored.digest:
-                return Draft(path, content_type, body, from_micros(stored.modified),
-                             _or_none(stored.previous), digest)
-            # At least a microsecond later; rather the next whole second when the clock has
-            # passed it, so that the header's second moves too and If-Modified-Since keeps
-            # working (two versions within one second make it answer 200: see make_document).
-            next_second = (stored.modified // US + 1) * US
-            moment = max(moment, min(next_second, now_us), stored.modified + 1)
-        if not isinstance(render, bytes):
-            body = render(from_micros(moment))
-        elif stored is None:
-            body = render
-        digest = body_digest(body)
-        revision = Revision(path, digest, moment, stored.modified if stored else None)
-        self._revisions[path] = self._unsaved_revisions[path] = revision
-        return Draft(path, content_type, body, from_micros(moment), _or_none(revision.previous),
-                     digest)
-
     def _retry_writes(self) -> None:
         unsaved = self._stamps.unsaved
-        if not unsaved and not self._unsaved_revisions:
+        if not unsaved and not self._dates.unsaved:
             self.store.retry()
             return
         try:
             self.store.save_stamps(unsaved.values(), self._unsaved_content,
-                                   self._unsaved_revisions.values())
+                                   self._dates.unsaved.values())
         except StoreError as e:
             # Keep serving from memory; the next successful write catches up.
             log.error("%s; %d change(s) kept in memory, retrying", e,
-                      len(unsaved) + len(self._unsaved_revisions))
+                      len(unsaved) + len(self._dates.unsaved))
             return
         self._stamps.saved()
         self._unsaved_content.clear()
-        self._unsaved_revisions.clear()
+        self._dates.unsaved.clear()
 
     def _report_changes(self, changed: dict[str, str], now: int) -> None:
         """One log line per published, scheduled, updated or removed entry. A restart that
@@ -917,10 +863,6 @@ def _give_back_memory() -> None:
     holes unless asked. Returning them after each chunk keeps a cold start's peak low."""
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
-
-
-def _or_none(micros: int | None) -> datetime | None:
-    return None if micros is None else from_micros(micros)
 
 
 def _datetime(seconds: int) -> datetime:
