@@ -357,9 +357,9 @@ class Publisher:
             self._dates.load([f"/{info.feed_path}.atom", f"/{info.feed_path}.rss"])
             drafts += [
                 self._dates.draft(f"/{info.feed_path}.atom", ATOM_TYPE, updated, now_us,
-                            functools.partial(self._renderer.atom, items, info=info)),
+                                  functools.partial(self._renderer.atom, items, info=info)),
                 self._dates.draft(f"/{info.feed_path}.rss", RSS_TYPE, updated, now_us,
-                            functools.partial(self._renderer.rss, items, info=info))]
+                                  functools.partial(self._renderer.rss, items, info=info))]
             self._tag_items[tag] = items
             rendered.append(tag)
         documents = make_documents(drafts, self.config.server.cache_max_age) if drafts else []
@@ -608,12 +608,12 @@ class Publisher:
         old = {item.slug: item for item in self._shown}
         pages = [item for item in items if old.get(item.slug) != item]
         self._dates.load(["/feed.atom", "/feed.rss", "/",
-                              *(f"/entries/{item.slug}" for item in pages)])
+                          *(f"/entries/{item.slug}" for item in pages)])
         drafts = [
             self._dates.draft("/feed.atom", ATOM_TYPE, updated, now_us,
-                        functools.partial(self._renderer.atom, items)),
+                              functools.partial(self._renderer.atom, items)),
             self._dates.draft("/feed.rss", RSS_TYPE, updated, now_us,
-                        functools.partial(self._renderer.rss, items)),
+                              functools.partial(self._renderer.rss, items)),
             self._dates.draft("/", HTML_TYPE, updated, now_us, render_index(info, items)),
         ]
         drafts += [self._dates.draft(f"/entries/{item.slug}", HTML_TYPE, item.updated, now_us,

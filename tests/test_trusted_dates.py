@@ -139,7 +139,8 @@ def _ims(server, path: str, since: str) -> int:
     return server.get(path, {"If-Modified-Since": since})[0]
 
 
-DOCUMENTS = ("/feed.atom", "/feed.rss", "/")
+DOCUMENTS = ("/feed.atom", "/feed.rss", "/", "/tags/ciel.atom", "/tags/ciel.rss")
+TAGGED = "---\ntags: [Ciel]\n{}---\n"
 
 
 def test_last_modified_moves_forward_whenever_the_bytes_change(tmp_path: Path, serve) -> None:
@@ -151,7 +152,8 @@ def test_last_modified_moves_forward_whenever_the_bytes_change(tmp_path: Path, s
     seeds = tmp_path / "seeds"
     hour_ago = int(time.time()) - 3600
     for i, slug in enumerate(("a", "b", "c")):
-        write_seed(seeds, f"{slug}.txt", seed(slug, slug.upper(), f"Body {slug}."),
+        write_seed(seeds, f"{slug}.txt",
+                   TAGGED.format("") + seed(slug, slug.upper(), f"Body {slug}."),
                    mtime=hour_ago + i)
     server = serve(config_path)
     before = {path: _lm(server, path) for path in DOCUMENTS}
@@ -168,10 +170,12 @@ def test_last_modified_moves_forward_whenever_the_bytes_change(tmp_path: Path, s
         assert _ims(server, path, new_lm) == 304, path
 
     # Only a past `date:` changes: the entry's published date (in the bytes), not `updated`.
-    write_seed(seeds, "b.txt", "---\ndate: 2020-01-02\n---\n" + seed("b", "B", "Body b."),
+    write_seed(seeds, "b.txt",
+               TAGGED.format("date: 2020-01-02\n") + seed("b", "B", "Body b."),
                mtime=hour_ago + 1)
     wait_until(lambda: server.get("/feed.atom")[1]["ETag"] != after_delete["/feed.atom"][1])
-    wait_until(lambda: server.get("/")[1]["ETag"] != after_delete["/"][1])
+    for path in DOCUMENTS:
+        wait_until(lambda p=path: server.get(p)[1]["ETag"] != after_delete[p][1])
     after_date = {path: _lm(server, path) for path in DOCUMENTS}
     for path in DOCUMENTS:
         assert after_date[path][1] != after_delete[path][1], path
