@@ -1,12 +1,14 @@
 """Deterministic corpus of French news seeds, about 2.4 KB each, for the benchmark suite.
 
-    python bench/corpus.py OUT_DIR N [--start I] [--seed S]
+    python bench/corpus.py OUT_DIR N [--start I] [--seed S] [--same-mtime]
 
 Seed file i (0-based) is a function of (seed, i) alone, so the first 10,000 files of a
 100,000-file corpus are the 10,000-file corpus. File names sort in index order
 (`000042_3fa9c1d2.txt`), slugs are unique (`...-000042`), and mtimes are distinct and
 increasing with the index (MTIME_BASE + i * MTIME_STEP, all in the past), so "newest first"
 is the reverse index order, whatever the file system or the speed of the writer.
+With `--same-mtime`, every file gets one mtime (the time the corpus is written), as `git
+clone`, `cp -r`, `rsync -t` or `unzip` leave a site's archive moved in: the migration corpus.
 
 Only the standard library: feedsvc is not imported.
 """
@@ -173,7 +175,8 @@ def mtime_of(index: int) -> int:
     return MTIME_BASE + index * MTIME_STEP
 
 
-def write_corpus(folder: Path, count: int, start: int = 0, seed: int = DEFAULT_SEED) -> list[str]:
+def write_corpus(folder: Path, count: int, start: int = 0, seed: int = DEFAULT_SEED,
+                 same_mtime: int | None = None) -> list[str]:
     """Write seeds start..start+count-1 into `folder` (created if needed); return their slugs.
     Files are written directly (the folder is not being watched while it is generated)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -186,7 +189,7 @@ def write_corpus(folder: Path, count: int, start: int = 0, seed: int = DEFAULT_S
             os.write(fd, text.encode())
         finally:
             os.close(fd)
-        mtime = mtime_of(index)
+        mtime = mtime_of(index) if same_mtime is None else same_mtime
         os.utime(path, (mtime, mtime))
         slugs.append(slug)
     return slugs
@@ -198,9 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("count", type=int)
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--same-mtime", action="store_true",
+                        help="one mtime for every file (now), as a git clone or cp -r leaves")
     args = parser.parse_args(argv)
     began = time.perf_counter()
-    write_corpus(args.folder, args.count, args.start, args.seed)
+    write_corpus(args.folder, args.count, args.start, args.seed,
+                 int(time.time()) if args.same_mtime else None)
     elapsed = time.perf_counter() - began
     total = sum(entry.stat().st_size for entry in os.scandir(args.folder))
     print(f"{args.count} seeds in {args.folder} in {elapsed:.1f} s "

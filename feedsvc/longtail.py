@@ -12,11 +12,11 @@ import asyncio
 import logging
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from feedsvc.config import Config
 from feedsvc.errors import StoreError
-from feedsvc.model import Document, FeedInfo, Item
+from feedsvc.model import Document, FeedInfo, Item, from_micros
 from feedsvc.pages import render_entry
 from feedsvc.parser import is_slug, rebuild_entry
 from feedsvc.publisher import entry_id, parse_options
@@ -69,7 +69,7 @@ class EntryPages:
             self._cache.pop(slug, None)
             return None
         published, updated, content = row
-        moment = datetime.fromtimestamp(updated, UTC)
+        moment = from_micros(updated)
         cached = self._cache.get(slug)
         if cached is not None and cached.last_modified == moment:
             self._cache.move_to_end(slug)
@@ -80,8 +80,14 @@ class EntryPages:
         item = Item(entry=entry, id=entry_id(self.info.id, slug),
                     link=entry.link or self.config.entry_link(slug),
                     published=datetime.fromtimestamp(published, UTC), updated=moment)
+        # Long-tail pages are dated by the entry's `updated`, not by a revision of their own:
+        # their bytes change with it (an edit moves it forward by at least 1 µs), except when
+        # only a `date:` changes (the page shows it): then the ETag changes, not the date. A
+        # fraction means another version may share its second: If-Modified-Since of that
+        # second then gets 200 (RFC 9110 §8.8.2.2).
+        previous = moment - timedelta(microseconds=1) if moment.microsecond else None
         document = make_document(f"/entries/{slug}", HTML_TYPE, render_entry(self.info, item),
-                                 moment, self.config.server.cache_max_age)
+                                 moment, self.config.server.cache_max_age, previous=previous)
         self._cache[slug] = document
         while len(self._cache) > self.capacity:
             self._cache.popitem(last=False)

@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
 from feedsvc.errors import SeedError
+
+#: Microseconds per second: `updated` and documents' dates are kept in microseconds (RFC 3339
+#: `time-secfrac`), so that distinct values never have to be pushed past the clock.
+US = 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+
+
+def from_micros(micros: int) -> datetime:
+    """Unix microseconds → an aware UTC datetime, exactly (a float would round at this size)."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def to_micros(moment: datetime) -> int:
+    """An aware datetime → Unix microseconds, exactly."""
+    return (moment - _EPOCH) // _ONE_US
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +77,9 @@ class Stamp:
 
     slug: str
     published: int  # Unix seconds, UTC
-    updated: int  # Unix seconds, UTC; unique among all slugs
+    #: Unix *microseconds*, UTC; distinct among computed values, never after the clock when it
+    #: was given (only an author's scheduled `date` makes it later: then it is its `published`).
+    updated: int
     content_hash: str
     source: str  # file name (in the seeds folder) that owns the slug
     live: bool = True  # published now (a removed slug keeps its dates for when it comes back)
@@ -127,9 +145,25 @@ class Document:
     content_type: str
     body: bytes  # identity
     etag: str  # strong, quoted: a hash of `body`
-    last_modified: datetime
+    last_modified: datetime  # may carry microseconds; the header has whole seconds
     variants: Mapping[str, Variant] = field(default_factory=dict)
     etags: frozenset[str] = frozenset()  # of every variant, for If-None-Match
+    #: An If-Modified-Since at or after this gets 304: the second of `last_modified`, or the
+    #: second after it when the document changed twice within that second (RFC 9110 §8.8.2.2:
+    #: a Last-Modified is only a strong validator if it could not have changed twice in it).
+    unchanged_since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """What the state keeps of a served document to date it: the hash of its identity bytes,
+    its last-modified moment and the one before (Unix microseconds). The moment moves forward,
+    strictly, whenever the bytes change."""
+
+    path: str
+    digest: str
+    modified: int
+    previous: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,15 +72,17 @@ def etag_matches(etags: AbstractSet[str], if_none_match: str) -> bool:
     return requested is None or not requested.isdisjoint(etags)
 
 
-def not_modified(etags: AbstractSet[str], last_modified: datetime, if_none_match: str | None,
+def not_modified(etags: AbstractSet[str], unchanged_since: datetime, if_none_match: str | None,
                  if_modified_since: str | None) -> bool:
     """Whether a GET/HEAD with these headers gets 304. If-None-Match, when present, decides
-    alone; else If-Modified-Since. Garbage in either is ignored."""
+    alone; else If-Modified-Since: 304 when it is at or after `unchanged_since`
+    (Document.unchanged_since: the Last-Modified second, or the second after it when the
+    document changed twice within it, RFC 9110 §8.8.2.2). Garbage in either is ignored."""
     if if_none_match is not None:
         return etag_matches(etags, if_none_match)
     if if_modified_since is not None:
         since = parse_http_date(if_modified_since)
-        return since is not None and last_modified <= since
+        return since is not None and unchanged_since <= since
     return False
 
 

@@ -25,17 +25,36 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 from feedsvc.catalog import Catalog, Changes, Record
 from feedsvc.config import Config
+from feedsvc.docdates import DocumentDates
 from feedsvc.errors import SeedError, StoreError
 from feedsvc.logtext import escape, is_utf8
-from feedsvc.model import Content, Document, Entry, FeedInfo, Item, Snapshot, Stamp
+from feedsvc.model import (
+    US,
+    Content,
+    Document,
+    Entry,
+    FeedInfo,
+    Item,
+    Snapshot,
+    Stamp,
+    from_micros,
+    to_micros,
+)
+from feedsvc.moments import Moments
 from feedsvc.pages import render_entry, render_index
 from feedsvc.parser import ParseOptions, rebuild_entry, stored_content
 from feedsvc.render import FeedRenderer, feed_updated
-from feedsvc.snapshot import ATOM_TYPE, HTML_TYPE, RSS_TYPE, Draft, make_documents, make_snapshot
+from feedsvc.snapshot import (
+    ATOM_TYPE,
+    HTML_TYPE,
+    RSS_TYPE,
+    Draft,
+    make_documents,
+    make_snapshot,
+)
 from feedsvc.source import FolderMissing
 from feedsvc.store import Store
 
@@ -114,6 +133,10 @@ class Publisher:
         self._visible_at = 0  # the time the visible entries were last chosen for
         self._tag_entries: OrderedDict[str, Entry] = OrderedDict()  # texts tag documents show
         self._feeds: list[Document] = []
+        # Each document's Last-Modified, kept in the state with a hash of its bytes.
+        self._dates = DocumentDates(store)
+        # (changed, touched slugs, now) of batches absorbed but not yet logged and written.
+        self._uncommitted: list[tuple[dict[str, str], set[str], int]] = []
         self._shown: tuple[Item, ...] = ()
         self._pages: dict[str, Document] = {}
         self._reported: set[SeedError] = set()
@@ -161,37 +184,41 @@ class Publisher:
     @property
     def pending_writes(self) -> int:
         """Changes kept in memory because the state could not be written."""
-        return len(self._stamps.unsaved)
+        return len(self._stamps.unsaved) + len(self._dates.unsaved)
 
     @property
     def needs_retry(self) -> bool:
         """Whether the state waits for a write that works (changes, or just its writability)."""
-        return bool(self._stamps.unsaved) or not self.store.writable
+        return (bool(self._stamps.unsaved) or bool(self._dates.unsaved)
+                or not self.store.writable)
 
     # -- one batch --------------------------------------------------------------------------
 
     def _apply(self, changes: Changes, seeds_readable: bool) -> Snapshot:
         now = self._clock()
-        fresh = self._absorb_or_retry(changes, now)
         try:
+            # Written by _finish, with the documents' new dates: one transaction per batch.
+            fresh = self._absorb(changes, now, write=False)
             return self._finish(fresh, now, seeds_readable)
         except Exception:
+            # The catalog already holds these files' new records: without this, a failed
+            # batch's changes would be lost until each file changes again.
             self.catalog.retry(changes)
             raise
 
     def _absorb_or_retry(self, changes: Changes, now: datetime) -> dict[str, Entry]:
         """_absorb; if it fails all the same, the catalog hands these files out again with
-        the next batch or scan (it already holds their new records: without this, a failed
-        batch's changes would be lost until each file changes again)."""
+        the next batch or scan."""
         try:
             return self._absorb(changes, now)
         except Exception:
             self.catalog.retry(changes)
             raise
 
-    def _absorb(self, changes: Changes, now: datetime) -> dict[str, Entry]:
+    def _absorb(self, changes: Changes, now: datetime, write: bool = True) -> dict[str, Entry]:
         """Take a batch of file changes into owners, dates and the state, and log them (a
-        cold start logs chunk by chunk, holding nothing per seed until the end)."""
+        cold start logs chunk by chunk, holding nothing per seed until the end). `write=False`
+        leaves the logging and the write to `_commit`."""
         fresh: dict[str, Entry] = {}  # file name → entry parsed in this batch
         touched: set[str] = set()
         for name, (record, entry) in changes.items():
@@ -208,13 +235,23 @@ class Publisher:
                 touched.add(record.slug)  # same slug, maybe new content
         # The tags these entries had and have: their documents are rendered again.
         self._dirty_tags |= self._tags_of(touched)
-        changed = self._resolve(sorted(touched), fresh, int(now.timestamp()),
+        changed = self._resolve(sorted(touched), fresh, now,
                                 resort=len(changes) > _RESORT_ABOVE)
-        self._report_changes(changed, int(now.timestamp()))
-        self._retry_writes()
-        self._dirty_tags |= self._tags_of(touched)
-        self._stamps.retain(item.slug for item in self._shown)  # memory stays bounded
+        self._uncommitted.append((changed, touched, int(now.timestamp())))
+        if write:
+            self._commit()
+            self._stamps.retain(item.slug for item in self._shown)  # memory stays bounded
         return fresh
+
+    def _commit(self) -> None:
+        """Log what the absorbed changes did and write them to the state (with the documents'
+        dates rendered so far); then the tags the touched entries have now, from the state."""
+        uncommitted, self._uncommitted = self._uncommitted, []
+        for changed, _, now in uncommitted:
+            self._report_changes(changed, now)
+        self._retry_writes()
+        for _, touched, _ in uncommitted:
+            self._dirty_tags |= self._tags_of(touched)
 
     def _finish(self, fresh: dict[str, Entry], now: datetime, seeds_readable: bool) -> Snapshot:
         """Log, and render what changed: the capped documents if what they show did, and the
@@ -225,7 +262,15 @@ class Publisher:
         appeared = self._appeared(start, now_ts, fresh)
         # Before `rejected`: an entry that cannot be shown is rejected by these two.
         shown = self._shown_items(fresh, start)
-        tags_changed = self._render_tags(now_ts)
+        now_us = to_micros(now)
+        feeds = (self._render(shown, now_us) if shown != self._shown or not self._feeds
+                 else None)
+        # The batch's stamps and texts with the capped documents' dates: one transaction,
+        # before the snapshot is handed out. Tag documents read their entries from the state,
+        # so they come after it (and their dates in a second one, only when a tag changed).
+        self._commit()
+        self._stamps.retain(item.slug for item in shown)  # memory stays bounded
+        tags_changed = self._render_tags(now_ts, now_us)
         rejected = tuple(sorted((*self._errors.values(), *self._duplicates.values()),
                                 key=lambda e: (Path(e.path).name, e.line)))
         self._report(rejected, appeared)
@@ -242,8 +287,8 @@ class Publisher:
                 self._snapshot = replace(old, drafts=drafts, scheduled=scheduled,
                                          seeds_readable=seeds_readable)
             return self._snapshot  # nothing shown changed: same object, no swap, same ETags
-        if shown != self._shown or not self._feeds:
-            self._feeds = self._render(shown)
+        if feeds is not None:
+            self._feeds = feeds
         self._shown, self._rejected = shown, rejected
         self._renderer.retain([*shown, *(i for items in self._tag_items.values() for i in items)])
         self._snapshot = make_snapshot(
@@ -257,6 +302,9 @@ class Publisher:
             drafts=drafts,
             scheduled=scheduled,
         )
+        self._dates.retain(self._snapshot.documents)
+        if self._dates.unsaved and self.store.writable:
+            self._retry_writes()  # the tag documents' new dates
         return self._snapshot
 
     def next_due(self) -> datetime | None:
@@ -296,7 +344,7 @@ class Publisher:
 
     # -- per-tag documents ------------------------------------------------------------------
 
-    def _render_tags(self, now: int) -> bool:
+    def _render_tags(self, now: int, now_us: int) -> bool:
         """Render the documents of the tags touched since the last batch; True if any of
         them changed. Which entries a tag shows comes from the state (newest published
         first): no tag list per seed is held in memory."""
@@ -322,10 +370,13 @@ class Publisher:
             if items == self._tag_items.get(tag):
                 continue
             info = self._tag_info(tag, rows[0][1])
-            atom, rss = self._renderer.render(items, info)
             updated = feed_updated(info, items)
-            drafts += [Draft(f"/{info.feed_path}.atom", ATOM_TYPE, atom, updated),
-                       Draft(f"/{info.feed_path}.rss", RSS_TYPE, rss, updated)]
+            self._dates.load([f"/{info.feed_path}.atom", f"/{info.feed_path}.rss"])
+            drafts += [
+                self._dates.draft(f"/{info.feed_path}.atom", ATOM_TYPE, updated, now_us,
+                                  functools.partial(self._renderer.atom, items, info=info)),
+                self._dates.draft(f"/{info.feed_path}.rss", RSS_TYPE, updated, now_us,
+                                  functools.partial(self._renderer.rss, items, info=info))]
             self._tag_items[tag] = items
             rendered.append(tag)
         documents = make_documents(drafts, self.config.server.cache_max_age) if drafts else []
@@ -372,7 +423,7 @@ class Publisher:
     def _item(self, entry: Entry, stamp: Stamp) -> Item:
         return Item(entry=entry, id=entry_id(self.info.id, entry.slug),
                     link=entry.link or self.config.entry_link(entry.slug),
-                    published=_datetime(stamp.published), updated=_datetime(stamp.updated))
+                    published=_datetime(stamp.published), updated=from_micros(stamp.updated))
 
     def _claim_for(self, name: str, record: Record | None) -> str | None:
         """The slug a file claims: its own, or, while it is broken, the slug of its last good
@@ -422,10 +473,11 @@ class Publisher:
             self._claim_of[name] = slug
         return tuple(s for s in (old, slug) if s)
 
-    def _resolve(self, slugs: list[str], fresh: dict[str, Entry], now: int,
+    def _resolve(self, slugs: list[str], fresh: dict[str, Entry], clock: datetime,
                  resort: bool) -> dict[str, str]:
         """New owners and dates for the touched slugs; returns what happened to each
         ("published", "updated", "removed", "republished")."""
+        now, now_us = int(clock.timestamp()), to_micros(clock)
         changed: dict[str, str] = {}
         owners = {}
         self._stamps.load(slugs)  # one query for the batch, not one per slug
@@ -464,7 +516,7 @@ class Publisher:
                 content_hash, seen_at = record.content_hash, min(record.mtime, now)
                 date, updated = record.date, record.updated
             stamp = next_stamp(previous, slug, content_hash, owner, seen_at, self._stamps.taken,
-                               date, updated)
+                               date, updated, now_us)
             if record.slug is not None and record.content_hash is not stamp.content_hash:
                 # One string for both (equal after a restart, but read twice): a seed's
                 # footprint is what 100,000 seeds multiply.
@@ -586,21 +638,25 @@ class Publisher:
             log.error("no text kept for %s; it is left out until %s changes", slug, name)
         return entry
 
-    def _render(self, shown: tuple[Item, ...]) -> list[Document]:
+    def _render(self, shown: tuple[Item, ...], now_us: int) -> list[Document]:
         """The capped documents (Atom, RSS, front page) and the pages of the shown entries
         that changed, compressed together."""
         info, items = self.info, list(shown)
         updated = feed_updated(info, items)
         old = {item.slug: item for item in self._shown}
-        atom, rss = self._renderer.render(items)
+        pages = [item for item in items if old.get(item.slug) != item]
+        self._dates.load(["/feed.atom", "/feed.rss", "/",
+                          *(f"/entries/{item.slug}" for item in pages)])
         drafts = [
-            Draft("/feed.atom", ATOM_TYPE, atom, updated),
-            Draft("/feed.rss", RSS_TYPE, rss, updated),
-            Draft("/", HTML_TYPE, render_index(info, items), updated),
+            self._dates.draft("/feed.atom", ATOM_TYPE, updated, now_us,
+                              functools.partial(self._renderer.atom, items)),
+            self._dates.draft("/feed.rss", RSS_TYPE, updated, now_us,
+                              functools.partial(self._renderer.rss, items)),
+            self._dates.draft("/", HTML_TYPE, updated, now_us, render_index(info, items)),
         ]
-        drafts += [Draft(f"/entries/{item.slug}", HTML_TYPE, render_entry(info, item),
-                         item.updated)
-                   for item in items if old.get(item.slug) != item]
+        drafts += [self._dates.draft(f"/entries/{item.slug}", HTML_TYPE, item.updated, now_us,
+                                     render_entry(info, item))
+                   for item in pages]
         documents = make_documents(drafts, self.config.server.cache_max_age)
         pages = {doc.path: doc for doc in documents[3:]}
         self._pages = {item.slug: pages.get(f"/entries/{item.slug}") or self._pages[item.slug]
@@ -609,17 +665,20 @@ class Publisher:
 
     def _retry_writes(self) -> None:
         unsaved = self._stamps.unsaved
-        if not unsaved:
+        if not unsaved and not self._dates.unsaved:
             self.store.retry()
             return
         try:
-            self.store.save_stamps(unsaved.values(), self._unsaved_content)
+            self.store.save_stamps(unsaved.values(), self._unsaved_content,
+                                   self._dates.unsaved.values())
         except StoreError as e:
             # Keep serving from memory; the next successful write catches up.
-            log.error("%s; %d change(s) kept in memory, retrying", e, len(unsaved))
+            log.error("%s; %d change(s) kept in memory, retrying", e,
+                      len(unsaved) + len(self._dates.unsaved))
             return
         self._stamps.saved()
         self._unsaved_content.clear()
+        self._dates.unsaved.clear()
 
     def _report_changes(self, changed: dict[str, str], now: int) -> None:
         """One log line per published, scheduled, updated or removed entry. A restart that
@@ -684,9 +743,8 @@ class StampTable:
         self.store = store
         self.unsaved: dict[str, Stamp] = {}
         self._unsaved_at: dict[int, str] = {}  # updated → slug, of the unsaved stamps
-        self._handed: set[int] = set()  # seconds given out by next_stamp, not yet put
         self._cache: dict[str, Stamp | None] = {}
-        self.taken = _Taken(self)
+        self.taken = Moments(self._recorded)
 
     def get(self, slug: str) -> Stamp | None:
         stamp = self.unsaved.get(slug)
@@ -710,7 +768,7 @@ class StampTable:
             del self._unsaved_at[old.updated]
         self.unsaved[stamp.slug] = stamp
         self._unsaved_at[stamp.updated] = stamp.slug
-        self._handed.discard(stamp.updated)
+        self.taken.settle(stamp.updated)
         self._cache[stamp.slug] = stamp
 
     def saved(self) -> None:
@@ -723,36 +781,12 @@ class StampTable:
         keep = {slug: self._cache[slug] for slug in slugs if slug in self._cache}
         self._cache = keep
 
-    def hand_out(self, moment: int) -> None:
-        """A second next_stamp gave to a stamp not put yet: taken from now on."""
-        self._handed.add(moment)
-
-    def take_back(self, moment: int) -> None:
-        self._handed.discard(moment)
-
-    def is_taken(self, moment: int) -> bool:
-        """Whether some slug's `updated` is this second."""
-        if moment in self._handed or moment in self._unsaved_at:
+    def _recorded(self, moment: int) -> bool:
+        """Whether some slug's `updated` is this moment, in memory or in the state."""
+        if moment in self._unsaved_at:
             return True
         # In the state, unless that slug has moved since (its unsaved stamp says where).
         return any(slug not in self.unsaved for slug in self.store.slugs_updated_at(moment))
-
-
-class _Taken:
-    """The seconds used as `updated`, as the set next_stamp expects, over a StampTable."""
-
-    def __init__(self, table: StampTable) -> None:
-        self._table = table
-
-    def __contains__(self, moment: object) -> bool:
-        return isinstance(moment, int) and self._table.is_taken(moment)
-
-    def add(self, moment: int) -> None:
-        self._table.hand_out(moment)
-
-    def discard(self, moment: int) -> None:
-        # The slug that had it moves away; its new stamp, put next, says so.
-        self._table.take_back(moment)
 
 
 def choose_owner(claimants: list[str], recorded: str | None) -> str:
@@ -785,49 +819,52 @@ def resolve_owners(records: Mapping[Path, Record], stamps: Mapping[str, Stamp]
     return owners, tuple(errors)
 
 
-class SecondSet(Protocol):
-    """What next_stamp needs of the seconds already used: a set, or a _Taken."""
-
-    def __contains__(self, moment: object) -> bool: ...
-    def add(self, moment: int) -> None: ...
-    def discard(self, moment: int) -> None: ...
-
-
 def next_stamp(previous: Stamp | None, slug: str, content_hash: str, source: str,
-               seen_at: int, taken: SecondSet, date: int | None = None,
-               updated: int | None = None) -> Stamp:
+               seen_at: int, taken: Moments, date: int | None = None,
+               updated: int | None = None, now: int | None = None) -> Stamp:
     """The dates a slug has after this sighting. Pure, apart from updating `taken`.
+
+    `seen_at`, `date` and `updated` (the author's) are Unix seconds; `now` (the clock) and the
+    stamp's `updated` are microseconds; `now=None` sets no bound (tests).
 
     `published` is fixed at first sight (never after the clock), unless the author gives a
     `date` (their word, also when it changes later; in the future, the entry is scheduled).
-    `updated` moves only when the content does, and never backwards, unless the author gives
-    it. No two slugs share a computed `updated` second (feed
-    validators flag that): a clash moves the newcomer one second later. A computed `updated`
-    is never before `published` (a post scheduled for later is updated when it appears).
+    `updated` moves only when the content does, forward, by at least one microsecond, and
+    never past the clock. No two slugs share a computed `updated` (feed validators flag that):
+    a clash takes the nearest free microsecond (see Moments.allocate), never one after the
+    clock. A computed `updated` is never before `published` (a post scheduled for later is
+    updated when it appears). An author's `updated` is taken as it is, unless it is later than
+    the clock: that is not true yet, so a new or changed text is stamped with the clock
+    instead (stored, so deterministic from then on) and an unchanged one keeps its date.
     """
+    hi = _NO_LIMIT if now is None else now
     if previous is None:
         # `published` is never pushed ahead of the clock (only an author's date is in the
-        # future: that one is scheduled); the unique second goes to `updated`.
+        # future: that one is scheduled); the distinct moment goes to `updated`.
         published = date if date is not None else seen_at
-        moment = updated if updated is not None else _free_second(published, taken)
+        moment = _authored(updated, published, hi, taken, published * US)
+        if moment is None:
+            moment = taken.allocate(published * US, published * US, hi)
         return Stamp(slug, published, moment, content_hash, source)
     published = date if date is not None else previous.published
     if previous.content_hash != content_hash:
-        if updated is not None:
-            moment = updated
-        else:
-            moment = _free_second(max(seen_at, previous.updated + 1, published), taken)
-        taken.discard(previous.updated)
+        lo = max(previous.updated + 1, published * US)
+        moment = _authored(updated, published, hi, taken, lo)
+        if moment is None:
+            moment = taken.allocate(max(seen_at * US, lo), lo, hi)
+        taken.release(previous.updated)
         return replace(previous, published=published, updated=moment,
                        content_hash=content_hash, source=source, live=True)
-    if updated is not None and updated != previous.updated:
-        taken.discard(previous.updated)
-        return replace(previous, published=published, updated=updated, source=source,
+    if (updated is not None and updated * US != previous.updated
+            and updated * US <= max(hi, published * US)):
+        taken.release(previous.updated)
+        return replace(previous, published=published, updated=updated * US, source=source,
                        live=True)
-    if published != previous.published and previous.updated < published and updated is None:
+    if (published != previous.published and previous.updated < published * US
+            and updated is None):
         # Moved later than its last change: it changes when it appears.
-        moment = _free_second(published, taken)
-        taken.discard(previous.updated)
+        moment = taken.allocate(published * US, published * US, hi)
+        taken.release(previous.updated)
         return replace(previous, published=published, updated=moment, source=source,
                        live=True)
     if published != previous.published or previous.source != source or not previous.live:
@@ -835,11 +872,21 @@ def next_stamp(previous: Stamp | None, slug: str, content_hash: str, source: str
     return previous
 
 
-def _free_second(moment: int, taken: SecondSet) -> int:
-    while moment in taken:
-        moment += 1
-    taken.add(moment)
-    return moment
+#: No clock bound (pure uses of next_stamp in tests): year 9999 in microseconds.
+_NO_LIMIT = 253_402_300_799 * US
+
+
+def _authored(updated: int | None, published: int, hi: int, taken: Moments,
+              lo: int) -> int | None:
+    """The `updated` an author's `updated:` gives a new or changed text (None: none given).
+    Later than the clock (or than a scheduled entry's own date), it is not true yet: the
+    stamp gets the latest free moment up to the clock instead."""
+    if updated is None:
+        return None
+    limit = max(hi, published * US)
+    if updated * US <= limit:
+        return updated * US
+    return taken.allocate(limit, min(lo, limit), limit)
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:

@@ -84,20 +84,37 @@ class FeedRenderer:
 
     def render(self, items: Sequence[Item], info: FeedInfo | None = None
                ) -> tuple[bytes, bytes]:
-        """(Atom, RSS) for these items, in this order. `info`: another document's head (a
-        tag's feed) with the same author: entries render the same in every document."""
+        """(Atom, RSS) for these items, in this order, dated by `feed_updated`. `info`:
+        another document's head (a tag's feed) with the same author: entries render the same
+        in every document."""
+        updated = feed_updated(info or self.info, items)
+        return self.atom(items, updated, info), self.rss(items, updated, info)
+
+    def atom(self, items: Sequence[Item], updated: datetime,
+             info: FeedInfo | None = None) -> bytes:
+        """The Atom document of these items with this feed-level `<updated>`: the entries'
+        XML is reused, only the head is rendered (a document is dated after its bytes are
+        known, so it may be rendered twice with two dates)."""
         info = info or self.info
-        updated = feed_updated(info, items)
+        self._prepare(items)
+        head, tail = _split_at_line_of(_atom_bytes(info, (), updated), b"</feed>")
+        return b"".join((head, *map(self._atom_entries.__getitem__, items), tail))
+
+    def rss(self, items: Sequence[Item], updated: datetime,
+            info: FeedInfo | None = None) -> bytes:
+        """The RSS document, as `atom` (`<lastBuildDate>` has whole seconds: RFC 822)."""
+        info = info or self.info
+        self._prepare(items)
+        head, tail = _split_at_line_of(_rss_bytes(info, (), updated), b"</channel>")
+        return b"".join((head, *map(self._rss_entries.__getitem__, items), tail))
+
+    def _prepare(self, items: Sequence[Item]) -> None:
         for item in items:
             if item not in self._atom_entries:
                 self._atom_entries[item] = _fragment(
                     _atom_bytes(self.info, (item,), item.updated), b"<entry", b"</entry>")
                 self._rss_entries[item] = _fragment(
                     _rss_bytes(self.info, (item,), item.updated), b"<item", b"</item>")
-        atom_head, atom_tail = _split_at_line_of(_atom_bytes(info, (), updated), b"</feed>")
-        rss_head, rss_tail = _split_at_line_of(_rss_bytes(info, (), updated), b"</channel>")
-        return (b"".join((atom_head, *map(self._atom_entries.__getitem__, items), atom_tail)),
-                b"".join((rss_head, *map(self._rss_entries.__getitem__, items), rss_tail)))
 
     def retain(self, items: Iterable[Item]) -> None:
         """Forget the entries of documents no longer shown."""

@@ -326,8 +326,8 @@ def respond(request: web.Request, document: Document) -> web.Response:
     if coding is None:
         raise web.HTTPNotAcceptable(headers={"Vary": "Accept-Encoding"})
     variant = document.variants[coding]
-    if not_modified(document.etags, document.last_modified, headers.get("If-None-Match"),
-                    headers.get("If-Modified-Since")):
+    if not_modified(document.etags, document.unchanged_since or document.last_modified,
+                    headers.get("If-None-Match"), headers.get("If-Modified-Since")):
         return web.Response(status=304, headers=variant.not_modified_headers)
     return web.Response(body=variant.body, headers=variant.headers)
 

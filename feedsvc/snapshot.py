@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 
@@ -50,8 +50,12 @@ def _gzip(body: bytes) -> bytes:
     return gzip_ng.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
 
 
-def _digest(body: bytes) -> str:
+def body_digest(body: bytes) -> str:
+    """The hash of a document's identity bytes: its ETag, and what dates it (Revision)."""
     return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+_digest = body_digest
 
 
 def _brotli(body: bytes) -> bytes:
@@ -66,6 +70,9 @@ class Draft:
     content_type: str
     body: bytes
     last_modified: datetime
+    #: The document's modified moment before this one, when known (same-second changes).
+    previous: datetime | None = None
+    digest: str | None = None  # of `body`, when already computed
 
 
 def make_documents(drafts: Sequence[Draft], cache_max_age: int = 60) -> list[Document]:
@@ -73,27 +80,35 @@ def make_documents(drafts: Sequence[Draft], cache_max_age: int = 60) -> list[Doc
     if len(drafts) == 1:
         draft = drafts[0]
         return [make_document(draft.path, draft.content_type, draft.body, draft.last_modified,
-                              cache_max_age)]
+                              cache_max_age, digest=draft.digest, previous=draft.previous)]
     # Largest first: the two feeds' jobs start at once and the small pages fill the gaps.
     largest_first = sorted(range(len(drafts)), key=lambda i: -len(drafts[i].body))
     jobs = {(i, coder): _COMPRESSORS.submit(coder, drafts[i].body)
             for i in largest_first for coder in (_brotli, _gzip)}
-    digests = [_digest(d.body) for d in drafts]  # meanwhile, on this thread
+    digests = [d.digest or _digest(d.body) for d in drafts]  # meanwhile, on this thread
     return [make_document(d.path, d.content_type, d.body, d.last_modified, cache_max_age,
                           coded=(jobs[i, _gzip].result(), jobs[i, _brotli].result()),
-                          digest=digests[i])
+                          digest=digests[i], previous=d.previous)
             for i, d in enumerate(drafts)]
 
 
 def make_document(path: str, content_type: str, body: bytes, last_modified: datetime,
                   cache_max_age: int = 60, coded: tuple[bytes, bytes] | None = None,
-                  digest: str | None = None) -> Document:
+                  digest: str | None = None, previous: datetime | None = None) -> Document:
     """A document in every coding, compressed once here and never per request.
 
     Its strong ETag is a hash of the identity bytes; a coded variant's ETag is that hash with
     the coding appended. Same document, same ETags, on any machine, even where another zlib or
-    brotli build would compress to other bytes: a fleet behind a load balancer agrees."""
+    brotli build would compress to other bytes: a fleet behind a load balancer agrees.
+
+    `previous`: when the document was modified before (None: not known to be in the same
+    second). The Last-Modified header has whole seconds; when the previous version falls in
+    the same second, a client holding that second may hold the previous bytes, so an
+    If-Modified-Since of that second must get 200 (RFC 9110 §8.8.2.2, §13.1.3)."""
     digest = digest or _digest(body)
+    second = last_modified.replace(microsecond=0)
+    same_second = previous is not None and previous.replace(microsecond=0) == second
+    unchanged_since = second + timedelta(seconds=1) if same_second else second
     common = {
         "Last-Modified": http_date(last_modified),
         "Cache-Control": f"public, max-age={cache_max_age}",
@@ -111,7 +126,8 @@ def make_document(path: str, content_type: str, body: bytes, last_modified: date
                                    MappingProxyType(validators))
     return Document(path=path, content_type=content_type, body=body, etag=f'"{digest}"',
                     last_modified=last_modified, variants=MappingProxyType(variants),
-                    etags=frozenset(v.etag for v in variants.values()))
+                    etags=frozenset(v.etag for v in variants.values()),
+                    unchanged_since=unchanged_since)
 
 
 def make_snapshot(documents: Iterable[Document], published: int,

@@ -13,16 +13,18 @@ import contextlib
 import logging
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
 from feedsvc.errors import StoreError
-from feedsvc.model import Content, Stamp
+from feedsvc.model import US, Content, Revision, Stamp
 
 log = logging.getLogger("feedsvc")
 
-SCHEMA_VERSION = 2  # 2: `text` of authored seeds, `tags`
+# 2: `text` of authored seeds, `tags`; 3: `updated` in microseconds, `documents`.
+SCHEMA_VERSION = 3
 
 # A rowid table, not WITHOUT ROWID: a row carries a seed's whole text (~2.4 KB), and SQLite
 # stores such rows far better in a rowid table (appended, not spread over overflow pages of the
@@ -55,6 +57,12 @@ CREATE TABLE IF NOT EXISTS tags (
     PRIMARY KEY (tag, slug)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tags_by_slug ON tags (slug);
+CREATE TABLE IF NOT EXISTS documents (
+    path     TEXT PRIMARY KEY,
+    digest   TEXT NOT NULL,
+    modified INTEGER NOT NULL,
+    previous INTEGER
+) WITHOUT ROWID;
 """
 #: Columns added since the first schema, for states made before them: (table, column, type).
 _ADDED_COLUMNS = (("stamps", "text", "TEXT NOT NULL DEFAULT ''"),)
@@ -89,6 +97,13 @@ class Store:
             columns, tables = set(), set()
         self._text = "text" if "text" in columns else "''"
         self._has_tags = "tags" in tables
+        self._has_documents = "documents" in tables
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error:
+            version = SCHEMA_VERSION
+        # A read-only view of a state older than schema 3 has `updated` in seconds.
+        self._updated = "updated" if version >= 3 or not columns else f"(updated * {US})"
 
     @property
     def writable(self) -> bool:
@@ -136,7 +151,7 @@ class Store:
 
     def load_stamps(self) -> dict[str, Stamp]:
         rows = self._query(
-            "SELECT slug, published, updated, content_hash, source, live FROM stamps")
+            f"SELECT slug, published, {self._updated}, content_hash, source, live FROM stamps")
         # Interned: the same slugs and file names are keys all over the publisher's maps.
         return {(slug := sys.intern(row[0])): Stamp(slug, row[1], row[2], row[3],
                                                     sys.intern(row[4]), bool(row[5]))
@@ -149,16 +164,20 @@ class Store:
         for start in range(0, len(wanted), _IN_CHUNK):
             part = wanted[start:start + _IN_CHUNK]
             rows = self._query(
-                "SELECT slug, published, updated, content_hash, source, live FROM stamps "
-                f"WHERE slug IN ({', '.join('?' * len(part))})", tuple(part))
+                f"SELECT slug, published, {self._updated}, content_hash, source, live "
+                f"FROM stamps WHERE slug IN ({', '.join('?' * len(part))})", tuple(part))
             for row in rows:
                 found[row[0]] = Stamp(row[0], row[1], row[2], row[3], sys.intern(row[4]),
                                       bool(row[5]))
         return found
 
     def slugs_updated_at(self, moment: int) -> list[str]:
-        """The slugs whose stored `updated` is this second (by the publisher's rule, at most
-        one), through the index on `updated`."""
+        """The slugs whose stored `updated` is this microsecond (by the publisher's rule, at
+        most one), through the index on `updated`."""
+        if self._updated != "updated":  # an old read-only view: seconds
+            if moment % US:
+                return []
+            moment //= US
         return [row[0] for row in
                 self._query("SELECT slug FROM stamps WHERE updated = ?", (moment,))]
 
@@ -177,7 +196,7 @@ class Store:
     def load_page(self, slug: str, now: int) -> tuple[int, int, Content] | None:
         """published, updated and content of a slug that is published now (not scheduled
         later, not removed)."""
-        row = self._query(f"SELECT published, updated, title, body, {self._text}, source "
+        row = self._query(f"SELECT published, {self._updated}, title, body, {self._text}, source "
                           "FROM stamps WHERE slug = ? AND live = 1 AND published <= ?",
                           (slug, now)).fetchone()
         if row is None or (content := _content(row[2:])) is None:
@@ -205,9 +224,24 @@ class Store:
             "WHERE t.tag = ? AND s.live = 1 AND s.published <= ? "
             "ORDER BY s.published DESC, s.slug LIMIT ?", (tag, now, limit))]
 
-    def save_stamps(self, stamps: Iterable[Stamp], contents: Mapping[str, Content]) -> None:
-        """Write all of `stamps`, and the content of those in `contents`, in one transaction:
-        all of it lands, or none."""
+    def load_revisions(self, paths: Iterable[str]) -> dict[str, Revision]:
+        """The stored revisions of these documents (those that have one)."""
+        if not self._has_documents:
+            return {}
+        wanted, found = list(paths), {}
+        for start in range(0, len(wanted), _IN_CHUNK):
+            part = wanted[start:start + _IN_CHUNK]
+            for row in self._query("SELECT path, digest, modified, previous FROM documents "
+                                   f"WHERE path IN ({', '.join('?' * len(part))})",
+                                   tuple(part)):
+                found[row[0]] = Revision(*row)
+        return found
+
+    def save_stamps(self, stamps: Iterable[Stamp], contents: Mapping[str, Content],
+                    revisions: Iterable[Revision] = ()) -> None:
+        """Write all of `stamps`, the content of those in `contents`, and documents'
+        revisions, in one transaction: all of it lands, or none."""
+        revision_rows = [(r.path, r.digest, r.modified, r.previous) for r in revisions]
         with_text, without_text, tag_rows = [], [], []
         for s in stamps:
             row = (s.slug, s.published, s.updated, s.content_hash, s.source, int(s.live))
@@ -234,6 +268,8 @@ class Store:
                                  [(row[0],) for row in with_text])
             self._db.executemany("INSERT OR IGNORE INTO tags (tag, slug, label) "
                                  "VALUES (?, ?, ?)", tag_rows)
+            self._db.executemany("INSERT OR REPLACE INTO documents (path, digest, modified, "
+                                 "previous) VALUES (?, ?, ?, ?)", revision_rows)
 
         self._write(write)
 
@@ -324,12 +360,17 @@ def _connect_for_writing(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA synchronous = FULL")
         _check_version(db, path)
         with _transaction(db):
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            had_stamps = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                    "name = 'stamps'").fetchone() is not None
             for statement in _SCHEMA.split(";"):  # executescript() would COMMIT early
                 if statement.strip():
                     db.execute(statement)
             for table, column, kind in _ADDED_COLUMNS:
                 if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            if had_stamps and version < 3:
+                _migrate_to_microseconds(db, path)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         return db
     except sqlite3.Error as e:
@@ -352,6 +393,7 @@ def _connect_for_reading(path: Path, problem: StoreError,
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 db.execute(statement)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         return db
     wal = path.with_name(path.name + "-wal")
     uris = [f"file:{quote(str(path))}?mode=ro"]
@@ -389,6 +431,31 @@ def _has_no_state(path: Path) -> bool:
     except (OSError, sqlite3.Error):
         return False
     return "stamps" not in names and version == 0
+
+
+def _migrate_to_microseconds(db: sqlite3.Connection, path: Path) -> None:
+    """Schema 3, inside the opening transaction: `updated` from seconds to microseconds.
+
+    Older versions made every computed `updated` a distinct *second*, stepping forward past
+    taken ones, so a folder of seeds sharing one mtime left values hours ahead of the clock.
+    Those (ahead of now, on an entry already published: a scheduled entry's `updated` is its
+    future `date` by right) are brought back to at most now, distinct, in the same order."""
+    db.execute(f"UPDATE stamps SET updated = updated * {US}")
+    now = time.time_ns() // 1000
+    ahead = db.execute("SELECT slug, published, updated FROM stamps WHERE updated > ? AND "
+                       "published * ? <= ? ORDER BY updated DESC, slug DESC",
+                       (now, US, now)).fetchall()
+    if not ahead:
+        return
+    moment, moved = now, []
+    for slug, published, _ in ahead:  # newest first, each just below the one after it
+        while db.execute("SELECT 1 FROM stamps WHERE updated = ?", (moment,)).fetchone():
+            moment -= 1
+        moved.append((max(moment, published * US), slug))
+        moment -= 1
+    db.executemany("UPDATE stamps SET updated = ? WHERE slug = ?", moved)
+    log.warning("%s: %d entries had an `updated` after the clock (written by an older "
+                "feedsvc); brought back to at most now", path, len(moved))
 
 
 def _check_version(db: sqlite3.Connection, path: Path) -> None:

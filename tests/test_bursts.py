@@ -213,24 +213,30 @@ def test_a_burst_that_keeps_coming_is_merged_into_few_renders(tmp_path: Path, se
     rng = random.Random(40)
     slugs: dict[str, str] = {}  # file name → slug
     started = time.monotonic()
+    # A wave that takes longer to write than debounce_ms may be cut into several batches (on
+    # a busy machine one wave takes ~90 ms); each 20 ms of writing allows one more render.
+    allowed = 0
     for wave in range(40):
+        wave_started = time.monotonic()
         for i in range(50):
             name = f"w{wave:02d}-{i:02d}.txt"
             slugs[name] = f"w{wave}-{i}"
             drop(seeds, name, seed_text(slugs[name], f"Wave {wave} seed {i}", "New."))
         for name in rng.sample(sorted(slugs), 5):
             drop(seeds, name, seed_text(slugs[name], f"Edited in wave {wave}", "Edited."))
+        allowed += 1 + int((time.monotonic() - wave_started) / 0.020)
         time.sleep(0.03)
     written = time.monotonic() - started
     entries = settle_on_disk(server, seeds)
     settled = time.monotonic() - started
     after = quiet_renders(server)
     print(f"\n40 waves (2000 new seeds, 200 edits) over {written:.2f} s: equal to the disk "
-          f"after {settled:.2f} s, {after - before} render(s)")
+          f"after {settled:.2f} s, {after - before} render(s) ({allowed} allowed)")
     assert len(entries) == 2000 and health(server)["seeds_rejected"] == 0
-    # Never more than one render per wave; fewer when waves queue up behind a render (how
-    # many fewer depends on how fast this machine renders: printed above).
-    assert after - before <= 40
+    # Never more than one render per wave and per debounce window of its writing; fewer when
+    # waves queue up behind a render (how many fewer depends on how fast this machine
+    # renders: printed above). 2,200 changes, a few dozen renders.
+    assert after - before <= allowed
     assert server.stop() == 0
 
 

@@ -14,7 +14,8 @@ import pytest
 from feedsvc.catalog import Record
 from feedsvc.config import Config, load_config
 from feedsvc.errors import SeedError
-from feedsvc.model import Content, Entry, Stamp
+from feedsvc.model import US, Content, Entry, Stamp
+from feedsvc.moments import Moments
 from feedsvc.parser import parse_seed
 from feedsvc.publisher import Publisher, choose_owner, entry_id, next_stamp, resolve_owners
 
@@ -93,7 +94,9 @@ def test_updated_never_goes_backwards(config, open_publisher) -> None:
     publisher.scan()
     write_seed(seeds, "a.txt", seed("a", "Title", "Restored from an old backup"), mtime=T - 999)
     publisher.update([path])
-    assert by_slug(publisher)["a"].updated_parsed == time.gmtime(T + 1)
+    # Forward by one microsecond: the least step, and never a second ahead for nothing.
+    assert by_slug(publisher)["a"].updated == "2023-11-14T22:13:20.000001+00:00"
+    assert publisher.store.stamps_of(["a"])["a"].updated == T * US + 1
 
 
 def test_rename_keeps_identity_and_dates(config, open_publisher) -> None:
@@ -304,28 +307,73 @@ def _entry(slug: str = "s", body: str = "Body") -> Entry:
 E1, E2 = _entry(), _entry(body="Changed")
 
 
+def _us(seconds: int, micros: int = 0) -> int:
+    return seconds * US + micros
+
+
 @pytest.mark.parametrize(("previous", "entry", "source", "seen", "taken", "expected"), [
-    (None, E1, "a.txt", 100, set(), Stamp("s", 100, 100, E1.content_hash, "a.txt")),
-    # A clash moves `updated`, never `published` (only an author's date may be ahead).
-    (None, E1, "a.txt", 100, {100, 101}, Stamp("s", 100, 102, E1.content_hash, "a.txt")),
-    (Stamp("s", 100, 100, E1.content_hash, "a.txt"), E1, "a.txt", 500, {100},
-     Stamp("s", 100, 100, E1.content_hash, "a.txt")),
-    (Stamp("s", 100, 100, E1.content_hash, "a.txt"), E1, "b.txt", 500, {100},
-     Stamp("s", 100, 100, E1.content_hash, "b.txt")),
-    (Stamp("s", 100, 100, E1.content_hash, "a.txt"), E2, "a.txt", 500, {100},
-     Stamp("s", 100, 500, E2.content_hash, "a.txt")),
-    (Stamp("s", 100, 100, E1.content_hash, "a.txt"), E2, "a.txt", 50, {100, 101},
-     Stamp("s", 100, 102, E2.content_hash, "a.txt")),
-    (Stamp("s", 100, 100, E1.content_hash, "a.txt", live=False), E1, "a.txt", 500, {100},
-     Stamp("s", 100, 100, E1.content_hash, "a.txt")),
+    (None, E1, "a.txt", 100, set(), Stamp("s", 100, _us(100), E1.content_hash, "a.txt")),
+    # A clash moves `updated` by a microsecond, never `published` (only an author's date may
+    # be ahead).
+    (None, E1, "a.txt", 100, {_us(100), _us(100, 1)},
+     Stamp("s", 100, _us(100, 2), E1.content_hash, "a.txt")),
+    (Stamp("s", 100, _us(100), E1.content_hash, "a.txt"), E1, "a.txt", 500, {_us(100)},
+     Stamp("s", 100, _us(100), E1.content_hash, "a.txt")),
+    (Stamp("s", 100, _us(100), E1.content_hash, "a.txt"), E1, "b.txt", 500, {_us(100)},
+     Stamp("s", 100, _us(100), E1.content_hash, "b.txt")),
+    (Stamp("s", 100, _us(100), E1.content_hash, "a.txt"), E2, "a.txt", 500, {_us(100)},
+     Stamp("s", 100, _us(500), E2.content_hash, "a.txt")),
+    (Stamp("s", 100, _us(100), E1.content_hash, "a.txt"), E2, "a.txt", 50,
+     {_us(100), _us(100, 1)}, Stamp("s", 100, _us(100, 2), E2.content_hash, "a.txt")),
+    (Stamp("s", 100, _us(100), E1.content_hash, "a.txt", live=False), E1, "a.txt", 500,
+     {_us(100)}, Stamp("s", 100, _us(100), E1.content_hash, "a.txt")),
 ], ids=["new", "new-clash", "same", "renamed", "edited", "edited-backwards-and-clash",
         "back-after-removal"])
 def test_next_stamp(previous, entry, source, seen, taken, expected) -> None:
-    taken = set(taken)
-    assert next_stamp(previous, entry.slug, entry.content_hash, source, seen, taken) == expected
-    assert expected.updated in taken
+    moments = Moments()
+    for moment in taken:
+        moments.take(moment)
+    assert next_stamp(previous, entry.slug, entry.content_hash, source, seen, moments) == expected
+    assert expected.updated in moments
     if previous is not None and previous.updated != expected.updated:
-        assert previous.updated not in taken
+        assert previous.updated not in moments
+
+
+def test_allocation_never_passes_the_clock_and_is_linear() -> None:
+    """A clash takes the nearest free microsecond above the wanted one up to the clock, then
+    below it down to the window's start; 10,000 stamps wanting one moment cost O(n) look-ups."""
+    recorded: set[int] = set()
+    moments = Moments(recorded.__contains__)
+    now = _us(1000)
+    got = [moments.allocate(_us(900), _us(900), now) for _ in range(10_000)]
+    assert got == [_us(900, i) for i in range(10_000)]
+    assert moments.lookups <= 2 * 10_000
+    # Above is full up to the clock: the nearest free one below the wanted moment.
+    for moment in range(_us(999, 999_990), now + 1):
+        moments.take(moment)
+    assert moments.allocate(_us(999, 999_995), _us(999), now) == _us(999, 999_989)
+    # The whole window is taken: a shared value, still not after the clock.
+    assert moments.allocate(now, now, now) == now
+    # A scheduled entry (window starting after the clock) stays within its own second.
+    assert moments.allocate(_us(2000), _us(2000), now) == _us(2000)
+    assert moments.allocate(_us(2000), _us(2000), now) == _us(2000, 1)
+
+
+def test_an_edit_moves_updated_forward_by_a_microsecond_at_least_and_never_past_now() -> None:
+    moments = Moments()
+    stamp = next_stamp(None, "s", "h0", "a.txt", 100, moments, now=_us(100, 10))
+    assert stamp.updated == _us(100)
+    for i in range(1, 11):  # ten edits within the mtime's second: one microsecond each
+        stamp = next_stamp(stamp, "s", f"h{i}", "a.txt", 100, moments, now=_us(100, 10))
+        assert stamp.updated == _us(100, i)
+    # An author's `updated:` after the clock is not true yet: the clock for a new text…
+    fresh = next_stamp(None, "t", "h", "t.txt", 100, moments, updated=5000, now=_us(200))
+    assert fresh.updated == _us(200)
+    # … and an unchanged one keeps its date until then; once past, the author's date.
+    assert next_stamp(fresh, "t", "h", "t.txt", 100, moments, updated=5000,
+                      now=_us(300)) == fresh
+    assert next_stamp(fresh, "t", "h", "t.txt", 100, moments, updated=5000,
+                      now=_us(6000)).updated == _us(5000)
 
 
 def test_choose_owner_and_resolve_owners() -> None:

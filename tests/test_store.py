@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
 from feedsvc.errors import StoreError
-from feedsvc.model import Content, Stamp
-from feedsvc.store import Store
+from feedsvc.model import US, Content, Revision, Stamp
+from feedsvc.store import SCHEMA_VERSION, Store
 
 
 def test_stamps_and_meta_survive_a_reopen(tmp_path: Path) -> None:
@@ -93,7 +95,7 @@ def test_a_state_with_the_earlier_without_rowid_table_still_works(tmp_path: Path
         db.execute("PRAGMA user_version = 1")
     store = Store.open(path)
     assert store.writable
-    assert store.stamps_of(["a", "b"]) == {"a": Stamp("a", 1, 2, "h", "a.txt")}
+    assert store.stamps_of(["a", "b"]) == {"a": Stamp("a", 1, 2 * US, "h", "a.txt")}
     store.save_stamps([Stamp("b", 3, 4, "h2", "b.txt")], {"b": Content("T2", ("q",))})
     assert store.slugs_updated_at(4) == ["b"] and store.slugs_updated_at(5) == []
     assert store.load_content("b") == Content("T2", ("q",))
@@ -116,7 +118,8 @@ def test_a_schema_1_state_is_read_as_it_is_and_migrated_when_written(tmp_path: P
     _schema_1_state(path)
     reader = Store.open_for_reading(path)  # read-only: nothing can be added to it
     assert reader.load_content("a") == Content("T", ("p",))
-    assert reader.load_page("a", 10) == (1, 2, Content("T", ("p",)))
+    assert reader.load_page("a", 10) == (1, 2 * US, Content("T", ("p",)))  # µs, as schema 3
+    assert reader.slugs_updated_at(2 * US) == ["a"] and reader.slugs_updated_at(2) == []
     assert reader.tags_of(["a"]) == set() and reader.tagged("x", 10, 5) == []
     reader.close()
     store = Store.open(path)
@@ -130,4 +133,58 @@ def test_a_schema_1_state_is_read_as_it_is_and_migrated_when_written(tmp_path: P
     assert store.load_content("a") == Content("T", ("p",))  # old rows read as before
     store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("SELECT updated FROM stamps WHERE slug = 'a'").fetchone() == (2 * US,)
+
+
+def test_migration_brings_updated_values_ahead_of_the_clock_back_distinct(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Schema-2 states of 10,000 seeds sharing one mtime held `updated` seconds hours ahead
+    of the clock; opening one for writing brings them back to at most now, distinct, in the
+    same order, and says so once. A scheduled entry's future `updated` (its date) stays."""
+    path = tmp_path / "v2.sqlite3"
+    now = int(time.time())
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE stamps (slug TEXT PRIMARY KEY, published INTEGER NOT NULL, "
+                   "updated INTEGER NOT NULL, content_hash TEXT NOT NULL, source TEXT NOT NULL, "
+                   "live INTEGER NOT NULL DEFAULT 1, title TEXT NOT NULL DEFAULT '', "
+                   "body TEXT NOT NULL DEFAULT '', text TEXT NOT NULL DEFAULT '')")
+        db.executemany("INSERT INTO stamps (slug, published, updated, content_hash, source) "
+                       "VALUES (?, ?, ?, 'h', ?)",
+                       [(f"s{i:05d}", now - 60, now - 60 + i, f"s{i}.txt") for i in range(3000)])
+        db.execute("INSERT INTO stamps (slug, published, updated, content_hash, source) "
+                   "VALUES ('later', ?, ?, 'h', 'later.txt')", (now + 3600, now + 3600))
+        db.execute("PRAGMA user_version = 2")
+    with caplog.at_level(logging.WARNING, logger="feedsvc"):
+        store = Store.open(path)
+    assert store.writable
+    stamps = store.load_stamps()
+    store.close()
+    clock = (int(time.time()) + 1) * US
+    regular = [stamps[f"s{i:05d}"].updated for i in range(3000)]
+    assert max(regular) <= clock
+    assert regular == sorted(regular) and len(set(regular)) == 3000  # same order, distinct
+    assert regular[:60] == [(now - 60 + i) * US for i in range(60)]  # the past ones unmoved
+    assert stamps["later"].updated == (now + 3600) * US
+    said = [r.message for r in caplog.records if "after the clock" in r.message]
+    assert len(said) == 1 and "brought back to at most now" in said[0]
+
+
+def test_document_revisions_are_saved_with_the_stamps_and_survive_a_reopen(
+        tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    store = Store.open(path)
+    assert store.load_revisions(["/feed.atom"]) == {}
+    store.save_stamps([Stamp("a", 1, 2 * US, "h", "a.txt")], {},
+                      [Revision("/feed.atom", "d1", 5 * US, None),
+                       Revision("/", "d2", 6 * US, 5 * US + 3)])
+    store.save_stamps([], {}, [Revision("/feed.atom", "d3", 5 * US + 1, 5 * US)])
+    store.close()
+    again = Store.open(path)
+    assert again.load_revisions(["/feed.atom", "/", "/nope"]) == {
+        "/feed.atom": Revision("/feed.atom", "d3", 5 * US + 1, 5 * US),
+        "/": Revision("/", "d2", 6 * US, 5 * US + 3)}
+    again.close()
+    reader = Store.open_for_reading(path)
+    assert reader.load_revisions(["/"]) == {"/": Revision("/", "d2", 6 * US, 5 * US + 3)}
+    reader.close()
