@@ -18,7 +18,15 @@ from pathlib import Path
 from feedsvc.errors import SeedError
 from feedsvc.model import Entry
 from feedsvc.parser import DEFAULT_OPTIONS, ParseOptions, parse_seed
-from feedsvc.source import Signature, is_seed_name, list_seed_names, read_seed, stat_seed
+from feedsvc.source import (
+    DescriptorsExhausted,
+    SeedFolder,
+    Signature,
+    is_seed_name,
+    list_seed_names,
+    read_seed,
+    stat_seed,
+)
 
 log = logging.getLogger("feedsvc")
 
@@ -66,10 +74,16 @@ class Catalog:
         self.max_seed_bytes = max_seed_bytes
         self.options = options
         self.records: dict[str, Record] = {}
+        # Seeds are opened relative to the folder's descriptor (see source.py).
+        self.seeds = SeedFolder(folder)
+        #: Names that could not be read for lack of file descriptors: what was known of them
+        #: is kept, and the pipeline reads them again within a second (not at the next rescan).
+        self.deferred: set[str] = set()
 
     def scan(self, chunk: int = 2000) -> Iterator[Changes]:
         """Compare the whole folder with what is known, `chunk` files at a time (the first
         chunk also has the files that are gone). Raises FolderMissing before any chunk."""
+        self.seeds.refresh()
         names = list_seed_names(self.folder)
         return self._scan(names, chunk)
 
@@ -80,6 +94,8 @@ class Catalog:
                             if not _listed(names, name)}
         for name in changes:
             del self.records[name]
+        if self.deferred:  # …and so is a deferred name that is not listed any more
+            self.deferred = {name for name in self.deferred if _listed(names, name)}
         for name in names:
             self._refresh(name, changes, trust_stat=True)
             if len(changes) >= chunk:
@@ -90,6 +106,7 @@ class Catalog:
     def update(self, paths: Iterable[Path | str]) -> Changes:
         """Re-read the named files: an event says they changed, whatever their stat says."""
         changes: Changes = {}
+        self.seeds.refresh()
         for name in sorted({Path(p).name for p in paths}):
             if is_seed_name(name):
                 self._refresh(name, changes, trust_stat=False)
@@ -99,7 +116,10 @@ class Catalog:
         """Parse a known file again, for when its text is needed but was not kept (a duplicate
         taking a slug over). None if it no longer matches its record."""
         record = self.records.get(name)
-        seed = read_seed(self.folder / name, self.max_seed_bytes)
+        try:
+            seed = read_seed(self.folder / name, self.max_seed_bytes, self.seeds)
+        except DescriptorsExhausted:
+            return None
         if record is None or seed is None or isinstance(seed, SeedError):
             return None
         result = parse_seed(str(self.folder / name), seed.data, self.options)
@@ -107,17 +127,29 @@ class Catalog:
             return None
         return result
 
+    def close(self) -> None:
+        self.seeds.close()
+
     def results(self) -> dict[Path, Record]:
         return {self.folder / name: record for name, record in self.records.items()}
 
     def _refresh(self, name: str, changes: Changes, trust_stat: bool) -> None:
-        name = sys.intern(name)
+        try:
+            self._read(sys.intern(name), changes, trust_stat)
+        except DescriptorsExhausted:
+            # Out of descriptors (a flood of connections): the file is not at fault. Keep
+            # what was known of it, and let the pipeline try it again shortly.
+            self.deferred.add(name)
+        else:
+            self.deferred.discard(name)
+
+    def _read(self, name: str, changes: Changes, trust_stat: bool) -> None:
         path = self.folder / name
         known = self.records.get(name)
         if trust_stat and known is not None:
             # Only a stat that can spare the read is worth its system call: a new file, or one
             # an event names, is read anyway, and read_seed reports what stat_seed would.
-            signature = stat_seed(path)
+            signature = stat_seed(path, self.seeds)
             if signature is None:
                 self._set(name, None, None, changes)
                 return
@@ -127,7 +159,7 @@ class Catalog:
             if not known.racy and known.stat_key == _stat_key(signature):
                 return
         read_at_ns = time.time_ns()
-        seed = read_seed(path, self.max_seed_bytes)
+        seed = read_seed(path, self.max_seed_bytes, self.seeds)
         if seed is None:  # vanished between the stat and the read: not an error
             self._set(name, None, None, changes)
             return
