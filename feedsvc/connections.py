@@ -1,0 +1,274 @@
+"""Connections bounded by what the process can hold: a cap below the file descriptor limit that
+sheds idle connections first, a time limit on request heads (slowloris), accept errors logged
+quietly, and the runner that serves an app with all three.
+
+Every connection costs a descriptor, and so does every seed read and the state. Without a cap,
+a thousand idle sockets take the last descriptor: accept() then fails in a tight loop, seeds
+cannot be opened, SQLite cannot open its journal. The cap keeps a reserve for them; reaching it
+closes the connections that are costing only a descriptor (idle keep-alive, or a request head
+not complete yet), oldest first, so readers who send a request get in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_runner import GracefulExit
+from aiohttp.web_server import Server
+
+from feedsvc.config import ServerConfig
+
+log = logging.getLogger("feedsvc")
+
+#: Queue of connections the kernel completes before we accept them (listen backlog).
+BACKLOG = 128
+#: Descriptors kept out of the connections' reach: seeds being read, SQLite (database, WAL,
+#: shared memory, the long tail's readers), the watcher, thread and worker pipes, the listening
+#: socket, logs. asyncio accepts up to BACKLOG sockets before any is counted here, so the
+#: reserve covers a full backlog too.
+RESERVE_FDS = 64 + BACKLOG
+#: The fewest connections a cap allows, whatever the limit.
+MIN_CONNECTIONS = 8
+#: The descriptor limit serve raises its soft limit to, when the hard limit allows.
+WANTED_FDS = 65536
+#: aiohttp's default, kept: how long an idle keep-alive connection stays open.
+KEEPALIVE_TIMEOUT_S = 75.0
+#: At most one log line per this many seconds for each kind of connection trouble.
+LOG_EVERY_S = 5.0
+
+#: accept() failures that mean "out of resources", not a bug.
+_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+def raise_fd_limit(wanted: int = WANTED_FDS) -> int:
+    """Raise the soft descriptor limit towards `wanted` (never above the hard limit); return
+    the soft limit in force. A unit's LimitNOFILE sets both; a shell's `ulimit -n` often
+    leaves the soft one at 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return WANTED_FDS * 16 if soft == resource.RLIM_INFINITY else soft
+
+
+def connection_cap(configured: int, fd_limit: int) -> int:
+    """The most connections this process holds: `[server] max_connections` when set (0: no),
+    never more than the descriptor limit less the reserve."""
+    reserve = max(RESERVE_FDS, fd_limit // 8)
+    allowed = max(MIN_CONNECTIONS, fd_limit - reserve)
+    return allowed if configured == 0 else min(configured, allowed)
+
+
+class RateLimitedLog:
+    """One warning per `every` seconds at most, saying how many events it stands for."""
+
+    def __init__(self, message: str, every: float = LOG_EVERY_S) -> None:
+        self.message = message
+        self.every = every
+        self._count = 0
+        self._last = -every
+
+    def note(self, detail: object = "") -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            log.warning("%s%s (%d time%s since the last such line)", self.message,
+                        f": {detail}" if detail else "", self._count,
+                        "" if self._count == 1 else "s")
+            self._count, self._last = 0, now
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_connections: int
+    header_timeout_s: float
+
+
+class GuardedHandler(RequestHandler):
+    """aiohttp's connection protocol, plus a deadline for each request head: from the
+    connection's start, and from the first byte of each later request, a complete head must
+    arrive within `header_timeout_s` (aiohttp has no such timeout; a client sending a byte a
+    second would hold the connection for the whole keep-alive time)."""
+
+    __slots__ = ("_head_timeout", "_head_timer")
+
+    def __init__(self, manager: Server, *, header_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._head_timeout = header_timeout_s
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def sheddable(self) -> bool:
+        """Idle (keep-alive) or still sending its request head: closing it loses no work."""
+        return not self._request_in_progress and not self._messages
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.transport is not None:  # the cap may have closed it at once
+            self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._messages:  # a whole head arrived
+            self._disarm()
+        elif (self._head_timer is None and not self._request_in_progress
+              and not self._force_close):
+            self._arm()  # first bytes of a new head on a kept-alive connection
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._head_timer = self._loop.call_later(self._head_timeout, self._head_expired)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self.sheddable and self.transport is not None:
+            log.debug("request head not complete after %.0f s; connection closed",
+                      self._head_timeout)
+            self.force_close()
+
+
+class GuardedServer(Server):
+    """aiohttp's protocol factory, holding at most `max_connections` connections: one more
+    closes the oldest idle or half-sent one (the newcomer itself when every other is busy)."""
+
+    def __init__(self, handler: Any, *, limits: Limits, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.limits = limits
+        # Open connections in arrival order (dicts keep it): oldest first when shedding.
+        self._open: dict[GuardedHandler, None] = {}
+        self._shed_log = RateLimitedLog(
+            f"connection limit ({limits.max_connections}) reached; closing idle connections")
+
+    def __call__(self) -> RequestHandler:
+        return GuardedHandler(self, loop=self._loop,
+                              header_timeout_s=self.limits.header_timeout_s, **self._kwargs)
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._open)
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        assert isinstance(handler, GuardedHandler)
+        self._open[handler] = None
+        if len(self._open) > self.limits.max_connections:
+            self._shed(len(self._open) - self.limits.max_connections)
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        self._open.pop(handler, None)  # type: ignore[call-overload]
+        super().connection_lost(handler, exc)
+
+    def _shed(self, count: int) -> None:
+        closed = 0
+        for handler in list(self._open):
+            if closed == count:
+                break
+            if handler.sheddable:
+                del self._open[handler]
+                handler.force_close()
+                closed += 1
+        if closed:
+            self._shed_log.note()
+
+
+class GuardedRunner(web.AppRunner):
+    """web.AppRunner whose server is a GuardedServer."""
+
+    def __init__(self, app: web.Application, limits: Limits, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._limits = limits
+
+    async def _make_server(self) -> Server:
+        plain = await super()._make_server()  # runs the app's startup
+        return GuardedServer(plain.request_handler, limits=self._limits,
+                             request_factory=plain.request_factory,
+                             handler_cancellation=plain.handler_cancellation,
+                             loop=asyncio.get_running_loop(), **plain._kwargs)
+
+
+class AcceptErrors:
+    """The loop's exception handler: "out of descriptors" on accept() is one rate-limited
+    warning with a count, not a traceback per attempt (asyncio retries accept every second;
+    the journal must not fill up)."""
+
+    def __init__(self) -> None:
+        self._log = RateLimitedLog("cannot accept connections: out of file descriptors or "
+                                   "memory; retrying")
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        if isinstance(error, OSError) and error.errno in _RESOURCE_ERRNOS:
+            self._log.note(error.strerror)
+            return
+        loop.default_exception_handler(context)
+
+
+def run_app(app: web.Application, server: ServerConfig, *, loop: asyncio.AbstractEventLoop,
+            reuse_port: bool = False, access_log: logging.Logger | None = None,
+            on_listening: Callable[[Limits], None] | None = None) -> None:
+    """Serve `app` on `server.host`:`server.port` until SIGTERM or SIGINT, as web.run_app does,
+    with connections bounded (GuardedRunner) and accept errors rate-limited. OSError when the
+    port cannot be bound; whatever the app's startup raises."""
+    fd_limit = raise_fd_limit()
+    limits = Limits(connection_cap(server.max_connections, fd_limit), server.header_timeout_s)
+
+    async def main() -> None:
+        runner = GuardedRunner(app, limits, handle_signals=True, access_log=access_log,
+                               keepalive_timeout=KEEPALIVE_TIMEOUT_S)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port,
+                               backlog=BACKLOG)
+            await site.start()
+            if on_listening is not None:
+                on_listening(limits)
+            while True:
+                await asyncio.sleep(3600)
+        finally:
+            await runner.cleanup()
+
+    asyncio.set_event_loop(loop)
+    loop.set_exception_handler(AcceptErrors())
+    task = loop.create_task(main())
+    try:
+        loop.run_until_complete(task)
+    except (GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        try:
+            if not task.done():  # stopped by a signal: let the cleanup (the pipeline) run
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    loop.run_until_complete(task)
+        finally:
+            _cancel_all(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
