@@ -16,6 +16,7 @@ import contextlib
 import errno
 import logging
 import resource
+import select
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,13 +31,15 @@ from feedsvc.config import ServerConfig
 
 log = logging.getLogger("feedsvc")
 
-#: Queue of connections the kernel completes before we accept them (listen backlog).
-BACKLOG = 128
+#: Queue of connections the kernel completes before we accept them (listen backlog); asyncio
+#: also accepts up to this many at each turn of the loop.
+BACKLOG = 64
 #: Descriptors kept out of the connections' reach: seeds being read, SQLite (database, WAL,
 #: shared memory, the long tail's readers), the watcher, thread and worker pipes, the listening
-#: socket, logs. asyncio accepts up to BACKLOG sockets before any is counted here, so the
-#: reserve covers a full backlog too.
-RESERVE_FDS = 64 + BACKLOG
+#: socket, logs (a process at rest holds ~15). Under a flood, connections go over the cap for a
+#: moment by up to three loop turns of accepts: those accepted but not counted yet, and those
+#: shed but not closed yet (asyncio closes a socket a turn or two after close()).
+RESERVE_FDS = 64 + 3 * BACKLOG
 #: The fewest connections a cap allows, whatever the limit.
 MIN_CONNECTIONS = 8
 #: The descriptor limit serve raises its soft limit to, when the hard limit allows.
@@ -102,19 +105,27 @@ class GuardedHandler(RequestHandler):
     arrive within `header_timeout_s` (aiohttp has no such timeout; a client sending a byte a
     second would hold the connection for the whole keep-alive time)."""
 
-    __slots__ = ("_head_timeout", "_head_timer")
+    __slots__ = ("_head_timeout", "_head_timer", "_partial")
 
     def __init__(self, manager: Server, *, header_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._head_timeout = header_timeout_s
         self._head_timer: asyncio.TimerHandle | None = None
+        self._partial = False  # part of a request head is here, not all of it
 
     @property
-    def sheddable(self) -> bool:
-        """Idle (keep-alive) or still sending its request head: closing it loses no work."""
-        return not self._request_in_progress and not self._messages
+    def shed_rank(self) -> int | None:
+        """Which connections a full server closes first: 0, idle (keep-alive, or connected
+        and silent); 1, a request head on its way; None (never), a request being handled."""
+        if self._request_in_progress or self._messages:
+            return None
+        return 1 if self._partial else 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Bytes already waiting in the socket: a reader who sent a request at once. Its
+        # bytes are only read a loop turn later; meanwhile a flood of silent connections
+        # must not make it look idle.
+        self._partial = _readable(transport)
         super().connection_made(transport)
         if self.transport is not None:  # the cap may have closed it at once
             self._arm()
@@ -122,10 +133,13 @@ class GuardedHandler(RequestHandler):
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if self._messages:  # a whole head arrived
+            self._partial = False
             self._disarm()
-        elif (self._head_timer is None and not self._request_in_progress
-              and not self._force_close):
-            self._arm()  # first bytes of a new head on a kept-alive connection
+        else:
+            self._partial = True
+            if (self._head_timer is None and not self._request_in_progress
+                    and not self._force_close):
+                self._arm()  # first bytes of a new head on a kept-alive connection
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm()
@@ -141,7 +155,7 @@ class GuardedHandler(RequestHandler):
 
     def _head_expired(self) -> None:
         self._head_timer = None
-        if self.sheddable and self.transport is not None:
+        if self.shed_rank is not None and self.transport is not None:
             log.debug("request head not complete after %.0f s; connection closed",
                       self._head_timeout)
             self.force_close()
@@ -149,7 +163,8 @@ class GuardedHandler(RequestHandler):
 
 class GuardedServer(Server):
     """aiohttp's protocol factory, holding at most `max_connections` connections: one more
-    closes the oldest idle or half-sent one (the newcomer itself when every other is busy)."""
+    closes the oldest idle one, else the oldest whose request head is still arriving (the
+    newcomer itself when every other is busy)."""
 
     def __init__(self, handler: Any, *, limits: Limits, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
@@ -172,23 +187,43 @@ class GuardedServer(Server):
         assert isinstance(handler, GuardedHandler)
         self._open[handler] = None
         if len(self._open) > self.limits.max_connections:
-            self._shed(len(self._open) - self.limits.max_connections)
+            self._shed(len(self._open) - self.limits.max_connections, handler)
 
     def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
         self._open.pop(handler, None)  # type: ignore[call-overload]
         super().connection_lost(handler, exc)
 
-    def _shed(self, count: int) -> None:
+    def _shed(self, count: int, newcomer: GuardedHandler) -> None:
         closed = 0
-        for handler in list(self._open):
-            if closed == count:
-                break
-            if handler.sheddable:
-                del self._open[handler]
-                handler.force_close()
-                closed += 1
+        for rank in (0, 1):  # idle ones first, then heads still arriving; oldest first
+            for handler in list(self._open):
+                if closed == count:
+                    break
+                if handler.shed_rank == rank:
+                    del self._open[handler]
+                    if handler is newcomer:
+                        # On the next loop turn: its start() must begin before its
+                        # connection is lost (aiohttp asserts it), and then ends at once.
+                        self._loop.call_soon(handler.force_close)
+                    else:
+                        handler.force_close()
+                    closed += 1
         if closed:
             self._shed_log.note()
+
+
+def _readable(transport: asyncio.BaseTransport) -> bool:
+    """Whether the connection's socket has bytes waiting (poll, not select: descriptors may
+    be above 1024)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    poller = select.poll()
+    try:
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 class GuardedRunner(web.AppRunner):
