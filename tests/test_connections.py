@@ -216,3 +216,34 @@ def test_config_keys_are_validated(site: Path) -> None:
     server = load_config(site / "config.toml").server
     assert (server.max_connections, server.header_timeout_s, server.send_timeout_s) == \
         (500, 3, 7)
+
+
+def test_catalog_keeps_a_seed_unread_for_lack_of_fds_for_a_retry(
+        tmp_path: Path, low_soft_limit: None) -> None:
+    from feedsvc.catalog import Catalog
+
+    (tmp_path / "known.txt").write_text(seed("known", "Known", "Body."))
+    catalog = Catalog(tmp_path, 1 << 20)
+    list(catalog.scan())
+    (tmp_path / "new.txt").write_text(seed("new", "New", "Body."))
+    catalog.seeds.close()  # even the folder must be opened again
+    in_use = len(os.listdir("/proc/self/fd"))
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 50, hard))
+    hogs = []
+    try:
+        while True:
+            try:
+                hogs.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                break
+        changes = catalog.update([tmp_path / "new.txt", tmp_path / "known.txt"])
+    finally:
+        for fd in hogs:
+            os.close(fd)
+    # Nothing was decided about either file: no rejection, the known one still known.
+    assert changes == {} and catalog.deferred == {"new.txt", "known.txt"}
+    assert catalog.records["known.txt"].slug == "known"
+    changes = catalog.update([tmp_path / name for name in catalog.deferred])
+    assert changes["new.txt"][0].slug == "new" and catalog.deferred == set()
+    catalog.close()
