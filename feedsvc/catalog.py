@@ -74,7 +74,9 @@ class Catalog:
         self.max_seed_bytes = max_seed_bytes
         self.options = options
         self.records: dict[str, Record] = {}
-        # Seeds are opened relative to the folder's descriptor (see source.py).
+        # Seeds are opened relative to the folder's descriptor (see source.py), opened for a
+        # batch or a scan and closed after it: between batches nothing is held open (an
+        # unmount is not kept busy) and each batch reads the folder the path names now.
         self.seeds = SeedFolder(folder)
         #: Names that could not be read for lack of file descriptors: what was known of them
         #: is kept, and the pipeline reads them again within a second (not at the next rescan).
@@ -83,7 +85,6 @@ class Catalog:
     def scan(self, chunk: int = 2000) -> Iterator[Changes]:
         """Compare the whole folder with what is known, `chunk` files at a time (the first
         chunk also has the files that are gone). Raises FolderMissing before any chunk."""
-        self.seeds.refresh()
         names = list_seed_names(self.folder)
         return self._scan(names, chunk)
 
@@ -96,20 +97,25 @@ class Catalog:
             del self.records[name]
         if self.deferred:  # …and so is a deferred name that is not listed any more
             self.deferred = {name for name in self.deferred if _listed(names, name)}
-        for name in names:
-            self._refresh(name, changes, trust_stat=True)
-            if len(changes) >= chunk:
-                yield changes
-                changes = {}
+        try:
+            for name in names:
+                self._refresh(name, changes, trust_stat=True)
+                if len(changes) >= chunk:
+                    yield changes
+                    changes = {}
+        finally:
+            self.seeds.close()
         yield changes
 
     def update(self, paths: Iterable[Path | str]) -> Changes:
         """Re-read the named files: an event says they changed, whatever their stat says."""
         changes: Changes = {}
-        self.seeds.refresh()
-        for name in sorted({Path(p).name for p in paths}):
-            if is_seed_name(name):
-                self._refresh(name, changes, trust_stat=False)
+        try:
+            for name in sorted({Path(p).name for p in paths}):
+                if is_seed_name(name):
+                    self._refresh(name, changes, trust_stat=False)
+        finally:
+            self.seeds.close()
         return changes
 
     def read_entry(self, name: str) -> Entry | None:
@@ -120,6 +126,8 @@ class Catalog:
             seed = read_seed(self.folder / name, self.max_seed_bytes, self.seeds)
         except DescriptorsExhausted:
             return None
+        finally:
+            self.seeds.close()
         if record is None or seed is None or isinstance(seed, SeedError):
             return None
         result = parse_seed(str(self.folder / name), seed.data, self.options)

@@ -78,10 +78,11 @@ class DescriptorsExhausted(FeedsvcError):
 
 
 class SeedFolder:
-    """The seeds folder held open as a directory descriptor, every seed opened relative to it.
+    """The seeds folder opened as a directory descriptor, every seed opened relative to it.
 
-    `refresh()` (once per batch or scan, one stat) re-opens it when the path names another
-    folder than the one held: deleted and made again, or a mount that came back."""
+    Opened on first use and held until `close()`: callers hold it for a batch or a scan, not
+    longer, so that an unmount is never kept busy and the folder the path names now (deleted
+    and made again, a mount that came back) is the one the next batch reads."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -102,18 +103,6 @@ class SeedFolder:
             self._fd, self._st = fd, os.fstat(fd)
         assert self._st is not None
         return self._fd, self._st
-
-    def refresh(self) -> None:
-        """Let go of the held folder if the path no longer names it."""
-        if self._fd is None or self._st is None:
-            return
-        try:
-            st = os.stat(self.path)  # the operator's own link to the folder is followed
-            same = (st.st_dev, st.st_ino) == (self._st.st_dev, self._st.st_ino)
-        except OSError:
-            same = False
-        if not same:
-            self.close()
 
     def close(self) -> None:
         if self._fd is not None:
