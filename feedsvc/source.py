@@ -174,8 +174,17 @@ def _link_target(dir_fd: int, dir_st: os.stat_result, path: Path, name: str) -> 
 
 
 def _link_to_link(path: Path, name: str, target: str) -> SeedError:
+    """Why a link to a link is refused. Only the message resolves the chain (nothing is read
+    through it): say so when it ends outside the folder."""
     if target == name:
         return SeedError(str(path), 1, "symbolic link loop")
+    try:
+        end = Path(os.path.realpath(path))
+        outside = not end.is_relative_to(Path(os.path.realpath(path.parent)))
+    except (OSError, ValueError):
+        outside = False
+    if outside:
+        return SeedError(str(path), 1, f"symbolic link to {end}, outside the seeds folder")
     return SeedError(str(path), 1, f"symbolic link to {target}, itself a symbolic link; "
                                    "link to the file itself")
 
