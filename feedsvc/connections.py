@@ -97,21 +97,30 @@ class RateLimitedLog:
 class Limits:
     max_connections: int
     header_timeout_s: float
+    send_timeout_s: float
 
 
 class GuardedHandler(RequestHandler):
-    """aiohttp's connection protocol, plus a deadline for each request head: from the
-    connection's start, and from the first byte of each later request, a complete head must
-    arrive within `header_timeout_s` (aiohttp has no such timeout; a client sending a byte a
-    second would hold the connection for the whole keep-alive time)."""
+    """aiohttp's connection protocol, plus two deadlines it lacks.
 
-    __slots__ = ("_head_timeout", "_head_timer", "_partial")
+    - A request head: from the connection's start, and from the first byte of each later
+      request, a complete head must arrive within `header_timeout_s` (else a client sending a
+      byte a second holds the connection for the whole keep-alive time).
+    - Sending: while the transport's buffer is full (writing paused), the reader must make
+      room within `send_timeout_s` (nginx's `send_timeout`). Whatever the size of the body:
+      a reader that stops reading would otherwise hold a busy connection, which the cap never
+      sheds, for as long as it likes."""
 
-    def __init__(self, manager: Server, *, header_timeout_s: float, **kwargs: Any) -> None:
+    __slots__ = ("_head_timeout", "_head_timer", "_partial", "_send_timeout", "_send_timer")
+
+    def __init__(self, manager: Server, *, header_timeout_s: float, send_timeout_s: float,
+                 **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._head_timeout = header_timeout_s
         self._head_timer: asyncio.TimerHandle | None = None
         self._partial = False  # part of a request head is here, not all of it
+        self._send_timeout = send_timeout_s
+        self._send_timer: asyncio.TimerHandle | None = None
 
     @property
     def shed_rank(self) -> int | None:
@@ -143,7 +152,29 @@ class GuardedHandler(RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm()
+        self._stop_send_timer()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_timer is None:
+            self._send_timer = self._loop.call_later(self._send_timeout, self._send_expired)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._stop_send_timer()
+
+    def _stop_send_timer(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _send_expired(self) -> None:
+        self._send_timer = None
+        if self.writing_paused and self.transport is not None:
+            log.debug("a reader made no room for %.0f s; connection dropped", self._send_timeout)
+            # abort(), not close(): close would wait for the reader to take the buffer.
+            self.transport.abort()
 
     def _arm(self) -> None:
         self._head_timer = self._loop.call_later(self._head_timeout, self._head_expired)
@@ -176,11 +207,8 @@ class GuardedServer(Server):
 
     def __call__(self) -> RequestHandler:
         return GuardedHandler(self, loop=self._loop,
-                              header_timeout_s=self.limits.header_timeout_s, **self._kwargs)
-
-    @property
-    def open_connections(self) -> int:
-        return len(self._open)
+                              header_timeout_s=self.limits.header_timeout_s,
+                              send_timeout_s=self.limits.send_timeout_s, **self._kwargs)
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
@@ -199,7 +227,10 @@ class GuardedServer(Server):
             for handler in list(self._open):
                 if closed == count:
                     break
-                if handler.shed_rank == rank:
+                if handler._force_close:  # closing already (a timeout): its slot frees itself
+                    del self._open[handler]
+                    closed += 1
+                elif handler.shed_rank == rank:
                     del self._open[handler]
                     if handler is newcomer:
                         # On the next loop turn: its start() must begin before its
@@ -265,7 +296,8 @@ def run_app(app: web.Application, server: ServerConfig, *, loop: asyncio.Abstrac
     with connections bounded (GuardedRunner) and accept errors rate-limited. OSError when the
     port cannot be bound; whatever the app's startup raises."""
     fd_limit = raise_fd_limit()
-    limits = Limits(connection_cap(server.max_connections, fd_limit), server.header_timeout_s)
+    limits = Limits(connection_cap(server.max_connections, fd_limit), server.header_timeout_s,
+                    server.send_timeout_s)
 
     async def main() -> None:
         runner = GuardedRunner(app, limits, handle_signals=True, access_log=access_log,

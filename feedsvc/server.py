@@ -356,13 +356,13 @@ class LargeBody(web.StreamResponse):
                 for start in range(0, len(view), PIECE_BYTES):
                     await self.write(view[start:start + PIECE_BYTES])
                     deadline.reschedule(loop.time() + self._send_timeout)
+                await super().write_eof()  # waits for the last piece to drain, too
         except TimeoutError:
             log.debug("a reader took nothing for %.0f s; connection dropped", self._send_timeout)
             if self._transport is not None:
                 self._transport.abort()  # frees what is buffered for it now
             # aiohttp takes a ConnectionError here as the client going away: no traceback.
             raise ConnectionResetError("send timeout") from None
-        await super().write_eof()
 
 
 #: Scheduled entries listed by /healthz (all are counted).

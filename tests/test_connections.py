@@ -23,7 +23,7 @@ from feedsvc.config import Config, load_config
 from feedsvc.connections import connection_cap
 from feedsvc.server import make_app
 
-from .conftest import ServeProcess, seed, wait_until, write_seed
+from .conftest import ServeProcess, free_port, seed, wait_until, write_seed
 
 FD_LIMIT = 1024
 
@@ -248,3 +248,54 @@ def test_catalog_keeps_a_seed_unread_for_lack_of_fds_for_a_retry(
     changes = catalog.update([tmp_path / name for name in catalog.deferred])
     assert changes["new.txt"][0].slug == "new" and catalog.deferred == set()
     catalog.close()
+
+
+async def test_send_timeout_drops_a_reader_that_makes_no_room() -> None:
+    """A body sent in one write (under STREAM_MIN_BYTES) to a reader that never reads: once
+    the kernel's buffers are full (made small here, as a slow link's would be), writing pauses,
+    and the connection is dropped send_timeout_s later instead of staying busy for ever (the
+    cap never sheds a busy connection)."""
+    from aiohttp import web
+
+    from feedsvc.connections import GuardedRunner, Limits
+
+    body = b"x" * 200_000
+
+    async def handler(request: web.Request) -> web.Response:
+        request.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        return web.Response(body=body)
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = GuardedRunner(app, Limits(max_connections=100, header_timeout_s=10,
+                                       send_timeout_s=1))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(stalled, ("127.0.0.1", port))
+        stalled.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.sleep(3)  # the server's send_timeout_s (1 s) passes
+        received, reset = 0, False
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                chunk = stalled.recv(1 << 16)
+            except BlockingIOError:
+                await asyncio.sleep(0.01)
+                continue
+            except ConnectionResetError:
+                reset = True
+                break
+            if not chunk:
+                reset = True
+                break
+            received += len(chunk)
+        stalled.close()
+        assert reset and received < len(body), (reset, received)
+    finally:
+        await runner.cleanup()

@@ -118,3 +118,4 @@ def test_large_bodies_keep_validators_head_and_304(
     status, _, empty = server.get("/feed.atom", {"Accept-Encoding": "identity",
                                                  "If-None-Match": headers["ETag"]})
     assert status == 304 and empty == b""
+
