@@ -187,9 +187,7 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
         try:
             batch = await asyncio.wait_for(queue.get(), timeout)
         except TimeoutError:  # time for a periodic rescan, or to retry writing the state
-            batch = Batch(paths=frozenset(config.paths.seeds / name
-                                          for name in publisher.catalog.deferred),
-                          rescan=loop.time() >= next_rescan, watching=status.watching)
+            batch = Batch(rescan=loop.time() >= next_rescan, watching=status.watching)
         if batch is None:
             return
         stopping = False
@@ -199,6 +197,9 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
                 stopping = True
                 break
             batch = batch.merge(extra)
+        if publisher.catalog.deferred:  # with this batch, whatever else it holds
+            deferred = frozenset(config.paths.seeds / name for name in publisher.catalog.deferred)
+            batch = Batch(batch.paths | deferred, batch.rescan, batch.watching)
         status.watching = batch.watching
         try:
             if batch.rescan:
