@@ -21,6 +21,8 @@ from feedsvc.logtext import escape, is_utf8
 from feedsvc.model import Entry
 from feedsvc.parser import DEFAULT_OPTIONS, ParseOptions, parse_seed
 from feedsvc.source import (
+    DescriptorsExhausted,
+    SeedFolder,
     Signature,
     is_seed_name,
     list_seed_names,
@@ -78,6 +80,13 @@ class Catalog:
         # Names whose last change a batch failed to apply: read and reported again by the next
         # batch or scan, whatever their stat says, even if they are gone.
         self._retry: set[str] = set()
+        # Seeds are opened relative to the folder's descriptor (see source.py), opened for a
+        # batch or a scan and closed after it: between batches nothing is held open (an
+        # unmount is not kept busy) and each batch reads the folder the path names now.
+        self.seeds = SeedFolder(folder)
+        #: Names that could not be read for lack of file descriptors: what was known of them
+        #: is kept, and the pipeline reads them again within a second (not at the next rescan).
+        self.deferred: set[str] = set()
 
     def scan(self, chunk: int = 2000) -> Iterator[Changes]:
         """Compare the whole folder with what is known, `chunk` files at a time (the first
@@ -93,20 +102,28 @@ class Catalog:
                             if not _listed(names, name)}
         for name in changes:
             self.records.pop(name, None)
-        for name in names:
-            self._refresh(name, changes, trust_stat=name not in retry, force=name in retry)
-            if len(changes) >= chunk:
-                yield changes
-                changes = {}
+        if self.deferred:  # …and so is a deferred name that is not listed any more
+            self.deferred = {name for name in self.deferred if _listed(names, name)}
+        try:
+            for name in names:
+                self._refresh(name, changes, trust_stat=name not in retry, force=name in retry)
+                if len(changes) >= chunk:
+                    yield changes
+                    changes = {}
+        finally:
+            self.seeds.close()
         yield changes
 
     def update(self, paths: Iterable[Path | str]) -> Changes:
         """Re-read the named files: an event says they changed, whatever their stat says."""
         changes: Changes = {}
         retry, self._retry = self._retry, set()
-        for name in sorted({Path(p).name for p in paths} | retry):
-            if is_seed_name(name):
-                self._refresh(name, changes, trust_stat=False, force=name in retry)
+        try:
+            for name in sorted({Path(p).name for p in paths} | retry):
+                if is_seed_name(name):
+                    self._refresh(name, changes, trust_stat=False, force=name in retry)
+        finally:
+            self.seeds.close()
         return changes
 
     def retry(self, names: Iterable[str]) -> None:
@@ -119,16 +136,23 @@ class Catalog:
         taking a slug over). None if it no longer matches its record."""
         record = self.records.get(name)
         try:
-            seed = read_seed(self.folder / name, self.max_seed_bytes)
+            seed = read_seed(self.folder / name, self.max_seed_bytes, self.seeds)
             if record is None or seed is None or isinstance(seed, SeedError):
                 return None
             result = parse_seed(str(self.folder / name), seed.data, self.options)
+        except DescriptorsExhausted:
+            return None
         except Exception:  # as in _refresh: its record says why, at its next read
             log.debug("reading %s failed", self.folder / name, exc_info=True)
             return None
+        finally:
+            self.seeds.close()
         if isinstance(result, SeedError) or result.content_hash != record.content_hash:
             return None
         return result
+
+    def close(self) -> None:
+        self.seeds.close()
 
     def results(self) -> dict[Path, Record]:
         return {self.folder / name: record for name, record in self.records.items()}
@@ -144,6 +168,11 @@ class Catalog:
             return
         try:
             self._read(name, path, changes, trust_stat, force)
+        except DescriptorsExhausted:
+            # Out of descriptors (a flood of connections): the file is not at fault. Keep
+            # what was known of it, and let the pipeline try it again shortly.
+            self.deferred.add(name)
+            return
         except Exception as e:
             # One file must never stop a batch: whatever went wrong reading or parsing it (a
             # bug the bad input found), it is rejected, named, and the others go on. Retried
@@ -153,6 +182,7 @@ class Catalog:
                               f"unexpected error {type(e).__name__}: {escape(str(e))} (a "
                               "bug; run with -v for the traceback, and report it)")
             self._set(name, _failed(error), None, changes, force)
+        self.deferred.discard(name)
 
     def _read(self, name: str, path: Path, changes: Changes, trust_stat: bool,
               force: bool) -> None:
@@ -160,7 +190,7 @@ class Catalog:
         if trust_stat and known is not None:
             # Only a stat that can spare the read is worth its system call: a new file, or one
             # an event names, is read anyway, and read_seed reports what stat_seed would.
-            signature = stat_seed(path)
+            signature = stat_seed(path, self.seeds)
             if signature is None:
                 self._set(name, None, None, changes, force)
                 return
@@ -170,7 +200,7 @@ class Catalog:
             if not known.racy and known.stat_key == _stat_key(signature) and not force:
                 return
         read_at_ns = time.time_ns()
-        seed = read_seed(path, self.max_seed_bytes)
+        seed = read_seed(path, self.max_seed_bytes, self.seeds)
         if seed is None:  # vanished between the stat and the read: not an error
             self._set(name, None, None, changes, force)
             return

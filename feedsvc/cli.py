@@ -51,18 +51,21 @@ def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     """Serve and watch until SIGTERM or SIGINT."""
     from aiohttp import web
 
+    from feedsvc.connections import Limits, run_app
     from feedsvc.server import make_app
     from feedsvc.workers import serve_with_workers
 
     host, port = config.server.host, config.server.port
     access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
 
+    def listening(limits: Limits) -> None:
+        workers = config.server.workers
+        log.info("listening on http://%s:%d/ (%d process%s, at most %d connections each)",
+                 host, port, workers, "es" if workers > 1 else "", limits.max_connections)
+
     def serve_app(app: web.Application, reuse_port: bool = False) -> None:
-        web.run_app(app, host=host, port=port, access_log=access_log, reuse_port=reuse_port,
-                    loop=new_event_loop(),
-                    print=lambda *_: log.info("listening on http://%s:%d/ (%d process%s)",
-                                              host, port, config.server.workers,
-                                              "es" if config.server.workers > 1 else ""))
+        run_app(app, config.server, loop=new_event_loop(), reuse_port=reuse_port,
+                access_log=access_log, on_listening=listening)
 
     try:
         if config.server.workers > 1:

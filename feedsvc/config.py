@@ -55,6 +55,13 @@ class ServerConfig:
     cache_max_age: int = 60
     access_log: bool = False  # one line per request costs more than serving it
     workers: int = 1  # processes serving the port (SO_REUSEPORT); one pipeline in the first
+    #: Open connections per process; 0: as many as the file descriptor limit allows, less a
+    #: reserve for the seeds and the state (see connections.py).
+    max_connections: int = 0
+    #: Time allowed to send a whole request head (slowloris), like nginx's client_header_timeout.
+    header_timeout_s: int = 10
+    #: Time allowed between two successful writes of a body, like nginx's send_timeout.
+    send_timeout_s: int = 60
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,12 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
                                  _in_range(0, 31_536_000)),
         access_log=tables.get("server", "access_log", bool, ServerConfig.access_log),
         workers=tables.get("server", "workers", int, ServerConfig.workers, _in_range(1, 64)),
+        max_connections=tables.get("server", "max_connections", int,
+                                   ServerConfig.max_connections, _in_range(0, 1_000_000)),
+        header_timeout_s=tables.get("server", "header_timeout_s", int,
+                                    ServerConfig.header_timeout_s, _in_range(1, 3600)),
+        send_timeout_s=tables.get("server", "send_timeout_s", int,
+                                  ServerConfig.send_timeout_s, _in_range(1, 3600)),
     )
     watch = WatchConfig(
         step_ms=tables.get("watch", "step_ms", int, WatchConfig.step_ms, _in_range(1, 10_000)),
@@ -203,7 +216,8 @@ class _Tables:
         "feed": {"title", "subtitle", "base_url", "id", "language", "author_name",
                  "author_email", "max_entries", "entry_url", "timezone", "dayfirst"},
         "paths": {"seeds", "state", "output"},
-        "server": {"host", "port", "cache_max_age", "access_log", "workers"},
+        "server": {"host", "port", "cache_max_age", "access_log", "workers", "max_connections",
+                   "header_timeout_s", "send_timeout_s"},
         "watch": {"step_ms", "debounce_ms", "rescan_s", "max_seed_bytes"},
     }
 

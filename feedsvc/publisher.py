@@ -150,6 +150,7 @@ class Publisher:
         return cls(config, Store.open(config.paths.state), clock)
 
     def close(self) -> None:
+        self.catalog.close()
         self.store.close()
 
     # -- the two entry points -------------------------------------------------------------

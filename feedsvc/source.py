@@ -1,4 +1,11 @@
-"""The seeds folder, at the edge: which names are seeds, what is there, and reading one safely."""
+"""The seeds folder, at the edge: which names are seeds, what is there, and reading one safely.
+
+Seeds are opened relative to a descriptor of the seeds folder, never by path, and never through
+a symbolic link the kernel follows for us: the check (is it inside the folder? a regular file?)
+and the read are one operation, as nginx's `disable_symlinks` does. A check by path followed by
+an open by path could be raced by a link flipped in between; here nothing outside the folder can
+ever be read, whatever changes under us.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +16,22 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedsvc.errors import SeedError
+from feedsvc.errors import FeedsvcError, SeedError
 from feedsvc.logtext import escape, is_utf8
 
 SEED_SUFFIXES = (".txt", ".md")  # plain seeds, Markdown seeds
 MAX_SEED_BYTES = 1024 * 1024
+
+# O_NONBLOCK: a FIFO named *.txt must not hang the reader (fstat then refuses it).
+# O_NOFOLLOW: a symbolic link fails with ELOOP instead of being followed; we resolve it.
+_SEED_FLAGS = (os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+#: What open(O_NOFOLLOW) says for a link: ELOOP on Linux, EMLINK on FreeBSD, EFTYPE on NetBSD.
+_LINK_ERRNOS = {errno.ELOOP, errno.EMLINK, getattr(errno, "EFTYPE", errno.ELOOP)}
+#: Out of file descriptors (the process's, or the system's): nothing is wrong with the file.
+_NO_FDS = {errno.EMFILE, errno.ENFILE}
+#: A name flipping between a link and a file while we look: this many tries, then an error.
+_RACE_TRIES = 3
 
 
 def is_seed_name(name: str) -> bool:
@@ -82,6 +100,54 @@ class FolderMissing(Exception):
     """The seeds folder is not there (deleted, unmounted, not a folder)."""
 
 
+class DescriptorsExhausted(FeedsvcError):
+    """No file descriptor was left to open a seed (EMFILE/ENFILE). Nothing is wrong with the
+    file: the caller keeps what it knew of it and tries again soon."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"{path}: too many open files; will try again")
+
+
+class SeedFolder:
+    """The seeds folder opened as a directory descriptor, every seed opened relative to it.
+
+    Opened on first use and held until `close()`: callers hold it for a batch or a scan, not
+    longer, so that an unmount is never kept busy and the folder the path names now (deleted
+    and made again, a mount that came back) is the one the next batch reads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._st: os.stat_result | None = None
+
+    def open(self) -> tuple[int, os.stat_result] | None:
+        """The folder's descriptor and its stat; None when the folder is not there."""
+        if self._fd is None:
+            try:
+                fd = os.open(self.path, _DIR_FLAGS)
+            except (FileNotFoundError, NotADirectoryError, PermissionError):
+                return None
+            except OSError as e:
+                if e.errno in _NO_FDS:
+                    raise DescriptorsExhausted(self.path) from e
+                return None
+            self._fd, self._st = fd, os.fstat(fd)
+        assert self._st is not None
+        return self._fd, self._st
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = self._st = None
+
+    def __enter__(self) -> SeedFolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def list_seeds(folder: Path) -> list[Path]:
     """Every seed in the folder, in name order. Raises FolderMissing when it cannot be listed."""
     return [folder / name for name in list_seed_names(folder)]
@@ -102,42 +168,108 @@ def list_seed_names(folder: Path) -> list[str]:
     except PermissionError as e:
         raise FolderMissing(f"{folder}: permission denied") from e
     except OSError as e:  # a link loop, EIO from a failing disk or share: cannot be listed
+        if e.errno in _NO_FDS:
+            raise DescriptorsExhausted(folder) from e
         raise FolderMissing(f"{folder}: {e.strerror or e}") from e
     return names
 
 
-def stat_seed(path: Path) -> Signature | SeedError | None:
-    """The file's signature; None when it is gone; SeedError when it is not a readable file.
-    A symbolic link is followed if it stays inside the seeds folder, refused otherwise."""
-    if (outside := _link_outside(path)) is not None:
-        return outside
+class _Retry(Exception):
+    """The name changed between a link and a file while we looked: look again."""
+
+
+def _link_target(dir_fd: int, dir_st: os.stat_result, path: Path, name: str) -> str:
+    """The name, in the seeds folder, of the file the link `name` points to; SeedError when
+    it points anywhere else. One level only: what it names is opened with O_NOFOLLOW too.
+
+    Accepted: a plain name (`real.txt`), or a path whose folder is the seeds folder itself
+    (`/srv/seeds/real.txt`, `../seeds/real.txt`). Whatever that folder path resolves through,
+    only the base name is ever opened, relative to the folder's descriptor."""
     try:
-        st = path.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except PermissionError:
-        return SeedError(str(path), 1, "permission denied")
+        target = os.readlink(name, dir_fd=dir_fd)
     except OSError as e:
-        if e.errno == errno.ELOOP:
-            return SeedError(str(path), 1, "symbolic link loop")
-        return SeedError(str(path), 1, f"cannot stat: {e.strerror}")
-    if not stat.S_ISREG(st.st_mode):
-        return _not_regular(path, st.st_mode)
-    return Signature(st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+        if e.errno == errno.EINVAL:  # not a link (any more)
+            raise _Retry from e
+        raise
+    head, base = os.path.split(target)
+    outside = SeedError(str(path), 1, f"symbolic link to {target}, outside the seeds folder")
+    if base in ("", ".", ".."):
+        raise outside
+    if head:
+        try:
+            st = os.stat(head, dir_fd=dir_fd)  # relative heads resolve from the folder
+        except OSError:
+            raise outside from None
+        if (st.st_dev, st.st_ino) != (dir_st.st_dev, dir_st.st_ino):
+            raise outside
+    return base
 
 
-def _link_outside(path: Path) -> SeedError | None:
-    """A symbolic link whose target is not in the seeds folder: publishing it would publish
-    whatever file on the machine the link names."""
+def _link_to_link(path: Path, name: str, target: str) -> SeedError:
+    """Why a link to a link is refused. Only the message resolves the chain (nothing is read
+    through it): say so when it ends outside the folder."""
+    if target == name:
+        return SeedError(str(path), 1, "symbolic link loop")
     try:
-        if not os.path.islink(path):  # one lstat, without pathlib's overhead (every read)
+        end = Path(os.path.realpath(path))
+        outside = not end.is_relative_to(Path(os.path.realpath(path.parent)))
+    except (OSError, ValueError):
+        outside = False
+    if outside:
+        return SeedError(str(path), 1, f"symbolic link to {end}, outside the seeds folder")
+    return SeedError(str(path), 1, f"symbolic link to {target}, itself a symbolic link; "
+                                   "link to the file itself")
+
+
+def _folder(path: Path, folder: SeedFolder | None) -> tuple[SeedFolder, bool]:
+    """The folder to open `path` in: the caller's (kept open), or one opened for this call."""
+    if folder is not None:
+        return folder, False
+    return SeedFolder(path.parent), True
+
+
+def stat_seed(path: Path, folder: SeedFolder | None = None
+              ) -> Signature | SeedError | None:
+    """The file's signature; None when it is gone; SeedError when it is not a readable file.
+    A symbolic link is followed if it names a file in the seeds folder, refused otherwise.
+    Raises DescriptorsExhausted when no descriptor is left to open the folder."""
+    held, own = _folder(path, folder)
+    try:
+        opened = held.open()
+        if opened is None:
             return None
-        target = path.resolve()
-    except (OSError, RuntimeError):  # a loop: stat reports it
-        return None
-    if target.is_relative_to(path.parent.resolve()):
-        return None
-    return SeedError(str(path), 1, f"symbolic link to {target}, outside the seeds folder")
+        dir_fd, dir_st = opened
+        name = path.name
+        for _ in range(_RACE_TRIES):
+            try:
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    target = _link_target(dir_fd, dir_st, path, name)
+                    st = os.stat(target, dir_fd=dir_fd, follow_symlinks=False)
+                    if stat.S_ISLNK(st.st_mode):
+                        return _link_to_link(path, name, target)
+            except _Retry:
+                continue
+            except SeedError as e:
+                return e
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            except PermissionError:
+                return SeedError(str(path), 1, "permission denied")
+            except OSError as e:
+                return SeedError(str(path), 1, f"cannot stat: {e.strerror}")
+            if not stat.S_ISREG(st.st_mode):
+                return _not_regular(path, st.st_mode)
+            return Signature(st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+        return _flipping(path)
+    finally:
+        if own:
+            held.close()
+
+
+def _flipping(path: Path) -> SeedError:
+    return SeedError(str(path), 1, "keeps changing between a link and a file; read again "
+                                   "on its next change")
 
 
 def _not_regular(path: Path, mode: int) -> SeedError:
@@ -145,29 +277,73 @@ def _not_regular(path: Path, mode: int) -> SeedError:
     return SeedError(str(path), 1, f"{kind}; seeds are regular files")
 
 
-def read_seed(path: Path, max_bytes: int = MAX_SEED_BYTES) -> SeedFile | SeedError | None:
+def _open_seed(dir_fd: int, dir_st: os.stat_result, path: Path) -> int | SeedError:
+    """A descriptor of the seed `path` names in the folder, opened without following any link
+    (a link to a file in the folder is resolved by hand, one level). Raises OSError as open
+    does (FileNotFoundError: gone) and SeedError for a link that leads elsewhere."""
+    name = path.name
+    for _ in range(_RACE_TRIES):
+        try:
+            return os.open(name, _SEED_FLAGS, dir_fd=dir_fd)
+        except OSError as e:
+            if e.errno not in _LINK_ERRNOS:
+                raise
+        try:
+            target = _link_target(dir_fd, dir_st, path, name)
+        except _Retry:
+            continue
+        try:
+            return os.open(target, _SEED_FLAGS, dir_fd=dir_fd)
+        except OSError as e:
+            if e.errno not in _LINK_ERRNOS:
+                raise
+            return _link_to_link(path, name, target)
+    return _flipping(path)
+
+
+def read_seed(path: Path, max_bytes: int = MAX_SEED_BYTES, folder: SeedFolder | None = None
+              ) -> SeedFile | SeedError | None:
     """Read one seed, never more than `max_bytes` (+1). None when it vanished before it could be
-    read (not an error)."""
-    if (outside := _link_outside(path)) is not None:
-        return outside
+    read (not an error). `folder`: the seeds folder held open (else opened for this call).
+    Raises DescriptorsExhausted when no descriptor is left to open it."""
+    held, own = _folder(path, folder)
     try:
-        # O_NONBLOCK: a FIFO named *.txt must not hang the reader; fstat below refuses it.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except PermissionError:
-        return SeedError(str(path), 1, "permission denied")
-    except OSError as e:
-        # Callers may skip stat_seed before reading (nothing to compare a new file with):
-        # say what it would have said (a socket, a link loop), else why the open failed.
-        known = stat_seed(path)
-        if isinstance(known, SeedError):
-            return known
-        return SeedError(str(path), 1, f"cannot open: {e.strerror}")
+        opened = held.open()
+        if opened is None:
+            return None
+        dir_fd, dir_st = opened
+        try:
+            fd = _open_seed(dir_fd, dir_st, path)
+        except SeedError as e:
+            return e
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except PermissionError:
+            return SeedError(str(path), 1, "permission denied")
+        except OSError as e:
+            if e.errno in _NO_FDS:
+                raise DescriptorsExhausted(path) from e
+            return SeedError(str(path), 1, f"cannot open: {e.strerror}")
+        if isinstance(fd, SeedError):
+            return fd
+        try:
+            return _read_open(fd, path, dir_st, max_bytes)
+        finally:
+            os.close(fd)
+    finally:
+        if own:
+            held.close()
+
+
+def _read_open(fd: int, path: Path, dir_st: os.stat_result, max_bytes: int
+               ) -> SeedFile | SeedError:
     try:
+        # What was opened is what is checked: no name is looked up again after this.
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return _not_regular(path, st.st_mode)
+        if st.st_dev != dir_st.st_dev:  # a file mounted over a name in the folder
+            return SeedError(str(path), 1, "on another file system than the seeds folder")
         if st.st_size > max_bytes:
             return SeedError(str(path), 1, f"file is {st.st_size} bytes; at most {max_bytes}")
         chunks: list[bytes] = []
@@ -185,5 +361,3 @@ def read_seed(path: Path, max_bytes: int = MAX_SEED_BYTES) -> SeedFile | SeedErr
         return SeedFile(path=path, data=data, signature=signature)
     except OSError as e:
         return SeedError(str(path), 1, f"cannot read: {e.strerror}")
-    finally:
-        os.close(fd)

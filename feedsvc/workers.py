@@ -103,13 +103,11 @@ def serve_with_workers(config: Config, serve_app: Any) -> None:
 
 
 def _follower_main(config: Config, leader: Connection, number: int) -> None:
-    from aiohttp import web
-
     from feedsvc.cli import new_event_loop, setup_logging
+    from feedsvc.connections import run_app
     from feedsvc.server import make_follower_app
 
     setup_logging(verbose=False)
     access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
-    web.run_app(make_follower_app(config, leader), host=config.server.host,
-                port=config.server.port, reuse_port=True, access_log=access_log,
-                loop=new_event_loop(), print=None, handle_signals=True)
+    run_app(make_follower_app(config, leader), config.server, loop=new_event_loop(),
+            reuse_port=True, access_log=access_log)

@@ -113,14 +113,16 @@ def http_get(url: str, headers: dict[str, str] | None = None,
 class ServeProcess:
     """`python -m feedsvc serve` in a subprocess, on the config's port."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path,
+                 preexec_fn: Callable[[], None] | None = None) -> None:
         self.config = load_config(config_path)
         self.url = f"http://127.0.0.1:{self.config.server.port}"
         self.stderr_path = config_path.parent / "serve.log"
         self._stderr = self.stderr_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "feedsvc", "serve", "--config", str(config_path)],
-            cwd=config_path.parent, stdout=subprocess.DEVNULL, stderr=self._stderr)
+            cwd=config_path.parent, stdout=subprocess.DEVNULL, stderr=self._stderr,
+            preexec_fn=preexec_fn)
         wait_until(self._ready, timeout=30)
 
     def _ready(self) -> bool:
@@ -154,8 +156,9 @@ class ServeProcess:
 def serve() -> Iterator[Callable[[Path], ServeProcess]]:
     started: list[ServeProcess] = []
 
-    def start(config_path: Path) -> ServeProcess:
-        process = ServeProcess(config_path)
+    def start(config_path: Path,
+              preexec_fn: Callable[[], None] | None = None) -> ServeProcess:
+        process = ServeProcess(config_path, preexec_fn)
         started.append(process)
         return process
 

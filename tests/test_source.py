@@ -67,3 +67,27 @@ def test_symlinks_inside_are_followed_and_outside_refused(tmp_path: Path) -> Non
         assert isinstance(outside, SeedError)
         assert "outside the seeds folder" in outside.message
         assert isinstance(check(seeds / "loop.txt"), SeedError)
+
+
+def test_the_folder_is_not_held_open_between_batches(tmp_path: Path) -> None:
+    """A descriptor held on the seeds folder would keep an unmount busy ("target is busy")."""
+    from feedsvc.catalog import Catalog
+
+    (tmp_path / "a.txt").write_text("a\nA\n\nBody.")
+    catalog = Catalog(tmp_path, 1 << 20)
+
+    def held() -> list[str]:
+        return [target for fd in os.listdir("/proc/self/fd")
+                if (target := _link(f"/proc/self/fd/{fd}")) == str(tmp_path)]
+
+    list(catalog.scan())
+    assert catalog.records["a.txt"].slug == "a" and held() == []
+    (tmp_path / "a.txt").write_text("a\nA again\n\nBody.")
+    assert "a.txt" in catalog.update([tmp_path / "a.txt"]) and held() == []
+
+
+def _link(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None

@@ -34,6 +34,7 @@ def test_unit_runs_serve_unprivileged_with_restart_on_failure() -> None:
     assert service["ProtectSystem"] == "strict"  # everything read-only ...
     assert service["StateDirectory"] == "feedsvc"  # ... but /var/lib/feedsvc
     assert "2" in service["RestartPreventExitStatus"].split()  # a bad config is not retried
+    assert int(service["LimitNOFILE"]) >= 65536  # connections never starve seeds of fds
     assert unit()["Install"]["WantedBy"] == "multi-user.target"
 
 

@@ -1,0 +1,341 @@
+"""Connections bounded by what the process can hold: a cap below the file descriptor limit that
+sheds idle connections first, a time limit on request heads (slowloris), accept errors logged
+quietly, and the runner that serves an app with all three.
+
+Every connection costs a descriptor, and so does every seed read and the state. Without a cap,
+a thousand idle sockets take the last descriptor: accept() then fails in a tight loop, seeds
+cannot be opened, SQLite cannot open its journal. The cap keeps a reserve for them; reaching it
+closes the connections that are costing only a descriptor (idle keep-alive, or a request head
+not complete yet), oldest first, so readers who send a request get in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import resource
+import select
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_runner import GracefulExit
+from aiohttp.web_server import Server
+
+from feedsvc.config import ServerConfig
+
+log = logging.getLogger("feedsvc")
+
+#: Queue of connections the kernel completes before we accept them (listen backlog); asyncio
+#: also accepts up to this many at each turn of the loop.
+BACKLOG = 64
+#: Descriptors kept out of the connections' reach: seeds being read, SQLite (database, WAL,
+#: shared memory, the long tail's readers), the watcher, thread and worker pipes, the listening
+#: socket, logs (a process at rest holds ~15). Under a flood, connections go over the cap for a
+#: moment by up to three loop turns of accepts: those accepted but not counted yet, and those
+#: shed but not closed yet (asyncio closes a socket a turn or two after close()).
+RESERVE_FDS = 64 + 3 * BACKLOG
+#: The fewest connections a cap allows, whatever the limit.
+MIN_CONNECTIONS = 8
+#: The descriptor limit serve raises its soft limit to, when the hard limit allows.
+WANTED_FDS = 65536
+#: aiohttp's default, kept: how long an idle keep-alive connection stays open.
+KEEPALIVE_TIMEOUT_S = 75.0
+#: At most one log line per this many seconds for each kind of connection trouble.
+LOG_EVERY_S = 5.0
+
+#: accept() failures that mean "out of resources", not a bug.
+_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+def raise_fd_limit(wanted: int = WANTED_FDS) -> int:
+    """Raise the soft descriptor limit towards `wanted` (never above the hard limit); return
+    the soft limit in force. A unit's LimitNOFILE sets both; a shell's `ulimit -n` often
+    leaves the soft one at 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return WANTED_FDS * 16 if soft == resource.RLIM_INFINITY else soft
+
+
+def connection_cap(configured: int, fd_limit: int) -> int:
+    """The most connections this process holds: `[server] max_connections` when set (0: no),
+    never more than the descriptor limit less the reserve."""
+    reserve = max(RESERVE_FDS, fd_limit // 8)
+    allowed = max(MIN_CONNECTIONS, fd_limit - reserve)
+    return allowed if configured == 0 else min(configured, allowed)
+
+
+class RateLimitedLog:
+    """One warning per `every` seconds at most, saying how many events it stands for."""
+
+    def __init__(self, message: str, every: float = LOG_EVERY_S) -> None:
+        self.message = message
+        self.every = every
+        self._count = 0
+        self._last = -every
+
+    def note(self, detail: object = "") -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            log.warning("%s%s (%d time%s since the last such line)", self.message,
+                        f": {detail}" if detail else "", self._count,
+                        "" if self._count == 1 else "s")
+            self._count, self._last = 0, now
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_connections: int
+    header_timeout_s: float
+    send_timeout_s: float
+
+
+class GuardedHandler(RequestHandler):
+    """aiohttp's connection protocol, plus two deadlines it lacks.
+
+    - A request head: from the connection's start, and from the first byte of each later
+      request, a complete head must arrive within `header_timeout_s` (else a client sending a
+      byte a second holds the connection for the whole keep-alive time).
+    - Sending: while the transport's buffer is full (writing paused), the reader must make
+      room within `send_timeout_s` (nginx's `send_timeout`). Whatever the size of the body:
+      a reader that stops reading would otherwise hold a busy connection, which the cap never
+      sheds, for as long as it likes."""
+
+    __slots__ = ("_head_timeout", "_head_timer", "_partial", "_send_timeout", "_send_timer")
+
+    def __init__(self, manager: Server, *, header_timeout_s: float, send_timeout_s: float,
+                 **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._head_timeout = header_timeout_s
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._partial = False  # part of a request head is here, not all of it
+        self._send_timeout = send_timeout_s
+        self._send_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def shed_rank(self) -> int | None:
+        """Which connections a full server closes first: 0, idle (keep-alive, or connected
+        and silent); 1, a request head on its way; None (never), a request being handled."""
+        if self._request_in_progress or self._messages:
+            return None
+        return 1 if self._partial else 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Bytes already waiting in the socket: a reader who sent a request at once. Its
+        # bytes are only read a loop turn later; meanwhile a flood of silent connections
+        # must not make it look idle.
+        self._partial = _readable(transport)
+        super().connection_made(transport)
+        if self.transport is not None:  # the cap may have closed it at once
+            self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._messages:  # a whole head arrived
+            self._partial = False
+            self._disarm()
+        else:
+            self._partial = True
+            if (self._head_timer is None and not self._request_in_progress
+                    and not self._force_close):
+                self._arm()  # first bytes of a new head on a kept-alive connection
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._disarm()
+        self._stop_send_timer()
+        super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_timer is None:
+            self._send_timer = self._loop.call_later(self._send_timeout, self._send_expired)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._stop_send_timer()
+
+    def _stop_send_timer(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _send_expired(self) -> None:
+        self._send_timer = None
+        if self.writing_paused and self.transport is not None:
+            log.debug("a reader made no room for %.0f s; connection dropped", self._send_timeout)
+            # abort(), not close(): close would wait for the reader to take the buffer.
+            self.transport.abort()
+
+    def _arm(self) -> None:
+        self._head_timer = self._loop.call_later(self._head_timeout, self._head_expired)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self.shed_rank is not None and self.transport is not None:
+            log.debug("request head not complete after %.0f s; connection closed",
+                      self._head_timeout)
+            self.force_close()
+
+
+class GuardedServer(Server):
+    """aiohttp's protocol factory, holding at most `max_connections` connections: one more
+    closes the oldest idle one, else the oldest whose request head is still arriving (the
+    newcomer itself when every other is busy)."""
+
+    def __init__(self, handler: Any, *, limits: Limits, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.limits = limits
+        # Open connections in arrival order (dicts keep it): oldest first when shedding.
+        self._open: dict[GuardedHandler, None] = {}
+        self._shed_log = RateLimitedLog(
+            f"connection limit ({limits.max_connections}) reached; closing idle connections")
+
+    def __call__(self) -> RequestHandler:
+        return GuardedHandler(self, loop=self._loop,
+                              header_timeout_s=self.limits.header_timeout_s,
+                              send_timeout_s=self.limits.send_timeout_s, **self._kwargs)
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        assert isinstance(handler, GuardedHandler)
+        self._open[handler] = None
+        if len(self._open) > self.limits.max_connections:
+            self._shed(len(self._open) - self.limits.max_connections, handler)
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        self._open.pop(handler, None)  # type: ignore[call-overload]
+        super().connection_lost(handler, exc)
+
+    def _shed(self, count: int, newcomer: GuardedHandler) -> None:
+        closed = 0
+        for rank in (0, 1):  # idle ones first, then heads still arriving; oldest first
+            for handler in list(self._open):
+                if closed == count:
+                    break
+                if handler._force_close:  # closing already (a timeout): its slot frees itself
+                    del self._open[handler]
+                    closed += 1
+                elif handler.shed_rank == rank:
+                    del self._open[handler]
+                    if handler is newcomer:
+                        # On the next loop turn: its start() must begin before its
+                        # connection is lost (aiohttp asserts it), and then ends at once.
+                        self._loop.call_soon(handler.force_close)
+                    else:
+                        handler.force_close()
+                    closed += 1
+        if closed:
+            self._shed_log.note()
+
+
+def _readable(transport: asyncio.BaseTransport) -> bool:
+    """Whether the connection's socket has bytes waiting (poll, not select: descriptors may
+    be above 1024)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    poller = select.poll()
+    try:
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+class GuardedRunner(web.AppRunner):
+    """web.AppRunner whose server is a GuardedServer."""
+
+    def __init__(self, app: web.Application, limits: Limits, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._limits = limits
+
+    async def _make_server(self) -> Server:
+        plain = await super()._make_server()  # runs the app's startup
+        return GuardedServer(plain.request_handler, limits=self._limits,
+                             request_factory=plain.request_factory,
+                             handler_cancellation=plain.handler_cancellation,
+                             loop=asyncio.get_running_loop(), **plain._kwargs)
+
+
+class AcceptErrors:
+    """The loop's exception handler: "out of descriptors" on accept() is one rate-limited
+    warning with a count, not a traceback per attempt (asyncio retries accept every second;
+    the journal must not fill up)."""
+
+    def __init__(self) -> None:
+        self._log = RateLimitedLog("cannot accept connections: out of file descriptors or "
+                                   "memory; retrying")
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        if isinstance(error, OSError) and error.errno in _RESOURCE_ERRNOS:
+            self._log.note(error.strerror)
+            return
+        loop.default_exception_handler(context)
+
+
+def run_app(app: web.Application, server: ServerConfig, *, loop: asyncio.AbstractEventLoop,
+            reuse_port: bool = False, access_log: logging.Logger | None = None,
+            on_listening: Callable[[Limits], None] | None = None) -> None:
+    """Serve `app` on `server.host`:`server.port` until SIGTERM or SIGINT, as web.run_app does,
+    with connections bounded (GuardedRunner) and accept errors rate-limited. OSError when the
+    port cannot be bound; whatever the app's startup raises."""
+    fd_limit = raise_fd_limit()
+    limits = Limits(connection_cap(server.max_connections, fd_limit), server.header_timeout_s,
+                    server.send_timeout_s)
+
+    async def main() -> None:
+        runner = GuardedRunner(app, limits, handle_signals=True, access_log=access_log,
+                               keepalive_timeout=KEEPALIVE_TIMEOUT_S)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port,
+                               backlog=BACKLOG)
+            await site.start()
+            if on_listening is not None:
+                on_listening(limits)
+            while True:
+                await asyncio.sleep(3600)
+        finally:
+            await runner.cleanup()
+
+    asyncio.set_event_loop(loop)
+    loop.set_exception_handler(AcceptErrors())
+    task = loop.create_task(main())
+    try:
+        loop.run_until_complete(task)
+    except (GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        try:
+            if not task.done():  # stopped by a signal: let the cleanup (the pipeline) run
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    loop.run_until_complete(task)
+        finally:
+            _cancel_all(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
