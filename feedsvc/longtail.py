@@ -22,6 +22,7 @@ from feedsvc.parser import is_slug, rebuild_entry
 from feedsvc.publisher import entry_id, parse_options
 from feedsvc.snapshot import HTML_TYPE, make_document
 from feedsvc.store import Store
+from feedsvc.timerange import datetime_of
 
 log = logging.getLogger("feedsvc")
 
@@ -69,7 +70,7 @@ class EntryPages:
             self._cache.pop(slug, None)
             return None
         published, updated, content = row
-        moment = datetime.fromtimestamp(updated, UTC)
+        moment = datetime_of(updated)
         cached = self._cache.get(slug)
         if cached is not None and cached.last_modified == moment:
             self._cache.move_to_end(slug)
@@ -79,7 +80,7 @@ class EntryPages:
             return None
         item = Item(entry=entry, id=entry_id(self.info.id, slug),
                     link=entry.link or self.config.entry_link(slug),
-                    published=datetime.fromtimestamp(published, UTC), updated=moment)
+                    published=datetime_of(published), updated=moment)
         document = make_document(f"/entries/{slug}", HTML_TYPE, render_entry(self.info, item),
                                  moment, self.config.server.cache_max_age)
         self._cache[slug] = document

@@ -37,6 +37,7 @@ from feedsvc.render import FeedRenderer, feed_updated
 from feedsvc.snapshot import ATOM_TYPE, HTML_TYPE, RSS_TYPE, Draft, make_documents, make_snapshot
 from feedsvc.source import FolderMissing
 from feedsvc.store import Store
+from feedsvc.timerange import datetime_of
 
 log = logging.getLogger("feedsvc")
 
@@ -820,4 +821,4 @@ def _give_back_memory() -> None:
 
 
 def _datetime(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
+    return datetime_of(seconds)  # clamped: a state may hold a date from before the range
