@@ -199,9 +199,12 @@ def _parse_authored(path: str, text: str, lines: list[str], start: int,
         raise SeedError(path, at + 1, "no body: expected paragraphs after a blank line "
                                       "(a draft may have none)")
     if markdown:
-        from feedsvc.markdown import render_markdown
+        from feedsvc.markdown import MarkdownTooHeavy, render_markdown
 
-        rendered = render_markdown("\n".join(body), options.base_url)
+        try:
+            rendered = render_markdown("\n".join(body), options.base_url)
+        except MarkdownTooHeavy as e:  # its line is counted from the body's first
+            raise SeedError(path, at + 1 + e.line, e.message) from None
         content_html, first = rendered.html, rendered.first_paragraph
         if paragraphs and not content_html.strip():
             raise SeedError(path, at + 1, "the Markdown body is empty once sanitized")
