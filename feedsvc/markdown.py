@@ -168,8 +168,18 @@ class _CountedStateBlock(StateBlock):
 
     def push(self, ttype: str, tag: str, nesting: Literal[-1, 0, 1]) -> Token:
         if (budget := _budget(self.env)) is not None:
-            budget.element(self.line)
+            if budget.elements >= MAX_ELEMENTS:
+                budget.element(self._current_line())
+            budget.elements += 1
         return super().push(ttype, tag, nesting)
+
+    def _current_line(self) -> int:
+        """The table rule reads all its rows before it moves `line`: the row it is on is the
+        map of the last token it made that has one."""
+        for token in reversed(self.tokens[-8:]):
+            if token.map:
+                return max(self.line, token.map[0])
+        return self.line
 
 
 class _CountedStateInline(StateInline):
