@@ -94,7 +94,10 @@ def parse_seed(path: str, data: bytes, options: ParseOptions = DEFAULT_OPTIONS
     try:
         return _parse(path, data, options)
     except SeedError as e:
-        return e
+        # Kept for as long as the file stays bad: without its traceback, which holds the
+        # frames of the parse and with them the seed's text (and a Markdown body's tokens).
+        e.__context__ = None
+        return e.with_traceback(None)
 
 
 def _parse(path: str, data: bytes, options: ParseOptions) -> Entry:
