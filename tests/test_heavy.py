@@ -72,3 +72,30 @@ def test_heavy_markdown_seeds_are_refused_and_hold_nothing_up(
     assert f"{seeds / 'divs.md'}:6: HTML nested more than 100 elements deep" in log
     assert "Traceback" not in log
     assert server.stop() == 0
+
+
+def test_healthz_lists_the_first_100_rejected_seeds_and_counts_them_all(
+        site: Path, serve: Callable[[Path], ServeProcess]) -> None:
+    """20,000 rejected seeds made /healthz a 3 MB body built on the event loop at each request
+    (87 ms; the feeds' p50 went from 1 ms to 598 ms under 8 pollers)."""
+    seeds = site / "seeds"
+    for i in range(3000):
+        (seeds / f"bad-{i:04d}.txt").write_text(f"Sans corps {i}\n")  # no body: rejected
+    write_seed(seeds, "good.txt", seed("good", "Bon", "Publié."))
+    server = serve(site / "config.toml")
+    status, _, body = server.get("/healthz")
+    health = json.loads(body)
+    assert status == 200 and health["seeds_rejected"] == 3000
+    assert health["rejected_truncated"] is True
+    assert [Path(e["path"]).name for e in health["rejected"]] == [
+        f"bad-{i:04d}.txt" for i in range(100)]  # the first ones, by file name
+    assert all(e["line"] == 2 for e in health["rejected"])
+    assert len(body) < 30_000, len(body)
+    assert _served(server, "good")
+
+    for i in range(60, 3000):
+        (seeds / f"bad-{i:04d}.txt").unlink()
+    write_seed(seeds, "canary.txt", seed("canary", "Canari", "Après le ménage."))
+    wait_until(lambda: _served(server, "canary") and _health(server)["seeds_rejected"] == 60)
+    health = _health(server)
+    assert health["rejected_truncated"] is False and len(health["rejected"]) == 60
