@@ -29,7 +29,9 @@ Each is bounded where it arises, before the expensive step and deterministically
 time, so the same seed is accepted or refused on every machine):
 - tokens are counted as markdown-it creates them (a subclass of its block and inline states),
   and parsing stops at MAX_ELEMENTS, raw HTML tags included;
-- the inline rules' calls are counted (MAX_INLINE_STEPS), which bounds inline parsing time;
+- the calls of the inline rules and of the block rules (a few per line: the rules that may end
+  a paragraph are tried at each of its lines) are counted (MAX_INLINE_STEPS, MAX_BLOCK_STEPS),
+  which bounds parsing time (1 MiB of one-letter lines cost 8 s);
 - before nh3, the tokens are walked once: the nesting of the HTML they make (Markdown's and the
   raw HTML's tags together) must stay within MAX_HTML_DEPTH, and the URLs that links and
   images repeat within MAX_RENDERED_CHARS.
@@ -112,12 +114,15 @@ _ASCII_WHITESPACE_RE = re.compile(r"[ \t\n\r\f]+")
 
 #: What one Markdown seed may cost. A real article stays well below each: 1 MiB of prose with
 #: emphasis, links, lists, quotes, code blocks and a 200-row table (a book, in one seed) makes
-#: 46,000 elements, 90,000 inline steps, HTML 5 elements deep.
+#: 46,000 elements, 90,000 inline and 31,000 block steps, HTML 5 elements deep.
 #: Markdown tokens plus raw HTML tags (a table cell is 4, a paragraph 3 plus its inline
 #: pieces): ~45 MiB at most.
 MAX_ELEMENTS = 100_000
 #: Calls of markdown-it's inline rules: parsing time (~0.5 s at this bound, worst input).
 MAX_INLINE_STEPS = 500_000
+#: Calls of markdown-it's block rules, a few per line: block parsing time (1 MiB of one-letter
+#: lines in one paragraph cost 8 s; ~1 s at this bound).
+MAX_BLOCK_STEPS = 500_000
 #: Depth of the HTML the sanitizer parses (html5ever's cost grows with its square).
 MAX_HTML_DEPTH = 100
 #: The HTML's size: the text, and the URLs links and images repeat (a reference definition is
@@ -138,11 +143,12 @@ class MarkdownTooHeavy(FeedsvcError):
 class _Budget:
     """What a render has spent so far; kept in markdown-it's `env` (passed to every state)."""
 
-    __slots__ = ("elements", "line", "steps")
+    __slots__ = ("block_steps", "elements", "line", "steps")
 
     def __init__(self) -> None:
         self.elements = 0
         self.steps = 0
+        self.block_steps = 0
         self.line = 0  # the line being parsed (block), or of the inline being parsed
 
     def element(self, line: int | None = None) -> None:
@@ -240,6 +246,20 @@ def _counted(rule: Callable[[StateInline, bool], bool]) -> Callable[[StateInline
     return counted_rule
 
 
+def _counted_block(rule: Callable[[StateBlock, int, int, bool], bool]
+                   ) -> Callable[[StateBlock, int, int, bool], bool]:
+    def counted_rule(state: StateBlock, start: int, end: int, silent: bool) -> bool:
+        if (budget := _budget(state.env)) is not None:
+            budget.block_steps += 1
+            if budget.block_steps > MAX_BLOCK_STEPS:
+                raise MarkdownTooHeavy(start, f"too many lines of Markdown to read: more than "
+                                              f"{MAX_BLOCK_STEPS:,} steps by this line; split "
+                                              f"the article")
+        return rule(state, start, end, silent)
+
+    return counted_rule
+
+
 def _markdown() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": True})
     md.block = _CountedParserBlock()
@@ -248,7 +268,11 @@ def _markdown() -> MarkdownIt:
     md.configure("commonmark", {"html": True}).enable(["table", "strikethrough"])
     md.core.ruler.at("inline", _inline_core_rule)
     for rule in md.inline.ruler.__rules__:
-        md.inline.ruler.at(rule.name, _counted(rule.fn))
+        md.inline.ruler.at(rule.name, _counted(rule.fn), {"alt": list(rule.alt)})
+    # Also the rules that end a paragraph, tried at each of its lines: one fn per rule.
+    for block_rule in md.block.ruler.__rules__:  # `at` would drop the chains unless told
+        md.block.ruler.at(block_rule.name, _counted_block(block_rule.fn),
+                          {"alt": list(block_rule.alt)})
     return md
 
 

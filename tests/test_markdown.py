@@ -10,15 +10,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
+from markdown_it import MarkdownIt
 
 from feedsvc.errors import FeedsvcError
 from feedsvc.markdown import (
+    _BUDGET,
+    _MARKDOWN,
+    MAX_BLOCK_STEPS,
     MAX_ELEMENTS,
     MAX_HTML_DEPTH,
     MAX_INLINE_STEPS,
     BaseUrlError,
     MarkdownTooHeavy,
     RenderedMarkdown,
+    _Budget,
     render_markdown,
 )
 
@@ -420,6 +425,7 @@ def test_a_huge_table_is_refused_by_its_cells_while_being_read() -> None:
     ("inline raw tags", "<span></span>" * 60_000, "steps"),  # each `<` tries several rules
     ("a block of raw tags", "<div>\n" + "<i></i>\n" * 120_000, "elements"),
     ("brackets", "[" * 100_000, "steps"),
+    ("one-letter lines", "a\n" * 300_000, f"more than {MAX_BLOCK_STEPS:,} steps"),
     ("repeated URL", "[a][r] " * 20_000 + "\n\n[r]: http://example.com/" + "x" * 300,
      "characters"),
 ])
@@ -438,3 +444,19 @@ def test_refusal_is_deterministic() -> None:
 
 def test_too_heavy_is_a_feedsvc_error() -> None:
     assert issubclass(MarkdownTooHeavy, FeedsvcError)
+
+
+@settings(max_examples=300, deadline=None)
+@given(source=st.one_of(SOURCES, st.lists(st.sampled_from([
+    "para", "# h", "## h", "- item", "1. item", "> quote", "```", "~~~", "    code", "***",
+    "| a | b |", "|---|---|", "<div>", "</div>", "[r]: /url", "[r]", "text", "", "  - sub",
+    "===", "***x***", "~~s~~", "<!-- c -->"]), max_size=12).map("\n".join)))
+def test_the_bounded_parser_reads_markdown_as_markdown_it_does(source: str) -> None:
+    """The counting parsers change nothing below the bounds: same tokens, same HTML as stock
+    markdown-it with the same preset (a rule's paragraph-ending chains included)."""
+    stock = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+    env: dict = {_BUDGET: _Budget()}
+    tokens = _MARKDOWN.parse(source, env)
+    assert _MARKDOWN.renderer.render(tokens, _MARKDOWN.options, {}) == stock.render(source)
+    # Every token made is counted, also those later merged (text pieces, emphasis markers).
+    assert env[_BUDGET].elements >= sum(1 + len(t.children or ()) for t in tokens)
