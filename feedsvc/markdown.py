@@ -382,6 +382,8 @@ def _check_structure(tokens: list[Token], budget: _Budget) -> None:
         size += len(token.content)
         if token.type == "html_block":
             nesting.raw(token.content, line, budget, count=True)
+        elif token.type in ("fence", "code_block"):
+            budget.element(line)  # one token, two elements: <pre><code>
         elif token.nesting == 1:
             nesting.open(token.tag, line)
         elif token.nesting == -1:

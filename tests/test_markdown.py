@@ -424,6 +424,7 @@ def test_a_huge_table_is_refused_by_its_cells_while_being_read() -> None:
     ("links", "[a](b) " * 50_000, "elements"),
     ("inline raw tags", "<span></span>" * 60_000, "steps"),  # each `<` tries several rules
     ("a block of raw tags", "<div>\n" + "<i></i>\n" * 120_000, "elements"),
+    ("empty code blocks", "```\n" * 150_000, "elements"),
     ("brackets", "[" * 100_000, "steps"),
     ("one-letter lines", "a\n" * 300_000, f"more than {MAX_BLOCK_STEPS:,} steps"),
     ("repeated URL", "[a][r] " * 20_000 + "\n\n[r]: http://example.com/" + "x" * 300,
