@@ -195,3 +195,14 @@ def test_a_markdown_seed_past_a_bound_is_rejected_at_its_line(
     assert (result.path, result.line) == ("seeds/heavy.md", line)
     assert fragment in result.message
     assert str(result).startswith(f"seeds/heavy.md:{line}: ")
+
+
+def test_a_rejection_keeps_nothing_of_the_parse_alive() -> None:
+    """A SeedError lives as long as its file stays bad: its traceback would hold the parse's
+    frames, and with them the seed's text and a Markdown body's tokens (a table refused at
+    its bound kept 40 MiB per version)."""
+    for name, text in (("a.txt", "only a headline"),
+                       ("b.md", "b\nB\n\n" + "<div>" * 1000)):
+        result = parse_seed(name, text.encode())
+        assert isinstance(result, SeedError)
+        assert result.__traceback__ is None and result.__context__ is None
