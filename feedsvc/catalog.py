@@ -30,6 +30,7 @@ from feedsvc.source import (
     read_seed,
     stat_seed,
 )
+from feedsvc.timerange import clamp_mtime
 
 log = logging.getLogger("feedsvc")
 
@@ -210,13 +211,16 @@ class Catalog:
         result = parse_seed(str(path), seed.data, self.options)
         racy = seed.signature.mtime_ns + RACY_NS > read_at_ns
         stat_key = _stat_key(seed.signature)
+        # st_mtime can be anything (negative, year 2446, more on other file systems): clamped
+        # here, where it enters, so that no date computed from it can overflow (timerange.py).
+        mtime = clamp_mtime(seed.mtime)
         if isinstance(result, SeedError):
-            record = Record(None, "", result, stat_key, seed.mtime, racy)
+            record = Record(None, "", result, stat_key, mtime, racy)
             self._set(name, record, None, changes, force)
             return
         # Interned: the same slug is a key in several of the publisher's maps.
         record = Record(sys.intern(result.slug), result.content_hash, None, stat_key,
-                        seed.mtime, racy, _authored(result))
+                        mtime, racy, _authored(result))
         if known is None or (known.slug, known.content_hash) != (record.slug,
                                                                  record.content_hash):
             for line, message in result.warnings:  # once per version, not once per read

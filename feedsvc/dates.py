@@ -14,6 +14,8 @@ from typing import ClassVar
 
 from dateutil import parser as dateutil_parser
 
+from feedsvc.timerange import MAX_DATE, MIN_DATE, in_range
+
 UTC = datetime.UTC
 
 
@@ -95,7 +97,8 @@ def parse_date(text: str, *, tz: datetime.tzinfo, dayfirst: bool) -> datetime.da
     `dayfirst` decides `03/04/2027` (3 April when True); a year written first always means
     year-month-day. Zone abbreviations other than UTC/GMT/Z (`CET`, `EST`, `CST`…) are
     refused: they are ambiguous, and dateutil would otherwise consult the machine's zone.
-    Raises DateError for anything unreadable, impossible or incomplete.
+    Raises DateError for anything unreadable, impossible or incomplete, and for a date outside
+    years 1000 to 9998 (UTC), which feedsvc cannot compute with safely (timerange.py).
     """
     cleaned = " ".join(text.split())  # NBSP, U+202F (French typography) → space
     cleaned = _A_FOR_A_GRAVE_RE.sub("à", cleaned)
@@ -115,9 +118,16 @@ def parse_date(text: str, *, tz: datetime.tzinfo, dayfirst: bool) -> datetime.da
     _check_weekday(text, cleaned, first)
 
     if first.tzinfo is not None:
-        return _to_utc(text, first)
-    time_given = first.hour == second.hour
-    return _local_to_utc(text, first, tz, time_given)
+        moment = _to_utc(text, first)
+    else:
+        time_given = first.hour == second.hour
+        moment = _local_to_utc(text, first, tz, time_given)
+    if not in_range(moment):
+        # Year 9999 and beyond is past what the publisher can add seconds to; before 1000,
+        # years are not the four digits RFC 3339 and RFC 5322 write (timerange.py).
+        raise DateError(f"{text!r} is out of range: dates go from {MIN_DATE:%Y-%m-%d} to "
+                        f"{MAX_DATE:%Y-%m-%d} (UTC)")
+    return moment
 
 
 def _either(names: list[str]) -> str:

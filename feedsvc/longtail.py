@@ -22,6 +22,7 @@ from feedsvc.parser import is_slug, rebuild_entry
 from feedsvc.publisher import entry_id, parse_options
 from feedsvc.snapshot import HTML_TYPE, make_document
 from feedsvc.store import Store
+from feedsvc.timerange import datetime_of
 
 log = logging.getLogger("feedsvc")
 
@@ -79,7 +80,7 @@ class EntryPages:
             return None
         item = Item(entry=entry, id=entry_id(self.info.id, slug),
                     link=entry.link or self.config.entry_link(slug),
-                    published=datetime.fromtimestamp(published, UTC), updated=moment)
+                    published=datetime_of(published), updated=moment)
         # Long-tail pages are dated by the entry's `updated`, not by a revision of their own:
         # their bytes change with it (an edit moves it forward by at least 1 µs), except when
         # only a `date:` changes (the page shows it): then the ETag changes, not the date. A

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
 from feedsvc.errors import SeedError
+from feedsvc.timerange import MAX_SECONDS, MIN_SECONDS
 
 #: Microseconds per second: `updated` and documents' dates are kept in microseconds (RFC 3339
 #: `time-secfrac`), so that distinct values never have to be pushed past the clock.
@@ -17,7 +18,10 @@ _ONE_US = timedelta(microseconds=1)
 
 
 def from_micros(micros: int) -> datetime:
-    """Unix microseconds → an aware UTC datetime, exactly (a float would round at this size)."""
+    """Unix microseconds → an aware UTC datetime, exactly (a float would round at this size).
+    Never raises: a value outside the range feedsvc computes with (from a state written before
+    it was enforced) is shown as the nearest end (timerange.py)."""
+    micros = min(max(micros, MIN_SECONDS * US), MAX_SECONDS * US)
     return _EPOCH + timedelta(microseconds=micros)
 
 

@@ -94,7 +94,10 @@ def parse_seed(path: str, data: bytes, options: ParseOptions = DEFAULT_OPTIONS
     try:
         return _parse(path, data, options)
     except SeedError as e:
-        return e
+        # Kept for as long as the file stays bad: without its traceback, which holds the
+        # frames of the parse and with them the seed's text (and a Markdown body's tokens).
+        e.__context__ = None
+        return e.with_traceback(None)
 
 
 def _parse(path: str, data: bytes, options: ParseOptions) -> Entry:
@@ -199,9 +202,12 @@ def _parse_authored(path: str, text: str, lines: list[str], start: int,
         raise SeedError(path, at + 1, "no body: expected paragraphs after a blank line "
                                       "(a draft may have none)")
     if markdown:
-        from feedsvc.markdown import render_markdown
+        from feedsvc.markdown import MarkdownTooHeavy, render_markdown
 
-        rendered = render_markdown("\n".join(body), options.base_url)
+        try:
+            rendered = render_markdown("\n".join(body), options.base_url)
+        except MarkdownTooHeavy as e:  # its line is counted from the body's first
+            raise SeedError(path, at + 1 + e.line, e.message) from None
         content_html, first = rendered.html, rendered.first_paragraph
         if paragraphs and not content_html.strip():
             raise SeedError(path, at + 1, "the Markdown body is empty once sanitized")

@@ -57,6 +57,7 @@ from feedsvc.snapshot import (
 )
 from feedsvc.source import FolderMissing
 from feedsvc.store import Store
+from feedsvc.timerange import datetime_of
 
 log = logging.getLogger("feedsvc")
 
@@ -908,4 +909,4 @@ def _give_back_memory() -> None:
 
 
 def _datetime(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
+    return datetime_of(seconds)  # clamped: a state may hold a date from before the range

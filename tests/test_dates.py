@@ -192,6 +192,15 @@ REFUSED = [
     ("2026-11-24T08:30:00+25:00", "is not a possible date"),
     ("99999999999999999999", "is not a possible date"),
     ("0001-01-01T00:30:00+01:00", "is out of range once converted to UTC"),
+    # Outside what feedsvc computes with (timerange.py): the end of the calendar, and years
+    # that are not four digits.
+    ("9999-12-31T23:59:59Z", "is out of range: dates go from 1000-01-01 to 9998-12-31 (UTC)"),
+    ("9999-01-02", "is out of range"),
+    ("31 décembre 9999 à 23h59", "is out of range"),
+    ("Fri, 31 Dec 9999 23:59:59 +0000", "is out of range"),
+    ("9998-12-31T23:30:00-01:00", "is out of range"),  # 9999-01-01 in UTC
+    ("0999-12-31T23:59:59Z", "is out of range"),
+    ("0001-01-01", "is out of range"),
     # Incomplete: dateutil would fill in today's date
     ("8h30", "incomplete date '8h30': no year, month or day; write a full date such as "
              + EXAMPLES),
@@ -226,6 +235,16 @@ def test_refused_dates_say_why(text: str, fragment: str) -> None:
 def test_an_empty_date_is_refused(text: str) -> None:
     with pytest.raises(DateError, match="empty date: write one such as 2026-11-24"):
         parse_paris(text)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("1000-01-01T00:00:00Z", utc(1000, 1, 1)),
+    ("9998-12-31T23:59:59Z", utc(9998, 12, 31, 23, 59, 59)),
+    ("9998-12-31T23:59:59+01:00", utc(9998, 12, 31, 22, 59, 59)),
+    ("1 janvier 1000 à 1h", utc(1000, 1, 1, 0, 50, 39)),  # Paris before 1891: mean solar time
+])
+def test_the_ends_of_the_range_are_dates(text: str, expected: datetime.datetime) -> None:
+    assert parse_paris(text) == expected
 
 
 def test_date_error_is_a_value_error() -> None:

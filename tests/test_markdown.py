@@ -10,9 +10,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
+from markdown_it import MarkdownIt
 
 from feedsvc.errors import FeedsvcError
-from feedsvc.markdown import BaseUrlError, RenderedMarkdown, render_markdown
+from feedsvc.markdown import (
+    _BUDGET,
+    _MARKDOWN,
+    MAX_BLOCK_STEPS,
+    MAX_ELEMENTS,
+    MAX_HTML_DEPTH,
+    MAX_INLINE_STEPS,
+    BaseUrlError,
+    MarkdownTooHeavy,
+    RenderedMarkdown,
+    _Budget,
+    render_markdown,
+)
 
 BASE = "https://example.org/blog/"
 
@@ -327,3 +340,124 @@ def test_any_text_renders_safely(source: str, base_url: str) -> None:
     assert_xml_text(rendered.first_paragraph)
     assert rendered.first_paragraph == rendered.first_paragraph.strip(" ")
     assert not re.search(r"[\t\n\r\f]|  ", rendered.first_paragraph)
+
+
+# -- Bounded cost (issue 9 #12) ----------------------------------------------------------------
+# Each heavy body is refused at the line where a bound is crossed (0-based in the text given;
+# parse_seed makes it the seed's line, tested in test_parser). They cost seconds and hundreds
+# of MiB each before the bounds: 80,000 nested <div>s 15 s, a 600 KB table 4.8 s and 290 MiB.
+
+def long_article(paragraphs: int = 2000) -> str:
+    """An ordinary long article: headings, prose with emphasis, links and code, lists, quotes,
+    code blocks, and a 200-row table (1 MiB at 2,000 paragraphs... a book)."""
+    blocks = []
+    for i in range(paragraphs):
+        if i % 40 == 0:
+            blocks.append(f"## Section {i // 40}")
+        elif i % 40 == 7:
+            blocks.append("```python\n" + "\n".join(f"def f{j}(x):\n    return x * {j}"
+                                                    for j in range(15)) + "\n```")
+        elif i % 40 == 13:
+            blocks.append("\n".join(f"- item {j} with [a link](/p/{j}) and *emphasis*"
+                                    for j in range(8)))
+        elif i % 40 == 21:
+            blocks.append("> " + "une citation assez longue, " * 12)
+        else:
+            blocks.append(f"Le **paragraphe** {i}, avec de l'*emphase*, [un lien](/a/{i}) et "
+                          f"du `code`. " + "Des mots ordinaires qui font un texte. " * 14)
+    blocks.append("| a | b | c | d | e |\n|---|:-:|---|---|--:|\n"
+                  + "\n".join(f"| {j} | x | *y* | z | w |" for j in range(200)))
+    return "\n\n".join(blocks)
+
+
+def test_a_long_ordinary_article_is_far_from_every_bound() -> None:
+    source = long_article()
+    assert len(source.encode()) > 900_000
+    rendered = render_markdown(source, BASE)
+    assert rendered.html.count("<tr>") == 201 and rendered.html.count("<pre>") == 50
+    assert rendered.first_paragraph == "Le paragraphe 1, avec de l'emphase, un lien et du code. " \
+        + "Des mots ordinaires qui font un texte. " * 13 + "Des mots ordinaires qui font un texte."
+
+
+def too_heavy(source: str) -> MarkdownTooHeavy:
+    with pytest.raises(MarkdownTooHeavy) as raised:
+        render_markdown(source, BASE)
+    return raised.value
+
+
+INTRO = "Intro.\n\nA second paragraph.\n\n"  # the heavy part starts on line 4 (index 4)
+
+
+def test_deeply_nested_html_is_refused_before_the_sanitizer_parses_it() -> None:
+    error = too_heavy(INTRO + "<div>" * 80_000 + "x" + "</div>" * 80_000)
+    assert error.line == 4 and f"nested more than {MAX_HTML_DEPTH} elements" in error.message
+    error = too_heavy(INTRO + "x\n" * 10 + "<div>\n" * 150_000)  # never closed
+    assert error.line == 14 + MAX_HTML_DEPTH
+    # Inline: formatting elements left open are reopened by HTML in every later paragraph.
+    error = too_heavy(INTRO + "\n\n".join(f'<b title="{i}">x' for i in range(1000)))
+    assert 4 < error.line < 4 + 2 * MAX_HTML_DEPTH and "nested" in error.message
+
+
+def test_the_depth_bound_is_exact_and_implicit_ends_are_not_depth() -> None:
+    at_bound = "<div>" * MAX_HTML_DEPTH + "x" + "</div>" * MAX_HTML_DEPTH
+    render_markdown(at_bound + "\n\n" + at_bound, BASE)
+    assert "nested" in too_heavy("<div>" * (MAX_HTML_DEPTH + 1) + "x").message
+    # Inside a paragraph, the paragraph is one level too.
+    assert "nested" in too_heavy("x " + "<span>" * MAX_HTML_DEPTH).message
+    # `<li>`, `<p>`, `<td>`… close by themselves, in HTML as here: a thousand lists are flat.
+    lists = "\n\n".join("<ul><li>one<li>two<li><p>three<p>four</ul>" for _ in range(1000))
+    assert render_markdown(lists, BASE).html.count("<li>") == 3000
+
+
+def test_a_huge_table_is_refused_by_its_cells_while_being_read() -> None:
+    rows = "\n".join(f"| {i} | x | y | z | w |" for i in range(30_000))  # 680 KB
+    error = too_heavy(INTRO + "| a | b | c | d | e |\n|---|---|---|---|---|\n" + rows)
+    assert 4 < error.line < 4 + 30_000
+    assert f"more than {MAX_ELEMENTS:,} elements" in error.message
+    # Cells a short row leaves out are made anyway: a wide header costs its width per row.
+    wide = "|" + "a|" * 2000 + "\n|" + "-|" * 2000 + "\n" + "|x\n" * 100
+    assert "elements" in too_heavy(wide).message
+
+
+@pytest.mark.parametrize(("name", "body", "fragment"), [
+    ("emphasis", "*a " * 300_000, "elements"),
+    ("links", "[a](b) " * 50_000, "elements"),
+    ("inline raw tags", "<span></span>" * 60_000, "steps"),  # each `<` tries several rules
+    ("a block of raw tags", "<div>\n" + "<i></i>\n" * 120_000, "elements"),
+    ("empty code blocks", "```\n" * 150_000, "elements"),
+    ("brackets", "[" * 100_000, "steps"),
+    ("one-letter lines", "a\n" * 300_000, f"more than {MAX_BLOCK_STEPS:,} steps"),
+    ("repeated URL", "[a][r] " * 20_000 + "\n\n[r]: http://example.com/" + "x" * 300,
+     "characters"),
+])
+def test_each_bound_has_its_own_reason(name: str, body: str, fragment: str) -> None:
+    error = too_heavy(INTRO + body)
+    assert fragment in error.message, (name, error.message)
+    assert error.line >= 4, (name, error.line)
+
+
+def test_refusal_is_deterministic() -> None:
+    source = INTRO + "[" * 100_000
+    assert {(e.line, e.message) for e in (too_heavy(source) for _ in range(3))} == {
+        (4, f"too much inline Markdown to read: more than {MAX_INLINE_STEPS:,} steps by this "
+            "line (unclosed brackets, backticks or emphasis?); split the article")}
+
+
+def test_too_heavy_is_a_feedsvc_error() -> None:
+    assert issubclass(MarkdownTooHeavy, FeedsvcError)
+
+
+@settings(max_examples=300, deadline=None)
+@given(source=st.one_of(SOURCES, st.lists(st.sampled_from([
+    "para", "# h", "## h", "- item", "1. item", "> quote", "```", "~~~", "    code", "***",
+    "| a | b |", "|---|---|", "<div>", "</div>", "[r]: /url", "[r]", "text", "", "  - sub",
+    "===", "***x***", "~~s~~", "<!-- c -->"]), max_size=12).map("\n".join)))
+def test_the_bounded_parser_reads_markdown_as_markdown_it_does(source: str) -> None:
+    """The counting parsers change nothing below the bounds: same tokens, same HTML as stock
+    markdown-it with the same preset (a rule's paragraph-ending chains included)."""
+    stock = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+    env: dict = {_BUDGET: _Budget()}
+    tokens = _MARKDOWN.parse(source, env)
+    assert _MARKDOWN.renderer.render(tokens, _MARKDOWN.options, {}) == stock.render(source)
+    # Every token made is counted, also those later merged (text pieces, emphasis markers).
+    assert env[_BUDGET].elements >= sum(1 + len(t.children or ()) for t in tokens)

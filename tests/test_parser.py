@@ -176,3 +176,33 @@ def test_content_hash_follows_headline_and_body_only() -> None:
     d = parse_ok("one\nTitle!\n\nBody", "seeds/a.txt")
     assert a.content_hash == b.content_hash == content_hash("Title", ("Body",))
     assert len({a.content_hash, c.content_hash, d.content_hash}) == 3
+
+
+@pytest.mark.parametrize(("text", "line", "fragment"), [
+    ("heavy\nLourd\n\nIntro.\n\n" + "<div>" * 80_000 + "x" + "</div>" * 80_000, 6, "nested"),
+    ("---\ntitle: Lourd\nslug: heavy\n---\n\nIntro.\n\n" + "<div>" * 80_000, 8, "nested"),
+    # 3 tokens for "Intro.", 12 for the table's head, 8 per row: the 12,499th row (line
+    # 6 + 12,499) makes the 100,001st token.
+    ("# Lourd\n\nIntro.\n\n| a | b |\n|---|---|\n" + "| x | y |\n" * 40_000, 6 + 12_499,
+     "more than 100,000 elements"),
+])
+def test_a_markdown_seed_past_a_bound_is_rejected_at_its_line(
+        text: str, line: int, fragment: str) -> None:
+    """Issue 9 #12: one heavy seed must not cost seconds and hundreds of MiB; it is refused,
+    with the line of the seed where the bound was crossed."""
+    result = parse_seed("seeds/heavy.md", text.encode())
+    assert isinstance(result, SeedError), result
+    assert (result.path, result.line) == ("seeds/heavy.md", line)
+    assert fragment in result.message
+    assert str(result).startswith(f"seeds/heavy.md:{line}: ")
+
+
+def test_a_rejection_keeps_nothing_of_the_parse_alive() -> None:
+    """A SeedError lives as long as its file stays bad: its traceback would hold the parse's
+    frames, and with them the seed's text and a Markdown body's tokens (a table refused at
+    its bound kept 40 MiB per version)."""
+    for name, text in (("a.txt", "only a headline"),
+                       ("b.md", "b\nB\n\n" + "<div>" * 1000)):
+        result = parse_seed(name, text.encode())
+        assert isinstance(result, SeedError)
+        assert result.__traceback__ is None and result.__context__ is None
