@@ -578,8 +578,10 @@ class Publisher:
         try:
             self.store.save_stamps(unsaved.values(), self._unsaved_content)
         except StoreError as e:
-            # Keep serving from memory; the next successful write catches up.
-            log.error("%s; %d change(s) kept in memory, retrying", e, len(unsaved))
+            # Keep serving from memory; the next successful write catches up. A corrupt state
+            # was said once, plainly, when found: not again at every retry.
+            (log.debug if self.store.corrupt else log.error)(
+                "%s; %d change(s) kept in memory, retrying", e, len(unsaved))
             return
         self._stamps.saved()
         self._unsaved_content.clear()

@@ -14,6 +14,7 @@ undamaged page is saved even when a page in the middle of the B-tree is garbage.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -87,7 +88,8 @@ class SalvageReport:
             what = "an unknown number of rows lost" if lost is None else f"{lost} rows lost"
             line = f"{t.name}: {t.saved} rows saved, {what}"
             if t.lost_keys:
-                line += f" ({', '.join(t.lost_keys)}{', …' if lost and lost > len(t.lost_keys) else ''})"
+                more = ", …" if lost and lost > len(t.lost_keys) else ""
+                line += f" ({', '.join(t.lost_keys)}{more})"
             out.append(line)
         return out
 
@@ -212,11 +214,9 @@ def _count(source: sqlite3.Connection, table: str) -> int | None:
     """The row count SQLite still gives by the table or by any of its indexes (the largest)."""
     counts = []
     hints = [""]
-    try:
+    with contextlib.suppress(sqlite3.DatabaseError):
         hints += [f" INDEXED BY {_quote(row[1])}" for row in source.execute(
             f"PRAGMA index_list({_quote(table)})").fetchall()]
-    except sqlite3.DatabaseError:
-        pass
     for hint in hints:
         try:
             counts.append(source.execute(
