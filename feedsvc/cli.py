@@ -19,7 +19,7 @@ from feedsvc.errors import ConfigError, FeedsvcError
 from feedsvc.publisher import Publisher, parse_options, resolve_owners
 from feedsvc.snapshot import write_atomically
 from feedsvc.source import FolderMissing
-from feedsvc.store import peek_stamps
+from feedsvc.store import peek_stamps, repair_state
 
 log = logging.getLogger("feedsvc")
 
@@ -167,6 +167,26 @@ def new(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def state_repair(config: Config, args: argparse.Namespace | None = None) -> int:
+    """With feedsvc stopped: copy what can still be read of a damaged state into a fresh
+    one, keep the damaged file aside, and print what was saved and what was lost."""
+    path = config.paths.state
+    report, kept = repair_state(path)
+    if report is None:
+        print(f"{path}: the state is sound; nothing to repair")
+        return EXIT_OK
+    print(f"{path}: repaired")
+    for line in report.lines():
+        print(f"  {line}")
+    if kept:  # the file itself is the last one moved; its -wal and -shm go with it
+        extra = " (with its -wal and -shm)" if len(kept) > 1 else ""
+        print(f"the damaged file is kept as {kept[-1]}{extra}")
+    if not report.complete:
+        print("entries whose rows were lost are dated again from their files when feedsvc "
+              "next sees them; the seeds folder still holds their text")
+    return EXIT_OK
+
+
 def _argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="feedsvc", description="Publish the text files in a seeds folder as Atom and RSS.")
@@ -191,6 +211,15 @@ def _argument_parser() -> argparse.ArgumentParser:
                                                 "future: scheduled)")
             command.add_argument("--tags", help="comma-separated tags")
             command.add_argument("--edit", action="store_true", help="open it in $EDITOR")
+    state = commands.add_parser("state", help="look after the state file",
+                                description="Look after the state file (SQLite).")
+    actions = state.add_subparsers(title="actions", required=True, metavar="ACTION")
+    repair = actions.add_parser("repair", help="rebuild a damaged state from what can be read",
+                                description=state_repair.__doc__)
+    repair.add_argument("--config", metavar="PATH",
+                        help="config file (default: ./config.toml, else $FEEDSVC_CONFIG)")
+    repair.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    repair.set_defaults(command=state_repair)
     return parser
 
 

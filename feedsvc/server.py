@@ -170,9 +170,10 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
     next_rescan = loop.time() + config.watch.rescan_s
     burst_paths, burst_last = 0, 0.0
     while True:
-        timeout = max(0.0, next_rescan - loop.time())
-        if publisher.needs_retry:
-            timeout = min(timeout, WRITE_RETRY_S)
+        # At least every WRITE_RETRY_S: to retry writing the state while it cannot be
+        # written, and else to notice soon that its file was deleted or replaced (the empty
+        # batch that wakes up costs a stat and renders nothing).
+        timeout = min(max(0.0, next_rescan - loop.time()), WRITE_RETRY_S)
         if (due := publisher.next_due()) is not None:
             # A timer for the next scheduled entry: an empty batch then makes it appear.
             wait = (due - datetime.now(UTC)).total_seconds() + SCHEDULE_SLACK_S
