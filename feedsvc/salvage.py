@@ -99,6 +99,11 @@ def copy_readable(source: sqlite3.Connection, target: sqlite3.Connection) -> Sal
     columns) in one transaction on `target`. Rows the target refuses (a NOT NULL column that
     came back NULL from a damaged page, a duplicate key) are skipped."""
     report = SalvageReport()
+    # Read as leniently as SQLite can: with writable_schema on, a file shorter than its header
+    # says (truncated) and a schema entry that does not parse are read rather than refused.
+    # Nothing is ever written through `source`.
+    with contextlib.suppress(sqlite3.Error):
+        source.execute("PRAGMA writable_schema = ON")
     try:
         present = {row[0] for row in source.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}

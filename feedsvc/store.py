@@ -375,8 +375,9 @@ class Store:
             finally:
                 copy.close()
             _fsync(tmp)
-            if replaced:  # someone else's file: kept, not overwritten
-                _move_aside(path, path.with_name(f"{path.name}.replaced-{_stamp_now()}"))
+            if replaced:  # someone else's file: kept, not overwritten (the -wal and -shm
+                # there are the open connection's own, which closing it removes)
+                os.rename(path, path.with_name(f"{path.name}.replaced-{_stamp_now()}"))
             os.replace(tmp, path)
             _fsync(path.parent)
         except (OSError, sqlite3.Error) as e:
@@ -465,7 +466,9 @@ def create_schema(db: sqlite3.Connection) -> None:
     for table, column, kind in _ADDED_COLUMNS:
         if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    # Only when it changes: opening a state as it is writes nothing to it.
+    if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _connect_for_writing(path: Path) -> sqlite3.Connection:
