@@ -97,6 +97,7 @@ class Store:
         self._lock = lock  # a shared flock on the state's folder: `state repair` waits for it
         #: The file at `path` was deleted or replaced and writing ours back has not worked yet.
         self._orphaned = False
+        self._reader = False  # a second, read-only connection (open_for_reading)
         self._learn_schema()
 
     def _learn_schema(self) -> None:
@@ -122,11 +123,16 @@ class Store:
 
     @classmethod
     def open_for_reading(cls, path: Path) -> Store:
-        """A second connection for readers in another thread or process (long-tail pages)."""
-        db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True,
-                             isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA busy_timeout = 5000")
-        return cls(db, path)
+        """A second connection for readers in another thread or process (long-tail pages).
+        It follows the file at `path` when that is written back or repaired, and reads a
+        damaged one from a private copy of what can be read (the writer says it is damaged)."""
+        try:
+            store = cls(_connect_read_only(path), path)
+        except sqlite3.Error as e:
+            raise StoreError(f"{path}: cannot read the state: {e}") from e
+        store._reader = True
+        store._identity = _identity(path)
+        return store
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -340,7 +346,8 @@ class Store:
         self.problem = CorruptState(
             f"{self.path}: corrupt: {cause}; publishing from what could be read "
             f"({'; '.join(report.lines())}), changes kept in memory; {REPAIR_HINT}")
-        log.error("%s", self.problem)
+        # Said once, by the pipeline's store; a reader's would only repeat it.
+        (log.debug if self._reader else log.error)("%s", self.problem)
         self._learn_schema()
 
     # -- the file at `path` is not the one open ----------------------------------------------
@@ -391,6 +398,19 @@ class Store:
         self._reopen_for_writing()
         log.info("%s: the state was written back (%s)", path, self._size_note())
 
+    def _follow_file(self) -> None:
+        """A reader whose file was replaced (written back, repaired) reads the new one; while
+        there is none at the path, it goes on reading the one it has."""
+        try:
+            db = _connect_read_only(self.path)
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.Error:
+            return
+        self._db.close()
+        self._db, self.problem = db, None
+        self._identity = _identity(self.path)
+        self._learn_schema()
+
     def _size_note(self) -> str:
         try:
             return f"{self._query('SELECT count(*) FROM stamps')[0][0]} slugs"
@@ -423,6 +443,8 @@ class Store:
     def _query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         """All rows of a query. A damaged file found on the way is salvaged once, and the
         query answered from what could be read."""
+        if self._reader and self._identity is not None and self._moved():
+            self._follow_file()
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.Error as e:
@@ -585,6 +607,13 @@ class _transaction:
 
 
 # -- a damaged or lost state file ------------------------------------------------------------
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True,
+                         isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA busy_timeout = 5000")
+    return db
+
 
 def _temporary_state(memory: bool = False) -> sqlite3.Connection:
     """An empty state with the current schema, private to this connection: in memory, or in

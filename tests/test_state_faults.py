@@ -143,6 +143,20 @@ def test_a_corrupt_state_found_by_a_query_is_salvaged_and_never_written(
     assert state.read_bytes() == damaged
 
 
+def test_build_and_check_on_a_corrupt_state_say_so_without_a_traceback(
+        tmp_path: Path) -> None:
+    config, state, _ = built_site(tmp_path, 200)
+    damaged = damage(state, "middle")
+    build = run_cli("build", "--config", str(config), cwd=tmp_path)
+    assert build.returncode == 1
+    assert "corrupt" in build.stderr and "feedsvc state repair" in build.stderr
+    no_traceback(build.stderr)
+    check = run_cli("check", "--config", str(config), cwd=tmp_path)
+    assert check.returncode == 0, check.stderr  # the seeds are fine
+    no_traceback(check.stderr)
+    assert state.read_bytes() == damaged
+
+
 # -- serve on a corrupt state ----------------------------------------------------------------
 
 @pytest.mark.parametrize(("count", "how"), [(5, "middle"), (200, "middle"), (200, "header"),
