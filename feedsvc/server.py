@@ -180,8 +180,18 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
             timeout = max(0.0, min(timeout, wait))
         try:
             batch = await asyncio.wait_for(queue.get(), timeout)
-        except TimeoutError:  # time for a periodic rescan, or to retry writing the state
+        except TimeoutError:  # time for a rescan, a write retry, a scheduled entry, a check
             batch = Batch(rescan=loop.time() >= next_rescan, watching=status.watching)
+            if not batch.rescan and not publisher.needs_retry and not _due(publisher):
+                # Only the check that the state file is still the one open (a stat); a
+                # deleted or replaced one is written back.
+                try:
+                    await run(publisher.store.retry)
+                except Exception:
+                    log.exception("checking the state file failed")
+                _note(status, publisher, live.current)
+                await followers.send(live.current, status, publisher.info)
+                continue
         if batch is None:
             return
         stopping = False
@@ -215,6 +225,12 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
         await followers.send(live.current, status, publisher.info)
         if stopping:
             return
+
+
+def _due(publisher: Publisher) -> bool:
+    """Whether a scheduled entry's time has come."""
+    due = publisher.next_due()
+    return due is not None and due <= datetime.now(UTC)
 
 
 def follow(leader: Connection) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -488,9 +488,8 @@ def create_schema(db: sqlite3.Connection) -> None:
     for table, column, kind in _ADDED_COLUMNS:
         if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-    # Only when it changes: opening a state as it is writes nothing to it.
-    if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    # Always written: this write is what tells, at open, a state that cannot be written.
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _connect_for_writing(path: Path) -> sqlite3.Connection:
@@ -741,6 +740,7 @@ def repair_state(path: Path) -> tuple[SalvageReport | None, list[Path]]:
             fresh.close()
             if damaged is not None:
                 damaged.close()
+        _keep_owner(path, tmp)
         _fsync(tmp)
         aside = path.with_name(f"{path.name}.corrupt-{_stamp_now()}")
         moved = _move_aside(path, aside)
@@ -751,6 +751,15 @@ def repair_state(path: Path) -> tuple[SalvageReport | None, list[Path]]:
         raise StoreError(f"{path}: cannot repair the state: {e.strerror or e}") from e
     finally:
         _unlock(lock)
+
+
+def _keep_owner(old: Path, new: Path) -> None:
+    """The repaired file gets the damaged one's owner and mode: run as root for a service
+    with its own user, it must stay that user's to write."""
+    st = old.stat()
+    os.chmod(new, st.st_mode & 0o7777)
+    if os.geteuid() == 0:
+        os.chown(new, st.st_uid, st.st_gid)
 
 
 def _merge_log(path: Path) -> None:

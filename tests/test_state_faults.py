@@ -80,6 +80,9 @@ def no_traceback(log: str) -> None:
 def test_repair_keeps_every_row_that_can_be_read(tmp_path: Path, how: str) -> None:
     config, state, before = built_site(tmp_path, 200)
     damaged = damage(state, how)
+    os.chmod(state, 0o640)
+    if os.geteuid() == 0:  # as the service's own user, repaired by root
+        os.chown(state, 4321, 4321)
     result = run_cli("state", "repair", "--config", str(config), cwd=tmp_path)
     print(f"\nstate repair after damage '{how}':\n{result.stdout}")
     assert result.returncode == 0, result.stderr
@@ -87,6 +90,9 @@ def test_repair_keeps_every_row_that_can_be_read(tmp_path: Path, how: str) -> No
     kept = [p for p in state.parent.iterdir() if ".corrupt-" in p.name]
     assert any(p.name.startswith("feedsvc.sqlite3.corrupt-") and p.read_bytes() == damaged
                for p in kept), kept  # the damaged file itself, as it was
+    st = state.stat()
+    assert st.st_mode & 0o777 == 0o640
+    assert os.geteuid() != 0 or (st.st_uid, st.st_gid) == (4321, 4321)
     db = sqlite3.connect(state)
     assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     assert db.execute("PRAGMA user_version").fetchone()[0] >= 2
@@ -129,18 +135,24 @@ def test_a_corrupt_state_found_by_a_query_is_salvaged_and_never_written(
     that reaches it: that query is answered from what can be read, and nothing is written to
     the file."""
     _, state, before = built_site(tmp_path, 200)
-    damaged = damage(state, "middle")
+    damage(state, "middle")
     monkeypatch.setattr(store_module, "QUICK_CHECK_MAX_BYTES", 0)  # as for a large state
     store = Store.open(state)
     assert store.writable  # nothing seen yet
     stamps = store.stamps_of(sorted(before))
+    # From here on, the damaged file is left as it is (the open wrote the schema version into
+    # the write-ahead log, which closing the damaged connection merged).
+    written = state.read_bytes()
     assert store.corrupt and "feedsvc state repair" in str(store.problem)
     assert 180 <= len(stamps) < 200
     assert all(stamp.published == before[slug] for slug, stamp in stamps.items())
     with pytest.raises(Exception, match="corrupt"):
         store.save_stamps([Stamp("new", 1, 1, "h", "new.txt")], {})
     store.close()
-    assert state.read_bytes() == damaged
+    assert state.read_bytes() == written
+    assert not state.with_name(state.name + "-wal").exists()
+    report, _ = repair_state(state)
+    assert report is not None and "new" not in published_in(state)
 
 
 def test_build_and_check_on_a_corrupt_state_say_so_without_a_traceback(
