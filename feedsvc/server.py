@@ -171,8 +171,7 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
     burst_paths, burst_last = 0, 0.0
     while True:
         # At least every WRITE_RETRY_S: to retry writing the state while it cannot be
-        # written, and else to notice soon that its file was deleted or replaced (the empty
-        # batch that wakes up costs a stat and renders nothing).
+        # written, and else to notice soon that its file was deleted or replaced (a stat).
         timeout = min(max(0.0, next_rescan - loop.time()), WRITE_RETRY_S)
         if (due := publisher.next_due()) is not None:
             # A timer for the next scheduled entry: an empty batch then makes it appear.
@@ -182,7 +181,8 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
             batch = await asyncio.wait_for(queue.get(), timeout)
         except TimeoutError:  # time for a rescan, a write retry, a scheduled entry, a check
             batch = Batch(rescan=loop.time() >= next_rescan, watching=status.watching)
-            if not batch.rescan and not publisher.needs_retry and not _due(publisher):
+            if (not batch.rescan and not publisher.needs_retry
+                    and (due is None or due > datetime.now(UTC))):
                 # Only the check that the state file is still the one open (a stat); a
                 # deleted or replaced one is written back.
                 try:
@@ -225,12 +225,6 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
         await followers.send(live.current, status, publisher.info)
         if stopping:
             return
-
-
-def _due(publisher: Publisher) -> bool:
-    """Whether a scheduled entry's time has come."""
-    due = publisher.next_due()
-    return due is not None and due <= datetime.now(UTC)
 
 
 def follow(leader: Connection) -> Callable[[web.Application], AsyncIterator[None]]:

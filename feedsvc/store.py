@@ -1,10 +1,12 @@
 """The durable state, in SQLite: feed id, and per slug its dates, content hash, file and last
 good content.
 
-This is the only module with SQL. It decides nothing: the dates it stores are chosen by the
-publisher; it keeps them safe (WAL, one transaction per batch) and gives them back. When the
-state cannot be written (read-only or full disk), it still reads what it can and says so;
-every write retries opening it for writing, so the next one that works catches up.
+This is the only module with SQL for our tables (salvage copies tables it does not know). It
+decides nothing: the dates it stores are chosen by the publisher; it keeps them safe (WAL, one
+transaction per batch) and gives them back. When the state cannot be written (read-only or
+full disk), it still reads what it can and says so; every write retries opening it for
+writing, so the next one that works catches up. A damaged file is read as far as it can be
+and never written; a file deleted or replaced under it is written back (StateFile).
 """
 
 from __future__ import annotations
@@ -81,8 +83,10 @@ class CorruptState(StoreError):
     """The state file is damaged: SQLite reported SQLITE_CORRUPT or SQLITE_NOTADB."""
 
 
-class Store:
-    """One state file. Use from one thread at a time."""
+class StateFile:
+    """The connection to one state file, and what can happen to that file: it cannot be
+    written (kept in memory, retried), it is damaged (salvaged, never written), it was
+    deleted or replaced (written back). Store adds our tables' SQL. One thread at a time."""
 
     def __init__(self, connection: sqlite3.Connection, path: Path,
                  problem: StoreError | None = None, *, lock: int | None = None) -> None:
@@ -100,17 +104,6 @@ class Store:
         self._reader = False  # a second, read-only connection (open_for_reading)
         self._learn_schema()
 
-    def _learn_schema(self) -> None:
-        """A read-only view of a state made before `text` and `tags` reads without them."""
-        try:
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(stamps)")}
-            tables = {row[0] for row in self._db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        except sqlite3.Error:
-            columns, tables = set(), set()
-        self._text = "text" if "text" in columns else "''"
-        self._has_tags = "tags" in tables
-
     @property
     def writable(self) -> bool:
         return self.problem is None
@@ -121,175 +114,13 @@ class Store:
         nothing is written to it (changes wait in memory for `feedsvc state repair`)."""
         return isinstance(self.problem, CorruptState)
 
-    @classmethod
-    def open_for_reading(cls, path: Path) -> Store:
-        """A second connection for readers in another thread or process (long-tail pages).
-        It follows the file at `path` when that is written back or repaired, and reads a
-        damaged one from a private copy of what can be read (the writer says it is damaged)."""
-        try:
-            store = cls(_connect_read_only(path), path)
-        except sqlite3.Error as e:
-            raise StoreError(f"{path}: cannot read the state: {e}") from e
-        store._reader = True
-        store._identity = _identity(path)
-        return store
-
-    @classmethod
-    def open(cls, path: Path) -> Store:
-        """Open for writing; failing that, open what can be read and remember the problem.
-        A damaged file is never a reason not to start: what can be read of it is used."""
-        with contextlib.suppress(OSError):  # else _connect_for_writing says why
-            path.parent.mkdir(parents=True, exist_ok=True)
-        lock = _lock_folder(path)
-        try:
-            store = cls(_connect_for_writing(path), path, lock=lock)
-            store._identity = _identity(path)
-            return store
-        except StoreError as problem:
-            try:
-                if is_corruption(problem):
-                    return cls._salvaged(path, problem, lock)
-                return cls(_connect_for_reading(path, problem), path, problem, lock=lock)
-            except StoreError as unreadable:
-                if is_corruption(unreadable):
-                    return cls._salvaged(path, unreadable, lock)
-                _unlock(lock)
-                raise
-
-    @classmethod
-    def _salvaged(cls, path: Path, error: BaseException, lock: int | None) -> Store:
-        store = cls(_temporary_state(), path, StoreError("not opened yet"), lock=lock)
-        store._salvage(error, _open_damaged(path))
-        return store
-
     def close(self) -> None:
         self._db.close()
         _unlock(self._lock)  # after the connection: its locks are fcntl ones on another file
         self._lock = None
 
-    # -- meta -------------------------------------------------------------------------------
-
-    def get_meta(self, key: str) -> str | None:
-        if key in self._pending_meta:
-            return self._pending_meta[key]
-        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
-        return rows[0][0] if rows else None
-
-    def setdefault_meta(self, key: str, value: str) -> str:
-        """Store `value` under `key` unless a value is there already; return the stored one.
-        When the state cannot be written, the value is kept and written with the next save."""
-        stored = self.get_meta(key)
-        if stored is not None:
-            return stored
-        self._pending_meta[key] = value
-        with contextlib.suppress(StoreError):  # kept in _pending_meta for the next write
-            self._write(lambda: None)
-        return self.get_meta(key) or value
-
-    # -- stamps -----------------------------------------------------------------------------
-
-    def load_stamps(self) -> dict[str, Stamp]:
-        rows = self._query(
-            "SELECT slug, published, updated, content_hash, source, live FROM stamps")
-        # Interned: the same slugs and file names are keys all over the publisher's maps.
-        return {(slug := sys.intern(row[0])): Stamp(slug, row[1], row[2], row[3],
-                                                    sys.intern(row[4]), bool(row[5]))
-                for row in rows}
-
-    def stamps_of(self, slugs: Iterable[str]) -> dict[str, Stamp]:
-        """The stamps stored for these slugs (those that have one), by primary key."""
-        wanted = list(slugs)
-        found: dict[str, Stamp] = {}
-        for start in range(0, len(wanted), _IN_CHUNK):
-            part = wanted[start:start + _IN_CHUNK]
-            rows = self._query(
-                "SELECT slug, published, updated, content_hash, source, live FROM stamps "
-                f"WHERE slug IN ({', '.join('?' * len(part))})", tuple(part))
-            for row in rows:
-                found[row[0]] = Stamp(row[0], row[1], row[2], row[3], sys.intern(row[4]),
-                                      bool(row[5]))
-        return found
-
-    def slugs_updated_at(self, moment: int) -> list[str]:
-        """The slugs whose stored `updated` is this second (by the publisher's rule, at most
-        one), through the index on `updated`."""
-        return [row[0] for row in
-                self._query("SELECT slug FROM stamps WHERE updated = ?", (moment,))]
-
-    def last_slug_of(self, source: str) -> str | None:
-        """The slug a file published last (its last good version while it is broken)."""
-        rows = self._query("SELECT slug FROM stamps WHERE source = ? ORDER BY updated DESC "
-                           "LIMIT 1", (source,))
-        return rows[0][0] if rows else None
-
-    def load_content(self, slug: str) -> Content | None:
-        """The last good version stored for `slug`, if any."""
-        rows = self._query(f"SELECT title, body, {self._text}, source FROM stamps "
-                           "WHERE slug = ?", (slug,))
-        return _content(rows[0]) if rows else None
-
-    def load_page(self, slug: str, now: int) -> tuple[int, int, Content] | None:
-        """published, updated and content of a slug that is published now (not scheduled
-        later, not removed)."""
-        rows = self._query(f"SELECT published, updated, title, body, {self._text}, source "
-                           "FROM stamps WHERE slug = ? AND live = 1 AND published <= ?",
-                           (slug, now))
-        if not rows or (content := _content((row := rows[0])[2:])) is None:
-            return None
-        return row[0], row[1], content
-
-    def tags_of(self, slugs: Iterable[str]) -> set[str]:
-        """The tags (slugs) these entries have in the state."""
-        if not self._has_tags:
-            return set()
-        wanted, found = list(slugs), set()
-        for start in range(0, len(wanted), _IN_CHUNK):
-            part = wanted[start:start + _IN_CHUNK]
-            found.update(row[0] for row in self._query(
-                f"SELECT DISTINCT tag FROM tags WHERE slug IN ({', '.join('?' * len(part))})",
-                tuple(part)))
-        return found
-
-    def tagged(self, tag: str, now: int, limit: int) -> list[tuple[str, str]]:
-        """(slug, label) of the newest published entries with this tag, newest first."""
-        if not self._has_tags:
-            return []
-        return [(row[0], row[1]) for row in self._query(
-            "SELECT s.slug, t.label FROM tags t JOIN stamps s ON s.slug = t.slug "
-            "WHERE t.tag = ? AND s.live = 1 AND s.published <= ? "
-            "ORDER BY s.published DESC, s.slug LIMIT ?", (tag, now, limit))]
-
-    def save_stamps(self, stamps: Iterable[Stamp], contents: Mapping[str, Content]) -> None:
-        """Write all of `stamps`, and the content of those in `contents`, in one transaction:
-        all of it lands, or none."""
-        with_text, without_text, tag_rows = [], [], []
-        for s in stamps:
-            row = (s.slug, s.published, s.updated, s.content_hash, s.source, int(s.live))
-            if (content := contents.get(s.slug)) is not None:
-                with_text.append((*row, content.title,
-                                  PARAGRAPH_SEPARATOR.join(content.paragraphs), content.text))
-                tag_rows.extend((tag, s.slug, label) for tag, label in content.tags)
-            else:
-                without_text.append(row)
-        upsert = ("INSERT INTO stamps (slug, published, updated, content_hash, source, live{}) "
-                  "VALUES (?, ?, ?, ?, ?, ?{}) ON CONFLICT (slug) DO UPDATE SET "
-                  "published = excluded.published, updated = excluded.updated, "
-                  "content_hash = excluded.content_hash, source = excluded.source, "
-                  "live = excluded.live{}")
-
-        def write() -> None:  # one statement per row: the text goes with its dates
-            self._db.executemany(upsert.format("", "", ""), without_text)
-            self._db.executemany(upsert.format(
-                ", title, body, text", ", ?, ?, ?",
-                ", title = excluded.title, body = excluded.body, text = excluded.text"),
-                with_text)
-            # A new version's tags replace the old ones.
-            self._db.executemany("DELETE FROM tags WHERE slug = ?",
-                                 [(row[0],) for row in with_text])
-            self._db.executemany("INSERT OR IGNORE INTO tags (tag, slug, label) "
-                                 "VALUES (?, ?, ?)", tag_rows)
-
-        self._write(write)
+    def _learn_schema(self) -> None:
+        """What the schema of the open database offers (Store says)."""
 
     def retry(self) -> bool:
         """Try to make the state writable again (and write what waits), or write it back to
@@ -453,6 +284,185 @@ class Store:
                 return self._query(sql, args)
             raise StoreError(f"{self.path}: cannot read the state: {e}") from e
 
+
+class Store(StateFile):
+    """One state file: feed id, stamps, texts and tags. Use from one thread at a time."""
+
+    def _learn_schema(self) -> None:
+        """A read-only view of a state made before `text` and `tags` reads without them."""
+        try:
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(stamps)")}
+            tables = {row[0] for row in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.Error:
+            columns, tables = set(), set()
+        self._text = "text" if "text" in columns else "''"
+        self._has_tags = "tags" in tables
+
+    @classmethod
+    def open_for_reading(cls, path: Path) -> Store:
+        """A second connection for readers in another thread or process (long-tail pages).
+        It follows the file at `path` when that is written back or repaired, and reads a
+        damaged one from a private copy of what can be read (the writer says it is damaged)."""
+        try:
+            store = cls(_connect_read_only(path), path)
+        except sqlite3.Error as e:
+            raise StoreError(f"{path}: cannot read the state: {e}") from e
+        store._reader = True
+        store._identity = _identity(path)
+        return store
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Open for writing; failing that, open what can be read and remember the problem.
+        A damaged file is never a reason not to start: what can be read of it is used."""
+        with contextlib.suppress(OSError):  # else _connect_for_writing says why
+            path.parent.mkdir(parents=True, exist_ok=True)
+        lock = _lock_folder(path)
+        try:
+            store = cls(_connect_for_writing(path), path, lock=lock)
+            store._identity = _identity(path)
+            return store
+        except StoreError as problem:
+            try:
+                if is_corruption(problem):
+                    return cls._salvaged(path, problem, lock)
+                return cls(_connect_for_reading(path, problem), path, problem, lock=lock)
+            except StoreError as unreadable:
+                if is_corruption(unreadable):
+                    return cls._salvaged(path, unreadable, lock)
+                _unlock(lock)
+                raise
+
+    @classmethod
+    def _salvaged(cls, path: Path, error: BaseException, lock: int | None) -> Store:
+        store = cls(_temporary_state(), path, StoreError("not opened yet"), lock=lock)
+        store._salvage(error, _open_damaged(path))
+        return store
+
+    # -- meta -------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        if key in self._pending_meta:
+            return self._pending_meta[key]
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def setdefault_meta(self, key: str, value: str) -> str:
+        """Store `value` under `key` unless a value is there already; return the stored one.
+        When the state cannot be written, the value is kept and written with the next save."""
+        stored = self.get_meta(key)
+        if stored is not None:
+            return stored
+        self._pending_meta[key] = value
+        with contextlib.suppress(StoreError):  # kept in _pending_meta for the next write
+            self._write(lambda: None)
+        return self.get_meta(key) or value
+
+    # -- stamps -----------------------------------------------------------------------------
+
+    def load_stamps(self) -> dict[str, Stamp]:
+        rows = self._query(
+            "SELECT slug, published, updated, content_hash, source, live FROM stamps")
+        # Interned: the same slugs and file names are keys all over the publisher's maps.
+        return {(slug := sys.intern(row[0])): Stamp(slug, row[1], row[2], row[3],
+                                                    sys.intern(row[4]), bool(row[5]))
+                for row in rows}
+
+    def stamps_of(self, slugs: Iterable[str]) -> dict[str, Stamp]:
+        """The stamps stored for these slugs (those that have one), by primary key."""
+        wanted = list(slugs)
+        found: dict[str, Stamp] = {}
+        for start in range(0, len(wanted), _IN_CHUNK):
+            part = wanted[start:start + _IN_CHUNK]
+            rows = self._query(
+                "SELECT slug, published, updated, content_hash, source, live FROM stamps "
+                f"WHERE slug IN ({', '.join('?' * len(part))})", tuple(part))
+            for row in rows:
+                found[row[0]] = Stamp(row[0], row[1], row[2], row[3], sys.intern(row[4]),
+                                      bool(row[5]))
+        return found
+
+    def slugs_updated_at(self, moment: int) -> list[str]:
+        """The slugs whose stored `updated` is this second (by the publisher's rule, at most
+        one), through the index on `updated`."""
+        return [row[0] for row in
+                self._query("SELECT slug FROM stamps WHERE updated = ?", (moment,))]
+
+    def last_slug_of(self, source: str) -> str | None:
+        """The slug a file published last (its last good version while it is broken)."""
+        rows = self._query("SELECT slug FROM stamps WHERE source = ? ORDER BY updated DESC "
+                           "LIMIT 1", (source,))
+        return rows[0][0] if rows else None
+
+    def load_content(self, slug: str) -> Content | None:
+        """The last good version stored for `slug`, if any."""
+        rows = self._query(f"SELECT title, body, {self._text}, source FROM stamps "
+                           "WHERE slug = ?", (slug,))
+        return _content(rows[0]) if rows else None
+
+    def load_page(self, slug: str, now: int) -> tuple[int, int, Content] | None:
+        """published, updated and content of a slug that is published now (not scheduled
+        later, not removed)."""
+        rows = self._query(f"SELECT published, updated, title, body, {self._text}, source "
+                           "FROM stamps WHERE slug = ? AND live = 1 AND published <= ?",
+                           (slug, now))
+        if not rows or (content := _content((row := rows[0])[2:])) is None:
+            return None
+        return row[0], row[1], content
+
+    def tags_of(self, slugs: Iterable[str]) -> set[str]:
+        """The tags (slugs) these entries have in the state."""
+        if not self._has_tags:
+            return set()
+        wanted, found = list(slugs), set()
+        for start in range(0, len(wanted), _IN_CHUNK):
+            part = wanted[start:start + _IN_CHUNK]
+            found.update(row[0] for row in self._query(
+                f"SELECT DISTINCT tag FROM tags WHERE slug IN ({', '.join('?' * len(part))})",
+                tuple(part)))
+        return found
+
+    def tagged(self, tag: str, now: int, limit: int) -> list[tuple[str, str]]:
+        """(slug, label) of the newest published entries with this tag, newest first."""
+        if not self._has_tags:
+            return []
+        return [(row[0], row[1]) for row in self._query(
+            "SELECT s.slug, t.label FROM tags t JOIN stamps s ON s.slug = t.slug "
+            "WHERE t.tag = ? AND s.live = 1 AND s.published <= ? "
+            "ORDER BY s.published DESC, s.slug LIMIT ?", (tag, now, limit))]
+
+    def save_stamps(self, stamps: Iterable[Stamp], contents: Mapping[str, Content]) -> None:
+        """Write all of `stamps`, and the content of those in `contents`, in one transaction:
+        all of it lands, or none."""
+        with_text, without_text, tag_rows = [], [], []
+        for s in stamps:
+            row = (s.slug, s.published, s.updated, s.content_hash, s.source, int(s.live))
+            if (content := contents.get(s.slug)) is not None:
+                with_text.append((*row, content.title,
+                                  PARAGRAPH_SEPARATOR.join(content.paragraphs), content.text))
+                tag_rows.extend((tag, s.slug, label) for tag, label in content.tags)
+            else:
+                without_text.append(row)
+        upsert = ("INSERT INTO stamps (slug, published, updated, content_hash, source, live{}) "
+                  "VALUES (?, ?, ?, ?, ?, ?{}) ON CONFLICT (slug) DO UPDATE SET "
+                  "published = excluded.published, updated = excluded.updated, "
+                  "content_hash = excluded.content_hash, source = excluded.source, "
+                  "live = excluded.live{}")
+
+        def write() -> None:  # one statement per row: the text goes with its dates
+            self._db.executemany(upsert.format("", "", ""), without_text)
+            self._db.executemany(upsert.format(
+                ", title, body, text", ", ?, ?, ?",
+                ", title = excluded.title, body = excluded.body, text = excluded.text"),
+                with_text)
+            # A new version's tags replace the old ones.
+            self._db.executemany("DELETE FROM tags WHERE slug = ?",
+                                 [(row[0],) for row in with_text])
+            self._db.executemany("INSERT OR IGNORE INTO tags (tag, slug, label) "
+                                 "VALUES (?, ?, ?)", tag_rows)
+
+        self._write(write)
 
 def _content(row: Sequence[str]) -> Content | None:
     """(title, body, text, source) → Content; None when no text was kept."""
