@@ -1,4 +1,5 @@
-"""argv → serve | build | check | new. One clear line and an exit code on any FeedsvcError."""
+"""argv → serve | build | check | new | state repair. One clear line and an exit code on any
+FeedsvcError."""
 
 from __future__ import annotations
 
