@@ -228,6 +228,11 @@ class StateFile:
         self._orphaned = False
         # The old connection goes (its write-ahead log with it), the restored file is opened.
         self._reopen_for_writing()
+        if self._lock is not None:  # the folder may be a new one too (`rm -r state/`)
+            _unlock(self._lock)
+            self._lock = None
+            with contextlib.suppress(StoreError):
+                self._lock = _lock_folder(path)
         log.info("%s: the state was written back (%s)", path, self._size_note())
 
     def _follow_file(self) -> None:

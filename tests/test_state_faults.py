@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -212,14 +213,17 @@ def test_serve_on_a_corrupt_state_publishes_says_so_and_repair_brings_it_back(
 
 # -- the state deleted while serving ---------------------------------------------------------
 
+@pytest.mark.parametrize("what", ["files", "folder"])
 def test_a_state_deleted_while_serving_is_written_back_with_its_dates(
-        tmp_path: Path, serve) -> None:
+        tmp_path: Path, serve, what: str) -> None:
     config, state, before = built_site(tmp_path, 30)
     seeds = tmp_path / "seeds"
     server = serve(config)
     published = {slug: e.published for slug, e in feed_entries(server).items()}
     assert set(published) == set(before)
 
+    if what == "folder":  # rm -r state/
+        shutil.rmtree(state.parent)
     for suffix in ("", "-wal", "-shm"):
         state.with_name(state.name + suffix).unlink(missing_ok=True)
     # Noticed with no change at all (the state is checked every few seconds)…
@@ -233,6 +237,9 @@ def test_a_state_deleted_while_serving_is_written_back_with_its_dates(
     log = server.log()
     assert "the state file was deleted while feedsvc was running" in log
     no_traceback(log)
+    # The service holds the restored state again: a repair is refused while it runs.
+    refused = run_cli("state", "repair", "--config", str(config), cwd=tmp_path)
+    assert refused.returncode == 1 and "in use" in refused.stderr
     assert server.stop() == 0
 
     server = serve(config)  # a restart keeps every date
