@@ -1,5 +1,5 @@
-"""argv → serve | build | check | new | state repair. One clear line and an exit code on any
-FeedsvcError."""
+"""argv → serve | build | check | new | state repair | state backup. One clear line and an
+exit code on any FeedsvcError."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import feedsvc
 from feedsvc.catalog import Catalog
@@ -20,7 +21,7 @@ from feedsvc.errors import ConfigError, FeedsvcError
 from feedsvc.publisher import Publisher, parse_options, resolve_owners
 from feedsvc.snapshot import write_atomically
 from feedsvc.source import FolderMissing
-from feedsvc.store import peek_stamps, repair_state
+from feedsvc.store import backup_state, peek_stamps, repair_state
 
 log = logging.getLogger("feedsvc")
 
@@ -188,6 +189,14 @@ def state_repair(config: Config, args: argparse.Namespace | None = None) -> int:
     return EXIT_OK
 
 
+def state_backup(config: Config, args: argparse.Namespace) -> int:
+    """Write a consistent copy of the state to PATH, also while feedsvc runs."""
+    dest = Path(args.path)
+    slugs = backup_state(config.paths.state, dest)
+    print(f"{dest}: {slugs} slugs copied from {config.paths.state}")
+    return EXIT_OK
+
+
 def _argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="feedsvc", description="Publish the text files in a seeds folder as Atom and RSS.")
@@ -215,12 +224,17 @@ def _argument_parser() -> argparse.ArgumentParser:
     state = commands.add_parser("state", help="look after the state file",
                                 description="Look after the state file (SQLite).")
     actions = state.add_subparsers(title="actions", required=True, metavar="ACTION")
-    repair = actions.add_parser("repair", help="rebuild a damaged state from what can be read",
-                                description=state_repair.__doc__)
-    repair.add_argument("--config", metavar="PATH",
-                        help="config file (default: ./config.toml, else $FEEDSVC_CONFIG)")
-    repair.add_argument("-v", "--verbose", action="store_true", help="log debug details")
-    repair.set_defaults(command=state_repair)
+    for name, fn, help_text in (
+        ("repair", state_repair, "rebuild a damaged state from what can be read"),
+        ("backup", state_backup, "write a consistent copy of the state, also while it runs"),
+    ):
+        action = actions.add_parser(name, help=help_text, description=fn.__doc__)
+        action.add_argument("--config", metavar="PATH",
+                            help="config file (default: ./config.toml, else $FEEDSVC_CONFIG)")
+        action.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+        action.set_defaults(command=fn)
+        if fn is state_backup:
+            action.add_argument("path", help="the copy to write (replaced if it exists)")
     return parser
 
 

@@ -802,3 +802,39 @@ def _sound(path: Path) -> bool:
             db.close()
     except sqlite3.Error:
         return False
+
+
+def backup_state(path: Path, dest: Path) -> int:
+    """`feedsvc state backup`: a consistent copy of the state at `dest`, also while feedsvc
+    runs. SQLite's backup API copies it within one read transaction, write-ahead log included
+    (a plain `cp` of the file alone can miss committed changes or catch half of one); written
+    to a temporary file, fsynced, renamed. Returns the number of slugs in the copy."""
+    if not path.exists():
+        raise StoreError(f"{path}: no state file to back up")
+    source = _open_damaged(path)  # read-only: never changes the state
+    if source is None:
+        raise StoreError(f"{path}: cannot read the state")
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    try:
+        tmp.unlink(missing_ok=True)
+        copy = sqlite3.connect(tmp)
+        try:
+            source.backup(copy)
+            sound = copy.execute("PRAGMA quick_check(1)").fetchall() == [("ok",)]
+            slugs = copy.execute("SELECT count(*) FROM stamps").fetchone()[0] if sound else 0
+        finally:
+            copy.close()
+        _fsync(tmp)
+        os.replace(tmp, dest)
+        _fsync(dest.parent)
+    except sqlite3.Error as e:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"{path}: cannot back up the state: {e}") from e
+    except OSError as e:
+        raise StoreError(f"cannot write {dest}: {e.strerror or e}") from e
+    finally:
+        source.close()
+    if not sound:
+        raise CorruptState(f"{path}: the state is damaged, and so is its copy at {dest}; "
+                           f"{REPAIR_HINT}")
+    return int(slugs)

@@ -260,3 +260,39 @@ def test_a_state_replaced_under_a_store_keeps_the_other_file_aside(tmp_path: Pat
     assert set(published_in(state)) == {"a", "b"}
     aside = [p for p in state.parent.iterdir() if ".replaced-" in p.name]
     assert [p.read_bytes() for p in aside] == [b"someone else's file"]
+
+
+# -- a backup while serving ------------------------------------------------------------------
+
+def test_state_backup_while_serving_is_a_consistent_copy_that_restores_every_date(
+        tmp_path: Path, serve) -> None:
+    config, state, before = built_site(tmp_path, 30)
+    seeds = tmp_path / "seeds"
+    server = serve(config)
+    drop(seeds, "canary.txt", seed_text("canary", "Canary", "Only in the write-ahead log."))
+    wait_until(lambda: "canary" in feed_entries(server), timeout=SOON_S)
+    published = {slug: e.published for slug, e in feed_entries(server).items()}
+    backup = tmp_path / "backup.sqlite3"
+    result = run_cli("state", "backup", str(backup), "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "31 slugs copied" in result.stdout
+    assert published_in(backup) == {**before, "canary": published_in(state)["canary"]}
+    assert server.stop() == 0
+
+    # Restored over a lost state, it gives every entry its dates back.
+    for suffix in ("", "-wal", "-shm"):
+        state.with_name(state.name + suffix).unlink(missing_ok=True)
+    os.replace(backup, state)
+    server = serve(config)
+    assert {slug: e.published for slug, e in feed_entries(server).items()} == published
+    assert health(server)["status"] == "ok"
+
+
+def test_state_backup_of_a_damaged_state_says_so(tmp_path: Path) -> None:
+    config, state, _ = built_site(tmp_path, 200)
+    damage(state, "middle")
+    result = run_cli("state", "backup", str(tmp_path / "b.sqlite3"), "--config", str(config),
+                     cwd=tmp_path)
+    assert result.returncode == 1
+    assert "damaged" in result.stderr and "feedsvc state repair" in result.stderr
+    no_traceback(result.stderr)
