@@ -1,4 +1,5 @@
-"""argv → serve | build | check | new. One clear line and an exit code on any FeedsvcError."""
+"""argv → serve | build | check | new | state repair | state backup. One clear line and an
+exit code on any FeedsvcError."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import feedsvc
 from feedsvc.catalog import Catalog
@@ -20,7 +22,7 @@ from feedsvc.logtext import EscapingFormatter, escape
 from feedsvc.publisher import Publisher, parse_options, resolve_owners
 from feedsvc.snapshot import write_atomically
 from feedsvc.source import FolderMissing
-from feedsvc.store import peek_stamps
+from feedsvc.store import backup_state, peek_stamps, repair_state
 
 log = logging.getLogger("feedsvc")
 
@@ -174,6 +176,34 @@ def new(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def state_repair(config: Config, args: argparse.Namespace | None = None) -> int:
+    """With feedsvc stopped: copy what can still be read of a damaged state into a fresh
+    one, keep the damaged file aside, and print what was saved and what was lost."""
+    path = config.paths.state
+    report, kept = repair_state(path)
+    if report is None:
+        print(f"{path}: the state is sound; nothing to repair")
+        return EXIT_OK
+    print(f"{path}: repaired")
+    for line in report.lines():
+        print(f"  {line}")
+    if kept:  # the file itself is the last one moved; its -wal and -shm go with it
+        extra = " (with its -wal and -shm)" if len(kept) > 1 else ""
+        print(f"the damaged file is kept as {kept[-1]}{extra}")
+    if not report.complete:
+        print("entries whose rows were lost are dated again from their files when feedsvc "
+              "next sees them; the seeds folder still holds their text")
+    return EXIT_OK
+
+
+def state_backup(config: Config, args: argparse.Namespace) -> int:
+    """Write a consistent copy of the state to PATH, also while feedsvc runs."""
+    dest = Path(args.path)
+    slugs = backup_state(config.paths.state, dest)
+    print(f"{dest}: {slugs} slugs copied from {config.paths.state}")
+    return EXIT_OK
+
+
 def _argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="feedsvc", description="Publish the text files in a seeds folder as Atom and RSS.")
@@ -198,6 +228,20 @@ def _argument_parser() -> argparse.ArgumentParser:
                                                 "future: scheduled)")
             command.add_argument("--tags", help="comma-separated tags")
             command.add_argument("--edit", action="store_true", help="open it in $EDITOR")
+    state = commands.add_parser("state", help="look after the state file",
+                                description="Look after the state file (SQLite).")
+    actions = state.add_subparsers(title="actions", required=True, metavar="ACTION")
+    for name, fn, help_text in (
+        ("repair", state_repair, "rebuild a damaged state from what can be read"),
+        ("backup", state_backup, "write a consistent copy of the state, also while it runs"),
+    ):
+        action = actions.add_parser(name, help=help_text, description=fn.__doc__)
+        action.add_argument("--config", metavar="PATH",
+                            help="config file (default: ./config.toml, else $FEEDSVC_CONFIG)")
+        action.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+        action.set_defaults(command=fn)
+        if fn is state_backup:
+            action.add_argument("path", help="the copy to write (replaced if it exists)")
     return parser
 
 

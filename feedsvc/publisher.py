@@ -674,9 +674,11 @@ class Publisher:
             self.store.save_stamps(unsaved.values(), self._unsaved_content,
                                    self._dates.unsaved.values())
         except StoreError as e:
-            # Keep serving from memory; the next successful write catches up.
-            log.error("%s; %d change(s) kept in memory, retrying", e,
-                      len(unsaved) + len(self._dates.unsaved))
+            # Keep serving from memory; the next successful write catches up. A corrupt state
+            # was said once, plainly, when found: not again at every retry.
+            (log.debug if self.store.corrupt else log.error)(
+                "%s; %d change(s) kept in memory, retrying", e,
+                len(unsaved) + len(self._dates.unsaved))
             return
         self._stamps.saved()
         self._unsaved_content.clear()

@@ -188,9 +188,9 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
     fd_log = RateLimitedLog("cannot open seeds for lack of file descriptors; retrying")
     burst_paths, burst_last = 0, 0.0
     while True:
-        timeout = max(0.0, next_rescan - loop.time())
-        if publisher.needs_retry:
-            timeout = min(timeout, WRITE_RETRY_S)
+        # At least every WRITE_RETRY_S: to retry writing the state while it cannot be
+        # written, and else to notice soon that its file was deleted or replaced (a stat).
+        timeout = min(max(0.0, next_rescan - loop.time()), WRITE_RETRY_S)
         if publisher.catalog.deferred:  # out of descriptors a moment ago: not a rescan away
             timeout = min(timeout, FD_RETRY_S)
         if (due := publisher.next_due()) is not None:
@@ -199,8 +199,19 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
             timeout = max(0.0, min(timeout, wait))
         try:
             batch = await asyncio.wait_for(queue.get(), timeout)
-        except TimeoutError:  # time for a periodic rescan, or to retry writing the state
+        except TimeoutError:  # time for a rescan, a write retry, a scheduled entry, a check
             batch = Batch(rescan=loop.time() >= next_rescan, watching=status.watching)
+            if (not batch.rescan and not publisher.needs_retry
+                    and (due is None or due > datetime.now(UTC))):
+                # Only the check that the state file is still the one open (a stat); a
+                # deleted or replaced one is written back.
+                try:
+                    await run(publisher.store.retry)
+                except Exception:
+                    log.exception("checking the state file failed")
+                _note(status, publisher, live.current)
+                await followers.send(live.current, status, publisher.info)
+                continue
         if batch is None:
             return
         stopping = False

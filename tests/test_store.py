@@ -76,10 +76,22 @@ def test_unwritable_path_keeps_state_in_memory_until_it_can_be_written(tmp_path:
     again.close()
 
 
-def test_garbage_state_is_a_store_error(tmp_path: Path) -> None:
-    (tmp_path / "garbage.db").write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match="cannot be read either"):
-        Store.open(tmp_path / "garbage.db")
+def test_garbage_state_opens_as_a_corrupt_empty_view_and_is_never_written(
+        tmp_path: Path) -> None:
+    """A file that is not a database is a corrupt state, not a reason to stop: it is read as
+    empty, writes wait in memory, and the file is left as it was for `feedsvc state repair`."""
+    garbage = b"this is not a database" * 100
+    (tmp_path / "garbage.db").write_bytes(garbage)
+    store = Store.open(tmp_path / "garbage.db")
+    assert store.corrupt and not store.writable
+    assert "corrupt: file is not a database" in str(store.problem)
+    assert "feedsvc state repair" in str(store.problem)
+    assert store.load_stamps() == {}
+    with pytest.raises(StoreError, match="corrupt"):
+        store.save_stamps([Stamp("a", 1, 1, "h", "a.txt")], {})
+    assert not store.retry()
+    store.close()
+    assert (tmp_path / "garbage.db").read_bytes() == garbage
 
 
 def test_a_state_with_the_earlier_without_rowid_table_still_works(tmp_path: Path) -> None:
