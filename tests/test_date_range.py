@@ -85,7 +85,9 @@ def test_a_state_holding_a_date_past_the_range_keeps_publishing(
     wait_until(lambda: "end-of-time" in _entries(server))
     assert server.stop() == 0
     with sqlite3.connect(site / "state" / "feedsvc.sqlite3") as db:
-        db.execute("UPDATE stamps SET updated = 253402300799 WHERE slug = 'end-of-time'")
+        # 9999-12-31T23:59:59Z, in microseconds (schema 3).
+        db.execute("UPDATE stamps SET updated = 253402300799 * 1000000 "
+                   "WHERE slug = 'end-of-time'")
     db.close()
 
     server = serve(site / "config.toml")
