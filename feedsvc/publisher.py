@@ -635,8 +635,23 @@ class Publisher:
                 log.error("%s", e)
                 return None
         entry = None if content is None else rebuild_entry(slug, content, self.options)
+        try:
+            stamp = self._stamps.get(slug)
+        except StoreError as e:
+            log.error("%s", e)
+            stamp = None
+        name = self._owner.get(slug)
+        if entry is not None and stamp is not None and entry.content_hash != stamp.content_hash:
+            # Not the version its stamp describes: a row salvaged from a damaged state can hold
+            # garbage (NUL bytes that no document can carry). The file is the truth: read it.
+            log.warning("the text kept for %s is not the version its dates describe (a damaged "
+                        "state?); reading %s again", slug, name)
+            entry = None
+        if entry is None and name is not None and stamp is not None:
+            entry = self.catalog.read_entry(name)
+            if entry is not None and entry.content_hash != stamp.content_hash:
+                entry = None
         if entry is None:
-            name = self._owner.get(slug)
             log.error("no text kept for %s; it is left out until %s changes", slug, name)
         return entry
 

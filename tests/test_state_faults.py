@@ -296,3 +296,26 @@ def test_state_backup_of_a_damaged_state_says_so(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "damaged" in result.stderr and "feedsvc state repair" in result.stderr
     no_traceback(result.stderr)
+
+
+def test_a_stored_text_that_is_not_its_stamps_version_is_read_again_from_the_file(
+        tmp_path: Path, serve) -> None:
+    """A row salvaged from a damaged state can hold garbage in its text (NUL bytes, which no
+    XML document can carry): it is not the version its stamp's content hash describes, so the
+    file is read again instead, and nothing stops rendering. Found by a truncated state, whose
+    salvaged rows made every render fail."""
+    config, state, before = built_site(tmp_path, 5)
+    with sqlite3.connect(state) as db:
+        db.execute("UPDATE stamps SET title = ?, body = ? WHERE slug = 'post-1'",
+                   ("Gar\x00bage", "gar\x00bage \x01"))
+    db.close()
+    server = serve(config)
+    assert health(server)["entries_published"] == 5
+    status, _, body = server.get("/feed.atom")
+    assert status == 200
+    assert b"bage" not in body and b"<title>Post 1</title>" in body
+    drop(tmp_path / "seeds", "canary.txt", seed_text("canary", "Canary", "Still published."))
+    wait_until(lambda: "canary" in feed_entries(server), timeout=SOON_S)
+    assert set(feed_entries(server)) == {*before, "canary"}
+    assert server.stop() == 0
+    no_traceback(server.log())
