@@ -46,7 +46,7 @@ class DocumentDates:
                            if path in documents or path in self.unsaved}
 
     def draft(self, path: str, content_type: str, newest: datetime, now_us: int,
-              render: Callable[[datetime], bytes] | bytes) -> Draft:
+              render: Callable[[datetime], bytes] | bytes, changed: bool = False) -> Draft:
         """A document with its Last-Modified, which moves forward, strictly, whenever its
         bytes change, and only then; never after the clock.
 
@@ -55,16 +55,19 @@ class DocumentDates:
         (or the state's creation time with no entries). `render`: the bytes, or, for a feed,
         which carries its date inside (Atom `<updated>`, RSS `<lastBuildDate>`), a function of
         that date: rendered with the stored date and compared, then again with the new date
-        only when they differ. Revisions are kept in the state: output stays a function of
-        seeds plus state, across restarts and `build`."""
+        only when they differ (`changed`: the caller knows they differ; rendered once).
+        Revisions are kept in the state: output stays a function of seeds plus state, across
+        restarts and `build`."""
         stored = self._revisions.get(path)
         moment = min(to_micros(newest), now_us)
         if stored is not None:
-            body = render if isinstance(render, bytes) else render(from_micros(stored.modified))
-            digest = body_digest(body)
-            if digest == stored.digest:
-                return Draft(path, content_type, body, from_micros(stored.modified),
-                             _or_none(stored.previous), digest)
+            if not changed or isinstance(render, bytes):
+                body = (render if isinstance(render, bytes)
+                        else render(from_micros(stored.modified)))
+                digest = body_digest(body)
+                if digest == stored.digest:
+                    return Draft(path, content_type, body, from_micros(stored.modified),
+                                 _or_none(stored.previous), digest)
             # At least a microsecond later; rather the next whole second when the clock has
             # passed it, so that the header's second moves too and If-Modified-Since keeps
             # working (two versions within one second make it answer 200: see make_document).
