@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from feedsvc.durable import fsync_path
 from feedsvc.errors import FeedsvcError, SeedError, UsageError
 from feedsvc.parser import DEFAULT_OPTIONS, SLUG_MAX, ParseOptions, parse_seed
 from feedsvc.slugs import slugify_title
@@ -71,7 +72,7 @@ def new_seed(folder: Path, title: str, date: str | None = None,
                 os.link(tmp, target)
             except FileExistsError:
                 continue
-            _fsync_dir(folder)
+            fsync_path(folder)
             return target
         raise FeedsvcError(f"{folder}: {base}.txt and {MAX_SUFFIX - 1} numbered names exist")
     except OSError as e:
@@ -81,9 +82,3 @@ def new_seed(folder: Path, title: str, date: str | None = None,
         Path(tmp).unlink(missing_ok=True)
 
 
-def _fsync_dir(folder: Path) -> None:
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

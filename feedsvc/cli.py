@@ -10,7 +10,7 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -216,11 +216,7 @@ def _argument_parser() -> argparse.ArgumentParser:
         ("check", check, "list the seeds that cannot be published; exit 1 if any"),
         ("new", new, "write a new draft seed for a title; print its path"),
     ):
-        command = commands.add_parser(name, help=help_text, description=fn.__doc__)
-        command.add_argument("--config", metavar="PATH",
-                             help="config file (default: ./config.toml, else $FEEDSVC_CONFIG)")
-        command.add_argument("-v", "--verbose", action="store_true", help="log debug details")
-        command.set_defaults(command=fn)
+        command = _command(commands, name, fn, help_text)
         if fn is new:
             command.add_argument("title", help="the headline; the slug is made from it")
             command.add_argument("--date", help="publication date, e.g. '2026-11-24 08:30' or "
@@ -235,14 +231,21 @@ def _argument_parser() -> argparse.ArgumentParser:
         ("repair", state_repair, "rebuild a damaged state from what can be read"),
         ("backup", state_backup, "write a consistent copy of the state, also while it runs"),
     ):
-        action = actions.add_parser(name, help=help_text, description=fn.__doc__)
-        action.add_argument("--config", metavar="PATH",
-                            help="config file (default: ./config.toml, else $FEEDSVC_CONFIG)")
-        action.add_argument("-v", "--verbose", action="store_true", help="log debug details")
-        action.set_defaults(command=fn)
+        action = _command(actions, name, fn, help_text)
         if fn is state_backup:
             action.add_argument("path", help="the copy to write (replaced if it exists)")
     return parser
+
+
+def _command(commands: argparse._SubParsersAction, name: str,  # type: ignore[type-arg]
+             fn: Callable[..., int], help_text: str) -> argparse.ArgumentParser:
+    """A command (or `state` action) with the options every command takes."""
+    command = commands.add_parser(name, help=help_text, description=fn.__doc__)
+    command.add_argument("--config", metavar="PATH",
+                         help="config file (default: ./config.toml, else $FEEDSVC_CONFIG)")
+    command.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    command.set_defaults(command=fn)
+    return command
 
 
 class _Version(argparse.Action):

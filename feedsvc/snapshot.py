@@ -15,6 +15,7 @@ from types import MappingProxyType
 import brotli
 from zlib_ng import gzip_ng
 
+from feedsvc.durable import fsync_path
 from feedsvc.errors import SeedError
 from feedsvc.model import Document, Snapshot, Variant
 from feedsvc.negotiation import http_date
@@ -169,8 +170,4 @@ def write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    fsync_path(path.parent)  # make the rename itself durable

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
+from feedsvc.durable import fsync_path
 from feedsvc.errors import StoreError
 from feedsvc.model import US, Content, Revision, Stamp
 from feedsvc.salvage import SalvageReport, copy_readable, is_corruption
@@ -222,12 +223,12 @@ class StateFile:
                 self._db.backup(copy)
             finally:
                 copy.close()
-            _fsync(tmp)
+            fsync_path(tmp)
             if replaced:  # someone else's file: kept, not overwritten (the -wal and -shm
                 # there are the open connection's own, which closing it removes)
                 os.rename(path, path.with_name(f"{path.name}.replaced-{_stamp_now()}"))
             os.replace(tmp, path)
-            _fsync(path.parent)
+            fsync_path(path.parent)
         except (OSError, sqlite3.Error) as e:
             self._orphaned = True
             self.problem = StoreError(f"{path}: the state file was deleted or replaced while "
@@ -777,14 +778,6 @@ def _unlock(fd: int | None) -> None:
         os.close(fd)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _stamp_now() -> str:
     return datetime.now().strftime("%Y%m%dT%H%M%S")
 
@@ -835,11 +828,11 @@ def repair_state(path: Path) -> tuple[SalvageReport | None, list[Path]]:
             if damaged is not None:
                 damaged.close()
         _keep_owner(path, tmp)
-        _fsync(tmp)
+        fsync_path(tmp)
         aside = path.with_name(f"{path.name}.corrupt-{_stamp_now()}")
         moved = _move_aside(path, aside)
         os.replace(tmp, path)
-        _fsync(path.parent)
+        fsync_path(path.parent)
         return report, moved
     except OSError as e:
         raise StoreError(f"{path}: cannot repair the state: {e.strerror or e}") from e
@@ -902,9 +895,9 @@ def backup_state(path: Path, dest: Path) -> int:
             slugs = copy.execute("SELECT count(*) FROM stamps").fetchone()[0] if sound else 0
         finally:
             copy.close()
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, dest)
-        _fsync(dest.parent)
+        fsync_path(dest.parent)
     except sqlite3.Error as e:
         tmp.unlink(missing_ok=True)
         raise StoreError(f"{path}: cannot back up the state: {e}") from e

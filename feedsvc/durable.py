@@ -1,0 +1,17 @@
+"""fsync by path: what makes a file's bytes, or a rename in a folder, survive a crash. A leaf
+module: the state, `build`'s output and `feedsvc new` all write through a temporary file,
+fsync and rename."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def fsync_path(path: Path) -> None:
+    """fsync a file, or a folder (which makes a rename or a link in it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
