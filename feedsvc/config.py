@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from feedsvc.errors import ConfigError
+from feedsvc.logtext import escape, is_utf8
 
 CONFIG_ENV = "FEEDSVC_CONFIG"
 
@@ -185,6 +186,14 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         state=base / tables.get("paths", "state", str, "state/feedsvc.sqlite3", _non_empty),
         output=base / tables.get("paths", "output", str, "public", _non_empty),
     )
+    for key in ("seeds", "state", "output"):
+        # A folder whose name is not UTF-8 (os.fsdecode gives its bytes as lone surrogates)
+        # cannot be watched (watchfiles takes UTF-8 paths), put in a SQLite URI, or written in
+        # JSON: refused here, with the name escaped, rather than failing later for ever.
+        where = getattr(paths, key)
+        if not is_utf8(str(where)):
+            raise ConfigError(path, f"paths.{key}", f"{escape(str(where))} is not valid UTF-8; "
+                              "rename the folder (or give another path)")
 
     title = tables.get("feed", "title", str, FeedConfig.title, _non_empty)
     default_base = f"http://{_url_host(server.host)}:{server.port}/"

@@ -436,7 +436,9 @@ async def serve_health(request: web.Request) -> web.Response:
         "scheduled_count": len(snapshot.scheduled),
         # The first ones only: 20,000 rejected seeds made a 3 MB body, built on the event
         # loop at every request. A slice of the snapshot's sorted tuple costs the same for any.
-        "rejected": [{"path": e.path, "line": e.line, "message": e.message}
+        # Escaped as in the log: a name or a link's target may hold bytes that are not UTF-8
+        # (JSON could not encode them) or control characters and bidi overrides.
+        "rejected": [{"path": escape(e.path), "line": e.line, "message": escape(e.message)}
                      for e in snapshot.rejected[:HEALTH_REJECTED_MAX]],
         "rejected_truncated": len(snapshot.rejected) > HEALTH_REJECTED_MAX,
         "last_change": snapshot.changed_at.isoformat() if snapshot.changed_at else None,

@@ -16,6 +16,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -198,8 +199,8 @@ class StateFile:
         """Whether the file at `path` is no longer the one open (deleted, or replaced)."""
         try:
             st = os.stat(self.path)
-        except FileNotFoundError:
-            return True
+        except (FileNotFoundError, NotADirectoryError):
+            return True  # deleted; or its folder deleted and a file put in its place
         except OSError:
             return False  # cannot tell (a folder lost its permissions): the write will say
         return (st.st_dev, st.st_ino) != self._identity
@@ -875,6 +876,24 @@ def _sound(path: Path) -> bool:
         return False
 
 
+def _check_backup_target(path: Path, dest: Path) -> None:
+    """A backup replaces `dest` by a rename: never the state itself (or its write-ahead log
+    or shared memory, which would lose it), never a device, folder or FIFO (renaming over
+    /dev/full replaces the device node)."""
+    state_files = {path.resolve(), *(path.with_name(path.name + suffix).resolve()
+                                     for suffix in ("-wal", "-shm"))}
+    if dest.resolve() in state_files:
+        raise StoreError(f"{dest}: is the state itself; give the backup another path")
+    try:
+        st = os.stat(dest)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise StoreError(f"cannot write {dest}: {e.strerror or e}") from e
+    if not stat.S_ISREG(st.st_mode):
+        raise StoreError(f"{dest}: not a regular file; a backup only replaces a file")
+
+
 def backup_state(path: Path, dest: Path) -> int:
     """`feedsvc state backup`: a consistent copy of the state at `dest`, also while feedsvc
     runs. SQLite's backup API copies it within one read transaction, write-ahead log included
@@ -882,6 +901,7 @@ def backup_state(path: Path, dest: Path) -> int:
     to a temporary file, fsynced, renamed. Returns the number of slugs in the copy."""
     if not path.exists():
         raise StoreError(f"{path}: no state file to back up")
+    _check_backup_target(path, dest)
     source = _open_damaged(path)  # read-only: never changes the state
     if source is None:
         raise StoreError(f"{path}: cannot read the state")
