@@ -45,6 +45,17 @@ class DocumentDates:
         self._revisions = {path: revision for path, revision in self._revisions.items()
                            if path in documents or path in self.unsaved}
 
+    def touch(self, path: str, newest_us: int, before_us: int, now_us: int) -> None:
+        """A page that changed without being rendered here (an entry page outside the feeds,
+        made from the state on request): dated as `draft` dates changed bytes, after both its
+        stored date and `before_us`, the date it was shown with (its entry's `updated` then).
+        Its digest is unknown (""): rendered later, it is dated again, forward."""
+        stored = self._revisions.get(path)
+        before = max(before_us, stored.modified) if stored is not None else before_us
+        next_second = (before // US + 1) * US
+        moment = max(min(newest_us, now_us), min(next_second, now_us), before + 1)
+        self._revisions[path] = self.unsaved[path] = Revision(path, "", moment, before)
+
     def draft(self, path: str, content_type: str, newest: datetime, now_us: int,
               render: Callable[[datetime], bytes] | bytes, changed: bool = False) -> Draft:
         """A document with its Last-Modified, which moves forward, strictly, whenever its

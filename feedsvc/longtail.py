@@ -37,7 +37,9 @@ class EntryPages:
         self.info: FeedInfo | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._store: Store | None = None
-        self._cache: OrderedDict[str, Document] = OrderedDict()
+        # slug → (the `published` it was made with, the page): a change of `date:` alone moves
+        # `published` and the page's revision, not `updated`.
+        self._cache: OrderedDict[str, tuple[int, Document]] = OrderedDict()
 
     def start(self, info: FeedInfo) -> None:
         self.info = info
@@ -70,26 +72,37 @@ class EntryPages:
             self._cache.pop(slug, None)
             return None
         published, updated, content = row
-        moment = from_micros(updated)
+        # The page's own revision, when the publisher moved its date without rendering it (a
+        # change of `date:` alone while no feed showed it): never before the entry's updated.
+        path = f"/entries/{slug}"
+        try:
+            revision = self._store.load_revisions((path,)).get(path)
+        except StoreError as e:
+            log.error("%s", e)
+            revision = None
+        if revision is not None and revision.modified >= updated:
+            moment, previous = from_micros(revision.modified), revision.previous
+        else:
+            moment, previous = from_micros(updated), None
         cached = self._cache.get(slug)
-        if cached is not None and cached.last_modified == moment:
+        if cached is not None and cached[0] == published and cached[1].last_modified == moment:
             self._cache.move_to_end(slug)
-            return cached
+            return cached[1]
         entry = rebuild_entry(slug, content, self.options)
         if entry is None:
             return None
         item = Item(entry=entry, id=entry_id(self.info.id, slug),
                     link=entry.link or self.config.entry_link(slug),
                     published=datetime_of(published), updated=moment)
-        # Long-tail pages are dated by the entry's `updated`, not by a revision of their own:
-        # their bytes change with it (an edit moves it forward by at least 1 µs), except when
-        # only a `date:` changes (the page shows it): then the ETag changes, not the date. A
-        # fraction means another version may share its second: If-Modified-Since of that
+        # A fraction means another version may share its second: If-Modified-Since of that
         # second then gets 200 (RFC 9110 §8.8.2.2).
-        previous = moment - timedelta(microseconds=1) if moment.microsecond else None
+        if previous is not None:
+            since = from_micros(previous)
+        else:
+            since = moment - timedelta(microseconds=1) if moment.microsecond else None
         document = make_document(f"/entries/{slug}", HTML_TYPE, render_entry(self.info, item),
-                                 moment, self.config.server.cache_max_age, previous=previous)
-        self._cache[slug] = document
+                                 moment, self.config.server.cache_max_age, previous=since)
+        self._cache[slug] = (published, document)
         while len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
         return document

@@ -136,6 +136,8 @@ class Publisher:
         self._feeds: list[Document] = []
         # Each document's Last-Modified, kept in the state with a hash of its bytes.
         self._dates = DocumentDates(store)
+        # slug → its `updated` before this batch, for the entries whose stamp the batch moved.
+        self._moved_pages: dict[str, int] = {}
         # (changed, touched slugs, now) of batches absorbed but not yet logged and written.
         self._uncommitted: list[tuple[dict[str, str], set[str], int]] = []
         self._shown: tuple[Item, ...] = ()
@@ -241,9 +243,29 @@ class Publisher:
                                 resort=len(changes) > _RESORT_ABOVE)
         self._uncommitted.append((changed, touched, int(now.timestamp())))
         if write:
+            # A scan's chunk is committed now: the pages its changes moved go with it (an
+            # entry that the scan's render then shows is dated again by its bytes, forward).
+            self._date_unshown_pages(self._shown, to_micros(now))
             self._commit()
             self._stamps.retain(item.slug for item in self._shown)  # memory stays bounded
         return fresh
+
+    def _date_unshown_pages(self, shown: tuple[Item, ...], now_us: int) -> None:
+        """The entries a batch changed that no feed shows: their pages are made from the state
+        on request (longtail.py), never rendered here, so their Last-Modified is moved forward
+        here, in the state, without rendering (RFC 9110 §13.1.3: a date-only change must not
+        get a 304 for If-Modified-Since)."""
+        moved, self._moved_pages = self._moved_pages, {}
+        for item in shown:
+            moved.pop(item.slug, None)  # rendered by _render, dated by its bytes
+        if not moved:
+            return
+        paths = {slug: f"/entries/{slug}" for slug in moved}
+        self._dates.load(paths.values())
+        self._stamps.load(moved)
+        for slug, before in moved.items():
+            if (stamp := self._stamps.get(slug)) is not None:
+                self._dates.touch(paths[slug], stamp.updated, before, now_us)
 
     def _commit(self) -> None:
         """Log what the absorbed changes did and write them to the state (with the documents'
@@ -267,6 +289,7 @@ class Publisher:
         now_us = to_micros(now)
         feeds = (self._render(shown, now_us) if shown != self._shown or not self._feeds
                  else None)
+        self._date_unshown_pages(shown, now_us)
         # The batch's stamps and texts with the capped documents' dates: one transaction,
         # before the snapshot is handed out. Tag documents read their entries from the state,
         # so they come after it (and their dates in a second one, only when a tag changed).
@@ -532,6 +555,10 @@ class Publisher:
             if stamp == previous:
                 continue
             self._stamps.put(stamp)
+            if previous is not None:
+                # Its page changed (text, dates or link): if no feed shows it, its page is
+                # made from the state on request and is dated by _date_unshown_pages.
+                self._moved_pages.setdefault(slug, previous.updated)
             entry = fresh.get(owner)
             if entry is None and record.slug is not None and (
                     previous is None or previous.content_hash != stamp.content_hash):

@@ -113,6 +113,7 @@ class StateFile:
         #: The file at `path` was deleted or replaced and writing ours back has not worked yet.
         self._orphaned = False
         self._reader = False  # a second, read-only connection (open_for_reading)
+        self._schema_learned = True  # Store's _learn_schema says otherwise when it fails
         self._learn_schema()
 
     @property
@@ -293,6 +294,8 @@ class StateFile:
         query answered from what could be read."""
         if self._reader and self._identity is not None and self._moved():
             self._follow_file()
+        if not self._schema_learned:
+            self._learn_schema()  # it failed at open (the file busy a moment): again now
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.Error as e:
@@ -311,8 +314,13 @@ class Store(StateFile):
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(stamps)")}
             tables = {row[0] for row in self._db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            self._schema_learned = True
         except sqlite3.Error:
+            # Not known yet: read as the oldest schema for now, learnt again at the next
+            # query (else a reader opened while the file was busy would never see the
+            # documents table, and serve long-tail pages with stale dates).
             columns, tables = set(), set()
+            self._schema_learned = False
         self._text = "text" if "text" in columns else "''"
         self._has_tags = "tags" in tables
         self._has_documents = "documents" in tables

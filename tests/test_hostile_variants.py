@@ -103,3 +103,43 @@ def test_state_backup_never_replaces_the_state_itself_nor_a_device(site: Path) -
     ok = run_cli("state", "backup", str(site / "copy.sqlite3"), "--config",
                  str(site / "config.toml"), cwd=site)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_a_long_tail_page_changed_by_its_date_alone_moves_its_last_modified(
+        tmp_path: Path, serve) -> None:
+    """An entry no feed shows (past max_entries) has its page made from the state on request.
+    Changing only its `date:` changes the page (it shows the date) but not its `updated`: the
+    page stayed cached with the old bytes, and after a restart changed its ETag but kept its
+    Last-Modified, so If-Modified-Since got 304 for changed content."""
+    from .conftest import free_port
+
+    config = write_config(tmp_path, port=free_port(), max_entries=1)
+    seeds = tmp_path / "seeds"
+
+    def dated(day: str) -> str:
+        return f"---\ndate: 2020-01-{day} 10:00\n---\nold\nVieux billet\n\nTexte."
+
+    write_seed(seeds, "old.txt", dated("02"))
+    write_seed(seeds, "new.txt", seed("new", "Nouveau", "Texte."))
+    server = serve(config)
+    wait_until(lambda: server.get("/entries/old")[0] == 200)
+    _, first, body = server.get("/entries/old")
+    assert b"2020-01-02" in body, body[:300]
+    write_seed(seeds, "old.txt", dated("01"))  # earlier: `updated` does not move
+    changed = wait_until(lambda: (r := server.get("/entries/old"))[1]["ETag"] != first["ETag"]
+                         and r, timeout=10)
+    _, headers, _ = changed
+    assert headers["Last-Modified"] != first["Last-Modified"], (first, headers, server.log())
+    from email.utils import parsedate_to_datetime
+    assert (parsedate_to_datetime(headers["Last-Modified"])
+            > parsedate_to_datetime(first["Last-Modified"]))
+    status, _, _ = server.get("/entries/old", {"If-Modified-Since": first["Last-Modified"]})
+    assert status == 200
+    status, _, _ = server.get("/entries/old", {"If-Modified-Since": headers["Last-Modified"]})
+    assert status == 304
+    assert server.stop() == 0
+    again = serve(config)
+    _, after, _ = again.get("/entries/old")
+    assert (after["ETag"], after["Last-Modified"]) == (headers["ETag"],
+                                                        headers["Last-Modified"])
+    assert again.stop() == 0
