@@ -138,6 +138,8 @@ class Publisher:
         self._dates = DocumentDates(store)
         # slug → its `updated` before this batch, for the entries whose stamp the batch moved.
         self._moved_pages: dict[str, int] = {}
+        # Whether the entries of files deleted while feedsvc was stopped are still to remove.
+        self._unswept = True
         # (changed, touched slugs, now) of batches absorbed but not yet logged and written.
         self._uncommitted: list[tuple[dict[str, str], set[str], int]] = []
         self._shown: tuple[Item, ...] = ()
@@ -168,6 +170,8 @@ class Publisher:
                 self._absorb_or_retry(changes, now)
                 del changes
                 _give_back_memory()
+            if self._unswept:
+                self._sweep_gone(now)
         except FolderMissing:
             # An unmounted folder is not a reason to unpublish everything: keep the last set.
             if self._snapshot.seeds_readable:
@@ -175,6 +179,29 @@ class Publisher:
             self._retry_writes()
             return self._snapshot
         return self._finish({}, now, seeds_readable=True)
+
+    def _sweep_gone(self, now: datetime) -> None:
+        """After the first full scan: the entries the state still has published whose file is
+        gone (deleted while feedsvc was stopped) are removed, as if their deletion had been
+        seen; else their pages and tag feeds, read from the state, would go on showing them.
+        Put off while some seed could not be read for lack of descriptors (its entry is not
+        gone)."""
+        if self.catalog.deferred:
+            return
+        try:
+            live = self.store.live_slugs()
+        except StoreError as e:
+            log.error("%s", e)
+            return
+        gone = [slug for slug in live if slug not in self._owner]
+        del live
+        for start in range(0, len(gone), SCAN_CHUNK):
+            part = gone[start:start + SCAN_CHUNK]
+            self._dirty_tags |= self._tags_of(part)
+            changed = self._resolve(part, {}, now, resort=True)
+            self._uncommitted.append((changed, set(part), int(now.timestamp())))
+            self._commit()
+        self._unswept = False
 
     def update(self, paths: Iterable[Path]) -> Snapshot:
         """Apply changes to the named files only (created, modified, deleted or renamed).

@@ -459,6 +459,11 @@ class Store(StateFile):
                 tuple(part)))
         return found
 
+    def live_slugs(self) -> list[str]:
+        """Every slug the state has as published now (not removed), in slug order."""
+        return [str(row[0]) for row in self._query(
+            "SELECT slug FROM stamps WHERE live = 1 ORDER BY slug")]
+
     def tagged(self, tag: str, now: int, limit: int) -> list[tuple[str, str]]:
         """(slug, label) of the newest published entries with this tag, newest first."""
         if not self._has_tags:

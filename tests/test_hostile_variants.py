@@ -143,3 +143,34 @@ def test_a_long_tail_page_changed_by_its_date_alone_moves_its_last_modified(
     assert (after["ETag"], after["Last-Modified"]) == (headers["ETag"],
                                                         headers["Last-Modified"])
     assert again.stop() == 0
+
+
+def test_a_seed_deleted_while_stopped_is_removed_everywhere_at_restart(
+        site: Path, serve) -> None:
+    """A seed deleted while feedsvc was stopped left the feeds at restart, but its state row
+    stayed published: its page (made from the state) and its tag's feed went on showing it,
+    and nothing said `removed`."""
+    seeds = site / "seeds"
+    write_seed(seeds, "gone.txt", "---\ntags: [Astronomie]\n---\ngone\nParti\n\nTexte.")
+    write_seed(seeds, "kept.txt", seed("kept", "Gardé", "Texte."))
+    server = serve(site / "config.toml")
+    wait_until(lambda: b"<id>" in server.get("/tags/astronomie.atom")[2])
+    assert server.get("/entries/gone")[0] == 200
+    assert server.stop() == 0
+    (seeds / "gone.txt").unlink()
+    again = serve(site / "config.toml")
+    assert again.get("/entries/gone")[0] == 404
+    assert again.get("/entries/kept")[0] == 200
+    status, _, body = again.get("/tags/astronomie.atom")
+    assert status != 200 or b"Parti" not in body, body[:400]
+    assert b"Parti" not in again.get("/feed.atom")[2]
+    assert "removed gone" in again.log()
+    assert again.stop() == 0
+    with sqlite3.connect(site / "state" / "feedsvc.sqlite3") as db:
+        assert db.execute("SELECT live FROM stamps WHERE slug = 'gone'").fetchone() == (0,)
+    db.close()
+    # And it comes back as the same entry when its file does.
+    write_seed(seeds, "gone.txt", "---\ntags: [Astronomie]\n---\ngone\nParti\n\nTexte.")
+    third = serve(site / "config.toml")
+    assert third.get("/entries/gone")[0] == 200
+    assert third.stop() == 0
