@@ -88,6 +88,9 @@ class Catalog:
         #: Names that could not be read for lack of file descriptors: what was known of them
         #: is kept, and the pipeline reads them again within a second (not at the next rescan).
         self.deferred: set[str] = set()
+        #: Names a batch left unread once its parsing budget was spent: the pipeline hands
+        #: them to the very next batch, at once (no event will name them again).
+        self.left_over: set[str] = set()
 
     def scan(self, chunk: int = 2000) -> Iterator[Changes]:
         """Compare the whole folder with what is known, `chunk` files at a time (the first
@@ -105,6 +108,7 @@ class Catalog:
             self.records.pop(name, None)
         if self.deferred:  # …and so is a deferred name that is not listed any more
             self.deferred = {name for name in self.deferred if _listed(names, name)}
+        self.left_over.clear()  # every listed name is read below, a gone one reported above
         try:
             for name in names:
                 self._refresh(name, changes, trust_stat=name not in retry, force=name in retry)
@@ -115,17 +119,42 @@ class Catalog:
             self.seeds.close()
         yield changes
 
-    def update(self, paths: Iterable[Path | str]) -> Changes:
-        """Re-read the named files: an event says they changed, whatever their stat says."""
+    def update(self, paths: Iterable[Path | str], budget_s: float | None = None) -> Changes:
+        """Re-read the named files: an event says they changed, whatever their stat says.
+
+        With a budget: smallest files first (a new small seed is the common case), and once
+        `budget_s` seconds were spent reading and parsing, the files not read yet are left in
+        `left_over` for the next batch. Seeds within every bound may still cost a second each
+        (80,000 autolinks), so ten of them must not hold up the one small seed dropped with
+        them: it waits for at most one of them."""
         changes: Changes = {}
         retry, self._retry = self._retry, set()
+        left_over, self.left_over = self.left_over, set()
+        names = sorted(name for name in {Path(p).name for p in paths} | retry | left_over
+                       if is_seed_name(name))
+        if budget_s is not None:
+            names.sort(key=self._size)  # stable: by name among equal sizes
+        start = time.perf_counter()
         try:
-            for name in sorted({Path(p).name for p in paths} | retry):
-                if is_seed_name(name):
-                    self._refresh(name, changes, trust_stat=False, force=name in retry)
+            for index, name in enumerate(names):
+                if budget_s is not None and index and time.perf_counter() - start >= budget_s:
+                    rest = names[index:]
+                    # A name to retry stays one (its change is reported whatever it reads).
+                    self._retry.update(n for n in rest if n in retry)
+                    self.left_over.update(n for n in rest if n not in retry)
+                    break
+                self._refresh(name, changes, trust_stat=False, force=name in retry)
         finally:
             self.seeds.close()
         return changes
+
+    def _size(self, name: str) -> int:
+        # lstat, not stat_seed: only an order, and a cheap one (no folder descriptor, no open);
+        # a name that cannot be stat'ed costs nothing to read, so it goes first.
+        try:
+            return os.lstat(self.folder / name).st_size
+        except (OSError, ValueError):
+            return 0
 
     def retry(self, names: Iterable[str]) -> None:
         """These files' changes were not applied (the batch failed): hand them out again with

@@ -174,10 +174,11 @@ class Publisher:
             return self._snapshot
         return self._finish({}, now, seeds_readable=True)
 
-    def update(self, paths: Iterable[Path]) -> Snapshot:
+    def update(self, paths: Iterable[Path], budget_s: float | None = None) -> Snapshot:
         """Apply changes to the named files only (created, modified, deleted or renamed).
-        With no paths, it only retries writing the state."""
-        return self._apply(self.catalog.update(paths), self._snapshot.seeds_readable)
+        With no paths, it only retries writing the state. With a parsing budget, the files
+        not read once it is spent are left in `catalog.left_over` (see Catalog.update)."""
+        return self._apply(self.catalog.update(paths, budget_s), self._snapshot.seeds_readable)
 
     @property
     def snapshot(self) -> Snapshot:

@@ -99,3 +99,56 @@ def test_healthz_lists_the_first_100_rejected_seeds_and_counts_them_all(
     wait_until(lambda: _served(server, "canary") and _health(server)["seeds_rejected"] == 60)
     health = _health(server)
     assert health["rejected_truncated"] is False and len(health["rejected"]) == 60
+
+
+def _heavy_forms(i: int) -> str:
+    """Markdown within every bound that still costs ~0.7-1.1 s of CPU each to read (the
+    hostile tester's forms): autolinks, many fenced code blocks, images."""
+    head = f"heavy-{i}\nLourd {i}\n\n"
+    form = i % 3
+    if form == 0:
+        return head + "<http://a.b/> " * 74_000  # 1,036,000 bytes: under max_seed_bytes
+    if form == 1:
+        return head + "".join(f"```\nx{i}-{n}\n```\n\n" for n in range(40_000))
+    return head + "![a](b) " * 80_000
+
+
+#: With the parsing budget, a canary waits at most one heavy seed (~1 s) plus a tick; without
+#: it, it waited for all ten (~10 s). Generous for a loaded 2-core machine.
+BUDGET_CANARY_S = 2.5
+
+
+def test_a_canary_dropped_with_ten_heavy_seeds_is_served_within_a_tick_of_one(
+        site: Path, serve: Callable[[Path], ServeProcess]) -> None:
+    """A batch reads small files first and stops reading after its parsing budget: the rest
+    is read by the very next batch, with no event naming it again (issue 9 #12)."""
+    seeds = site / "seeds"
+    write_seed(seeds, "first.txt", seed("first", "Premier", "Déjà là."))
+    server = serve(site / "config.toml")
+    # The watch is live once a dropped seed is served (its first batch is a full rescan).
+    write_seed(seeds, "live.txt", seed("live", "En direct", "Le dossier est surveillé."))
+    wait_until(lambda: _served(server, "live"))
+    heavy = {f"heavy-{i}.md": _heavy_forms(i) for i in range(10)}
+    assert all(len(text.encode()) < 1024 * 1024 for text in heavy.values())
+    # Written first, renamed in at once: one burst, as `cp`/`rsync` of a folder would land.
+    for name, text in heavy.items():
+        (seeds / f".{name}.tmp").write_text(text, encoding="utf-8")
+    (seeds / ".canary.txt.tmp").write_text(seed("canary", "Canari", "Publié à temps."),
+                                           encoding="utf-8")
+    start = time.monotonic()
+    for name in heavy:
+        (seeds / f".{name}.tmp").rename(seeds / name)
+    (seeds / ".canary.txt.tmp").rename(seeds / "canary.txt")
+    wait_until(lambda: _served(server, "canary"), timeout=60)
+    latency = time.monotonic() - start
+    # Every heavy seed ends up rejected or published, though no event names it again.
+    wait_until(lambda: {Path(e["path"]).name for e in _health(server)["rejected"]}
+               | {name for name in heavy if _served(server, name[:-3])} == set(heavy),
+               timeout=60)
+    print(f"\ncanary served after {latency:.2f} s, all ten heavy seeds done after "
+          f"{time.monotonic() - start:.2f} s")
+    assert latency < BUDGET_CANARY_S, f"canary served after {latency:.2f} s"
+    health = _health(server)
+    assert health["seeds_rejected"] == 7 and health["entries_published"] == 6, health
+    assert "Traceback" not in server.log()
+    assert server.stop() == 0
