@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from feedsvc.catalog import Catalog
+
 from .conftest import ServeProcess, seed, wait_until, write_seed
 
 NESTED_DIVS = "heavy-divs\nDes div\n\nIntro.\n\n" + "<div>" * 80_000 + "x" + "</div>" * 80_000
@@ -133,12 +135,12 @@ def test_a_canary_dropped_with_ten_heavy_seeds_is_served_within_a_tick_of_one(
     # Written first, renamed in at once: one burst, as `cp`/`rsync` of a folder would land.
     for name, text in heavy.items():
         (seeds / f".{name}.tmp").write_text(text, encoding="utf-8")
-    (seeds / ".canary.txt.tmp").write_text(seed("canary", "Canari", "Publié à temps."),
+    (seeds / ".zz-canary.txt.tmp").write_text(seed("canary", "Canari", "Publié à temps."),
                                            encoding="utf-8")
     start = time.monotonic()
     for name in heavy:
         (seeds / f".{name}.tmp").rename(seeds / name)
-    (seeds / ".canary.txt.tmp").rename(seeds / "canary.txt")
+    (seeds / ".zz-canary.txt.tmp").rename(seeds / "zz-canary.txt")  # last by name
     wait_until(lambda: _served(server, "canary"), timeout=60)
     latency = time.monotonic() - start
     # Every heavy seed ends up rejected or published, though no event names it again.
@@ -152,3 +154,29 @@ def test_a_canary_dropped_with_ten_heavy_seeds_is_served_within_a_tick_of_one(
     assert health["seeds_rejected"] == 7 and health["entries_published"] == 6, health
     assert "Traceback" not in server.log()
     assert server.stop() == 0
+
+
+def test_files_left_over_by_the_budget_are_read_by_the_next_batch(site: Path) -> None:
+    """With a spent budget (0 s: one file per batch), the smallest file is read first and the
+    others are read by the following batches though no event names them again; one deleted
+    meanwhile is simply gone, a known one deleted meanwhile is reported removed."""
+    seeds = site / "seeds"
+    catalog = Catalog(seeds, 1024 * 1024)
+    write_seed(seeds, "known.txt", seed("known", "Connu", "Déjà là."))
+    assert set(catalog.update([seeds / "known.txt"])) == {"known.txt"}
+    write_seed(seeds, "a-big.txt", seed("a-big", "Gros", "x" * 5000))
+    write_seed(seeds, "b-mid.txt", seed("b-mid", "Moyen", "x" * 500))
+    write_seed(seeds, "c-small.txt", seed("c-small", "Petit", "x"))
+    write_seed(seeds, "known.txt", seed("known", "Connu", "Changé." + "x" * 9000))
+    names = ["a-big.txt", "b-mid.txt", "c-small.txt", "known.txt"]
+    assert list(catalog.update([seeds / n for n in names], budget_s=0)) == ["c-small.txt"]
+    assert catalog.left_over == {"a-big.txt", "b-mid.txt", "known.txt"}
+    (seeds / "b-mid.txt").unlink()
+    (seeds / "known.txt").unlink()
+    seen = []
+    while catalog.left_over:
+        seen.append(catalog.update([], budget_s=0))
+    assert [{n: r is not None for n, (r, _) in c.items()} for c in seen] == [
+        {}, {"known.txt": False}, {"a-big.txt": True}]  # gone ones first (size 0), then by size
+    assert set(catalog.records) == {"a-big.txt", "c-small.txt"}
+    catalog.close()
