@@ -156,13 +156,14 @@ class Publisher:
 
     # -- the two entry points -------------------------------------------------------------
 
-    def scan(self) -> Snapshot:
-        """Make what is published equal to what is in the seeds folder."""
+    def scan(self, budget_s: float | None = None) -> Snapshot:
+        """Make what is published equal to what is in the seeds folder (with a parsing
+        budget: the files not compared once it is spent are left in `catalog.left_over`)."""
         now = self._clock()
         try:
             # In chunks: a cold start of many seeds never holds all their text at once; each
             # chunk is written to the state in one transaction, then let go.
-            for changes in self.catalog.scan(chunk=SCAN_CHUNK):
+            for changes in self.catalog.scan(chunk=SCAN_CHUNK, budget_s=budget_s):
                 self._absorb_or_retry(changes, now)
                 del changes
                 _give_back_memory()

@@ -236,7 +236,7 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
         try:
             if batch.rescan:
                 next_rescan = loop.time() + config.watch.rescan_s
-                live.current = await run(publisher.scan)
+                live.current = await run(publisher.scan, PARSE_BUDGET_S)
                 status.rescan_ok = live.current.seeds_readable
             else:
                 live.current = await run(publisher.update, batch.paths, PARSE_BUDGET_S)
