@@ -185,3 +185,33 @@ def test_files_left_over_by_the_budget_are_read_by_the_next_batch(site: Path) ->
         {}, {"known.txt": False}, {"a-big.txt": True}]  # gone ones first (size 0), then by size
     assert set(catalog.records) == {"a-big.txt", "c-small.txt"}
     catalog.close()
+
+
+def test_a_rescan_within_a_budget_leaves_new_files_to_the_next_batches(site: Path) -> None:
+    """A budgeted rescan compares the known files by stat and leaves the new ones to the
+    following batches, read smallest first; what it had no time to compare is compared by
+    stat there (an unchanged file is not read again), and nothing is lost."""
+    seeds = site / "seeds"
+    catalog = Catalog(seeds, 1024 * 1024)
+    for name in ("a.txt", "b.txt", "c.txt"):
+        write_seed(seeds, name, seed(name[0] * 3, "Connu", "Déjà là."), mtime=1_700_000_000)
+    assert sum(len(c) for c in catalog.scan()) == 3
+    write_seed(seeds, "n-big.txt", seed("n-big", "Gros", "x" * 5000))
+    write_seed(seeds, "n-small.txt", seed("n-small", "Petit", "x"))
+    write_seed(seeds, "b.txt", seed("bbb", "Changé", "Autre chose."), mtime=1_700_000_100)
+    (seeds / "c.txt").unlink()
+    changes = [dict(c) for c in catalog.scan(budget_s=60)]  # time enough: only new ones wait
+    assert {n: r is not None for c in changes for n, (r, _) in c.items()} == {
+        "b.txt": True, "c.txt": False}
+    assert catalog.left_over == {"n-big.txt": False, "n-small.txt": False}
+    assert list(catalog.update([], budget_s=0)) == ["n-small.txt"]  # smallest first
+    assert list(catalog.update([], budget_s=0)) == ["n-big.txt"]
+    assert not catalog.left_over
+    # A spent budget: the names not compared yet are compared by stat by the next batch.
+    assert list(next(iter(catalog.scan(budget_s=0)))) == []
+    assert catalog.left_over == {name: True for name in ("b.txt", "n-big.txt", "n-small.txt")}
+    write_seed(seeds, "n-small.txt", seed("n-small", "Petit", "y"), mtime=1_700_000_200)
+    assert list(catalog.update([], budget_s=60)) == ["n-small.txt"]  # the others: same stat
+    assert not catalog.left_over and set(catalog.records) == {
+        "a.txt", "b.txt", "n-big.txt", "n-small.txt"}
+    catalog.close()
