@@ -88,14 +88,20 @@ class Catalog:
         #: Names that could not be read for lack of file descriptors: what was known of them
         #: is kept, and the pipeline reads them again within a second (not at the next rescan).
         self.deferred: set[str] = set()
+        #: Names a batch or rescan left unread once its parsing budget was spent, each with
+        #: whether its stat may spare the read (a rescan's may; an event's may not): the
+        #: pipeline hands them to the very next batch, at once (no event will name them again).
+        self.left_over: dict[str, bool] = {}
 
-    def scan(self, chunk: int = 2000) -> Iterator[Changes]:
+    def scan(self, chunk: int = 2000, budget_s: float | None = None) -> Iterator[Changes]:
         """Compare the whole folder with what is known, `chunk` files at a time (the first
-        chunk also has the files that are gone). Raises FolderMissing before any chunk."""
+        chunk also has the files that are gone). Raises FolderMissing before any chunk.
+        With a budget, the files not compared once it is spent are left in `left_over`."""
         names = list_seed_names(self.folder)
-        return self._scan(names, chunk)
+        return self._scan(names, chunk, budget_s)
 
-    def _scan(self, names: list[str], chunk: int) -> Iterator[Changes]:
+    def _scan(self, names: list[str], chunk: int,
+              budget_s: float | None = None) -> Iterator[Changes]:
         # Gone: known but not listed. Looked up in the sorted listing rather than in a set of
         # it: at 100,000 seeds such sets cost ~10 MB at once, 37 ms of bisection does not.
         retry, self._retry = self._retry, set()
@@ -105,8 +111,24 @@ class Catalog:
             self.records.pop(name, None)
         if self.deferred:  # …and so is a deferred name that is not listed any more
             self.deferred = {name for name in self.deferred if _listed(names, name)}
+        # A left-over name not listed any more is gone: reported above if it was known.
+        self.left_over = {name: trust for name, trust in self.left_over.items()
+                          if _listed(names, name)}
+        start = time.perf_counter()
         try:
-            for name in names:
+            for index, name in enumerate(names):
+                if budget_s is not None and index and time.perf_counter() - start >= budget_s:
+                    # Names an event left over stay to be read, whatever their stat.
+                    self._leave(names[index:], retry, {
+                        name for name in names[index:]
+                        if name in self.records and self.left_over.get(name, True)})
+                    break
+                if budget_s is not None and name not in self.records and name not in retry:
+                    # A new file (one the watch missed, or that landed as it started): read
+                    # by the next batch, smallest first, like the files an event names.
+                    self.left_over[name] = False
+                    continue
+                self.left_over.pop(name, None)
                 self._refresh(name, changes, trust_stat=name not in retry, force=name in retry)
                 if len(changes) >= chunk:
                     yield changes
@@ -115,17 +137,53 @@ class Catalog:
             self.seeds.close()
         yield changes
 
-    def update(self, paths: Iterable[Path | str]) -> Changes:
-        """Re-read the named files: an event says they changed, whatever their stat says."""
+    def update(self, paths: Iterable[Path | str], budget_s: float | None = None) -> Changes:
+        """Re-read the named files: an event says they changed, whatever their stat says.
+
+        With a budget: smallest files first (a new small seed is the common case), and once
+        `budget_s` seconds were spent reading and parsing, the files not read yet are left in
+        `left_over` for the next batch. Seeds within every bound may still cost a second each
+        (80,000 autolinks), so ten of them must not hold up the one small seed dropped with
+        them: it waits for at most one of them."""
         changes: Changes = {}
         retry, self._retry = self._retry, set()
+        named = {Path(p).name for p in paths} | retry
+        left_over, self.left_over = self.left_over, {}
+        # A name a rescan left over, and no event named since, is compared by its stat, as
+        # the rescan would have; every other name is read.
+        trusted = {name for name, trust in left_over.items() if trust and name not in named}
+        start = time.perf_counter()
+        names = sorted(name for name in named.union(left_over)
+                       if name not in trusted and is_seed_name(name))
+        if budget_s is not None:
+            names.sort(key=self._size)  # stable: by name among equal sizes
+        names += sorted(trusted)  # a rescan's order: only what changed costs a read
         try:
-            for name in sorted({Path(p).name for p in paths} | retry):
-                if is_seed_name(name):
-                    self._refresh(name, changes, trust_stat=False, force=name in retry)
+            for index, name in enumerate(names):
+                if budget_s is not None and index and time.perf_counter() - start >= budget_s:
+                    self._leave(names[index:], retry, trusted)
+                    break
+                self._refresh(name, changes, trust_stat=name in trusted, force=name in retry)
         finally:
             self.seeds.close()
         return changes
+
+    def _leave(self, names: list[str], retry: set[str], trusted: Iterable[str]) -> None:
+        """Leave these names for the next batch, `trusted` ones to be compared by their stat:
+        a name to retry stays one (its change is reported whatever it reads)."""
+        for name in names:
+            if name in retry:
+                self._retry.add(name)
+            else:
+                self.left_over[name] = name in trusted
+
+    def _size(self, name: str) -> int:
+        # lstat, not stat_seed: only an order, and a cheap one (no folder descriptor, no open);
+        # a name that cannot be stat'ed costs nothing to read, so it goes first.
+        try:
+            return os.lstat(self.folder / name).st_size
+        except (OSError, ValueError):
+            return 0
 
     def retry(self, names: Iterable[str]) -> None:
         """These files' changes were not applied (the batch failed): hand them out again with

@@ -160,13 +160,14 @@ class Publisher:
 
     # -- the two entry points -------------------------------------------------------------
 
-    def scan(self) -> Snapshot:
-        """Make what is published equal to what is in the seeds folder."""
+    def scan(self, budget_s: float | None = None) -> Snapshot:
+        """Make what is published equal to what is in the seeds folder (with a parsing
+        budget: the files not compared once it is spent are left in `catalog.left_over`)."""
         now = self._clock()
         try:
             # In chunks: a cold start of many seeds never holds all their text at once; each
             # chunk is written to the state in one transaction, then let go.
-            for changes in self.catalog.scan(chunk=SCAN_CHUNK):
+            for changes in self.catalog.scan(chunk=SCAN_CHUNK, budget_s=budget_s):
                 self._absorb_or_retry(changes, now)
                 del changes
                 _give_back_memory()
@@ -184,9 +185,9 @@ class Publisher:
         """After the first full scan: the entries the state still has published whose file is
         gone (deleted while feedsvc was stopped) are removed, as if their deletion had been
         seen; else their pages and tag feeds, read from the state, would go on showing them.
-        Put off while some seed could not be read for lack of descriptors (its entry is not
-        gone)."""
-        if self.catalog.deferred:
+        Put off while some seed could not be read for lack of descriptors, or was left for the
+        next batch by a parsing budget (its entry is not gone)."""
+        if self.catalog.deferred or self.catalog.left_over:
             return
         try:
             live = self.store.live_slugs()
@@ -203,10 +204,11 @@ class Publisher:
             self._commit()
         self._unswept = False
 
-    def update(self, paths: Iterable[Path]) -> Snapshot:
+    def update(self, paths: Iterable[Path], budget_s: float | None = None) -> Snapshot:
         """Apply changes to the named files only (created, modified, deleted or renamed).
-        With no paths, it only retries writing the state."""
-        return self._apply(self.catalog.update(paths), self._snapshot.seeds_readable)
+        With no paths, it only retries writing the state. With a parsing budget, the files
+        not read once it is spent are left in `catalog.left_over` (see Catalog.update)."""
+        return self._apply(self.catalog.update(paths, budget_s), self._snapshot.seeds_readable)
 
     @property
     def snapshot(self) -> Snapshot:

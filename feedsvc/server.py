@@ -108,6 +108,10 @@ FAILED_RETRY_S = 1.0
 FAILED_RETRY_MAX_S = 60.0
 #: Seeds that could not be opened for lack of file descriptors are read again this soon.
 FD_RETRY_S = 0.5
+#: Time a batch may spend reading and parsing seeds before it publishes what it has and
+#: leaves the rest to the next batch, taken at once: seeds within every bound may still cost
+#: about a second each, and a small one dropped with ten of them must not wait for all ten.
+PARSE_BUDGET_S = 0.2
 
 
 @dataclass
@@ -193,6 +197,8 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
         timeout = min(max(0.0, next_rescan - loop.time()), WRITE_RETRY_S)
         if publisher.catalog.deferred:  # out of descriptors a moment ago: not a rescan away
             timeout = min(timeout, FD_RETRY_S)
+        if publisher.catalog.left_over:  # the last batch's budget ran out: go on at once
+            timeout = 0.0
         if (due := publisher.next_due()) is not None:
             # A timer for the next scheduled entry: an empty batch then makes it appear.
             wait = (due - datetime.now(UTC)).total_seconds() + SCHEDULE_SLACK_S
@@ -202,6 +208,7 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
         except TimeoutError:  # time for a rescan, a write retry, a scheduled entry, a check
             batch = Batch(rescan=loop.time() >= next_rescan, watching=status.watching)
             if (not batch.rescan and not publisher.needs_retry
+                    and not publisher.catalog.left_over
                     and (due is None or due > datetime.now(UTC))):
                 # Only the check that the state file is still the one open (a stat); a
                 # deleted or replaced one is written back.
@@ -224,14 +231,15 @@ async def _apply(publisher: Publisher, live: Live, status: PipelineStatus, confi
         if publisher.catalog.deferred:  # with this batch, whatever else it holds
             deferred = frozenset(config.paths.seeds / name for name in publisher.catalog.deferred)
             batch = Batch(batch.paths | deferred, batch.rescan, batch.watching)
+        # Files the last batch left unread are read by this one (Catalog.update takes them).
         status.watching = batch.watching
         try:
             if batch.rescan:
                 next_rescan = loop.time() + config.watch.rescan_s
-                live.current = await run(publisher.scan)
+                live.current = await run(publisher.scan, PARSE_BUDGET_S)
                 status.rescan_ok = live.current.seeds_readable
             else:
-                live.current = await run(publisher.update, batch.paths)
+                live.current = await run(publisher.update, batch.paths, PARSE_BUDGET_S)
                 # A burst arrives as several batches (one per `debounce_ms` at most): count
                 # the paths of batches that follow each other closely.
                 now = loop.time()
