@@ -6,7 +6,8 @@ Every connection costs a descriptor, and so does every seed read and the state. 
 a thousand idle sockets take the last descriptor: accept() then fails in a tight loop, seeds
 cannot be opened, SQLite cannot open its journal. The cap keeps a reserve for them; reaching it
 closes the connections that are costing only a descriptor (idle keep-alive, or a request head
-not complete yet), oldest first, so readers who send a request get in.
+not complete yet), oldest first, then those whose reader has stopped taking their response
+(writing paused for a moment), longest-stalled first, so readers who send a request get in.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ MIN_CONNECTIONS = 8
 WANTED_FDS = 65536
 #: aiohttp's default, kept: how long an idle keep-alive connection stays open.
 KEEPALIVE_TIMEOUT_S = 75.0
+#: How long writing to a connection must have been paused (its reader taking nothing) before a
+#: full server may shed it: a reader mid-transfer on a slow link pauses and resumes all the time
+#: and is not cut for a blip, but a thousand readers that stopped reading lock no one out.
+STALL_GRACE_S = 1.0
 #: At most one log line per this many seconds for each kind of connection trouble.
 LOG_EVERY_S = 5.0
 
@@ -111,7 +116,8 @@ class GuardedHandler(RequestHandler):
       a reader that stops reading would otherwise hold a busy connection, which the cap never
       sheds, for as long as it likes."""
 
-    __slots__ = ("_head_timeout", "_head_timer", "_partial", "_send_timeout", "_send_timer")
+    __slots__ = ("_head_timeout", "_head_timer", "_partial", "_paused_at", "_send_timeout",
+                 "_send_timer")
 
     def __init__(self, manager: Server, *, header_timeout_s: float, send_timeout_s: float,
                  **kwargs: Any) -> None:
@@ -121,14 +127,30 @@ class GuardedHandler(RequestHandler):
         self._partial = False  # part of a request head is here, not all of it
         self._send_timeout = send_timeout_s
         self._send_timer: asyncio.TimerHandle | None = None
+        self._paused_at: float | None = None  # loop time writing was paused, while it is
 
     @property
     def shed_rank(self) -> int | None:
         """Which connections a full server closes first: 0, idle (keep-alive, or connected
-        and silent); 1, a request head on its way; None (never), a request being handled."""
+        and silent); 1, a request head on its way; 2, a response its reader has stopped taking
+        (see stalled_since); None (never), a request being handled and making progress."""
         if self._request_in_progress or self._messages:
-            return None
+            return None if self._paused_at is None else 2
         return 1 if self._partial else 0
+
+    def stalled_since(self, now: float) -> float | None:
+        """The loop time writing was paused at, when that is at least STALL_GRACE_S before
+        `now` (the reader has taken nothing for that long); else None."""
+        paused_at = self._paused_at
+        return paused_at if paused_at is not None and now - paused_at >= STALL_GRACE_S else None
+
+    def shed_stalled(self) -> None:
+        """Drop a connection whose reader takes nothing: abort(), not close(), which would wait
+        for the reader to take what is buffered (the writer waiting on it gets a
+        ConnectionResetError, which aiohttp takes as the client going away)."""
+        self._stop_send_timer()
+        if self.transport is not None:
+            self.transport.abort()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Bytes already waiting in the socket: a reader who sent a request at once. Its
@@ -157,11 +179,13 @@ class GuardedHandler(RequestHandler):
 
     def pause_writing(self) -> None:
         super().pause_writing()
+        self._paused_at = self._loop.time()
         if self._send_timer is None:
             self._send_timer = self._loop.call_later(self._send_timeout, self._send_expired)
 
     def resume_writing(self) -> None:
         super().resume_writing()
+        self._paused_at = None
         self._stop_send_timer()
 
     def _stop_send_timer(self) -> None:
@@ -186,7 +210,7 @@ class GuardedHandler(RequestHandler):
 
     def _head_expired(self) -> None:
         self._head_timer = None
-        if self.shed_rank is not None and self.transport is not None:
+        if self.shed_rank in (0, 1) and self.transport is not None:  # no request handled
             log.debug("request head not complete after %.0f s; connection closed",
                       self._head_timeout)
             self.force_close()
@@ -194,16 +218,17 @@ class GuardedHandler(RequestHandler):
 
 class GuardedServer(Server):
     """aiohttp's protocol factory, holding at most `max_connections` connections: one more
-    closes the oldest idle one, else the oldest whose request head is still arriving (the
-    newcomer itself when every other is busy)."""
+    closes the oldest idle one, else the oldest whose request head is still arriving, else the
+    one whose reader has taken nothing for longest (at least STALL_GRACE_S); the newcomer
+    itself only when every other connection is making progress."""
 
     def __init__(self, handler: Any, *, limits: Limits, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.limits = limits
         # Open connections in arrival order (dicts keep it): oldest first when shedding.
         self._open: dict[GuardedHandler, None] = {}
-        self._shed_log = RateLimitedLog(
-            f"connection limit ({limits.max_connections}) reached; closing idle connections")
+        self._shed_log = RateLimitedLog(f"connection limit ({limits.max_connections}) reached; "
+                                        "closing idle or stalled connections")
 
     def __call__(self) -> RequestHandler:
         return GuardedHandler(self, loop=self._loop,
@@ -227,20 +252,41 @@ class GuardedServer(Server):
             for handler in list(self._open):
                 if closed == count:
                     break
+                if handler is newcomer:
+                    continue  # the last resort, below
                 if handler._force_close:  # closing already (a timeout): its slot frees itself
                     del self._open[handler]
                     closed += 1
                 elif handler.shed_rank == rank:
                     del self._open[handler]
-                    if handler is newcomer:
-                        # On the next loop turn: its start() must begin before its
-                        # connection is lost (aiohttp asserts it), and then ends at once.
-                        self._loop.call_soon(handler.force_close)
-                    else:
-                        handler.force_close()
+                    handler.force_close()
                     closed += 1
+        if closed < count:
+            closed += self._shed_stalled(count - closed)
+        if closed < count and newcomer in self._open:
+            # Every other connection is making progress: the newcomer is the one refused. On
+            # the next loop turn: its start() must begin before its connection is lost
+            # (aiohttp asserts it), and then ends at once.
+            del self._open[newcomer]
+            self._loop.call_soon(newcomer.force_close)
+            closed += 1
         if closed:
             self._shed_log.note()
+
+    def _shed_stalled(self, count: int) -> int:
+        """Shed up to `count` connections whose response has waited on its reader for at
+        least STALL_GRACE_S, longest-stalled first: without this, readers that ask for a body
+        larger than the socket buffers and never read held every slot until send_timeout_s,
+        and every other request was refused. Only runs when the cap is reached and nothing
+        idle is left, so the hot path pays nothing."""
+        now = self._loop.time()
+        stalled = sorted((since, n, handler) for n, handler in enumerate(self._open)
+                         if handler.shed_rank == 2
+                         and (since := handler.stalled_since(now)) is not None)
+        for _, _, handler in stalled[:count]:
+            del self._open[handler]
+            handler.shed_stalled()
+        return min(count, len(stalled))
 
 
 def _readable(transport: asyncio.BaseTransport) -> bool:
