@@ -18,6 +18,9 @@ import errno
 import logging
 import resource
 import select
+import socket
+import struct
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +57,8 @@ STALL_GRACE_S = 1.0
 #: At most one log line per this many seconds for each kind of connection trouble.
 LOG_EVERY_S = 5.0
 
+#: struct linger {l_onoff = 1, l_linger = 0}: close() resets the connection.
+_ZERO_LINGER = struct.pack("ii", 1, 0)
 #: accept() failures that mean "out of resources", not a bug.
 _RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
@@ -139,18 +144,36 @@ class GuardedHandler(RequestHandler):
         return 1 if self._partial else 0
 
     def stalled_since(self, now: float) -> float | None:
-        """The loop time writing was paused at, when that is at least STALL_GRACE_S before
-        `now` (the reader has taken nothing for that long); else None."""
-        paused_at = self._paused_at
-        return paused_at if paused_at is not None and now - paused_at >= STALL_GRACE_S else None
+        """Since when this connection's reader has taken nothing (loop time), when that is at
+        least STALL_GRACE_S before `now`; else None.
+
+        Paused is not stalled: writing resumes only once the transport's buffer is down to its
+        low-water mark, so a reader draining a 256 KiB piece over a slow link stays paused for
+        seconds while it makes progress. The kernel knows when it last sent the reader new
+        data (it sends only as the reader makes room): asked here, when a full server looks
+        for a connection to shed, so nothing is paid per request."""
+        if self._paused_at is None or self.transport is None or now - self._paused_at < \
+                STALL_GRACE_S:
+            return None
+        quiet = _seconds_since_data_sent(self.transport)
+        if quiet is None:  # not known here (not Linux TCP): paused for that long will do
+            return self._paused_at
+        return now - quiet if quiet >= STALL_GRACE_S else None
 
     def shed_stalled(self) -> None:
         """Drop a connection whose reader takes nothing: abort(), not close(), which would wait
         for the reader to take what is buffered (the writer waiting on it gets a
-        ConnectionResetError, which aiohttp takes as the client going away)."""
+        ConnectionResetError, which aiohttp takes as the client going away). With a zero
+        linger the kernel resets the connection and frees what it still holds for the reader,
+        instead of keeping it for minutes for a reader who stopped reading."""
         self._stop_send_timer()
-        if self.transport is not None:
-            self.transport.abort()
+        if self.transport is None:
+            return
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError, ValueError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _ZERO_LINGER)
+        self.transport.abort()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Bytes already waiting in the socket: a reader who sent a request at once. Its
@@ -301,6 +324,28 @@ def _readable(transport: asyncio.BaseTransport) -> bool:
         return bool(poller.poll(0))
     except (OSError, ValueError):
         return False
+
+
+#: struct tcp_info (linux/tcp.h): 8 one-byte fields, 9 u32s (tcpi_rto … tcpi_fackets), then
+#: tcpi_last_data_sent, the milliseconds since the kernel last sent new data on the connection.
+_TCP_INFO_BYTES = 104
+_LAST_DATA_SENT_OFFSET = 44
+
+
+def _seconds_since_data_sent(transport: asyncio.BaseTransport) -> float | None:
+    """How long ago the kernel last sent new data on this TCP connection (a reader with a
+    closed window gets none), or None where TCP_INFO cannot tell."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or not hasattr(socket, "TCP_INFO"):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
+    except (OSError, ValueError):
+        return None
+    if len(info) < _LAST_DATA_SENT_OFFSET + 4:
+        return None
+    return int.from_bytes(info[_LAST_DATA_SENT_OFFSET:_LAST_DATA_SENT_OFFSET + 4],
+                          sys.byteorder) / 1000
 
 
 class GuardedRunner(web.AppRunner):
