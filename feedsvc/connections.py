@@ -137,10 +137,17 @@ class GuardedHandler(RequestHandler):
     @property
     def shed_rank(self) -> int | None:
         """Which connections a full server closes first: 0, idle (keep-alive, or connected
-        and silent); 1, a request head on its way; 2, a response its reader has stopped taking
-        (see stalled_since); None (never), a request being handled and making progress."""
+        and silent); 1, a request head on its way; 2, a response still on its way to its
+        reader, closed only once that reader has stopped taking it (see stalled_since); None
+        (never), a request being handled. A connection whose handler is done is not idle while
+        the end of its response waits in the transport's buffer (up to 64 KiB that never
+        paused writing): close() would wait for a stalled reader for ever, holding the
+        descriptor after the cap has stopped counting it."""
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size():
+            return 2
         if self._request_in_progress or self._messages:
-            return None if self._paused_at is None else 2
+            return None
         return 1 if self._partial else 0
 
     def stalled_since(self, now: float) -> float | None:
@@ -152,13 +159,24 @@ class GuardedHandler(RequestHandler):
         seconds while it makes progress. The kernel knows when it last sent the reader new
         data (it sends only as the reader makes room): asked here, when a full server looks
         for a connection to shed, so nothing is paid per request."""
-        if self._paused_at is None or self.transport is None or now - self._paused_at < \
-                STALL_GRACE_S:
-            return None
-        quiet = _seconds_since_data_sent(self.transport)
+        transport = self.transport
+        if transport is None or not transport.get_write_buffer_size():
+            return None  # nothing waits on the reader
+        quiet = _seconds_since_data_sent(transport)
         if quiet is None:  # not known here (not Linux TCP): paused for that long will do
-            return self._paused_at
+            paused_at = self._paused_at
+            return paused_at if paused_at is not None and now - paused_at >= STALL_GRACE_S \
+                else None
         return now - quiet if quiet >= STALL_GRACE_S else None
+
+    def force_close(self) -> None:
+        # aiohttp closes with transport.close(), which waits until the reader has taken what
+        # is buffered: a reader that stopped reading would hold the descriptor for ever (the
+        # keep-alive timeout, an error, shutdown all come here). Such a reader is reset.
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size():
+            self.shed_stalled()
+        super().force_close()
 
     def shed_stalled(self) -> None:
         """Drop a connection whose reader takes nothing: abort(), not close(), which would wait

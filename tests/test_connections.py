@@ -376,3 +376,46 @@ async def test_a_full_server_sheds_stalled_readers_not_slow_ones() -> None:
         slow.close()
     finally:
         await runner.cleanup()
+
+
+async def test_shed_readers_of_a_small_body_free_their_descriptor() -> None:
+    """A 40 KB body to readers that never read: its end (below the 64 KiB that pause writing)
+    waits in the transport's buffer after the handler is done, so the connection looks idle.
+    Shedding it used to close() it, which waits for the reader for ever: each round of
+    stalled readers left its descriptors open past the cap. Now each shed one is reset."""
+    from aiohttp import web
+
+    from feedsvc.connections import STALL_GRACE_S, GuardedRunner, Limits
+
+    async def handler(request: web.Request) -> web.Response:
+        request.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        return web.Response(body=b"x" * 40_000)
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    cap = 4
+    runner = GuardedRunner(app, Limits(max_connections=cap, header_timeout_s=30,
+                                       send_timeout_s=60))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    loop = asyncio.get_running_loop()
+    clients: list[socket.socket] = []
+    before = len(os.listdir("/proc/self/fd"))
+    try:
+        for _ in range(4):
+            for _ in range(cap):
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.setblocking(False)
+                await loop.sock_connect(sock, ("127.0.0.1", port))
+                await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                clients.append(sock)
+            await asyncio.sleep(STALL_GRACE_S + 0.3)
+        server_side = len(os.listdir("/proc/self/fd")) - before - len(clients)
+        assert server_side <= cap + 1, server_side  # was 16: every shed one kept
+    finally:
+        for sock in clients:
+            sock.close()
+        await runner.cleanup()
