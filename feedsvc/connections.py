@@ -6,8 +6,8 @@ Every connection costs a descriptor, and so does every seed read and the state. 
 a thousand idle sockets take the last descriptor: accept() then fails in a tight loop, seeds
 cannot be opened, SQLite cannot open its journal. The cap keeps a reserve for them; reaching it
 closes the connections that are costing only a descriptor (idle keep-alive, or a request head
-not complete yet), oldest first, then those whose reader has stopped taking their response
-(writing paused for a moment), longest-stalled first, so readers who send a request get in.
+not complete yet), oldest first, then those whose reader has taken nothing of its response
+for a second or more, longest-stalled first, so readers who send a request get in.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ MIN_CONNECTIONS = 8
 WANTED_FDS = 65536
 #: aiohttp's default, kept: how long an idle keep-alive connection stays open.
 KEEPALIVE_TIMEOUT_S = 75.0
-#: How long writing to a connection must have been paused (its reader taking nothing) before a
-#: full server may shed it: a reader mid-transfer on a slow link pauses and resumes all the time
-#: and is not cut for a blip, but a thousand readers that stopped reading lock no one out.
+#: How long a connection's reader must have taken nothing of its response (the kernel sent it
+#: nothing) before a full server may shed it: a reader on a slow link that waits a moment is not
+#: cut for a blip, but a thousand readers that stopped reading lock no one out.
 STALL_GRACE_S = 1.0
 #: At most one log line per this many seconds for each kind of connection trouble.
 LOG_EVERY_S = 5.0
