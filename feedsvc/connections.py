@@ -6,7 +6,8 @@ Every connection costs a descriptor, and so does every seed read and the state. 
 a thousand idle sockets take the last descriptor: accept() then fails in a tight loop, seeds
 cannot be opened, SQLite cannot open its journal. The cap keeps a reserve for them; reaching it
 closes the connections that are costing only a descriptor (idle keep-alive, or a request head
-not complete yet), oldest first, so readers who send a request get in.
+not complete yet), oldest first, then those whose reader has taken nothing of its response
+for a second or more, longest-stalled first, so readers who send a request get in.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import errno
 import logging
 import resource
 import select
+import socket
+import struct
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,9 +50,15 @@ MIN_CONNECTIONS = 8
 WANTED_FDS = 65536
 #: aiohttp's default, kept: how long an idle keep-alive connection stays open.
 KEEPALIVE_TIMEOUT_S = 75.0
+#: How long a connection's reader must have taken nothing of its response (the kernel sent it
+#: nothing) before a full server may shed it: a reader on a slow link that waits a moment is not
+#: cut for a blip, but a thousand readers that stopped reading lock no one out.
+STALL_GRACE_S = 1.0
 #: At most one log line per this many seconds for each kind of connection trouble.
 LOG_EVERY_S = 5.0
 
+#: struct linger {l_onoff = 1, l_linger = 0}: close() resets the connection.
+_ZERO_LINGER = struct.pack("ii", 1, 0)
 #: accept() failures that mean "out of resources", not a bug.
 _RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
@@ -111,7 +121,8 @@ class GuardedHandler(RequestHandler):
       a reader that stops reading would otherwise hold a busy connection, which the cap never
       sheds, for as long as it likes."""
 
-    __slots__ = ("_head_timeout", "_head_timer", "_partial", "_send_timeout", "_send_timer")
+    __slots__ = ("_head_timeout", "_head_timer", "_partial", "_paused_at", "_send_timeout",
+                 "_send_timer")
 
     def __init__(self, manager: Server, *, header_timeout_s: float, send_timeout_s: float,
                  **kwargs: Any) -> None:
@@ -121,14 +132,66 @@ class GuardedHandler(RequestHandler):
         self._partial = False  # part of a request head is here, not all of it
         self._send_timeout = send_timeout_s
         self._send_timer: asyncio.TimerHandle | None = None
+        self._paused_at: float | None = None  # loop time writing was paused, while it is
 
     @property
     def shed_rank(self) -> int | None:
         """Which connections a full server closes first: 0, idle (keep-alive, or connected
-        and silent); 1, a request head on its way; None (never), a request being handled."""
+        and silent); 1, a request head on its way; 2, a response still on its way to its
+        reader, closed only once that reader has stopped taking it (see stalled_since); None
+        (never), a request being handled. A connection whose handler is done is not idle while
+        the end of its response waits in the transport's buffer (up to 64 KiB that never
+        paused writing): close() would wait for a stalled reader for ever, holding the
+        descriptor after the cap has stopped counting it."""
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size():
+            return 2
         if self._request_in_progress or self._messages:
             return None
         return 1 if self._partial else 0
+
+    def stalled_since(self, now: float) -> float | None:
+        """Since when this connection's reader has taken nothing (loop time), when that is at
+        least STALL_GRACE_S before `now`; else None.
+
+        Paused is not stalled: writing resumes only once the transport's buffer is down to its
+        low-water mark, so a reader draining a 256 KiB piece over a slow link stays paused for
+        seconds while it makes progress. The kernel knows when it last sent the reader new
+        data (it sends only as the reader makes room): asked here, when a full server looks
+        for a connection to shed, so nothing is paid per request."""
+        transport = self.transport
+        if transport is None or not transport.get_write_buffer_size():
+            return None  # nothing waits on the reader
+        quiet = _seconds_since_data_sent(transport)
+        if quiet is None:  # not known here (not Linux TCP): paused for that long will do
+            paused_at = self._paused_at
+            return paused_at if paused_at is not None and now - paused_at >= STALL_GRACE_S \
+                else None
+        return now - quiet if quiet >= STALL_GRACE_S else None
+
+    def force_close(self) -> None:
+        # aiohttp closes with transport.close(), which waits until the reader has taken what
+        # is buffered: a reader that stopped reading would hold the descriptor for ever (the
+        # keep-alive timeout, an error, shutdown all come here). Such a reader is reset.
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size():
+            self.shed_stalled()
+        super().force_close()
+
+    def shed_stalled(self) -> None:
+        """Drop a connection whose reader takes nothing: abort(), not close(), which would wait
+        for the reader to take what is buffered (the writer waiting on it gets a
+        ConnectionResetError, which aiohttp takes as the client going away). With a zero
+        linger the kernel resets the connection and frees what it still holds for the reader,
+        instead of keeping it for minutes for a reader who stopped reading."""
+        self._stop_send_timer()
+        if self.transport is None:
+            return
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError, ValueError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _ZERO_LINGER)
+        self.transport.abort()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Bytes already waiting in the socket: a reader who sent a request at once. Its
@@ -157,11 +220,13 @@ class GuardedHandler(RequestHandler):
 
     def pause_writing(self) -> None:
         super().pause_writing()
+        self._paused_at = self._loop.time()
         if self._send_timer is None:
             self._send_timer = self._loop.call_later(self._send_timeout, self._send_expired)
 
     def resume_writing(self) -> None:
         super().resume_writing()
+        self._paused_at = None
         self._stop_send_timer()
 
     def _stop_send_timer(self) -> None:
@@ -186,7 +251,7 @@ class GuardedHandler(RequestHandler):
 
     def _head_expired(self) -> None:
         self._head_timer = None
-        if self.shed_rank is not None and self.transport is not None:
+        if self.shed_rank in (0, 1) and self.transport is not None:  # no request handled
             log.debug("request head not complete after %.0f s; connection closed",
                       self._head_timeout)
             self.force_close()
@@ -194,16 +259,17 @@ class GuardedHandler(RequestHandler):
 
 class GuardedServer(Server):
     """aiohttp's protocol factory, holding at most `max_connections` connections: one more
-    closes the oldest idle one, else the oldest whose request head is still arriving (the
-    newcomer itself when every other is busy)."""
+    closes the oldest idle one, else the oldest whose request head is still arriving, else the
+    one whose reader has taken nothing for longest (at least STALL_GRACE_S); the newcomer
+    itself only when every other connection is making progress."""
 
     def __init__(self, handler: Any, *, limits: Limits, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.limits = limits
         # Open connections in arrival order (dicts keep it): oldest first when shedding.
         self._open: dict[GuardedHandler, None] = {}
-        self._shed_log = RateLimitedLog(
-            f"connection limit ({limits.max_connections}) reached; closing idle connections")
+        self._shed_log = RateLimitedLog(f"connection limit ({limits.max_connections}) reached; "
+                                        "closing idle or stalled connections")
 
     def __call__(self) -> RequestHandler:
         return GuardedHandler(self, loop=self._loop,
@@ -227,20 +293,41 @@ class GuardedServer(Server):
             for handler in list(self._open):
                 if closed == count:
                     break
+                if handler is newcomer:
+                    continue  # the last resort, below
                 if handler._force_close:  # closing already (a timeout): its slot frees itself
                     del self._open[handler]
                     closed += 1
                 elif handler.shed_rank == rank:
                     del self._open[handler]
-                    if handler is newcomer:
-                        # On the next loop turn: its start() must begin before its
-                        # connection is lost (aiohttp asserts it), and then ends at once.
-                        self._loop.call_soon(handler.force_close)
-                    else:
-                        handler.force_close()
+                    handler.force_close()
                     closed += 1
+        if closed < count:
+            closed += self._shed_stalled(count - closed)
+        if closed < count and newcomer in self._open:
+            # Every other connection is making progress: the newcomer is the one refused. On
+            # the next loop turn: its start() must begin before its connection is lost
+            # (aiohttp asserts it), and then ends at once.
+            del self._open[newcomer]
+            self._loop.call_soon(newcomer.force_close)
+            closed += 1
         if closed:
             self._shed_log.note()
+
+    def _shed_stalled(self, count: int) -> int:
+        """Shed up to `count` connections whose response has waited on its reader for at
+        least STALL_GRACE_S, longest-stalled first: without this, readers that ask for a body
+        larger than the socket buffers and never read held every slot until send_timeout_s,
+        and every other request was refused. Only runs when the cap is reached and nothing
+        idle is left, so the hot path pays nothing."""
+        now = self._loop.time()
+        stalled = sorted((since, n, handler) for n, handler in enumerate(self._open)
+                         if handler.shed_rank == 2
+                         and (since := handler.stalled_since(now)) is not None)
+        for _, _, handler in stalled[:count]:
+            del self._open[handler]
+            handler.shed_stalled()
+        return min(count, len(stalled))
 
 
 def _readable(transport: asyncio.BaseTransport) -> bool:
@@ -255,6 +342,28 @@ def _readable(transport: asyncio.BaseTransport) -> bool:
         return bool(poller.poll(0))
     except (OSError, ValueError):
         return False
+
+
+#: struct tcp_info (linux/tcp.h): 8 one-byte fields, 9 u32s (tcpi_rto … tcpi_fackets), then
+#: tcpi_last_data_sent, the milliseconds since the kernel last sent new data on the connection.
+_TCP_INFO_BYTES = 104
+_LAST_DATA_SENT_OFFSET = 44
+
+
+def _seconds_since_data_sent(transport: asyncio.BaseTransport) -> float | None:
+    """How long ago the kernel last sent new data on this TCP connection (a reader with a
+    closed window gets none), or None where TCP_INFO cannot tell."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or not hasattr(socket, "TCP_INFO"):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
+    except (OSError, ValueError):
+        return None
+    if len(info) < _LAST_DATA_SENT_OFFSET + 4:
+        return None
+    return int.from_bytes(info[_LAST_DATA_SENT_OFFSET:_LAST_DATA_SENT_OFFSET + 4],
+                          sys.byteorder) / 1000
 
 
 class GuardedRunner(web.AppRunner):

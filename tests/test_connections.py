@@ -299,3 +299,123 @@ async def test_send_timeout_drops_a_reader_that_makes_no_room() -> None:
         assert reset and received < len(body), (reset, received)
     finally:
         await runner.cleanup()
+
+
+async def test_a_full_server_sheds_stalled_readers_not_slow_ones() -> None:
+    """Cap 2: a reader taking a 2 MB body slowly but steadily (its writing stays paused for
+    seconds: the transport's buffer only gets down to its low-water mark near the end) and
+    readers that take nothing. Each newcomer gets in by shedding the stalled reader, never
+    the slow one, which receives its whole body."""
+    from aiohttp import web
+
+    from feedsvc.connections import STALL_GRACE_S, GuardedRunner, Limits
+
+    body = b"x" * 2_000_000
+
+    async def big(request: web.Request) -> web.Response:
+        request.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        return web.Response(body=body)
+
+    async def small(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/big", big)
+    app.router.add_get("/small", small)
+    runner = GuardedRunner(app, Limits(max_connections=2, header_timeout_s=30,
+                                       send_timeout_s=60))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    loop = asyncio.get_running_loop()
+
+    async def reader(pace: float | None) -> tuple[socket.socket, asyncio.Task[int] | None]:
+        """A GET /big: read 4 KiB every `pace` s until the end (a task giving the bytes
+        read, headers included), or never (None)."""
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        await loop.sock_sendall(sock, b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+
+        async def read() -> int:
+            total = 0
+            while chunk := await loop.sock_recv(sock, 4096):
+                total += len(chunk)
+                await asyncio.sleep(pace)
+            return total
+
+        return sock, (None if pace is None else asyncio.create_task(read()))
+
+    async def newcomer() -> bytes:
+        reader_, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        try:
+            return await asyncio.wait_for(reader_.read(), 5)
+        except ConnectionError:
+            return b""
+        finally:
+            writer.close()
+
+    try:
+        slow, reading = await reader(pace=0.01)  # ~400 KB/s: about 5 s for the body
+        assert reading is not None
+        for _ in range(3):
+            stalled, _ = await reader(pace=None)
+            await asyncio.sleep(STALL_GRACE_S + 0.3)
+            assert (await newcomer()).startswith(b"HTTP/1.1 200"), "newcomer refused"
+            # The stalled reader was the one shed: what it had on its way, then a reset.
+            with pytest.raises(ConnectionResetError):
+                while await asyncio.wait_for(loop.sock_recv(stalled, 1 << 16), 5):
+                    pass
+            stalled.close()
+        assert not reading.done()  # still being served: the test covered its transfer
+        received = await asyncio.wait_for(reading, 30)
+        assert received > len(body), received  # the whole body and its headers
+        slow.close()
+    finally:
+        await runner.cleanup()
+
+
+async def test_shed_readers_of_a_small_body_free_their_descriptor() -> None:
+    """A 40 KB body to readers that never read: its end (below the 64 KiB that pause writing)
+    waits in the transport's buffer after the handler is done, so the connection looks idle.
+    Shedding it used to close() it, which waits for the reader for ever: each round of
+    stalled readers left its descriptors open past the cap. Now each shed one is reset."""
+    from aiohttp import web
+
+    from feedsvc.connections import STALL_GRACE_S, GuardedRunner, Limits
+
+    async def handler(request: web.Request) -> web.Response:
+        request.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        return web.Response(body=b"x" * 40_000)
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    cap = 4
+    runner = GuardedRunner(app, Limits(max_connections=cap, header_timeout_s=30,
+                                       send_timeout_s=60))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    loop = asyncio.get_running_loop()
+    clients: list[socket.socket] = []
+    before = len(os.listdir("/proc/self/fd"))
+    try:
+        for _ in range(4):
+            for _ in range(cap):
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.setblocking(False)
+                await loop.sock_connect(sock, ("127.0.0.1", port))
+                await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                clients.append(sock)
+            await asyncio.sleep(STALL_GRACE_S + 0.3)
+        server_side = len(os.listdir("/proc/self/fd")) - before - len(clients)
+        assert server_side <= cap + 1, server_side  # was 16: every shed one kept
+    finally:
+        for sock in clients:
+            sock.close()
+        await runner.cleanup()

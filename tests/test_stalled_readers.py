@@ -4,6 +4,7 @@ Real sockets against a real `feedsvc serve`; memory read from /proc."""
 
 from __future__ import annotations
 
+import resource
 import socket
 import time
 from collections.abc import Callable
@@ -24,11 +25,11 @@ def _rss_mib(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
-def _big_site(site: Path) -> None:
+def _big_site(site: Path, send_timeout_s: int = SEND_TIMEOUT_S) -> None:
     """Ten seeds of ~950 KB: an Atom feed of ~8.6 MB, as in the issue."""
     path = site / "config.toml"
     path.write_text(path.read_text().replace(
-        "[server]\n", f"[server]\nsend_timeout_s = {SEND_TIMEOUT_S}\n"))
+        "[server]\n", f"[server]\nsend_timeout_s = {send_timeout_s}\n"))
     paragraph = " ".join(f"mot{i % 997}" for i in range(2_000))  # ~15 KB, no markup
     for n in range(10):
         write_seed(site / "seeds", f"big{n}.txt",
@@ -119,3 +120,67 @@ def test_large_bodies_keep_validators_head_and_304(
                                                  "If-None-Match": headers["ETag"]})
     assert status == 304 and empty == b""
 
+
+
+#: Under this descriptor limit the cap is 128 connections (the limit less its reserve of 256).
+LOW_FD_LIMIT = 384
+CAP = 128
+
+
+def _low_fd_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (LOW_FD_LIMIT, LOW_FD_LIMIT))
+
+
+def _timed_get(port: int, path: str) -> tuple[int | None, float]:
+    """Status (None: refused, reset or closed without a response) and seconds of a whole GET
+    on a fresh connection."""
+    started = time.perf_counter()
+    data = b""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                         "Accept-Encoding: identity\r\n\r\n".encode())
+            while chunk := sock.recv(1 << 16):
+                data += chunk
+    except OSError:
+        pass
+    seconds = time.perf_counter() - started
+    return (int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else None), seconds
+
+
+def test_stalled_readers_beyond_the_cap_lock_no_one_out(
+        site: Path, serve: Callable[..., ServeProcess]) -> None:
+    """More readers than the cap ask for a multi-MB feed and never read (issue 9, item 7, as
+    the hostile tester found it: /healthz and every GET were refused until send_timeout_s).
+    Their connections are being answered, but writing to them is paused: once paused for a
+    moment, they are shed, longest-stalled first, so new readers get in at once."""
+    _big_site(site, send_timeout_s=600)  # the timeout must not be what saves us
+    server = serve(site / "config.toml", preexec_fn=_low_fd_limit)
+    port = server.config.server.port
+    status, _, body = server.get("/feed.atom", {"Accept-Encoding": "identity"})
+    assert status == 200 and len(body) > 8_000_000
+    log_before = len(server.log())
+    stalled = [_stall(port, "/feed.atom") for _ in range(CAP + 72)]
+    try:
+        time.sleep(2.5)  # every connection has filled its buffers, and waits
+        latencies: list[float] = []
+        for _ in range(5):
+            for path in ("/healthz", "/feed.atom"):
+                status, seconds = _timed_get(port, path)
+                assert status == 200, (path, status, round(seconds, 3))
+                latencies.append(seconds)
+        assert max(latencies) < 2.0, latencies
+        latencies.sort()
+        print(f"\nGET /healthz and /feed.atom ({len(body) / 1e6:.1f} MB) with {len(stalled)} "
+              f"stalled readers against a cap of {CAP}: median "
+              f"{latencies[len(latencies) // 2] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms")
+        # Still publishing.
+        write_seed(site / "seeds", "canary.txt", seed("canary", "Canary past the stall", "Hi."))
+        wait_until(lambda: b"Canary past the stall" in server.get("/feed.atom")[2], timeout=15)
+    finally:
+        for sock in stalled:
+            sock.close()
+    log = server.log()[log_before:]
+    assert "Traceback" not in log and "Too many open files" not in log
+    assert len(log) < 10_000, log[-2000:]
+    assert server.get("/healthz")[0] == 200
