@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from feedsvc.docformat import FeedFormat
 from feedsvc.errors import FeedsvcError
+from feedsvc.jsonfeed import JSON_FEED
 from feedsvc.render import ATOM, RSS
 
 #: The feed documents' path without extension (`FeedInfo.feed_path`); a tag's is
@@ -52,3 +53,4 @@ def tag_of(path: str) -> str | None:
 
 register_format(ATOM)
 register_format(RSS)
+register_format(JSON_FEED)
