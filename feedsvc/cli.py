@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import multiprocessing
 import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import feedsvc
@@ -59,7 +61,6 @@ def serve(config: Config, args: argparse.Namespace | None = None) -> int:
 
     from feedsvc.connections import Limits, run_app
     from feedsvc.server import make_app
-    from feedsvc.workers import serve_with_workers
 
     host, port = config.server.host, config.server.port
     access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
@@ -81,6 +82,44 @@ def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     except OSError as e:
         raise FeedsvcError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
     return EXIT_OK
+
+
+def serve_with_workers(config: Config, serve_app: Callable[..., None]) -> None:
+    """`[server] workers` > 1: start the followers, then serve as the leader until stopped;
+    then stop them (see `workers`)."""
+    from feedsvc.server import make_app
+
+    context = multiprocessing.get_context("spawn")  # no fork of a running event loop
+    processes, pipes = [], []
+    for number in range(1, config.server.workers):
+        receiving, sending = context.Pipe(duplex=False)
+        process = context.Process(target=_follower_main, args=(config, receiving, number),
+                                  name=f"feedsvc-worker-{number}", daemon=True)
+        process.start()
+        receiving.close()
+        processes.append(process)
+        pipes.append(sending)
+    try:
+        serve_app(make_app(config, followers=pipes), reuse_port=True)
+    finally:
+        for pipe in pipes:
+            pipe.close()  # followers see EOF and stop
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
+
+
+def _follower_main(config: Config, leader: Connection, number: int) -> None:
+    """A follower process: serves the snapshots the leader sends it."""
+    from feedsvc.connections import run_app
+    from feedsvc.server import make_follower_app
+
+    setup_logging(verbose=False)
+    access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
+    run_app(make_follower_app(config, leader), config.server, loop=new_event_loop(),
+            reuse_port=True, access_log=access_log)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
