@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from feedsvc.model import FeedInfo, Item
 
 #: A document's whole bytes from its head, the items it shows (in order) and its date.
 RenderFunction = Callable[[FeedInfo, Sequence[Item], datetime], bytes]
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class Renderer(Protocol):
@@ -32,6 +34,29 @@ class Renderer(Protocol):
     def retain(self, items: Iterable[Item]) -> None:
         """Forget what was kept for items no longer shown."""
         ...
+
+
+def reuse(made: dict[K, V], keys: Iterable[K], make: Callable[[K], V]) -> list[V]:
+    """The values of these keys, each made once and kept in `made`. One look-up per key: an
+    Item's hash is computed anew at each look-up (a frozen dataclass caches none)."""
+    values = []
+    for key in keys:
+        value = made.get(key)
+        if value is None:
+            value = made[key] = make(key)
+        values.append(value)
+    return values
+
+
+def forget(made: dict[K, V], keep: Iterable[K]) -> None:
+    """Drop from `made` the keys not in `keep` (a set, ideally: the publisher makes one for
+    every renderer). Set operations reuse the hashes the dict and the set hold, so the kept
+    keys are not hashed again."""
+    keep = keep if isinstance(keep, set | frozenset) else set(keep)
+    gone = set(made)
+    gone -= keep
+    for key in gone:
+        del made[key]
 
 
 class OnePassRenderer:

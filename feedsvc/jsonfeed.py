@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from feedsvc.docformat import FeedFormat
+from feedsvc.docformat import FeedFormat, forget, reuse
 from feedsvc.model import FeedInfo, Item
 
 VERSION = "https://jsonfeed.org/version/1.1"
@@ -36,15 +36,14 @@ class JsonFeedRenderer:
 
     def render(self, items: Sequence[Item], updated: datetime | None = None,
                info: FeedInfo | None = None) -> bytes:
-        for item in items:
-            if item not in self._items:
-                # Items render the same in every document of the feed (same author).
-                self._items[item] = _item_json(self.info, item)
-        return _document(info or self.info, [self._items[item] for item in items])
+        # Items render the same in every document of the feed (same author).
+        return _document(info or self.info, reuse(self._items, items, self._item))
+
+    def _item(self, item: Item) -> str:
+        return _item_json(self.info, item)
 
     def retain(self, items: Iterable[Item]) -> None:
-        keep = set(items)
-        self._items = {k: v for k, v in self._items.items() if k in keep}
+        forget(self._items, items)
 
 
 def _document(info: FeedInfo, items: list[str]) -> bytes:

@@ -287,7 +287,7 @@ class Publisher:
         if feeds is not None:
             self._feeds = feeds
         self._shown, self._rejected = shown, rejected
-        kept = [*shown, *(i for items in self._tag_items.values() for i in items)]
+        kept = {*shown, *(i for items in self._tag_items.values() for i in items)}  # hashed once
         for _, renderer in self._renderers:
             renderer.retain(kept)
         self._snapshot = make_snapshot(

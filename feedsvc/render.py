@@ -16,7 +16,7 @@ from feedgen.ext.base import BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
-from feedsvc.docformat import FeedFormat
+from feedsvc.docformat import FeedFormat, forget, reuse
 from feedsvc.model import FeedInfo, Item
 
 GENERATOR = "feedsvc"
@@ -94,18 +94,17 @@ class _EntryReuse:
         only the head is rendered (a document is dated after its bytes are known, so it may be
         rendered twice with two dates). `info`: another document's head (a tag's feed) with
         the same author: entries render the same in every document."""
-        for item in items:
-            if item not in self._entries:
-                self._entries[item] = _fragment(self._whole(self.info, (item,), item.updated),
-                                                self._opening, self._closing)
         head, tail = _split_at_line_of(self._whole(info or self.info, (), updated),
                                        self._root_end)
-        return b"".join((head, *map(self._entries.__getitem__, items), tail))
+        return b"".join((head, *reuse(self._entries, items, self._entry), tail))
+
+    def _entry(self, item: Item) -> bytes:
+        return _fragment(self._whole(self.info, (item,), item.updated), self._opening,
+                         self._closing)
 
     def retain(self, items: Iterable[Item]) -> None:
         """Forget the entries of documents no longer shown."""
-        keep = set(items)
-        self._entries = {k: v for k, v in self._entries.items() if k in keep}
+        forget(self._entries, items)
 
 
 class AtomRenderer(_EntryReuse):
