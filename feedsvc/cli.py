@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import multiprocessing
 import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import feedsvc
@@ -20,6 +22,7 @@ from feedsvc.config import Config, find_config, load_config
 from feedsvc.errors import ConfigError, FeedsvcError, UsageError
 from feedsvc.logtext import EscapingFormatter, escape
 from feedsvc.publisher import Publisher, parse_options, resolve_owners
+from feedsvc.registry import MAIN, formats, tag_of
 from feedsvc.snapshot import write_atomically
 from feedsvc.source import FolderMissing
 from feedsvc.store import backup_state, peek_stamps, repair_state
@@ -30,8 +33,11 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 
-#: What `build` writes, by snapshot path → file name in the output folder.
-BUILD_FILES = {"/feed.atom": "feed.atom", "/feed.rss": "feed.rss"}
+
+def _and(names: Iterable[str]) -> str:
+    """'a, b and c'."""
+    *first, last = names
+    return f"{', '.join(first)} and {last}" if first else last
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +61,6 @@ def serve(config: Config, args: argparse.Namespace | None = None) -> int:
 
     from feedsvc.connections import Limits, run_app
     from feedsvc.server import make_app
-    from feedsvc.workers import serve_with_workers
 
     host, port = config.server.host, config.server.port
     access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
@@ -77,6 +82,44 @@ def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     except OSError as e:
         raise FeedsvcError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
     return EXIT_OK
+
+
+def serve_with_workers(config: Config, serve_app: Callable[..., None]) -> None:
+    """`[server] workers` > 1: start the followers, then serve as the leader until stopped;
+    then stop them (see `workers`)."""
+    from feedsvc.server import make_app
+
+    context = multiprocessing.get_context("spawn")  # no fork of a running event loop
+    processes, pipes = [], []
+    for number in range(1, config.server.workers):
+        receiving, sending = context.Pipe(duplex=False)
+        process = context.Process(target=_follower_main, args=(config, receiving, number),
+                                  name=f"feedsvc-worker-{number}", daemon=True)
+        process.start()
+        receiving.close()
+        processes.append(process)
+        pipes.append(sending)
+    try:
+        serve_app(make_app(config, followers=pipes), reuse_port=True)
+    finally:
+        for pipe in pipes:
+            pipe.close()  # followers see EOF and stop
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
+
+
+def _follower_main(config: Config, leader: Connection, number: int) -> None:
+    """A follower process: serves the snapshots the leader sends it."""
+    from feedsvc.connections import run_app
+    from feedsvc.server import make_follower_app
+
+    setup_logging(verbose=False)
+    access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
+    run_app(make_follower_app(config, leader), config.server, loop=new_event_loop(),
+            reuse_port=True, access_log=access_log)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -101,9 +144,10 @@ def build(config: Config, args: argparse.Namespace | None = None) -> int:
     if not snapshot.seeds_readable:
         raise FeedsvcError(f"seeds folder {config.paths.seeds} is missing or unreadable")
     output = config.paths.output
-    # The feeds, and each tag's feeds under tags/.
-    files = {**BUILD_FILES, **{path: path[1:] for path in sorted(snapshot.documents)
-                               if path.startswith("/tags/")}}
+    # The feed in every registered format, and each tag's under tags/, named as their paths.
+    feeds = [fmt.path(MAIN) for fmt in formats()]
+    tag_paths = sorted(path for path in snapshot.documents if tag_of(path) is not None)
+    files = {path: path[1:] for path in (*feeds, *tag_paths)}
     for path, name in files.items():
         variants = snapshot.documents[path].variants
         # Precompressed beside the plain file, as nginx `gzip_static` / `brotli_static` want.
@@ -115,8 +159,8 @@ def build(config: Config, args: argparse.Namespace | None = None) -> int:
             except OSError as e:
                 raise FeedsvcError(f"cannot write {output / file_name}: {e.strerror or e}") from e
     log.info("wrote %s to %s (%d entries, %d tag feeds, %d seeds rejected)",
-             " and ".join(BUILD_FILES.values()), output, snapshot.published,
-             (len(files) - len(BUILD_FILES)) // 2, len(snapshot.rejected))
+             _and(path[1:] for path in feeds), output, snapshot.published,
+             len({tag_of(path) for path in tag_paths}), len(snapshot.rejected))
     return EXIT_OK
 
 
@@ -212,7 +256,8 @@ def _argument_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     for name, fn, help_text in (
         ("serve", serve, "serve the feeds over HTTP and republish on every change"),
-        ("build", build, "write feed.atom and feed.rss into the output folder, then exit"),
+        ("build", build, f"write {_and(fmt.path(MAIN)[1:] for fmt in formats())} into the "
+                         "output folder, then exit"),
         ("check", check, "list the seeds that cannot be published; exit 1 if any"),
         ("new", new, "write a new draft seed for a title; print its path"),
     ):

@@ -14,13 +14,15 @@ from typing import ClassVar
 
 from dateutil import parser as dateutil_parser
 
+from feedsvc.errors import FeedsvcError
 from feedsvc.timerange import MAX_DATE, MIN_DATE, in_range
 
 UTC = datetime.UTC
 
 
-class DateError(ValueError):
-    """A date that cannot be used; the message says what is wrong, for the author."""
+class DateError(FeedsvcError, ValueError):
+    """A date that cannot be used; the message says what is wrong, for the author. Still a
+    ValueError, as it was, for callers that catch that."""
 
 
 class _EnglishFrenchInfo(dateutil_parser.parserinfo):

@@ -27,6 +27,7 @@ import yaml
 
 from feedsvc.dates import DateError, parse_date
 from feedsvc.errors import SeedError
+from feedsvc.seedrules import HEADLINE_MAX, SLUG_MAX, is_slug
 
 FENCE = "---"
 MAX_TAGS = 50
@@ -260,13 +261,9 @@ class _FrontMatterReader:
         return value
 
     def _read_title(self, name: str, key: yaml.Node, node: yaml.Node) -> dict[str, object]:
-        from feedsvc.parser import HEADLINE_MAX  # here: the parser imports this module
-
         return {"title": self._line_text(name, node, key, HEADLINE_MAX)}
 
     def _read_slug(self, name: str, key: yaml.Node, node: yaml.Node) -> dict[str, object]:
-        from feedsvc.parser import SLUG_MAX, is_slug  # here: the parser imports this module
-
         slug = self._text(name, node, key)
         if not is_slug(slug):
             raise self._error(key, f"slug {slug!r} is not a slug: lowercase a-z, 0-9 and single "
@@ -282,8 +279,6 @@ class _FrontMatterReader:
         return {name: when}
 
     def _read_author(self, name: str, key: yaml.Node, node: yaml.Node) -> dict[str, object]:
-        from feedsvc.parser import HEADLINE_MAX  # here: the parser imports this module
-
         if isinstance(node, yaml.ScalarNode):
             return {"author_name": self._line_text(name, node, key, HEADLINE_MAX)}
         if not isinstance(node, yaml.MappingNode):

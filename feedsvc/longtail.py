@@ -17,10 +17,11 @@ from datetime import UTC, datetime, timedelta
 from feedsvc.config import Config
 from feedsvc.errors import StoreError
 from feedsvc.model import Document, FeedInfo, Item, from_micros
-from feedsvc.pages import render_entry
-from feedsvc.parser import is_slug, rebuild_entry
+from feedsvc.pages import HTML_TYPE, render_entry
+from feedsvc.parser import rebuild_entry
 from feedsvc.publisher import entry_id, parse_options
-from feedsvc.snapshot import HTML_TYPE, make_document
+from feedsvc.seedrules import is_slug
+from feedsvc.snapshot import make_document
 from feedsvc.store import Store
 from feedsvc.timerange import datetime_of
 

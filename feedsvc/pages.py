@@ -7,6 +7,7 @@ from datetime import datetime
 from html import escape
 
 from feedsvc.model import FeedInfo, Item
+from feedsvc.registry import formats
 
 _STYLE = (
     "body{font:1.1rem/1.55 system-ui,sans-serif;max-width:42rem;margin:2rem auto;padding:0 1rem;"
@@ -14,9 +15,12 @@ _STYLE = (
     "li{margin:0 0 1.2rem}a{color:#1a5fb4}"
 )
 
+#: The Content-Type of the HTML pages (the feeds' live with their formats: `registry`).
+HTML_TYPE = "text/html; charset=utf-8"
+
 
 def render_index(info: FeedInfo, items: Sequence[Item]) -> bytes:
-    """The front page: newest entries, with autodiscovery links to both feeds."""
+    """The front page: newest entries, with autodiscovery links to every feed format."""
     rows = "\n".join(
         f'<li><a href="{escape(item.link)}">{escape(item.entry.title)}</a><br>'
         f"{_time(item.published)}<br>{escape(item.entry.summary, quote=False)}</li>"
@@ -44,17 +48,23 @@ def _page(info: FeedInfo, title: str, main: str) -> bytes:
         f'<html lang="{escape(info.language)}">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{title}</title>\n"
-        f'<link rel="alternate" type="application/atom+xml" title="{escape(info.title)} (Atom)" '
-        f'href="{escape(info.atom_url)}">\n'
-        f'<link rel="alternate" type="application/rss+xml" title="{escape(info.title)} (RSS)" '
-        f'href="{escape(info.rss_url)}">\n'
+        f"{_discovery_links(info)}"
         f"<style>{_STYLE}</style>\n</head>\n<body>\n<main>\n{main}\n</main>\n</body>\n</html>\n"
     ).encode()
 
 
+def _discovery_links(info: FeedInfo) -> str:
+    """One autodiscovery link per registered format (the order of the registry)."""
+    return "".join(
+        f'<link rel="alternate" type="{escape(fmt.link_type)}" '
+        f'title="{escape(info.title)} ({escape(fmt.name)})" href="{escape(fmt.url(info))}">\n'
+        for fmt in formats())
+
+
 def _feeds(info: FeedInfo) -> str:
-    return (f'<p>Subscribe: <a href="{escape(info.atom_url)}">Atom</a> · '
-            f'<a href="{escape(info.rss_url)}">RSS</a></p>')
+    links = " · ".join(f'<a href="{escape(fmt.url(info))}">{escape(fmt.name, quote=False)}</a>'
+                       for fmt in formats())
+    return f"<p>Subscribe: {links}</p>"
 
 
 def _time(moment: datetime) -> str:

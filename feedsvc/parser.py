@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo
 
 from feedsvc.errors import SeedError
 from feedsvc.model import Content, Entry
+from feedsvc.seedrules import HEADLINE_MAX, SLUG_MAX, SLUG_RE
+from feedsvc.seedrules import is_slug as is_slug  # where callers have long found it
 
 if TYPE_CHECKING:
     from feedsvc.frontmatter import FrontMatter
@@ -31,10 +33,7 @@ if TYPE_CHECKING:
 # YAML, dateutil, Markdown and slug tables are imported when a seed first needs them: most
 # seeds are plain, and a start should not pay for what it does not use.
 
-SLUG_MAX = 128
-HEADLINE_MAX = 1000
 SUMMARY_TARGET = 300
-_SLUG_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 # Byte order marks we decode; any other encoding must be UTF-8.
 _BOMS = (
     (b"\xef\xbb\xbf", "utf-8"),
@@ -52,10 +51,6 @@ _NOT_TEXT_RE = re.compile(
     + "]")
 # Only ASCII blanks are trimmed: a non-breaking space is typography (« », :) and stays.
 _TRIM = " \t"
-
-
-def is_slug(text: str) -> bool:
-    return len(text) <= SLUG_MAX and _SLUG_RE.fullmatch(text) is not None
 
 
 def slug_from_name(path: str) -> str:
@@ -125,7 +120,7 @@ def _parse(path: str, data: bytes, options: ParseOptions) -> Entry:
         raise SeedError(path, 1, "line 1 is blank: expected the slug or the headline")
 
     first = lines[0]
-    if _SLUG_RE.fullmatch(first):
+    if SLUG_RE.fullmatch(first):
         if len(first) > SLUG_MAX:
             raise SeedError(path, 1, f"slug is {len(first)} characters long; at most {SLUG_MAX}")
         slug, head = first, 1
@@ -169,7 +164,7 @@ def _parse_authored(path: str, text: str, lines: list[str], start: int,
         slug = front.slug
         if at < len(lines) and lines[at] == slug:
             at += 1
-    elif at < len(lines) and _SLUG_RE.fullmatch(lines[at]) and len(lines[at]) <= SLUG_MAX:
+    elif at < len(lines) and SLUG_RE.fullmatch(lines[at]) and len(lines[at]) <= SLUG_MAX:
         slug = lines[at]
         at += 1
     else:

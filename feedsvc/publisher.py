@@ -44,17 +44,11 @@ from feedsvc.model import (
     to_micros,
 )
 from feedsvc.moments import Moments
-from feedsvc.pages import render_entry, render_index
+from feedsvc.pages import HTML_TYPE, render_entry, render_index
 from feedsvc.parser import ParseOptions, rebuild_entry, stored_content
-from feedsvc.render import FeedRenderer, feed_updated
-from feedsvc.snapshot import (
-    ATOM_TYPE,
-    HTML_TYPE,
-    RSS_TYPE,
-    Draft,
-    make_documents,
-    make_snapshot,
-)
+from feedsvc.registry import MAIN, TAGS, formats
+from feedsvc.render import feed_updated
+from feedsvc.snapshot import Draft, make_documents, make_snapshot
 from feedsvc.source import FolderMissing
 from feedsvc.store import Store
 from feedsvc.timerange import datetime_of
@@ -148,7 +142,8 @@ class Publisher:
         self._rejected: tuple[SeedError, ...] = ()
         self._snapshot = Snapshot()
         self.info = self._feed_info()
-        self._renderer = FeedRenderer(self.info)
+        # One renderer per registered format (the registry's order), for every feed document.
+        self._renderers = [(fmt, fmt.make_renderer(self.info)) for fmt in formats()]
 
     @classmethod
     def open(cls, config: Config, clock: Clock = utc_now) -> Publisher:
@@ -344,7 +339,9 @@ class Publisher:
         if feeds is not None:
             self._feeds = feeds
         self._shown, self._rejected = shown, rejected
-        self._renderer.retain([*shown, *(i for items in self._tag_items.values() for i in items)])
+        kept = {*shown, *(i for items in self._tag_items.values() for i in items)}  # hashed once
+        for _, renderer in self._renderers:
+            renderer.retain(kept)
         self._snapshot = make_snapshot(
             documents=[*self._feeds, *self._pages.values(),
                        *(doc for docs in self._tag_docs.values() for doc in docs)],
@@ -407,7 +404,7 @@ class Publisher:
         dirty, self._dirty_tags = sorted(self._dirty_tags), set()
         limit = self.config.feed.max_entries
         drafts: list[Draft] = []
-        rendered: list[str] = []  # the tags of `drafts`, two documents each
+        rendered: dict[str, list[str]] = {}  # tag → the paths of its drafts
         changed = False
         for tag in dirty:
             try:
@@ -425,18 +422,30 @@ class Publisher:
                 continue
             info = self._tag_info(tag, rows[0][1])
             updated = feed_updated(info, items)
-            self._dates.load([f"/{info.feed_path}.atom", f"/{info.feed_path}.rss"])
-            drafts += [
-                self._dates.draft(f"/{info.feed_path}.atom", ATOM_TYPE, updated, now_us,
-                                  functools.partial(self._renderer.atom, items, info=info)),
-                self._dates.draft(f"/{info.feed_path}.rss", RSS_TYPE, updated, now_us,
-                                  functools.partial(self._renderer.rss, items, info=info))]
+            feed_drafts = self._feed_drafts(info, items, updated, now_us)
+            drafts += feed_drafts
             self._tag_items[tag] = items
-            rendered.append(tag)
-        documents = make_documents(drafts, self.config.server.cache_max_age) if drafts else []
-        for tag, atom_doc, rss_doc in zip(rendered, documents[::2], documents[1::2], strict=True):
-            self._tag_docs[tag] = (atom_doc, rss_doc)
+            rendered[tag] = [draft.path for draft in feed_drafts]
+        documents = ({doc.path: doc for doc in
+                      make_documents(drafts, self.config.server.cache_max_age)}
+                     if drafts else {})
+        for tag, paths in rendered.items():
+            self._tag_docs[tag] = tuple(documents[path] for path in paths)
         return changed or bool(documents)
+
+    def _feed_drafts(self, info: FeedInfo, items: list[Item] | tuple[Item, ...],
+                     updated: datetime, now_us: int, changed: bool = False) -> list[Draft]:
+        """The feed documents of `info` (the feed's, or a tag's), one per registered format,
+        dated by `DocumentDates`: a format whose bytes carry the date is rendered as a
+        function of it."""
+        self._dates.load([fmt.path(info.feed_path) for fmt, _ in self._renderers])
+        drafts = []
+        for fmt, renderer in self._renderers:
+            render = functools.partial(renderer.render, items, info=info)
+            drafts.append(self._dates.draft(fmt.path(info.feed_path), fmt.content_type,
+                                            updated, now_us,
+                                            render if fmt.dated else render(updated), changed))
+        return drafts
 
     def _tag_item(self, slug: str) -> Item | None:
         entry = self._entries.get(slug) or self._tag_entries.get(slug)
@@ -452,7 +461,7 @@ class Publisher:
 
     def _tag_info(self, tag: str, label: str) -> FeedInfo:
         return replace(self.info, id=tag_feed_id(self.info.id, tag),
-                       title=f"{self.info.title} — {label}", feed_path=f"tags/{tag}")
+                       title=f"{self.info.title} — {label}", feed_path=f"{TAGS}{tag}")
 
     def _item_or_reject(self, entry: Entry, stamp: Stamp) -> Item | None:
         """The item, or None, its file rejected, when it cannot be shown: one entry never
@@ -712,34 +721,30 @@ class Publisher:
         return entry
 
     def _render(self, shown: tuple[Item, ...], now_us: int) -> list[Document]:
-        """The capped documents (Atom, RSS, front page) and the pages of the shown entries
-        that changed, compressed together."""
+        """The capped documents (the feed in every registered format, the front page) and the
+        pages of the shown entries that changed, compressed together."""
         info, items = self.info, list(shown)
         updated = feed_updated(info, items)
         old = {item.slug: item for item in self._shown}
         pages = [item for item in items if old.get(item.slug) != item]
-        self._dates.load(["/feed.atom", "/feed.rss", "/",
-                          *(f"/entries/{item.slug}" for item in pages)])
+        self._dates.load(["/", *(f"/entries/{item.slug}" for item in pages)])
         # The feeds last rendered by this process showed other ids, dates or texts: their
         # bytes surely differ from those last dated, so each is rendered once, with its new
         # date, instead of first with the stored one to compare (a millisecond and a half of
         # every published change).
         changed = bool(self._shown) and _rendered_keys(self._shown) != _rendered_keys(shown)
-        drafts = [
-            self._dates.draft("/feed.atom", ATOM_TYPE, updated, now_us,
-                              functools.partial(self._renderer.atom, items), changed),
-            self._dates.draft("/feed.rss", RSS_TYPE, updated, now_us,
-                              functools.partial(self._renderer.rss, items), changed),
+        capped = [
+            *self._feed_drafts(info, items, updated, now_us, changed),
             self._dates.draft("/", HTML_TYPE, updated, now_us, render_index(info, items)),
         ]
-        drafts += [self._dates.draft(f"/entries/{item.slug}", HTML_TYPE, item.updated, now_us,
-                                     render_entry(info, item))
-                   for item in pages]
-        documents = make_documents(drafts, self.config.server.cache_max_age)
-        pages = {doc.path: doc for doc in documents[3:]}
-        self._pages = {item.slug: pages.get(f"/entries/{item.slug}") or self._pages[item.slug]
+        drafts = capped + [self._dates.draft(f"/entries/{item.slug}", HTML_TYPE, item.updated,
+                                             now_us, render_entry(info, item))
+                           for item in pages]
+        documents = {doc.path: doc for doc in
+                     make_documents(drafts, self.config.server.cache_max_age)}
+        self._pages = {item.slug: documents.get(f"/entries/{item.slug}") or self._pages[item.slug]
                        for item in items}
-        return documents[:3]
+        return [documents[draft.path] for draft in capped]
 
     def _retry_writes(self) -> None:
         unsaved = self._stamps.unsaved
@@ -811,6 +816,7 @@ class Publisher:
             author_email=feed.author_email,
             base_url=feed.base_url,
             created=_datetime(created),
+            feed_path=MAIN,
         )
 
 

@@ -16,6 +16,7 @@ from feedgen.ext.base import BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
+from feedsvc.docformat import FeedFormat, forget, reuse
 from feedsvc.model import FeedInfo, Item
 
 GENERATOR = "feedsvc"
@@ -58,17 +59,17 @@ class _DeclareMarkupAsHtml(BaseExtension):
 
 
 def render_atom(info: FeedInfo, items: Sequence[Item]) -> bytes:
-    """The whole Atom document in one feedgen pass (what `FeedRenderer` must equal)."""
+    """The whole Atom document in one feedgen pass (what `AtomRenderer` must equal)."""
     return _atom_bytes(info, items, feed_updated(info, items))
 
 
 def render_rss(info: FeedInfo, items: Sequence[Item]) -> bytes:
-    """The whole RSS document in one feedgen pass (what `FeedRenderer` must equal)."""
+    """The whole RSS document in one feedgen pass (what `RssRenderer` must equal)."""
     return _rss_bytes(info, items, feed_updated(info, items))
 
 
-class FeedRenderer:
-    """The Atom and RSS documents of successive item lists, reusing each unchanged entry's XML.
+class _EntryReuse:
+    """A format's documents of successive item lists, reusing each unchanged entry's XML.
 
     A feedgen pass over 50 entries costs a few milliseconds per document, and most changes touch
     one entry. So feedgen renders each entry once, inside a feed of its own, and its bytes are
@@ -77,50 +78,45 @@ class FeedRenderer:
     depth alone, so the result is byte for byte the one-pass rendering (tests hold it to that).
     Memory: the bytes of the entries shown last, no more."""
 
+    #: (info, items, updated) → the whole document; the tags around an entry; the root's end.
+    _whole: staticmethod
+    _opening: bytes
+    _closing: bytes
+    _root_end: bytes
+
     def __init__(self, info: FeedInfo) -> None:
         self.info = info
-        self._atom_entries: dict[Item, bytes] = {}
-        self._rss_entries: dict[Item, bytes] = {}
+        self._entries: dict[Item, bytes] = {}
 
-    def render(self, items: Sequence[Item], info: FeedInfo | None = None
-               ) -> tuple[bytes, bytes]:
-        """(Atom, RSS) for these items, in this order, dated by `feed_updated`. `info`:
-        another document's head (a tag's feed) with the same author: entries render the same
-        in every document."""
-        updated = feed_updated(info or self.info, items)
-        return self.atom(items, updated, info), self.rss(items, updated, info)
+    def render(self, items: Sequence[Item], updated: datetime,
+               info: FeedInfo | None = None) -> bytes:
+        """The document of these items with this feed-level date: the entries' XML is reused,
+        only the head is rendered (a document is dated after its bytes are known, so it may be
+        rendered twice with two dates). `info`: another document's head (a tag's feed) with
+        the same author: entries render the same in every document."""
+        head, tail = _split_at_line_of(self._whole(info or self.info, (), updated),
+                                       self._root_end)
+        return b"".join((head, *reuse(self._entries, items, self._entry), tail))
 
-    def atom(self, items: Sequence[Item], updated: datetime,
-             info: FeedInfo | None = None) -> bytes:
-        """The Atom document of these items with this feed-level `<updated>`: the entries'
-        XML is reused, only the head is rendered (a document is dated after its bytes are
-        known, so it may be rendered twice with two dates)."""
-        info = info or self.info
-        self._prepare(items)
-        head, tail = _split_at_line_of(_atom_bytes(info, (), updated), b"</feed>")
-        return b"".join((head, *map(self._atom_entries.__getitem__, items), tail))
-
-    def rss(self, items: Sequence[Item], updated: datetime,
-            info: FeedInfo | None = None) -> bytes:
-        """The RSS document, as `atom` (`<lastBuildDate>` has whole seconds: RFC 822)."""
-        info = info or self.info
-        self._prepare(items)
-        head, tail = _split_at_line_of(_rss_bytes(info, (), updated), b"</channel>")
-        return b"".join((head, *map(self._rss_entries.__getitem__, items), tail))
-
-    def _prepare(self, items: Sequence[Item]) -> None:
-        for item in items:
-            if item not in self._atom_entries:
-                self._atom_entries[item] = _fragment(
-                    _atom_bytes(self.info, (item,), item.updated), b"<entry", b"</entry>")
-                self._rss_entries[item] = _fragment(
-                    _rss_bytes(self.info, (item,), item.updated), b"<item", b"</item>")
+    def _entry(self, item: Item) -> bytes:
+        return _fragment(self._whole(self.info, (item,), item.updated), self._opening,
+                         self._closing)
 
     def retain(self, items: Iterable[Item]) -> None:
         """Forget the entries of documents no longer shown."""
-        keep = set(items)
-        self._atom_entries = {k: v for k, v in self._atom_entries.items() if k in keep}
-        self._rss_entries = {k: v for k, v in self._rss_entries.items() if k in keep}
+        forget(self._entries, items)
+
+
+class AtomRenderer(_EntryReuse):
+    _whole = staticmethod(lambda info, items, updated: _atom_bytes(info, items, updated))
+    _opening, _closing, _root_end = b"<entry", b"</entry>", b"</feed>"
+
+
+class RssRenderer(_EntryReuse):
+    """As Atom (`<lastBuildDate>` has whole seconds: RFC 822)."""
+
+    _whole = staticmethod(lambda info, items, updated: _rss_bytes(info, items, updated))
+    _opening, _closing, _root_end = b"<item", b"</item>", b"</channel>"
 
 
 def _split_at_line_of(document: bytes, closing_tag: bytes) -> tuple[bytes, bytes]:
@@ -223,3 +219,11 @@ def _author(info: FeedInfo) -> dict[str, str]:
     if info.author_email:
         author["email"] = info.author_email
     return author
+
+
+ATOM = FeedFormat(name="Atom", extension="atom",
+                  content_type="application/atom+xml; charset=utf-8",
+                  link_type="application/atom+xml", render=_atom_bytes, renderer=AtomRenderer)
+RSS = FeedFormat(name="RSS", extension="rss",
+                 content_type="application/rss+xml; charset=utf-8",
+                 link_type="application/rss+xml", render=_rss_bytes, renderer=RssRenderer)

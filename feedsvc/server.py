@@ -29,6 +29,7 @@ from feedsvc.longtail import EntryPages
 from feedsvc.model import Document, Snapshot
 from feedsvc.negotiation import choose_coding, not_modified
 from feedsvc.publisher import Publisher
+from feedsvc.registry import MAIN, TAGS, formats
 from feedsvc.snapshot import Live
 from feedsvc.source import DescriptorsExhausted
 from feedsvc.watcher import Batch, watch_seeds
@@ -69,10 +70,11 @@ def _base_app(config: Config) -> web.Application:
     app[STATUS] = PipelineStatus()
     app[PAGES] = EntryPages(config)
     app.router.add_get("/", serve_document)
-    app.router.add_get("/feed.atom", serve_document)
-    app.router.add_get("/feed.rss", serve_document)
+    for fmt in formats():  # the feed in every registered format
+        app.router.add_get(fmt.path(MAIN), serve_document)
     app.router.add_get("/entries/{slug}", serve_entry)
-    app.router.add_get("/tags/{name}", serve_document)  # {tag}.atom, {tag}.rss
+    # A tag's documents, every format: {tag}.{extension}, as the snapshot holds them.
+    app.router.add_get(f"/{TAGS}{{name}}", serve_document)
     app.router.add_get("/healthz", serve_health)
     return app
 

@@ -20,10 +20,6 @@ from feedsvc.errors import SeedError
 from feedsvc.model import Document, Snapshot, Variant
 from feedsvc.negotiation import http_date
 
-ATOM_TYPE = "application/atom+xml; charset=utf-8"
-RSS_TYPE = "application/rss+xml; charset=utf-8"
-HTML_TYPE = "text/html; charset=utf-8"
-
 
 def _current_umask() -> int:
     # os.umask can only be read by setting it; do that once, at import, before any thread runs.

@@ -96,7 +96,7 @@ class SeedFile:
         return self.signature.mtime_ns // 1_000_000_000
 
 
-class FolderMissing(Exception):
+class FolderMissing(FeedsvcError):
     """The seeds folder is not there (deleted, unmounted, not a folder)."""
 
 

@@ -11,15 +11,12 @@ from __future__ import annotations
 import asyncio
 import copyreg
 import logging
-import multiprocessing
 import pickle
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from types import MappingProxyType
 from typing import Any
-
-from feedsvc.config import Config
 
 log = logging.getLogger("feedsvc")
 
@@ -74,40 +71,3 @@ async def receive(leader: Connection) -> tuple[Any, Any, Any] | None:
     except (EOFError, OSError):
         return None
     return pickle.loads(message)
-
-
-def serve_with_workers(config: Config, serve_app: Any) -> None:
-    """Start the followers, then serve as the leader until stopped; then stop them."""
-    from feedsvc.server import make_app
-
-    context = multiprocessing.get_context("spawn")  # no fork of a running event loop
-    processes, pipes = [], []
-    for number in range(1, config.server.workers):
-        receiving, sending = context.Pipe(duplex=False)
-        process = context.Process(target=_follower_main, args=(config, receiving, number),
-                                  name=f"feedsvc-worker-{number}", daemon=True)
-        process.start()
-        receiving.close()
-        processes.append(process)
-        pipes.append(sending)
-    try:
-        serve_app(make_app(config, followers=pipes), reuse_port=True)
-    finally:
-        for pipe in pipes:
-            pipe.close()  # followers see EOF and stop
-        for process in processes:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=5)
-
-
-def _follower_main(config: Config, leader: Connection, number: int) -> None:
-    from feedsvc.cli import new_event_loop, setup_logging
-    from feedsvc.connections import run_app
-    from feedsvc.server import make_follower_app
-
-    setup_logging(verbose=False)
-    access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
-    run_app(make_follower_app(config, leader), config.server, loop=new_event_loop(),
-            reuse_port=True, access_log=access_log)

@@ -490,5 +490,6 @@ def test_build_writes_the_tag_feeds_beside_the_feeds(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     out = tmp_path / "public" / "tags"
     assert sorted(p.name for p in out.iterdir()) == [
-        "vie.atom", "vie.atom.br", "vie.atom.gz", "vie.rss", "vie.rss.br", "vie.rss.gz"]
+        "vie.atom", "vie.atom.br", "vie.atom.gz", "vie.json", "vie.json.br", "vie.json.gz",
+        "vie.rss", "vie.rss.br", "vie.rss.gz"]
     assert [e.title for e in feedparser.parse((out / "vie.atom").read_bytes()).entries] == ["A"]

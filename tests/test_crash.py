@@ -9,6 +9,7 @@ Run with `-s` to see the rounds.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import random
 import signal
@@ -259,13 +260,18 @@ def test_kill_9_during_build_never_leaves_half_a_feed(tmp_path: Path, serve) -> 
             if name in ("feed.atom", "feed.rss"):
                 root = etree.parse(str(output / name)).getroot()  # whole, well-formed XML
                 assert root.tag in ("{http://www.w3.org/2005/Atom}feed", "rss"), name
+            elif name == "feed.json":
+                assert json.loads((output / name).read_bytes())["items"]  # whole JSON
             elif name.endswith((".gz", ".br")) and not name.startswith("."):
                 # Precompressed copies: whole too (a cut stream fails to decompress).
                 data = (output / name).read_bytes()
                 plain = gzip.decompress(data) if name.endswith(".gz") else brotli.decompress(data)
-                etree.fromstring(plain)
+                if name.startswith("feed.json"):
+                    json.loads(plain)
+                else:
+                    etree.fromstring(plain)
             else:
-                assert name.startswith((".feed.atom.", ".feed.rss.")) and \
+                assert name.startswith((".feed.atom.", ".feed.rss.", ".feed.json.")) and \
                     name.endswith(".tmp"), f"unexpected file in the output: {name}"
         check_state(tmp_path / "state" / "feedsvc.sqlite3")
         leftovers = sum(name.endswith(".tmp") for name in names)
@@ -277,7 +283,7 @@ def test_kill_9_during_build_never_leaves_half_a_feed(tmp_path: Path, serve) -> 
     print(f"\nbuild takes {duration:.2f} s uninterrupted; kill rounds:\n  " +
           "\n  ".join(outcomes))
     server = serve(config)
-    for name in ("feed.atom", "feed.rss"):
+    for name in ("feed.atom", "feed.rss", "feed.json"):
         status, _, served = server.get(f"/{name}")
         assert status == 200 and served == (output / name).read_bytes(), name
     assert len(feed_entries(server)) == 1500 == len(on_disk(seeds))

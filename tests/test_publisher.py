@@ -61,7 +61,8 @@ def test_first_scan_publishes_with_mtime_as_published(config, open_publisher) ->
     assert entry.updated_parsed == time.gmtime(T)
     for path, doc in snapshot.documents.items():
         assert doc.body, path
-    assert set(snapshot.documents) == {"/", "/feed.atom", "/feed.rss", f"/entries/{SAMPLE_SLUG}"}
+    assert set(snapshot.documents) == {"/", "/feed.atom", "/feed.rss", "/feed.json",
+                                       f"/entries/{SAMPLE_SLUG}"}
     assert check_atom(snapshot.documents["/feed.atom"].body, publisher.info.atom_url) == []
     assert check_rss(snapshot.documents["/feed.rss"].body, publisher.info.rss_url) == []
 

@@ -1,0 +1,94 @@
+"""registry: each kind of feed document declared once; routes, build, the HTML pages'
+autodiscovery links and the publisher's rendering all follow it (a format added by a plugin
+is served, built and announced with no other change)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from feedsvc import registry
+from feedsvc.cli import build
+from feedsvc.config import Config
+from feedsvc.docformat import FeedFormat
+from feedsvc.errors import FeedsvcError
+from feedsvc.model import FeedInfo, Item
+from feedsvc.registry import FormatError, formats, register_format, tag_of
+from feedsvc.server import make_app
+
+from .conftest import seed, write_seed
+
+
+def _titles(info: FeedInfo, items: Sequence[Item], updated: datetime) -> bytes:
+    """A toy format: the feed's title, its date, and one title per line."""
+    lines = [info.title, updated.isoformat(), *(item.entry.title for item in items)]
+    return "\n".join(lines).encode() + b"\n"
+
+
+TITLES = FeedFormat(name="Titles", extension="titles", content_type="text/plain; charset=utf-8",
+                    link_type="text/plain", render=_titles)
+
+
+@pytest.fixture
+def plugin() -> Iterator[FeedFormat]:
+    saved = dict(registry._FORMATS)
+    register_format(TITLES)
+    yield TITLES
+    registry._FORMATS.clear()
+    registry._FORMATS.update(saved)
+
+
+def test_every_format_has_its_own_extension_and_type() -> None:
+    extensions = [fmt.extension for fmt in formats()]
+    assert extensions[:2] == ["atom", "rss"]  # the order of links and files since 1.0
+    assert len(set(extensions)) == len(extensions)
+    for fmt in formats():
+        assert fmt.path("feed") == f"/feed.{fmt.extension}"
+        assert fmt.path("tags/vie-du-projet") == f"/tags/vie-du-projet.{fmt.extension}"
+        assert tag_of(fmt.path("tags/vie-du-projet")) == "vie-du-projet"
+        assert fmt.content_type.startswith(fmt.link_type)
+    assert tag_of("/feed.atom") is None and tag_of("/tags/x.html") is None
+
+
+def test_a_format_is_registered_once(plugin: FeedFormat) -> None:
+    with pytest.raises(FormatError, match="already registered by Titles"):
+        register_format(plugin)
+    with pytest.raises(FormatError, match="not letters and digits"):
+        register_format(FeedFormat(name="Bad", extension="a/b", content_type="x/y",
+                                   link_type="x/y", render=_titles))
+    assert issubclass(FormatError, FeedsvcError)
+
+
+async def test_a_plugin_format_is_served_built_and_announced(
+        plugin: FeedFormat, config: Config, aiohttp_server) -> None:
+    text = "---\ntags: [Vie du projet]\n---\n" + seed("bilan", "Le « bilan » d’automne",
+                                                       "Un paragraphe.")
+    write_seed(config.paths.seeds, "bilan.txt", text)
+    server = await aiohttp_server(make_app(config))
+    base = f"http://127.0.0.1:{server.port}"
+    async with aiohttp.ClientSession() as session:
+        for path in ("/feed.titles", "/tags/vie-du-projet.titles"):
+            async with session.get(base + path) as response:
+                assert response.status == 200, path
+                assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+                body = await response.read()
+                assert body.endswith("Le « bilan » d’automne\n".encode())
+                etag = response.headers["ETag"]
+            async with session.get(base + path, headers={"If-None-Match": etag}) as response:
+                assert response.status == 304
+        async with session.get(base + "/") as response:
+            page = await response.text()
+    assert (f'<link rel="alternate" type="text/plain" title="Test feed (Titles)" '
+            f'href="{config.feed.base_url}feed.titles">') in page
+    assert f'<a href="{config.feed.base_url}feed.titles">Titles</a></p>' in page
+    await server.close()
+
+    assert build(config) == 0
+    output: Path = config.paths.output
+    for name in ("feed.titles", "tags/vie-du-projet.titles"):
+        assert (output / name).read_bytes().endswith("Le « bilan » d’automne\n".encode())
+        assert (output / f"{name}.gz").exists() and (output / f"{name}.br").exists()
