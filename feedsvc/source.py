@@ -250,14 +250,8 @@ def stat_seed(path: Path, folder: SeedFolder | None = None
                         return _link_to_link(path, name, target)
             except _Retry:
                 continue
-            except SeedError as e:
-                return e
-            except (FileNotFoundError, NotADirectoryError):
-                return None
-            except PermissionError:
-                return SeedError(str(path), 1, "permission denied")
-            except OSError as e:
-                return SeedError(str(path), 1, f"cannot stat: {e.strerror}")
+            except (SeedError, OSError) as e:
+                return _failure(path, e, "stat")
             if not stat.S_ISREG(st.st_mode):
                 return _not_regular(path, st.st_mode)
             return Signature(st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
@@ -301,6 +295,21 @@ def _open_seed(dir_fd: int, dir_st: os.stat_result, path: Path) -> int | SeedErr
     return _flipping(path)
 
 
+def _failure(path: Path, error: SeedError | OSError, doing: str) -> SeedError | None:
+    """What a failed stat or open of a seed means: its own SeedError (a link leading out),
+    None when it is gone (not an error), else a SeedError saying why. Raises
+    DescriptorsExhausted when no descriptor was left: the file is not at fault."""
+    if isinstance(error, SeedError):
+        return error
+    if isinstance(error, FileNotFoundError | NotADirectoryError):
+        return None
+    if isinstance(error, PermissionError):
+        return SeedError(str(path), 1, "permission denied")
+    if error.errno in _NO_FDS:
+        raise DescriptorsExhausted(path) from error
+    return SeedError(str(path), 1, f"cannot {doing}: {error.strerror}")
+
+
 def read_seed(path: Path, max_bytes: int = MAX_SEED_BYTES, folder: SeedFolder | None = None
               ) -> SeedFile | SeedError | None:
     """Read one seed, never more than `max_bytes` (+1). None when it vanished before it could be
@@ -314,16 +323,8 @@ def read_seed(path: Path, max_bytes: int = MAX_SEED_BYTES, folder: SeedFolder | 
         dir_fd, dir_st = opened
         try:
             fd = _open_seed(dir_fd, dir_st, path)
-        except SeedError as e:
-            return e
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except PermissionError:
-            return SeedError(str(path), 1, "permission denied")
-        except OSError as e:
-            if e.errno in _NO_FDS:
-                raise DescriptorsExhausted(path) from e
-            return SeedError(str(path), 1, f"cannot open: {e.strerror}")
+        except (SeedError, OSError) as e:
+            return _failure(path, e, "open")
         if isinstance(fd, SeedError):
             return fd
         try:
