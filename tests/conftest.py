@@ -123,7 +123,15 @@ class ServeProcess:
             [sys.executable, "-m", "feedsvc", "serve", "--config", str(config_path)],
             cwd=config_path.parent, stdout=subprocess.DEVNULL, stderr=self._stderr,
             preexec_fn=preexec_fn)
-        wait_until(self._ready, timeout=30)
+        try:
+            wait_until(self._ready, timeout=30)
+        except BaseException:
+            # Never ready: the fixture has not got it yet, so stop it here (a leaked server
+            # would keep its port and its watcher after the test).
+            self.process.kill()
+            self.process.wait()
+            self._stderr.close()
+            raise
 
     def _ready(self) -> bool:
         if self.process.poll() is not None:
