@@ -238,8 +238,7 @@ class GuardedHandler(RequestHandler):
         self._send_timer = None
         if self.writing_paused and self.transport is not None:
             log.debug("a reader made no room for %.0f s; connection dropped", self._send_timeout)
-            # abort(), not close(): close would wait for the reader to take the buffer.
-            self.transport.abort()
+            self.shed_stalled()  # reset, as the cap drops a stalled reader
 
     def _arm(self) -> None:
         self._head_timer = self._loop.call_later(self._head_timeout, self._head_expired)

@@ -127,17 +127,12 @@ def _date(value: Any, where: str) -> list[str]:
 
 
 def _authors(value: Any, where: str) -> list[str]:
-    if not isinstance(value, list):
-        return [f"{where}: not an array: {value!r}"]
-    problems = []
-    for n, author in enumerate(value, 1):
-        at = f"{where}[{n}]"
-        if not isinstance(author, dict):
-            problems.append(f"{at}: not an object")
-            continue
-        if not any(key in author for key in ("name", "url", "avatar")):
-            problems.append(f"{at}: none of name, url, avatar")
-        problems += _fields(author, {"name": "str", "url": "url", "avatar": "url"}, at)
+    fields = {"name": "str", "url": "url", "avatar": "url"}
+    problems = _objects(value, where, fields, ())
+    if isinstance(value, list):  # each author names at least one of its fields
+        problems += [f"{where}[{n}]: none of name, url, avatar"
+                     for n, author in enumerate(value, 1)
+                     if isinstance(author, dict) and not fields.keys() & author.keys()]
     return problems
 
 
