@@ -349,7 +349,7 @@ def write_seed_atomically(folder: Path, name: str, data: bytes) -> float:
 def watcher_rust_timeout() -> int:
     """The rust timeout (ms) feedsvc's watcher uses."""
     try:
-        from feedsvc import watcher
+        from feedsvc.ingest import watcher
         return int(getattr(watcher, "FOLDER_CHECK_MS", 1000))
     except Exception:
         return 1000
@@ -727,7 +727,7 @@ def measure_floor(folder: Path, count: int, step_ms: int, debounce_ms: int,
     from watchfiles import awatch
 
     try:
-        from feedsvc.source import is_seed_name
+        from feedsvc.ingest.source import is_seed_name
     except Exception:
         def is_seed_name(name: str) -> bool:
             return name.endswith(".txt") and not name.startswith(".")
@@ -813,7 +813,7 @@ def parse_iso(value: Any) -> float | None:
 
 def read_parse_loop(folder: Path) -> tuple[float, int]:
     """The baseline: list the folder, read and parse every seed, nothing else."""
-    from feedsvc.parser import parse_seed
+    from feedsvc.ingest.parser import parse_seed
     began = time.perf_counter()
     count = 0
     with os.scandir(folder) as it:

@@ -17,15 +17,15 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import feedsvc
-from feedsvc.catalog import Catalog
 from feedsvc.config import Config, find_config, load_config
 from feedsvc.errors import ConfigError, FeedsvcError, UsageError
+from feedsvc.ingest.catalog import Catalog
+from feedsvc.ingest.source import FolderMissing
 from feedsvc.logtext import EscapingFormatter, escape
-from feedsvc.publisher import Publisher, parse_options, resolve_owners
-from feedsvc.registry import MAIN, formats, tag_of
-from feedsvc.snapshot import write_atomically
-from feedsvc.source import FolderMissing
-from feedsvc.store import backup_state, peek_stamps, repair_state
+from feedsvc.publish.publisher import Publisher, parse_options, resolve_owners
+from feedsvc.publish.registry import MAIN, formats, tag_of
+from feedsvc.publish.snapshot import write_atomically
+from feedsvc.state.store import backup_state, peek_stamps, repair_state
 
 log = logging.getLogger("feedsvc")
 
@@ -59,8 +59,8 @@ def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     """Serve and watch until SIGTERM or SIGINT."""
     from aiohttp import web
 
-    from feedsvc.connections import Limits, run_app
-    from feedsvc.server import make_app
+    from feedsvc.serve.app import make_app
+    from feedsvc.serve.connections import Limits, run_app
 
     host, port = config.server.host, config.server.port
     access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
@@ -87,7 +87,7 @@ def serve(config: Config, args: argparse.Namespace | None = None) -> int:
 def serve_with_workers(config: Config, serve_app: Callable[..., None]) -> None:
     """`[server] workers` > 1: start the followers, then serve as the leader until stopped;
     then stop them (see `workers`)."""
-    from feedsvc.server import make_app
+    from feedsvc.serve.app import make_app
 
     context = multiprocessing.get_context("spawn")  # no fork of a running event loop
     processes, pipes = [], []
@@ -113,8 +113,8 @@ def serve_with_workers(config: Config, serve_app: Callable[..., None]) -> None:
 
 def _follower_main(config: Config, leader: Connection, number: int) -> None:
     """A follower process: serves the snapshots the leader sends it."""
-    from feedsvc.connections import run_app
-    from feedsvc.server import make_follower_app
+    from feedsvc.serve.app import make_follower_app
+    from feedsvc.serve.connections import run_app
 
     setup_logging(verbose=False)
     access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
@@ -200,8 +200,8 @@ def check(config: Config, args: argparse.Namespace | None = None) -> int:
 def new(config: Config, args: argparse.Namespace) -> int:
     """Write a new draft seed with its front matter into the seeds folder and print its path;
     with --edit, open it in $EDITOR."""
-    from feedsvc.authoring import new_seed
-    from feedsvc.dates import DateError, parse_date
+    from feedsvc.ingest.authoring import new_seed
+    from feedsvc.ingest.dates import DateError, parse_date
 
     options = parse_options(config)
     if args.date is not None:
@@ -312,6 +312,6 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger("aiohttp").setLevel(logging.WARNING)
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.INFO)  # shown only when switched on
-    from feedsvc.server import QuietBadRequests
+    from feedsvc.serve.app import QuietBadRequests
 
     logging.getLogger("aiohttp.server").addFilter(QuietBadRequests())

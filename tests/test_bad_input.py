@@ -29,7 +29,7 @@ import feedparser
 import pytest
 
 from feedsvc.config import load_config
-from feedsvc.server import make_app
+from feedsvc.serve.app import make_app
 
 from .conftest import (
     SAMPLE_SLUG,

@@ -20,8 +20,8 @@ import aiohttp
 import pytest
 
 from feedsvc.config import Config, load_config
-from feedsvc.connections import connection_cap
-from feedsvc.server import make_app
+from feedsvc.serve.app import make_app
+from feedsvc.serve.connections import connection_cap
 
 from .conftest import ServeProcess, free_port, seed, wait_until, write_seed
 
@@ -221,7 +221,7 @@ def test_config_keys_are_validated(site: Path) -> None:
 
 def test_catalog_keeps_a_seed_unread_for_lack_of_fds_for_a_retry(
         tmp_path: Path, low_soft_limit: None) -> None:
-    from feedsvc.catalog import Catalog
+    from feedsvc.ingest.catalog import Catalog
 
     (tmp_path / "known.txt").write_text(seed("known", "Known", "Body."))
     catalog = Catalog(tmp_path, 1 << 20)
@@ -257,7 +257,7 @@ async def test_send_timeout_drops_a_reader_that_makes_no_room() -> None:
     cap never sheds a busy connection)."""
     from aiohttp import web
 
-    from feedsvc.connections import GuardedRunner, Limits
+    from feedsvc.serve.connections import GuardedRunner, Limits
 
     body = b"x" * 200_000
 
@@ -308,7 +308,7 @@ async def test_a_full_server_sheds_stalled_readers_not_slow_ones() -> None:
     the slow one, which receives its whole body."""
     from aiohttp import web
 
-    from feedsvc.connections import STALL_GRACE_S, GuardedRunner, Limits
+    from feedsvc.serve.connections import STALL_GRACE_S, GuardedRunner, Limits
 
     body = b"x" * 2_000_000
 
@@ -385,7 +385,7 @@ async def test_shed_readers_of_a_small_body_free_their_descriptor() -> None:
     stalled readers left its descriptors open past the cap. Now each shed one is reset."""
     from aiohttp import web
 
-    from feedsvc.connections import STALL_GRACE_S, GuardedRunner, Limits
+    from feedsvc.serve.connections import STALL_GRACE_S, GuardedRunner, Limits
 
     async def handler(request: web.Request) -> web.Response:
         request.transport.get_extra_info("socket").setsockopt(

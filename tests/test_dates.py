@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from feedsvc.dates import DateError, dayfirst_for, parse_date
+from feedsvc.ingest.dates import DateError, dayfirst_for, parse_date
 
 UTC = datetime.UTC
 PARIS = ZoneInfo("Europe/Paris")

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from feedsvc.errors import SeedError
-from feedsvc.frontmatter import DateSettings, FrontMatter, split_front_matter
+from feedsvc.ingest.frontmatter import DateSettings, FrontMatter, split_front_matter
 
 UTC = datetime.UTC
 PARIS = DateSettings(ZoneInfo("Europe/Paris"), dayfirst=True)

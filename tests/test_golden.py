@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from feedsvc.config import load_config
-from feedsvc.publisher import Publisher
-from feedsvc.store import Store
+from feedsvc.publish.publisher import Publisher
+from feedsvc.state.store import Store
 from tests.conftest import write_config, write_seed
 
 GOLDEN = Path(__file__).parent / "data" / "golden"

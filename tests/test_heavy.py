@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from feedsvc.catalog import Catalog
+from feedsvc.ingest.catalog import Catalog
 
 from .conftest import ServeProcess, seed, wait_until, write_seed
 

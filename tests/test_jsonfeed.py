@@ -19,10 +19,10 @@ from lxml import etree
 
 from feedsvc.cli import build
 from feedsvc.config import Config
-from feedsvc.jsonfeed import render_json_feed
+from feedsvc.httpdates import parse_http_date
 from feedsvc.model import Entry, FeedInfo, Item
-from feedsvc.negotiation import parse_http_date
-from feedsvc.server import make_app
+from feedsvc.publish.formats.jsonfeed import render_json_feed
+from feedsvc.serve.app import make_app
 
 from .conftest import seed, write_seed
 from .jsonfeedcheck import check_json_feed

@@ -13,7 +13,7 @@ from lxml import etree
 from markdown_it import MarkdownIt
 
 from feedsvc.errors import FeedsvcError
-from feedsvc.markdown import (
+from feedsvc.ingest.markdown import (
     _BUDGET,
     _MARKDOWN,
     MAX_BLOCK_STEPS,

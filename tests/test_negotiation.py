@@ -9,14 +9,9 @@ import aiohttp
 import brotli
 import pytest
 
-from feedsvc.negotiation import (
-    choose_coding,
-    etag_matches,
-    http_date,
-    not_modified,
-    parse_http_date,
-)
-from feedsvc.server import make_app
+from feedsvc.httpdates import http_date, parse_http_date
+from feedsvc.serve.app import make_app
+from feedsvc.serve.negotiation import choose_coding, etag_matches, not_modified
 
 from .conftest import copy_sample
 

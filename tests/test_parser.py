@@ -7,8 +7,8 @@ import html
 import pytest
 
 from feedsvc.errors import SeedError
+from feedsvc.ingest.parser import content_hash, parse_seed, slug_from_name, summarize
 from feedsvc.model import Entry
-from feedsvc.parser import content_hash, parse_seed, slug_from_name, summarize
 
 from .conftest import SAMPLE_SEED, SAMPLE_SLUG
 

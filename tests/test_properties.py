@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from feedsvc.errors import SeedError
+from feedsvc.ingest.parser import parse_seed
 from feedsvc.model import Entry, FeedInfo, Item
-from feedsvc.parser import parse_seed
-from feedsvc.publisher import entry_id
-from feedsvc.registry import formats
-from feedsvc.render import feed_updated, render_atom, render_rss
+from feedsvc.publish.formats.feedgen_xml import feed_updated, render_atom, render_rss
+from feedsvc.publish.publisher import entry_id
+from feedsvc.publish.registry import formats
 
 from .feedcheck import check_atom, check_rss
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from feedsvc.catalog import Record
 from feedsvc.config import Config, load_config
 from feedsvc.errors import SeedError
+from feedsvc.ingest.catalog import Record
+from feedsvc.ingest.parser import parse_seed
 from feedsvc.model import US, Content, Entry, Stamp
-from feedsvc.moments import Moments
-from feedsvc.parser import parse_seed
-from feedsvc.publisher import Publisher, choose_owner, entry_id, next_stamp, resolve_owners
+from feedsvc.publish.moments import Moments
+from feedsvc.publish.publisher import Publisher, choose_owner, entry_id, next_stamp, resolve_owners
 
 from .conftest import SAMPLE_SLUG, copy_sample, seed, write_config, write_seed
 from .feedcheck import check_atom, check_rss

@@ -11,14 +11,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from feedsvc import registry
 from feedsvc.cli import build
 from feedsvc.config import Config
-from feedsvc.docformat import FeedFormat
 from feedsvc.errors import FeedsvcError
 from feedsvc.model import FeedInfo, Item
-from feedsvc.registry import FormatError, formats, register_format, tag_of
-from feedsvc.server import make_app
+from feedsvc.publish import registry
+from feedsvc.publish.docformat import FeedFormat
+from feedsvc.publish.registry import FormatError, formats, register_format, tag_of
+from feedsvc.serve.app import make_app
 
 from .conftest import seed, write_seed
 

@@ -15,8 +15,9 @@ import feedparser
 import pytest
 
 from feedsvc.config import Config
-from feedsvc.negotiation import etag_matches, http_date, not_modified, parse_http_date
-from feedsvc.server import make_app
+from feedsvc.httpdates import http_date, parse_http_date
+from feedsvc.serve.app import make_app
+from feedsvc.serve.negotiation import etag_matches, not_modified
 
 from .conftest import SAMPLE_NAME, SAMPLE_SLUG, copy_sample, seed, write_seed
 from .feedcheck import check_atom, check_rss

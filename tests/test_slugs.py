@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from feedsvc.parser import is_slug
-from feedsvc.slugs import TAG_SLUG_MAX, slugify_title, tag_slug
+from feedsvc.ingest.parser import is_slug
+from feedsvc.ingest.slugs import TAG_SLUG_MAX, slugify_title, tag_slug
 
 # The seed slug rule, written out here so that a change in the parser cannot hide a bad slug.
 SEED_SLUG_RE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")

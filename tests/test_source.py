@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from feedsvc.errors import SeedError
-from feedsvc.source import SeedFile, is_seed_name, list_seeds, read_seed, stat_seed
+from feedsvc.ingest.source import SeedFile, is_seed_name, list_seeds, read_seed, stat_seed
 
 
 @pytest.mark.parametrize(("name", "expected"), [
@@ -71,7 +71,7 @@ def test_symlinks_inside_are_followed_and_outside_refused(tmp_path: Path) -> Non
 
 def test_the_folder_is_not_held_open_between_batches(tmp_path: Path) -> None:
     """A descriptor held on the seeds folder would keep an unmount busy ("target is busy")."""
-    from feedsvc.catalog import Catalog
+    from feedsvc.ingest.catalog import Catalog
 
     (tmp_path / "a.txt").write_text("a\nA\n\nBody.")
     catalog = Catalog(tmp_path, 1 << 20)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from feedsvc import store as store_module
 from feedsvc.model import Stamp
-from feedsvc.store import Store, repair_state
+from feedsvc.state import store as store_module
+from feedsvc.state.store import Store, repair_state
 
 from .conftest import run_cli, wait_until
 from .test_bursts import drop, feed_entries, health, make_config, seed_text

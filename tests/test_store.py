@@ -11,7 +11,7 @@ import pytest
 
 from feedsvc.errors import StoreError
 from feedsvc.model import US, Content, Revision, Stamp
-from feedsvc.store import SCHEMA_VERSION, Store
+from feedsvc.state.store import SCHEMA_VERSION, Store
 
 
 def test_stamps_and_meta_survive_a_reopen(tmp_path: Path) -> None:

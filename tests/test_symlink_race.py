@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from feedsvc.errors import SeedError
-from feedsvc.source import SeedFile, SeedFolder, read_seed, stat_seed
+from feedsvc.ingest.source import SeedFile, SeedFolder, read_seed, stat_seed
 
 from .conftest import ServeProcess, seed, wait_until, write_seed
 

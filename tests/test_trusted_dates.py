@@ -21,7 +21,7 @@ import feedparser
 from lxml import etree
 
 from feedsvc.config import load_config
-from feedsvc.publisher import Publisher
+from feedsvc.publish.publisher import Publisher
 
 from .conftest import free_port, run_cli, seed, wait_until, write_config, write_seed
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from feedsvc.watcher import Batch, watch_seeds
+from feedsvc.ingest.watcher import Batch, watch_seeds
 
 
 class Watch:

@@ -7,7 +7,7 @@ from datetime import datetime
 from html import escape
 
 from feedsvc.model import FeedInfo, Item
-from feedsvc.registry import formats
+from feedsvc.publish.registry import formats
 
 _STYLE = (
     "body{font:1.1rem/1.55 system-ui,sans-serif;max-width:42rem;margin:2rem auto;padding:0 1rem;"

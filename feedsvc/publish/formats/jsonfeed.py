@@ -13,8 +13,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from feedsvc.docformat import FeedFormat, forget, reuse
 from feedsvc.model import FeedInfo, Item
+from feedsvc.publish.docformat import FeedFormat, forget, reuse
 
 VERSION = "https://jsonfeed.org/version/1.1"
 EXTENSION = "json"

@@ -16,8 +16,8 @@ from feedgen.ext.base import BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
-from feedsvc.docformat import FeedFormat, forget, reuse
 from feedsvc.model import FeedInfo, Item
+from feedsvc.publish.docformat import FeedFormat, forget, reuse
 
 GENERATOR = "feedsvc"
 GENERATOR_URI = "https://pypi.org/project/feedsvc/"
@@ -198,7 +198,7 @@ def _entry(feed: FeedGenerator, info: FeedInfo, item: Item) -> FeedEntry:
     entry.author({"name": name, "email": email} if email else {"name": name})
     entry.summary(item.entry.summary)  # Atom: plain text
     if item.entry.tags:
-        from feedsvc.slugs import tag_slug  # slug tables, loaded once a seed has tags
+        from feedsvc.ingest.slugs import tag_slug  # slug tables, loaded once a seed has tags
 
         # term: the tag's slug, as in /tags/{slug}.atom; label: as the author wrote it
         # (RSS shows the label).

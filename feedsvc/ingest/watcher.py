@@ -15,7 +15,7 @@ from pathlib import Path
 
 from watchfiles import Change, awatch
 
-from feedsvc.source import is_seed_name
+from feedsvc.ingest.source import is_seed_name
 
 log = logging.getLogger("feedsvc")
 

@@ -22,18 +22,18 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from feedsvc.config import Config
-from feedsvc.connections import RateLimitedLog
 from feedsvc.errors import FeedsvcError
+from feedsvc.ingest.source import DescriptorsExhausted
+from feedsvc.ingest.watcher import Batch, watch_seeds
 from feedsvc.logtext import escape
-from feedsvc.longtail import EntryPages
 from feedsvc.model import Document, Snapshot
-from feedsvc.negotiation import choose_coding, not_modified
-from feedsvc.publisher import Publisher
-from feedsvc.registry import MAIN, TAGS, formats
-from feedsvc.snapshot import Live
-from feedsvc.source import DescriptorsExhausted
-from feedsvc.watcher import Batch, watch_seeds
-from feedsvc.workers import Followers, receive
+from feedsvc.publish.longtail import EntryPages
+from feedsvc.publish.publisher import Publisher
+from feedsvc.publish.registry import MAIN, TAGS, formats
+from feedsvc.publish.snapshot import Live
+from feedsvc.serve.connections import RateLimitedLog
+from feedsvc.serve.negotiation import choose_coding, not_modified
+from feedsvc.serve.workers import Followers, receive
 
 log = logging.getLogger("feedsvc")
 

@@ -11,8 +11,8 @@ import yaml
 
 from feedsvc.durable import fsync_path
 from feedsvc.errors import FeedsvcError, SeedError, UsageError
-from feedsvc.parser import DEFAULT_OPTIONS, SLUG_MAX, ParseOptions, parse_seed
-from feedsvc.slugs import slugify_title
+from feedsvc.ingest.parser import DEFAULT_OPTIONS, SLUG_MAX, ParseOptions, parse_seed
+from feedsvc.ingest.slugs import slugify_title
 
 #: How many numbered names (-2, -3…) are tried before giving up.
 MAX_SUFFIX = 1000

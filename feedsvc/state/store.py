@@ -27,7 +27,7 @@ from urllib.parse import quote
 from feedsvc.durable import fsync_path
 from feedsvc.errors import StoreError
 from feedsvc.model import US, Content, Revision, Stamp
-from feedsvc.salvage import SalvageReport, copy_readable, is_corruption
+from feedsvc.state.salvage import SalvageReport, copy_readable, is_corruption
 
 log = logging.getLogger("feedsvc")
 

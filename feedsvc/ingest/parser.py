@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from feedsvc.errors import SeedError
+from feedsvc.ingest.seedrules import HEADLINE_MAX, SLUG_MAX, SLUG_RE
+from feedsvc.ingest.seedrules import is_slug as is_slug  # where callers have long found it
 from feedsvc.model import Content, Entry
-from feedsvc.seedrules import HEADLINE_MAX, SLUG_MAX, SLUG_RE
-from feedsvc.seedrules import is_slug as is_slug  # where callers have long found it
 
 if TYPE_CHECKING:
-    from feedsvc.frontmatter import FrontMatter
+    from feedsvc.ingest.frontmatter import FrontMatter
 
 # YAML, dateutil, Markdown and slug tables are imported when a seed first needs them: most
 # seeds are plain, and a start should not pay for what it does not use.
@@ -74,7 +74,7 @@ class ParseOptions:
     @classmethod
     def from_feed(cls, timezone: str, dayfirst: bool | None, language: str,
                   base_url: str) -> ParseOptions:
-        from feedsvc.dates import dayfirst_for
+        from feedsvc.ingest.dates import dayfirst_for
 
         return cls(ZoneInfo(timezone), dayfirst_for(language) if dayfirst is None else dayfirst,
                    base_url)
@@ -107,7 +107,7 @@ def _parse(path: str, data: bytes, options: ParseOptions) -> Entry:
         # its lines with only the ends trimmed, line for line the same as `lines`.
         raw = [_NOT_TEXT_RE.sub("", line).rstrip(_TRIM)
                for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-        from feedsvc.frontmatter import DateSettings, split_front_matter
+        from feedsvc.ingest.frontmatter import DateSettings, split_front_matter
 
         front, start = split_front_matter(path, raw,
                                           DateSettings(options.timezone, options.dayfirst))
@@ -151,7 +151,7 @@ def _parse_authored(path: str, text: str, lines: list[str], start: int,
                     options: ParseOptions) -> Entry:
     """A seed with front matter, or a Markdown one. The seed rules follow the front matter;
     the slug line may be left out when `slug:` is given, the headline when `title:` is."""
-    from feedsvc.frontmatter import FrontMatter
+    from feedsvc.ingest.frontmatter import FrontMatter
 
     front = front or FrontMatter()
     at = start
@@ -197,7 +197,7 @@ def _parse_authored(path: str, text: str, lines: list[str], start: int,
         raise SeedError(path, at + 1, "no body: expected paragraphs after a blank line "
                                       "(a draft may have none)")
     if markdown:
-        from feedsvc.markdown import MarkdownTooHeavy, render_markdown
+        from feedsvc.ingest.markdown import MarkdownTooHeavy, render_markdown
 
         try:
             rendered = render_markdown("\n".join(body), options.base_url)
@@ -248,7 +248,7 @@ def rebuild_entry(slug: str, content: Content, options: ParseOptions = DEFAULT_O
 
 def stored_content(entry: Entry, file: str) -> Content:
     """What the state keeps of an entry to rebuild it (see rebuild_entry)."""
-    from feedsvc.slugs import tag_slug
+    from feedsvc.ingest.slugs import tag_slug
 
     tags = tuple(dict.fromkeys((slug, tag) for tag in entry.tags if (slug := tag_slug(tag))))
     return Content(entry.title, entry.paragraphs, entry.source, file if entry.source else "",

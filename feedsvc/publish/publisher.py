@@ -26,10 +26,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from feedsvc.catalog import Catalog, Changes, Record
 from feedsvc.config import Config
-from feedsvc.docdates import DocumentDates
 from feedsvc.errors import SeedError, StoreError
+from feedsvc.ingest.catalog import Catalog, Changes, Record
+from feedsvc.ingest.parser import ParseOptions, rebuild_entry, stored_content
+from feedsvc.ingest.source import FolderMissing
 from feedsvc.logtext import escape, is_utf8
 from feedsvc.model import (
     US,
@@ -43,14 +44,13 @@ from feedsvc.model import (
     from_micros,
     to_micros,
 )
-from feedsvc.moments import Moments
-from feedsvc.pages import HTML_TYPE, render_entry, render_index
-from feedsvc.parser import ParseOptions, rebuild_entry, stored_content
-from feedsvc.registry import MAIN, TAGS, formats
-from feedsvc.render import feed_updated
-from feedsvc.snapshot import Draft, make_documents, make_snapshot
-from feedsvc.source import FolderMissing
-from feedsvc.store import Store
+from feedsvc.publish.docdates import DocumentDates
+from feedsvc.publish.formats.feedgen_xml import feed_updated
+from feedsvc.publish.moments import Moments
+from feedsvc.publish.pages import HTML_TYPE, render_entry, render_index
+from feedsvc.publish.registry import MAIN, TAGS, formats
+from feedsvc.publish.snapshot import Draft, make_documents, make_snapshot
+from feedsvc.state.store import Store
 from feedsvc.timerange import datetime_of
 
 log = logging.getLogger("feedsvc")

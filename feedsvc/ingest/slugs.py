@@ -16,7 +16,7 @@ from slugify import slugify
 
 #: The longest tag slug; tags end up in URLs such as /tags/{tag}.atom.
 TAG_SLUG_MAX = 100
-#: The longest title slug by default: a seed's slug limit (feedsvc.parser.SLUG_MAX).
+#: The longest title slug by default: a seed's slug limit (feedsvc.ingest.parser.SLUG_MAX).
 TITLE_SLUG_MAX = 128
 
 # Apostrophes (typographic, ASCII, modifier letter) and the marks people type in their place.

@@ -17,8 +17,8 @@ from zlib_ng import gzip_ng
 
 from feedsvc.durable import fsync_path
 from feedsvc.errors import SeedError
+from feedsvc.httpdates import http_date
 from feedsvc.model import Document, Snapshot, Variant
-from feedsvc.negotiation import http_date
 
 
 def _current_umask() -> int:

@@ -15,8 +15,8 @@ from datetime import datetime
 
 from feedsvc.errors import StoreError
 from feedsvc.model import US, Revision, from_micros, to_micros
-from feedsvc.snapshot import Draft, body_digest
-from feedsvc.store import Store
+from feedsvc.publish.snapshot import Draft, body_digest
+from feedsvc.state.store import Store
 
 log = logging.getLogger("feedsvc")
 

@@ -9,10 +9,10 @@ own the same way, before the publisher starts (as datasette's `register_output_r
 
 from __future__ import annotations
 
-from feedsvc.docformat import FeedFormat
 from feedsvc.errors import FeedsvcError
-from feedsvc.jsonfeed import JSON_FEED
-from feedsvc.render import ATOM, RSS
+from feedsvc.publish.docformat import FeedFormat
+from feedsvc.publish.formats.feedgen_xml import ATOM, RSS
+from feedsvc.publish.formats.jsonfeed import JSON_FEED
 
 #: The feed documents' path without extension (`FeedInfo.feed_path`); a tag's is
 #: `{TAGS}{tag}`, served under the one route `/tags/{name}`.

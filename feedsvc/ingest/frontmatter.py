@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from feedsvc.dates import DateError, parse_date
 from feedsvc.errors import SeedError
-from feedsvc.seedrules import HEADLINE_MAX, SLUG_MAX, is_slug
+from feedsvc.ingest.dates import DateError, parse_date
+from feedsvc.ingest.seedrules import HEADLINE_MAX, SLUG_MAX, is_slug
 
 FENCE = "---"
 MAX_TAGS = 50

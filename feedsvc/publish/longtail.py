@@ -16,13 +16,13 @@ from datetime import UTC, datetime, timedelta
 
 from feedsvc.config import Config
 from feedsvc.errors import StoreError
+from feedsvc.ingest.parser import rebuild_entry
+from feedsvc.ingest.seedrules import is_slug
 from feedsvc.model import Document, FeedInfo, Item, from_micros
-from feedsvc.pages import HTML_TYPE, render_entry
-from feedsvc.parser import rebuild_entry
-from feedsvc.publisher import entry_id, parse_options
-from feedsvc.seedrules import is_slug
-from feedsvc.snapshot import make_document
-from feedsvc.store import Store
+from feedsvc.publish.pages import HTML_TYPE, render_entry
+from feedsvc.publish.publisher import entry_id, parse_options
+from feedsvc.publish.snapshot import make_document
+from feedsvc.state.store import Store
 from feedsvc.timerange import datetime_of
 
 log = logging.getLogger("feedsvc")

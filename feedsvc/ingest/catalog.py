@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from feedsvc.errors import SeedError
-from feedsvc.logtext import escape, is_utf8
-from feedsvc.model import Entry
-from feedsvc.parser import DEFAULT_OPTIONS, ParseOptions, parse_seed
-from feedsvc.source import (
+from feedsvc.ingest.parser import DEFAULT_OPTIONS, ParseOptions, parse_seed
+from feedsvc.ingest.source import (
     DescriptorsExhausted,
     SeedFolder,
     Signature,
@@ -30,6 +28,8 @@ from feedsvc.source import (
     read_seed,
     stat_seed,
 )
+from feedsvc.logtext import escape, is_utf8
+from feedsvc.model import Entry
 from feedsvc.timerange import clamp_mtime
 
 log = logging.getLogger("feedsvc")
