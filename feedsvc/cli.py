@@ -159,7 +159,7 @@ def build(config: Config, args: argparse.Namespace | None = None) -> int:
             except OSError as e:
                 raise FeedsvcError(f"cannot write {output / file_name}: {e.strerror or e}") from e
     log.info("wrote %s to %s (%d entries, %d tag feeds, %d seeds rejected)",
-             _and(path[1:] for path in feeds), output, snapshot.published,
+             _and(path[1:] for path in feeds), output, snapshot.published_count,
              len({tag_of(path) for path in tag_paths}), len(snapshot.rejected))
     return EXIT_OK
 

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a seed is not published: the file, the 1-based line to look at, and the message,
+    shown as `path:line: message`. A value, not an exception (see SeedError)."""
+
+    path: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
 
 
 class FeedsvcError(Exception):
@@ -23,27 +37,29 @@ class ConfigError(FeedsvcError):
 
 
 class SeedError(FeedsvcError):
-    """A seed file that cannot be published, with the file and the (1-based) line to look at."""
+    """Raised where a seed turns out unusable; carries its `Rejection`, the value that is kept,
+    compared, listed and sent to worker processes."""
 
     def __init__(self, path: str, line: int, message: str) -> None:
-        self.path = path
-        self.line = line
-        self.message = message
-        super().__init__(f"{path}:{line}: {message}")
+        # The three as args: the exception pickles and compares by them with no hand-written
+        # methods (exceptions compare by identity; the Rejection is what is compared).
+        super().__init__(path, line, message)
+        self.rejection = Rejection(path, line, message)
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SeedError):
-            return NotImplemented
-        return (self.path, self.line, self.message) == (other.path, other.line, other.message)
+    def __str__(self) -> str:
+        return str(self.rejection)
 
-    def __hash__(self) -> int:
-        return hash((self.path, self.line, self.message))
+    @property
+    def path(self) -> str:
+        return self.rejection.path
 
-    def __repr__(self) -> str:
-        return f"SeedError({self.path!r}, {self.line}, {self.message!r})"
+    @property
+    def line(self) -> int:
+        return self.rejection.line
 
-    def __reduce__(self) -> tuple[type[SeedError], tuple[str, int, str]]:
-        return SeedError, (self.path, self.line, self.message)  # snapshots go to workers
+    @property
+    def message(self) -> str:
+        return self.rejection.message
 
 
 class UsageError(FeedsvcError):

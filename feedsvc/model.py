@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
-from feedsvc.errors import SeedError
+from feedsvc.errors import Rejection
 from feedsvc.timerange import MAX_SECONDS, MIN_SECONDS
 
 #: Microseconds per second: `updated` and documents' dates are kept in microseconds (RFC 3339
@@ -59,7 +59,7 @@ class Entry:
     link: str | None = None  # the article's own URL when it lives elsewhere
     #: The seed's text, for seeds that a front matter or Markdown makes more than a headline
     #: and paragraphs: the state keeps it, to parse the last good version again.
-    source: str = ""
+    seed_text: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +85,7 @@ class Stamp:
     #: was given (only an author's scheduled `date` makes it later: then it is its `published`).
     updated: int
     content_hash: str
-    source: str  # file name (in the seeds folder) that owns the slug
+    file_name: str  # file name (in the seeds folder) that owns the slug
     live: bool = True  # published now (a removed slug keeps its dates for when it comes back)
 
 
@@ -175,8 +175,8 @@ class Snapshot:
     """Everything the server answers with, swapped in whole after each change."""
 
     documents: Mapping[str, Document] = field(default_factory=lambda: MappingProxyType({}))
-    published: int = 0
-    rejected: tuple[SeedError, ...] = ()
+    published_count: int = 0  # entries in the feeds now (not scheduled)
+    rejected: tuple[Rejection, ...] = ()
     #: Wall-clock time of the last change to what is published (not part of any document).
     changed_at: datetime | None = None
     #: False while the seeds folder cannot be read (lost, unmounted): the last good set stays.
@@ -184,6 +184,6 @@ class Snapshot:
     #: How many snapshots this process has rendered (bursts are batched: this stays small).
     generation: int = 0
     #: Seeds marked `draft: true` (never published).
-    drafts: int = 0
+    draft_count: int = 0
     #: Entries whose publication date is still to come, soonest first: (slug, when).
     scheduled: tuple[tuple[str, datetime], ...] = ()

@@ -18,7 +18,7 @@ import pytest
 from lxml import etree, html
 
 from feedsvc.config import Config, load_config
-from feedsvc.errors import SeedError
+from feedsvc.errors import Rejection
 from feedsvc.ingest.parser import content_hash, parse_seed
 from feedsvc.model import Entry
 from feedsvc.publish.publisher import Publisher, entry_id
@@ -124,7 +124,7 @@ def test_a_bad_date_is_a_seed_error_with_its_line_never_now(paris, publisher) ->
     write_seed(seeds, "a.txt", "---\ntitle: Titre\ndate: 31 février 2026\n---\n\nCorps")
     p = publisher()
     snapshot = p.scan()
-    assert snapshot.published == 0
+    assert snapshot.published_count == 0
     (error,) = snapshot.rejected
     assert (Path(error.path).name, error.line) == ("a.txt", 3)
 
@@ -140,7 +140,7 @@ def test_a_scheduled_post_appears_at_its_time(paris, publisher) -> None:
     p = publisher(clock)
     snapshot = p.scan()
     assert slugs(p) == ["old"]
-    assert snapshot.published == 1
+    assert snapshot.published_count == 1
     assert snapshot.scheduled == (("later", datetime(2026, 11, 24, 9, 30, tzinfo=UTC)),)
     assert p.next_due() == datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
     assert "/entries/later" not in snapshot.documents
@@ -151,7 +151,7 @@ def test_a_scheduled_post_appears_at_its_time(paris, publisher) -> None:
     clock.now = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
     snapshot = p.update(())
     assert slugs(p) == ["later", "old"]
-    assert snapshot.scheduled == () and p.next_due() is None and snapshot.published == 2
+    assert snapshot.scheduled == () and p.next_due() is None and snapshot.published_count == 2
     assert slugs(p, "/tags/agenda.atom") == ["later"]
 
 
@@ -161,15 +161,15 @@ def test_drafts_are_never_published_and_counted(paris, publisher) -> None:
     live = write_seed(seeds, "e.txt", front("Corps", title="En ligne", slug="e"))
     p = publisher()
     snapshot = p.scan()
-    assert slugs(p) == ["e"] and snapshot.drafts == 1 and snapshot.rejected == ()
+    assert slugs(p) == ["e"] and snapshot.draft_count == 1 and snapshot.rejected == ()
     # Published, then made a draft: it goes away; drafted off again: back, same id.
     write_seed(seeds, "e.txt", front("Corps", title="En ligne", slug="e", draft="true"))
     snapshot = p.update([live])
-    assert slugs(p) == [] and snapshot.drafts == 2
+    assert slugs(p) == [] and snapshot.draft_count == 2
     write_seed(seeds, "e.txt", front("Corps", title="En ligne", slug="e"))
     write_seed(seeds, "d.txt", front("Écrit.", title="Brouillon", slug="d"))
     snapshot = p.update([live, draft])
-    assert sorted(slugs(p)) == ["d", "e"] and snapshot.drafts == 0
+    assert sorted(slugs(p)) == ["d", "e"] and snapshot.draft_count == 0
 
 
 # -- Markdown --------------------------------------------------------------------------------
@@ -411,7 +411,7 @@ def test_what_follows_a_front_matter(name: str, text: str, slug: str, title: str
     entry = parse_seed(name, text.encode())
     assert isinstance(entry, Entry), entry
     assert (entry.slug, entry.title, entry.paragraphs) == (slug, title, paragraphs)
-    assert entry.source == text  # what the state keeps to parse it again
+    assert entry.seed_text == text  # what the state keeps to parse it again
 
 
 def test_nested_front_matter_values_are_read() -> None:
@@ -432,7 +432,7 @@ def test_nested_front_matter_values_are_read() -> None:
 ], ids=["never-closed", "bad-slug", "no-headline", "no-body", "yaml-syntax", "no-blank-line"])
 def test_front_matter_errors_name_the_line(text: str, line: int, fragment: str) -> None:
     error = parse_seed("f.txt", text.encode())
-    assert isinstance(error, SeedError), error
+    assert isinstance(error, Rejection), error
     assert error.line == line, error
     assert fragment in error.message
 

@@ -1,12 +1,15 @@
-"""parse_seed is pure: bytes in, Entry or SeedError out. Data-driven."""
+"""parse_seed is pure: bytes in, Entry or Rejection out. Data-driven."""
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import html
+import pickle
 
 import pytest
 
-from feedsvc.errors import SeedError
+from feedsvc.errors import FeedsvcError, Rejection, SeedError
 from feedsvc.ingest.parser import content_hash, parse_seed, slug_from_name, summarize
 from feedsvc.model import Entry
 
@@ -19,9 +22,9 @@ def parse_ok(data: bytes | str, name: str = "seeds/a.txt") -> Entry:
     return result
 
 
-def parse_error(data: bytes | str, name: str = "seeds/a.txt") -> SeedError:
+def parse_error(data: bytes | str, name: str = "seeds/a.txt") -> Rejection:
     result = parse_seed(name, data.encode() if isinstance(data, str) else data)
-    assert isinstance(result, SeedError), result
+    assert isinstance(result, Rejection), result
     return result
 
 
@@ -191,18 +194,36 @@ def test_a_markdown_seed_past_a_bound_is_rejected_at_its_line(
     """Issue 9 #12: one heavy seed must not cost seconds and hundreds of MiB; it is refused,
     with the line of the seed where the bound was crossed."""
     result = parse_seed("seeds/heavy.md", text.encode())
-    assert isinstance(result, SeedError), result
+    assert isinstance(result, Rejection), result
     assert (result.path, result.line) == ("seeds/heavy.md", line)
     assert fragment in result.message
     assert str(result).startswith(f"seeds/heavy.md:{line}: ")
 
 
 def test_a_rejection_keeps_nothing_of_the_parse_alive() -> None:
-    """A SeedError lives as long as its file stays bad: its traceback would hold the parse's
-    frames, and with them the seed's text and a Markdown body's tokens (a table refused at
-    its bound kept 40 MiB per version)."""
+    """A rejection lives as long as its file stays bad: it is the value (path, line, message),
+    never the exception, whose traceback would hold the parse's frames, and with them the
+    seed's text and a Markdown body's tokens (a table refused at its bound kept 40 MiB)."""
     for name, text in (("a.txt", "only a headline"),
                        ("b.md", "b\nB\n\n" + "<div>" * 1000)):
         result = parse_seed(name, text.encode())
-        assert isinstance(result, SeedError)
-        assert result.__traceback__ is None and result.__context__ is None
+        assert type(result) is Rejection
+        assert not hasattr(result, "__dict__") and not hasattr(result, "__traceback__")
+        held = {id(x) for x in gc.get_referents(result)}
+        assert held <= {id(result.path), id(result.line), id(result.message), id(Rejection)}
+
+
+def test_a_rejection_is_a_frozen_value_and_seed_error_carries_one() -> None:
+    first = parse_seed("a.txt", b"only a headline")
+    again = parse_seed("a.txt", b"only a headline")
+    assert isinstance(first, Rejection) and first == again and hash(first) == hash(again)
+    assert first is not again and {first, again} == {first}
+    assert pickle.loads(pickle.dumps(first)) == first  # snapshots go to worker processes
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.line = 2  # type: ignore[misc]
+    error = SeedError("a.txt", 3, "no body")
+    assert isinstance(error, FeedsvcError) and not isinstance(error, Rejection)
+    assert error.rejection == Rejection("a.txt", 3, "no body")
+    assert str(error) == str(error.rejection) == "a.txt:3: no body"
+    assert (error.path, error.line, error.message) == ("a.txt", 3, "no body")
+    assert pickle.loads(pickle.dumps(error)).rejection == error.rejection

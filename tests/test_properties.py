@@ -1,6 +1,6 @@
 """Properties of the parser and the renderers, over any bytes (hypothesis).
 
-(a) Any bytes give an Entry or a SeedError (`path:line: message`, line >= 1), never an exception.
+(a) Any bytes give an Entry or a Rejection (`path:line: message`, line >= 1), never an exception.
 (b) Every accepted Entry renders to Atom and RSS that lxml parses and feedparser reads with
     bozo == 0, and every character of the entry's text reaches the reader.
 (c) Parsing and rendering are deterministic; line-end style and BOMs change nothing.
@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from feedsvc.errors import SeedError
+from feedsvc.errors import Rejection
 from feedsvc.ingest.parser import parse_seed
 from feedsvc.model import Entry, FeedInfo, Item
 from feedsvc.publish.formats.feedgen_xml import feed_updated, render_atom, render_rss
@@ -120,11 +120,11 @@ def entries(draw: st.DrawFn) -> Entry:
     return result
 
 
-# -- (a) any bytes: an Entry or a SeedError, never an exception ---------------------------------
+# -- (a) any bytes: an Entry or a Rejection, never an exception ---------------------------------
 
-def check_result(path: str, data: bytes, result: Entry | SeedError) -> None:
-    assert isinstance(result, Entry | SeedError), result
-    if isinstance(result, SeedError):
+def check_result(path: str, data: bytes, result: Entry | Rejection) -> None:
+    assert isinstance(result, Entry | Rejection), result
+    if isinstance(result, Rejection):
         assert isinstance(result.line, int) and result.line >= 1
         assert result.path == path
         assert str(result) == f"{path}:{result.line}: {result.message}"
@@ -269,7 +269,7 @@ def test_reused_entries_give_the_one_pass_bytes(lists: list[list[Item]], email: 
             assert renderer.render(items, updated) == fmt.render(info, items, updated)
 
 
-def _without_offsets(result: Entry | SeedError) -> Any:
+def _without_offsets(result: Entry | Rejection) -> Any:
     """What must not depend on the spelling: the entry, or the error's line and the kind of
     message (byte offsets and byte values do change with the encoding)."""
     if isinstance(result, Entry):

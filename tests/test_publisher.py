@@ -12,7 +12,7 @@ import feedparser
 import pytest
 
 from feedsvc.config import Config, load_config
-from feedsvc.errors import SeedError
+from feedsvc.errors import Rejection
 from feedsvc.ingest.catalog import Record
 from feedsvc.ingest.parser import parse_seed
 from feedsvc.model import US, Content, Entry, Stamp
@@ -54,7 +54,7 @@ def test_first_scan_publishes_with_mtime_as_published(config, open_publisher) ->
     os.utime(copy_sample(seeds), (T, T))
     publisher = open_publisher()
     snapshot = publisher.scan()
-    assert snapshot.published == 1 and snapshot.rejected == ()
+    assert snapshot.published_count == 1 and snapshot.rejected == ()
     [entry] = atom_entries(publisher)
     assert entry.id == entry_id(publisher.info.id, SAMPLE_SLUG)
     assert entry.published_parsed == time.gmtime(T)
@@ -235,7 +235,7 @@ def test_documents_are_capped_at_max_entries(site: Path, open_publisher) -> None
     publisher = open_publisher(load_config(site / "config.toml"))
     snapshot = publisher.scan()
     assert [e.title for e in atom_entries(publisher)] == ["T5", "T4", "T3"]
-    assert snapshot.published == 6
+    assert snapshot.published_count == 6
     # Only the shown entries' pages are held in memory; older ones come from the state.
     assert "/entries/s5" in snapshot.documents and "/entries/s0" not in snapshot.documents
     assert publisher.store.load_page("s0", 2**40)[2] == Content("T0", ("Body",))
@@ -249,7 +249,7 @@ def test_ignored_names_and_folder_loss(config, open_publisher) -> None:
         write_seed(seeds, name, "junk")
     publisher = open_publisher()
     snapshot = publisher.scan()
-    assert snapshot.published == 1 and snapshot.rejected == ()
+    assert snapshot.published_count == 1 and snapshot.rejected == ()
     assert publisher.update([seeds / ".hidden.txt", seeds / "notes.rst"]) is snapshot
 
     moved = seeds.with_name("elsewhere")
@@ -259,7 +259,7 @@ def test_ignored_names_and_folder_loss(config, open_publisher) -> None:
     assert lost.documents == snapshot.documents  # keep serving the last good set
     moved.rename(seeds)
     back = publisher.scan()
-    assert back.seeds_readable and back.published == 1
+    assert back.seeds_readable and back.published_count == 1
 
 
 def test_state_is_where_the_config_says(config, open_publisher) -> None:
@@ -267,7 +267,7 @@ def test_state_is_where_the_config_says(config, open_publisher) -> None:
     open_publisher().scan()
     assert config.paths.state.is_file()
     shutil.rmtree(config.paths.state.parent)  # a lost state means new dates, never a crash
-    assert open_publisher().scan().published == 1
+    assert open_publisher().scan().published_count == 1
 
 
 def test_last_good_version_stays_published_across_restarts(config, open_publisher,
@@ -294,7 +294,7 @@ def test_last_good_version_stays_published_across_restarts(config, open_publishe
     restarted.update([path])
     assert by_slug(restarted)["a"].title == "Fixed title"  # the newest good version
     path.unlink()
-    assert restarted.update([path]).published == 0  # deleting the file removes the entry
+    assert restarted.update([path]).published_count == 0  # deleting the file removes the entry
 
 
 # -- pure decisions, data-driven --------------------------------------------------------------
@@ -383,7 +383,7 @@ def test_choose_owner_and_resolve_owners() -> None:
     assert choose_owner(["a.txt", "b.txt"], "gone.txt") == "a.txt"
     a, b, c = Path("/s/a.txt"), Path("/s/b.txt"), Path("/s/c.txt")
     error = parse_seed(str(c), b"")
-    assert isinstance(error, SeedError)
+    assert isinstance(error, Rejection)
     x = Record("x", "h", None, 1, 1, False)
     records = {c: Record(None, "", error, 0, 0, False), b: x, a: x}
     owners, rejected = resolve_owners(records, {})
@@ -411,7 +411,7 @@ def test_order_stays_exact_through_big_batches_of_removals_and_additions(
     added = [write_seed(seeds, f"n{i:03d}.txt", seed(f"n{i:03d}", f"N{i}", "Body"),
                         mtime=T + 7 + i // 4) for i in range(80)]
     snapshot = publisher.update([*gone, *added])
-    assert snapshot.published == 60 + 80
+    assert snapshot.published_count == 60 + 80
     entries = atom_entries(publisher)
     stamps = publisher.store.stamps_of(e.link.rsplit("/", 1)[-1] for e in entries)
     shown = [e.link.rsplit("/", 1)[-1] for e in entries]

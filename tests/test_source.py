@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from feedsvc.errors import SeedError
+from feedsvc.errors import Rejection
 from feedsvc.ingest.source import SeedFile, is_seed_name, list_seeds, read_seed, stat_seed
 
 
@@ -45,9 +45,9 @@ def test_odd_files_are_errors_not_hangs(tmp_path: Path) -> None:
     for name, fragment in (("dir.txt", "a folder"), ("fifo.txt", "not a regular file"),
                            ("big.txt", "at most 1000")):
         result = read_seed(tmp_path / name, max_bytes=1000)
-        assert isinstance(result, SeedError) and fragment in result.message, name
+        assert isinstance(result, Rejection) and fragment in result.message, name
         assert result.line == 1
-    assert isinstance(stat_seed(tmp_path / "fifo.txt"), SeedError)
+    assert isinstance(stat_seed(tmp_path / "fifo.txt"), Rejection)
     assert read_seed(tmp_path / "vanished.txt") is None
     assert stat_seed(tmp_path / "vanished.txt") is None
 
@@ -64,9 +64,9 @@ def test_symlinks_inside_are_followed_and_outside_refused(tmp_path: Path) -> Non
     assert isinstance(inside, SeedFile) and inside.data == b"x"
     for check in (stat_seed, read_seed):
         outside = check(seeds / "outside.txt")
-        assert isinstance(outside, SeedError)
+        assert isinstance(outside, Rejection)
         assert "outside the seeds folder" in outside.message
-        assert isinstance(check(seeds / "loop.txt"), SeedError)
+        assert isinstance(check(seeds / "loop.txt"), Rejection)
 
 
 def test_the_folder_is_not_held_open_between_batches(tmp_path: Path) -> None:

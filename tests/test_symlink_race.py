@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from feedsvc.errors import SeedError
+from feedsvc.errors import Rejection
 from feedsvc.ingest.source import SeedFile, SeedFolder, read_seed, stat_seed
 
 from .conftest import ServeProcess, seed, wait_until, write_seed
@@ -85,10 +85,10 @@ def test_read_and_stat_never_see_outside_whatever_the_race(tmp_path: Path) -> No
             if isinstance(got, SeedFile):
                 assert MARKER.encode() not in got.data
                 assert got.signature.inode == inside.stat().st_ino
-            elif isinstance(got, SeedError):
+            elif isinstance(got, Rejection):
                 outside_refusals += "outside the seeds folder" in got.message
             signature = stat_seed(race, folder)
-            if not isinstance(signature, SeedError) and signature is not None:
+            if not isinstance(signature, Rejection) and signature is not None:
                 assert signature.inode != secret_inode
     assert reads > 1000 and outside_refusals > 0  # the race was really run, both ways
 
@@ -111,7 +111,7 @@ def test_links_inside_followed_one_level_and_outside_refused(tmp_path: Path) -> 
                            ("dir.txt", "outside the seeds folder")):
         for check in (read_seed, stat_seed):
             got = check(seeds / name)
-            assert isinstance(got, SeedError) and fragment in got.message, (name, check)
+            assert isinstance(got, Rejection) and fragment in got.message, (name, check)
 
 
 def _served(server: ServeProcess) -> bytes:

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from feedsvc.durable import fsync_path
-from feedsvc.errors import FeedsvcError, SeedError, UsageError
+from feedsvc.errors import FeedsvcError, Rejection, UsageError
 from feedsvc.ingest.parser import DEFAULT_OPTIONS, SLUG_MAX, ParseOptions, parse_seed
 from feedsvc.ingest.slugs import slugify_title
 
@@ -38,7 +38,7 @@ def check_seed(path: Path, title: str, slug: str, date: str | None, tags: Sequen
     characters removed), as the service itself reads it: with the real parser."""
     text = seed_text(title, slug, date, tags).encode("utf-8")
     result = parse_seed(str(path), text, options)
-    if isinstance(result, SeedError):
+    if isinstance(result, Rejection):
         raise UsageError(f"nothing written: {result.message}")
     for _, message in result.warnings:
         raise UsageError(f"nothing written: the title or a tag would be changed: {message}")

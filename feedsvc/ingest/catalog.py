@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedsvc.errors import SeedError
+from feedsvc.errors import Rejection
 from feedsvc.ingest.parser import DEFAULT_OPTIONS, ParseOptions, parse_seed
 from feedsvc.ingest.source import (
     DescriptorsExhausted,
@@ -45,7 +45,7 @@ class Record:
 
     slug: str | None  # None when the file cannot be used
     content_hash: str
-    error: SeedError | None
+    error: Rejection | None
     stat_key: int  # hash of the stat signature; 0: read again next time (errors are retried)
     mtime: int  # seconds
     racy: bool  # modified too close to its read for the stat to be trusted
@@ -196,7 +196,7 @@ class Catalog:
         record = self.records.get(name)
         try:
             seed = read_seed(self.folder / name, self.max_seed_bytes, self.seeds)
-            if record is None or seed is None or isinstance(seed, SeedError):
+            if record is None or seed is None or isinstance(seed, Rejection):
                 return None
             result = parse_seed(str(self.folder / name), seed.data, self.options)
         except DescriptorsExhausted:
@@ -206,7 +206,7 @@ class Catalog:
             return None
         finally:
             self.seeds.close()
-        if isinstance(result, SeedError) or result.content_hash != record.content_hash:
+        if isinstance(result, Rejection) or result.content_hash != record.content_hash:
             return None
         return result
 
@@ -237,7 +237,7 @@ class Catalog:
             # bug the bad input found), it is rejected, named, and the others go on. Retried
             # at its next change and at every rescan, like every error (stat_key 0).
             log.debug("reading %s failed", path, exc_info=True)
-            error = SeedError(str(path), 1,  # a UTF-8 name: checked above
+            error = Rejection(str(path), 1,  # a UTF-8 name: checked above
                               f"unexpected error {type(e).__name__}: {escape(str(e))} (a "
                               "bug; run with -v for the traceback, and report it)")
             self._set(name, _failed(error), None, changes, force)
@@ -253,7 +253,7 @@ class Catalog:
             if signature is None:
                 self._set(name, None, None, changes, force)
                 return
-            if isinstance(signature, SeedError):
+            if isinstance(signature, Rejection):
                 self._set(name, _failed(signature), None, changes, force)
                 return
             if not known.racy and known.stat_key == _stat_key(signature) and not force:
@@ -263,7 +263,7 @@ class Catalog:
         if seed is None:  # vanished between the stat and the read: not an error
             self._set(name, None, None, changes, force)
             return
-        if isinstance(seed, SeedError):
+        if isinstance(seed, Rejection):
             self._set(name, _failed(seed), None, changes, force)
             return
         result = parse_seed(str(path), seed.data, self.options)
@@ -272,7 +272,7 @@ class Catalog:
         # st_mtime can be anything (negative, year 2446, more on other file systems): clamped
         # here, where it enters, so that no date computed from it can overflow (timerange.py).
         mtime = clamp_mtime(seed.mtime)
-        if isinstance(result, SeedError):
+        if isinstance(result, Rejection):
             record = Record(None, "", result, stat_key, mtime, racy)
             self._set(name, record, None, changes, force)
             return
@@ -314,7 +314,7 @@ def _authored(entry: Entry) -> tuple[int | None, int | None, bool] | None:
     return entry.date, entry.updated, entry.draft
 
 
-def _failed(error: SeedError) -> Record:
+def _failed(error: Rejection) -> Record:
     return Record(None, "", error, 0, 0, False)
 
 

@@ -1,4 +1,4 @@
-"""(path, bytes) → Entry | SeedError. Pure: no disk, no clock.
+"""(path, bytes) → Entry | Rejection. Pure: no disk, no clock.
 
 A seed is UTF-8 text: line 1 the slug, line 2 the headline, a blank line, then paragraphs
 separated by blank lines. When line 1 is not a slug, the slug comes from the file name and
@@ -22,7 +22,7 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from feedsvc.errors import SeedError
+from feedsvc.errors import Rejection, SeedError
 from feedsvc.ingest.seedrules import HEADLINE_MAX, SLUG_MAX, SLUG_RE
 from feedsvc.ingest.seedrules import is_slug as is_slug  # where callers have long found it
 from feedsvc.model import Content, Entry
@@ -84,15 +84,14 @@ DEFAULT_OPTIONS = ParseOptions()
 
 
 def parse_seed(path: str, data: bytes, options: ParseOptions = DEFAULT_OPTIONS
-               ) -> Entry | SeedError:
-    """Parse one seed file's bytes. Returns (never raises) a SeedError for unusable input."""
+               ) -> Entry | Rejection:
+    """Parse one seed file's bytes. Returns (never raises) a Rejection for unusable input."""
     try:
         return _parse(path, data, options)
     except SeedError as e:
-        # Kept for as long as the file stays bad: without its traceback, which holds the
-        # frames of the parse and with them the seed's text (and a Markdown body's tokens).
-        e.__context__ = None
-        return e.with_traceback(None)
+        # The value only, kept for as long as the file stays bad: not the exception, whose
+        # traceback holds the frames of the parse and with them the seed's text.
+        return e.rejection
 
 
 def _parse(path: str, data: bytes, options: ParseOptions) -> Entry:
@@ -231,7 +230,7 @@ def _parse_authored(path: str, text: str, lines: list[str], start: int,
         lang=front.lang,
         draft=front.draft,
         link=front.link,
-        source=text,
+        seed_text=text,
     )
 
 
@@ -251,7 +250,7 @@ def stored_content(entry: Entry, file: str) -> Content:
     from feedsvc.ingest.slugs import tag_slug
 
     tags = tuple(dict.fromkeys((slug, tag) for tag in entry.tags if (slug := tag_slug(tag))))
-    return Content(entry.title, entry.paragraphs, entry.source, file if entry.source else "",
+    return Content(entry.title, entry.paragraphs, entry.seed_text, file if entry.seed_text else "",
                    tags)
 
 

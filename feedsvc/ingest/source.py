@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedsvc.errors import FeedsvcError, SeedError
+from feedsvc.errors import FeedsvcError, Rejection, SeedError
 from feedsvc.logtext import escape, is_utf8
 
 SEED_SUFFIXES = (".txt", ".md")  # plain seeds, Markdown seeds
@@ -44,7 +44,7 @@ def is_seed_name(name: str) -> bool:
                 (len(name) > 1 and name.startswith("#") and name.endswith("#")))
 
 
-def name_error(path: Path) -> SeedError | None:
+def name_error(path: Path) -> Rejection | None:
     """Why a seed's file name cannot be carried, or None. A name that is not UTF-8 (from a
     Latin-1 archive, a Samba share) reaches Python as lone surrogates (os.fsdecode, PEP 383):
     no log line, JSON answer, terminal or SQLite text column can hold it, so it is refused
@@ -65,7 +65,7 @@ def name_error(path: Path) -> SeedError | None:
                   "--notest *.txt for many")
     else:
         advice = "rename it in UTF-8 (convmv -t utf8 --notest -f ENCODING *.txt renames many)"
-    return SeedError(escape(str(path)), 1, f"file name is not valid UTF-8; {advice}")
+    return Rejection(escape(str(path)), 1, f"file name is not valid UTF-8; {advice}")
 
 
 def _shell_word(name: str) -> str:
@@ -205,19 +205,19 @@ def _link_target(dir_fd: int, dir_st: os.stat_result, path: Path, name: str) -> 
     return base
 
 
-def _link_to_link(path: Path, name: str, target: str) -> SeedError:
+def _link_to_link(path: Path, name: str, target: str) -> Rejection:
     """Why a link to a link is refused. Only the message resolves the chain (nothing is read
     through it): say so when it ends outside the folder."""
     if target == name:
-        return SeedError(str(path), 1, "symbolic link loop")
+        return Rejection(str(path), 1, "symbolic link loop")
     try:
         end = Path(os.path.realpath(path))
         outside = not end.is_relative_to(Path(os.path.realpath(path.parent)))
     except (OSError, ValueError):
         outside = False
     if outside:
-        return SeedError(str(path), 1, f"symbolic link to {end}, outside the seeds folder")
-    return SeedError(str(path), 1, f"symbolic link to {target}, itself a symbolic link; "
+        return Rejection(str(path), 1, f"symbolic link to {end}, outside the seeds folder")
+    return Rejection(str(path), 1, f"symbolic link to {target}, itself a symbolic link; "
                                    "link to the file itself")
 
 
@@ -229,8 +229,8 @@ def _folder(path: Path, folder: SeedFolder | None) -> tuple[SeedFolder, bool]:
 
 
 def stat_seed(path: Path, folder: SeedFolder | None = None
-              ) -> Signature | SeedError | None:
-    """The file's signature; None when it is gone; SeedError when it is not a readable file.
+              ) -> Signature | Rejection | None:
+    """The file's signature; None when it is gone; a Rejection when it is not a readable file.
     A symbolic link is followed if it names a file in the seeds folder, refused otherwise.
     Raises DescriptorsExhausted when no descriptor is left to open the folder."""
     held, own = _folder(path, folder)
@@ -261,17 +261,17 @@ def stat_seed(path: Path, folder: SeedFolder | None = None
             held.close()
 
 
-def _flipping(path: Path) -> SeedError:
-    return SeedError(str(path), 1, "keeps changing between a link and a file; read again "
+def _flipping(path: Path) -> Rejection:
+    return Rejection(str(path), 1, "keeps changing between a link and a file; read again "
                                    "on its next change")
 
 
-def _not_regular(path: Path, mode: int) -> SeedError:
+def _not_regular(path: Path, mode: int) -> Rejection:
     kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
-    return SeedError(str(path), 1, f"{kind}; seeds are regular files")
+    return Rejection(str(path), 1, f"{kind}; seeds are regular files")
 
 
-def _open_seed(dir_fd: int, dir_st: os.stat_result, path: Path) -> int | SeedError:
+def _open_seed(dir_fd: int, dir_st: os.stat_result, path: Path) -> int | Rejection:
     """A descriptor of the seed `path` names in the folder, opened without following any link
     (a link to a file in the folder is resolved by hand, one level). Raises OSError as open
     does (FileNotFoundError: gone) and SeedError for a link that leads elsewhere."""
@@ -295,23 +295,23 @@ def _open_seed(dir_fd: int, dir_st: os.stat_result, path: Path) -> int | SeedErr
     return _flipping(path)
 
 
-def _failure(path: Path, error: SeedError | OSError, doing: str) -> SeedError | None:
-    """What a failed stat or open of a seed means: its own SeedError (a link leading out),
-    None when it is gone (not an error), else a SeedError saying why. Raises
+def _failure(path: Path, error: SeedError | OSError, doing: str) -> Rejection | None:
+    """What a failed stat or open of a seed means: the rejection of its own SeedError (a link
+    leading out), None when it is gone (not an error), else a Rejection saying why. Raises
     DescriptorsExhausted when no descriptor was left: the file is not at fault."""
     if isinstance(error, SeedError):
-        return error
+        return error.rejection
     if isinstance(error, FileNotFoundError | NotADirectoryError):
         return None
     if isinstance(error, PermissionError):
-        return SeedError(str(path), 1, "permission denied")
+        return Rejection(str(path), 1, "permission denied")
     if error.errno in _NO_FDS:
         raise DescriptorsExhausted(path) from error
-    return SeedError(str(path), 1, f"cannot {doing}: {error.strerror}")
+    return Rejection(str(path), 1, f"cannot {doing}: {error.strerror}")
 
 
 def read_seed(path: Path, max_bytes: int = MAX_SEED_BYTES, folder: SeedFolder | None = None
-              ) -> SeedFile | SeedError | None:
+              ) -> SeedFile | Rejection | None:
     """Read one seed, never more than `max_bytes` (+1). None when it vanished before it could be
     read (not an error). `folder`: the seeds folder held open (else opened for this call).
     Raises DescriptorsExhausted when no descriptor is left to open it."""
@@ -325,7 +325,7 @@ def read_seed(path: Path, max_bytes: int = MAX_SEED_BYTES, folder: SeedFolder | 
             fd = _open_seed(dir_fd, dir_st, path)
         except (SeedError, OSError) as e:
             return _failure(path, e, "open")
-        if isinstance(fd, SeedError):
+        if isinstance(fd, Rejection):
             return fd
         try:
             return _read_open(fd, path, dir_st, max_bytes)
@@ -337,16 +337,16 @@ def read_seed(path: Path, max_bytes: int = MAX_SEED_BYTES, folder: SeedFolder | 
 
 
 def _read_open(fd: int, path: Path, dir_st: os.stat_result, max_bytes: int
-               ) -> SeedFile | SeedError:
+               ) -> SeedFile | Rejection:
     try:
         # What was opened is what is checked: no name is looked up again after this.
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return _not_regular(path, st.st_mode)
         if st.st_dev != dir_st.st_dev:  # a file mounted over a name in the folder
-            return SeedError(str(path), 1, "on another file system than the seeds folder")
+            return Rejection(str(path), 1, "on another file system than the seeds folder")
         if st.st_size > max_bytes:
-            return SeedError(str(path), 1, f"file is {st.st_size} bytes; at most {max_bytes}")
+            return Rejection(str(path), 1, f"file is {st.st_size} bytes; at most {max_bytes}")
         chunks: list[bytes] = []
         remaining = max_bytes + 1  # one byte more tells a file that grew past the limit
         while remaining > 0:
@@ -357,8 +357,8 @@ def _read_open(fd: int, path: Path, dir_st: os.stat_result, max_bytes: int
             remaining -= len(chunk)
         data = b"".join(chunks)
         if len(data) > max_bytes:
-            return SeedError(str(path), 1, f"file is over {max_bytes} bytes")
+            return Rejection(str(path), 1, f"file is over {max_bytes} bytes")
         signature = Signature(st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
         return SeedFile(path=path, data=data, signature=signature)
     except OSError as e:
-        return SeedError(str(path), 1, f"cannot read: {e.strerror}")
+        return Rejection(str(path), 1, f"cannot read: {e.strerror}")

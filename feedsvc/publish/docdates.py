@@ -15,7 +15,7 @@ from datetime import datetime
 
 from feedsvc.errors import StoreError
 from feedsvc.model import US, Revision, from_micros, to_micros
-from feedsvc.publish.snapshot import Draft, body_digest
+from feedsvc.publish.snapshot import Rendered, body_digest
 from feedsvc.state.store import Store
 
 log = logging.getLogger("feedsvc")
@@ -31,7 +31,7 @@ class DocumentDates:
         self.unsaved: dict[str, Revision] = {}
 
     def load(self, paths: Iterable[str]) -> None:
-        """Read the stored revisions of these documents, for the `draft` calls that follow."""
+        """Read the stored revisions of these documents, for the `dated` calls that follow."""
         missing = [path for path in paths if path not in self._revisions]
         if not missing:
             return
@@ -47,7 +47,7 @@ class DocumentDates:
 
     def touch(self, path: str, newest_us: int, before_us: int, now_us: int) -> None:
         """A page that changed without being rendered here (an entry page outside the feeds,
-        made from the state on request): dated as `draft` dates changed bytes, after both its
+        made from the state on request): dated as `dated` dates changed bytes, after both its
         stored date and `before_us`, the date it was shown with (its entry's `updated` then).
         Its digest is unknown (""): rendered later, it is dated again, forward."""
         stored = self._revisions.get(path)
@@ -56,8 +56,8 @@ class DocumentDates:
         moment = max(min(newest_us, now_us), min(next_second, now_us), before + 1)
         self._revisions[path] = self.unsaved[path] = Revision(path, "", moment, before)
 
-    def draft(self, path: str, content_type: str, newest: datetime, now_us: int,
-              render: Callable[[datetime], bytes] | bytes, changed: bool = False) -> Draft:
+    def dated(self, path: str, content_type: str, newest: datetime, now_us: int,
+              render: Callable[[datetime], bytes] | bytes, changed: bool = False) -> Rendered:
         """A document with its Last-Modified, which moves forward, strictly, whenever its
         bytes change, and only then; never after the clock.
 
@@ -77,7 +77,7 @@ class DocumentDates:
                         else render(from_micros(stored.modified)))
                 digest = body_digest(body)
                 if digest == stored.digest:
-                    return Draft(path, content_type, body, from_micros(stored.modified),
+                    return Rendered(path, content_type, body, from_micros(stored.modified),
                                  _or_none(stored.previous), digest)
             # At least a microsecond later; rather the next whole second when the clock has
             # passed it, so that the header's second moves too and If-Modified-Since keeps
@@ -91,7 +91,7 @@ class DocumentDates:
         digest = body_digest(body)
         revision = Revision(path, digest, moment, stored.modified if stored else None)
         self._revisions[path] = self.unsaved[path] = revision
-        return Draft(path, content_type, body, from_micros(moment), _or_none(revision.previous),
+        return Rendered(path, content_type, body, from_micros(moment), _or_none(revision.previous),
                      digest)
 
 

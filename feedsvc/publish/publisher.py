@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from feedsvc.config import Config
-from feedsvc.errors import SeedError, StoreError
+from feedsvc.errors import Rejection, StoreError
 from feedsvc.ingest.catalog import Catalog, Changes, Record
 from feedsvc.ingest.parser import ParseOptions, rebuild_entry, stored_content
 from feedsvc.ingest.source import FolderMissing
@@ -49,7 +49,7 @@ from feedsvc.publish.formats.feedgen_xml import feed_updated
 from feedsvc.publish.moments import Moments
 from feedsvc.publish.pages import HTML_TYPE, render_entry, render_index
 from feedsvc.publish.registry import MAIN, TAGS, formats
-from feedsvc.publish.snapshot import Draft, make_documents, make_snapshot
+from feedsvc.publish.snapshot import Rendered, make_documents, make_snapshot
 from feedsvc.state.store import Store
 from feedsvc.timerange import datetime_of
 
@@ -116,11 +116,11 @@ class Publisher:
         # Changes to the order put off by a big batch and applied at once by _finish.
         self._order_new: dict[str, int] = {}  # slug → published
         self._order_gone: dict[str, int] = {}  # slug → published, where it was
-        self._errors: dict[str, SeedError] = {}  # file name → why it cannot be used
-        self._duplicates: dict[str, SeedError] = {}  # file name → its duplicate slug
+        self._errors: dict[str, Rejection] = {}  # file name → why it cannot be used
+        self._duplicates: dict[str, Rejection] = {}  # file name → its duplicate slug
         self._entries: dict[str, Entry] = {}  # text of the shown entries only
         self._unsaved_content: dict[str, Content] = {}
-        self._drafts: set[str] = set()  # file names of drafts (they claim no slug)
+        self._draft_files: set[str] = set()  # file names of drafts (they claim no slug)
         # Per-tag documents: rendered again only for the tags a batch touches.
         self._tag_docs: dict[str, tuple[Document, ...]] = {}
         self._tag_items: dict[str, tuple[Item, ...]] = {}
@@ -138,8 +138,8 @@ class Publisher:
         self._uncommitted: list[tuple[dict[str, str], set[str], int]] = []
         self._shown: tuple[Item, ...] = ()
         self._pages: dict[str, Document] = {}
-        self._reported: set[SeedError] = set()
-        self._rejected: tuple[SeedError, ...] = ()
+        self._reported: set[Rejection] = set()
+        self._rejected: tuple[Rejection, ...] = ()
         self._snapshot = Snapshot()
         self.info = self._feed_info()
         # One renderer per registered format (the registry's order), for every feed document.
@@ -253,11 +253,11 @@ class Publisher:
             if entry is not None:
                 fresh[name] = entry
             self._errors.pop(name, None)
-            self._drafts.discard(name)
+            self._draft_files.discard(name)
             if record is not None and record.error is not None:
                 self._errors[name] = record.error
             if record is not None and record.draft:
-                self._drafts.add(name)
+                self._draft_files.add(name)
             touched.update(self._reclaim(name, self._claim_for(name, record)))
             if record is not None and record.slug is not None:
                 touched.add(record.slug)  # same slug, maybe new content
@@ -327,13 +327,13 @@ class Publisher:
         scheduled = tuple((slug, _datetime(-key)) for slug, key in
                           zip(reversed(self._order[:start]),
                               reversed(self._order_keys[:start]), strict=True))
-        drafts = len(self._drafts)
+        draft_count = len(self._draft_files)
         if (shown == self._shown and rejected == self._rejected and not tags_changed
-                and published == self._snapshot.published and self._snapshot.documents):
+                and published == self._snapshot.published_count and self._snapshot.documents):
             old = self._snapshot
-            if (old.drafts, old.scheduled, old.seeds_readable) != (drafts, scheduled,
+            if (old.draft_count, old.scheduled, old.seeds_readable) != (draft_count, scheduled,
                                                                    seeds_readable):
-                self._snapshot = replace(old, drafts=drafts, scheduled=scheduled,
+                self._snapshot = replace(old, draft_count=draft_count, scheduled=scheduled,
                                          seeds_readable=seeds_readable)
             return self._snapshot  # nothing shown changed: same object, no swap, same ETags
         if feeds is not None:
@@ -345,12 +345,12 @@ class Publisher:
         self._snapshot = make_snapshot(
             documents=[*self._feeds, *self._pages.values(),
                        *(doc for docs in self._tag_docs.values() for doc in docs)],
-            published=published,
+            published_count=published,
             rejected=rejected,
             changed_at=now,
             seeds_readable=seeds_readable,
             generation=self._snapshot.generation + 1,
-            drafts=drafts,
+            draft_count=draft_count,
             scheduled=scheduled,
         )
         self._dates.retain(self._snapshot.documents)
@@ -403,8 +403,8 @@ class Publisher:
             return False
         dirty, self._dirty_tags = sorted(self._dirty_tags), set()
         limit = self.config.feed.max_entries
-        drafts: list[Draft] = []
-        rendered: dict[str, list[str]] = {}  # tag → the paths of its drafts
+        rendered: list[Rendered] = []
+        paths_of: dict[str, list[str]] = {}  # tag → the paths of its documents
         changed = False
         for tag in dirty:
             try:
@@ -422,30 +422,30 @@ class Publisher:
                 continue
             info = self._tag_info(tag, rows[0][1])
             updated = feed_updated(info, items)
-            feed_drafts = self._feed_drafts(info, items, updated, now_us)
-            drafts += feed_drafts
+            feed_documents = self._feed_documents(info, items, updated, now_us)
+            rendered += feed_documents
             self._tag_items[tag] = items
-            rendered[tag] = [draft.path for draft in feed_drafts]
+            paths_of[tag] = [doc.path for doc in feed_documents]
         documents = ({doc.path: doc for doc in
-                      make_documents(drafts, self.config.server.cache_max_age)}
-                     if drafts else {})
-        for tag, paths in rendered.items():
+                      make_documents(rendered, self.config.server.cache_max_age)}
+                     if rendered else {})
+        for tag, paths in paths_of.items():
             self._tag_docs[tag] = tuple(documents[path] for path in paths)
         return changed or bool(documents)
 
-    def _feed_drafts(self, info: FeedInfo, items: list[Item] | tuple[Item, ...],
-                     updated: datetime, now_us: int, changed: bool = False) -> list[Draft]:
+    def _feed_documents(self, info: FeedInfo, items: list[Item] | tuple[Item, ...],
+                     updated: datetime, now_us: int, changed: bool = False) -> list[Rendered]:
         """The feed documents of `info` (the feed's, or a tag's), one per registered format,
         dated by `DocumentDates`: a format whose bytes carry the date is rendered as a
         function of it."""
         self._dates.load([fmt.path(info.feed_path) for fmt, _ in self._renderers])
-        drafts = []
+        rendered = []
         for fmt, renderer in self._renderers:
             render = functools.partial(renderer.render, items, info=info)
-            drafts.append(self._dates.draft(fmt.path(info.feed_path), fmt.content_type,
+            rendered.append(self._dates.dated(fmt.path(info.feed_path), fmt.content_type,
                                             updated, now_us,
                                             render if fmt.dated else render(updated), changed))
-        return drafts
+        return rendered
 
     def _tag_item(self, slug: str) -> Item | None:
         entry = self._entries.get(slug) or self._tag_entries.get(slug)
@@ -469,7 +469,7 @@ class Publisher:
         try:
             return self._item(entry, stamp)
         except Exception as e:
-            self._reject_unexpected(self._owner.get(entry.slug) or stamp.source, e,
+            self._reject_unexpected(self._owner.get(entry.slug) or stamp.file_name, e,
                                     f"cannot show {entry.slug}")
             return None
 
@@ -478,7 +478,7 @@ class Publisher:
         rejected, named, until it changes; the batch goes on without it."""
         log.debug("%s failed", doing, exc_info=True)
         if name:
-            self._errors[name] = SeedError(
+            self._errors[name] = Rejection(
                 str(self.catalog.folder / name), 1,
                 f"{doing}: unexpected error {type(error).__name__}: {escape(str(error))} (a "
                 "bug; run with -v for the traceback, and report it)")
@@ -508,7 +508,7 @@ class Publisher:
         except StoreError as e:
             log.error("%s", e)
             return None
-        return slug if stamp is not None and stamp.source == name else None
+        return slug if stamp is not None and stamp.file_name == name else None
 
     def _reclaim(self, name: str, slug: str | None) -> tuple[str, ...]:
         """Move a file's claim; returns the slugs whose owner may change."""
@@ -550,10 +550,10 @@ class Publisher:
                 claimants = [claimants]
             if claimants:
                 previous = self._stamps.get(slug)
-                owners[slug] = choose_owner(claimants, previous.source if previous else None)
+                owners[slug] = choose_owner(claimants, previous.file_name if previous else None)
                 for name in claimants:
                     if name != owners[slug] and name not in self._errors:
-                        self._duplicates[name] = SeedError(
+                        self._duplicates[name] = Rejection(
                             str(self.catalog.folder / name), 1,
                             f"duplicate slug '{slug}': {owners[slug]} already publishes it")
                     else:
@@ -734,17 +734,17 @@ class Publisher:
         # every published change).
         changed = bool(self._shown) and _rendered_keys(self._shown) != _rendered_keys(shown)
         capped = [
-            *self._feed_drafts(info, items, updated, now_us, changed),
-            self._dates.draft("/", HTML_TYPE, updated, now_us, render_index(info, items)),
+            *self._feed_documents(info, items, updated, now_us, changed),
+            self._dates.dated("/", HTML_TYPE, updated, now_us, render_index(info, items)),
         ]
-        drafts = capped + [self._dates.draft(f"/entries/{item.slug}", HTML_TYPE, item.updated,
+        rendered = capped + [self._dates.dated(f"/entries/{item.slug}", HTML_TYPE, item.updated,
                                              now_us, render_entry(info, item))
                            for item in pages]
         documents = {doc.path: doc for doc in
-                     make_documents(drafts, self.config.server.cache_max_age)}
+                     make_documents(rendered, self.config.server.cache_max_age)}
         self._pages = {item.slug: documents.get(f"/entries/{item.slug}") or self._pages[item.slug]
                        for item in items}
-        return [documents[draft.path] for draft in capped]
+        return [documents[doc.path] for doc in capped]
 
     def _retry_writes(self) -> None:
         unsaved = self._stamps.unsaved
@@ -785,7 +785,7 @@ class Publisher:
                 log.info("%s %s from %s", "published" if what == "republished" else what,
                          slug, self.catalog.folder / self._owner[slug])
 
-    def _report(self, rejected: tuple[SeedError, ...], appeared: list[str]) -> None:
+    def _report(self, rejected: tuple[Rejection, ...], appeared: list[str]) -> None:
         """A line per scheduled entry that appeared, and per newly rejected seed."""
         for slug in appeared:
             log.info("published %s (scheduled)", slug)
@@ -882,10 +882,10 @@ def choose_owner(claimants: list[str], recorded: str | None) -> str:
 
 
 def resolve_owners(records: Mapping[Path, Record], stamps: Mapping[str, Stamp]
-                   ) -> tuple[dict[str, Path], tuple[SeedError, ...]]:
+                   ) -> tuple[dict[str, Path], tuple[Rejection, ...]]:
     """All owners and rejected seeds at once, as `feedsvc check` reports them."""
     claims: dict[str, list[str]] = {}
-    errors: list[SeedError] = []
+    errors: list[Rejection] = []
     folder = {path.name: path for path in records}
     for path in sorted(records, key=lambda p: p.name):
         record = records[path]
@@ -896,16 +896,16 @@ def resolve_owners(records: Mapping[Path, Record], stamps: Mapping[str, Stamp]
     owners: dict[str, Path] = {}
     for slug, names in claims.items():
         stamp = stamps.get(slug)
-        owner = choose_owner(names, stamp.source if stamp else None)
+        owner = choose_owner(names, stamp.file_name if stamp else None)
         owners[slug] = folder[owner]
-        errors.extend(SeedError(str(folder[name]), 1,
+        errors.extend(Rejection(str(folder[name]), 1,
                                 f"duplicate slug '{slug}': {owner} already publishes it")
                       for name in names if name != owner)
     errors.sort(key=lambda e: (Path(e.path).name, e.line))
     return owners, tuple(errors)
 
 
-def next_stamp(previous: Stamp | None, slug: str, content_hash: str, source: str,
+def next_stamp(previous: Stamp | None, slug: str, content_hash: str, file_name: str,
                seen_at: int, taken: Moments, date: int | None = None,
                updated: int | None = None, now: int | None = None) -> Stamp:
     """The dates a slug has after this sighting. Pure, apart from updating `taken`.
@@ -931,7 +931,7 @@ def next_stamp(previous: Stamp | None, slug: str, content_hash: str, source: str
         moment = _authored(updated, published, hi, taken, published * US)
         if moment is None:
             moment = taken.allocate(published * US, published * US, hi)
-        return Stamp(slug, published, moment, content_hash, source)
+        return Stamp(slug, published, moment, content_hash, file_name)
     published = date if date is not None else previous.published
     if previous.content_hash != content_hash:
         lo = max(previous.updated + 1, published * US)
@@ -940,21 +940,21 @@ def next_stamp(previous: Stamp | None, slug: str, content_hash: str, source: str
             moment = taken.allocate(max(seen_at * US, lo), lo, hi)
         taken.release(previous.updated)
         return replace(previous, published=published, updated=moment,
-                       content_hash=content_hash, source=source, live=True)
+                       content_hash=content_hash, file_name=file_name, live=True)
     if (updated is not None and updated * US != previous.updated
             and updated * US <= max(hi, published * US)):
         taken.release(previous.updated)
-        return replace(previous, published=published, updated=updated * US, source=source,
+        return replace(previous, published=published, updated=updated * US, file_name=file_name,
                        live=True)
     if (published != previous.published and previous.updated < published * US
             and updated is None):
         # Moved later than its last change: it changes when it appears.
         moment = taken.allocate(published * US, published * US, hi)
         taken.release(previous.updated)
-        return replace(previous, published=published, updated=moment, source=source,
+        return replace(previous, published=published, updated=moment, file_name=file_name,
                        live=True)
-    if published != previous.published or previous.source != source or not previous.live:
-        return replace(previous, published=published, source=source, live=True)
+    if published != previous.published or previous.file_name != file_name or not previous.live:
+        return replace(previous, published=published, file_name=file_name, live=True)
     return previous
 
 

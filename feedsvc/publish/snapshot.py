@@ -16,7 +16,7 @@ import brotli
 from zlib_ng import gzip_ng
 
 from feedsvc.durable import fsync_path
-from feedsvc.errors import SeedError
+from feedsvc.errors import Rejection
 from feedsvc.httpdates import http_date
 from feedsvc.model import Document, Snapshot, Variant
 
@@ -60,7 +60,7 @@ def _brotli(body: bytes) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class Draft:
+class Rendered:
     """A rendered body waiting for its variants."""
 
     path: str
@@ -72,21 +72,21 @@ class Draft:
     digest: str | None = None  # of `body`, when already computed
 
 
-def make_documents(drafts: Sequence[Draft], cache_max_age: int = 60) -> list[Document]:
+def make_documents(rendered: Sequence[Rendered], cache_max_age: int = 60) -> list[Document]:
     """Several documents at once, their compressions run in parallel."""
-    if len(drafts) == 1:
-        draft = drafts[0]
-        return [make_document(draft.path, draft.content_type, draft.body, draft.last_modified,
-                              cache_max_age, digest=draft.digest, previous=draft.previous)]
+    if len(rendered) == 1:
+        doc = rendered[0]
+        return [make_document(doc.path, doc.content_type, doc.body, doc.last_modified,
+                              cache_max_age, digest=doc.digest, previous=doc.previous)]
     # Largest first: the two feeds' jobs start at once and the small pages fill the gaps.
-    largest_first = sorted(range(len(drafts)), key=lambda i: -len(drafts[i].body))
-    jobs = {(i, coder): _COMPRESSORS.submit(coder, drafts[i].body)
+    largest_first = sorted(range(len(rendered)), key=lambda i: -len(rendered[i].body))
+    jobs = {(i, coder): _COMPRESSORS.submit(coder, rendered[i].body)
             for i in largest_first for coder in (_brotli, _gzip)}
-    digests = [d.digest or _digest(d.body) for d in drafts]  # meanwhile, on this thread
+    digests = [d.digest or _digest(d.body) for d in rendered]  # meanwhile, on this thread
     return [make_document(d.path, d.content_type, d.body, d.last_modified, cache_max_age,
                           coded=(jobs[i, _gzip].result(), jobs[i, _brotli].result()),
                           digest=digests[i], previous=d.previous)
-            for i, d in enumerate(drafts)]
+            for i, d in enumerate(rendered)]
 
 
 def make_document(path: str, content_type: str, body: bytes, last_modified: datetime,
@@ -127,18 +127,18 @@ def make_document(path: str, content_type: str, body: bytes, last_modified: date
                     unchanged_since=unchanged_since)
 
 
-def make_snapshot(documents: Iterable[Document], published: int,
-                  rejected: Iterable[SeedError], changed_at: datetime | None,
-                  seeds_readable: bool = True, generation: int = 0, drafts: int = 0,
+def make_snapshot(documents: Iterable[Document], published_count: int,
+                  rejected: Iterable[Rejection], changed_at: datetime | None,
+                  seeds_readable: bool = True, generation: int = 0, draft_count: int = 0,
                   scheduled: tuple[tuple[str, datetime], ...] = ()) -> Snapshot:
     return Snapshot(
         documents=MappingProxyType({doc.path: doc for doc in documents}),
-        published=published,
+        published_count=published_count,
         rejected=tuple(rejected),
         changed_at=changed_at,
         seeds_readable=seeds_readable,
         generation=generation,
-        drafts=drafts,
+        draft_count=draft_count,
         scheduled=scheduled,
     )
 

@@ -151,7 +151,7 @@ async def run_pipeline(app: web.Application) -> AsyncIterator[None]:
             _batch_failed(status, e)
         _note(status, publisher, live.current)
         await followers.send(live.current, status, publisher.info)
-        log.info("serving %d published entries from %s", live.current.published,
+        log.info("serving %d published entries from %s", live.current.published_count,
                  config.paths.seeds)
         stop = asyncio.Event()
         queue: asyncio.Queue[Batch | None] = asyncio.Queue()
@@ -438,9 +438,9 @@ async def serve_health(request: web.Request) -> web.Response:
         "state": pipeline.state_problem or "ok",
         "unsaved_changes": pipeline.pending_writes,
         "pipeline": pipeline.batch_problem or "ok",
-        "entries_published": snapshot.published,
+        "entries_published": snapshot.published_count,
         "seeds_rejected": len(snapshot.rejected),
-        "drafts": snapshot.drafts,
+        "drafts": snapshot.draft_count,
         "scheduled": [{"slug": slug, "at": moment.isoformat()}
                       for slug, moment in snapshot.scheduled[:HEALTH_SCHEDULED_MAX]],
         "scheduled_count": len(snapshot.scheduled),

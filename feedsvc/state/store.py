@@ -425,10 +425,10 @@ class Store(StateFile):
         return [row[0] for row in
                 self._query("SELECT slug FROM stamps WHERE updated = ?", (moment,))]
 
-    def last_slug_of(self, source: str) -> str | None:
+    def last_slug_of(self, file_name: str) -> str | None:
         """The slug a file published last (its last good version while it is broken)."""
         rows = self._query("SELECT slug FROM stamps WHERE source = ? ORDER BY updated DESC "
-                           "LIMIT 1", (source,))
+                           "LIMIT 1", (file_name,))
         return rows[0][0] if rows else None
 
     def load_content(self, slug: str) -> Content | None:
@@ -493,7 +493,7 @@ class Store(StateFile):
         revision_rows = [(r.path, r.digest, r.modified, r.previous) for r in revisions]
         with_text, without_text, tag_rows = [], [], []
         for s in stamps:
-            row = (s.slug, s.published, s.updated, s.content_hash, s.source, int(s.live))
+            row = (s.slug, s.published, s.updated, s.content_hash, s.file_name, int(s.live))
             if (content := contents.get(s.slug)) is not None:
                 with_text.append((*row, content.title,
                                   PARAGRAPH_SEPARATOR.join(content.paragraphs), content.text))
@@ -523,10 +523,10 @@ class Store(StateFile):
         self._write(write)
 
 def _content(row: Sequence[str]) -> Content | None:
-    """(title, body, text, source) → Content; None when no text was kept."""
-    title, body, text, source = row
+    """(title, body, text, file name) → Content; None when no text was kept."""
+    title, body, text, file_name = row
     if text:
-        return Content(title, (), text, source)
+        return Content(title, (), text, file_name)
     if not title or not body:
         return None
     return Content(title, tuple(body.split(PARAGRAPH_SEPARATOR)))
