@@ -21,6 +21,7 @@ from feedsvc.ingest.seedrules import is_slug
 from feedsvc.model import Document, FeedInfo, Item, from_micros
 from feedsvc.publish.pages import HTML_TYPE, render_entry
 from feedsvc.publish.publisher import entry_id, parse_options
+from feedsvc.publish.registry import entry_path
 from feedsvc.publish.snapshot import make_document
 from feedsvc.state.store import Store
 from feedsvc.timerange import datetime_of
@@ -75,7 +76,7 @@ class EntryPages:
         published, updated, content = row
         # The page's own revision, when the publisher moved its date without rendering it (a
         # change of `date:` alone while no feed showed it): never before the entry's updated.
-        path = f"/entries/{slug}"
+        path = entry_path(slug)
         try:
             revision = self._store.load_revisions((path,)).get(path)
         except StoreError as e:
@@ -101,7 +102,7 @@ class EntryPages:
             since = from_micros(previous)
         else:
             since = moment - timedelta(microseconds=1) if moment.microsecond else None
-        document = make_document(f"/entries/{slug}", HTML_TYPE, render_entry(self.info, item),
+        document = make_document(entry_path(slug), HTML_TYPE, render_entry(self.info, item),
                                  moment, self.config.server.cache_max_age, previous=since)
         self._cache[slug] = (published, document)
         while len(self._cache) > self.capacity:

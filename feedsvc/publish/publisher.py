@@ -48,7 +48,7 @@ from feedsvc.publish.docdates import DocumentDates
 from feedsvc.publish.formats.feedgen_xml import feed_updated
 from feedsvc.publish.moments import Moments
 from feedsvc.publish.pages import HTML_TYPE, render_entry, render_index
-from feedsvc.publish.registry import MAIN, TAGS, formats
+from feedsvc.publish.registry import INDEX, MAIN, TAGS, entry_path, formats
 from feedsvc.publish.snapshot import Rendered, make_documents, make_snapshot
 from feedsvc.state.store import Store
 from feedsvc.timerange import datetime_of
@@ -284,7 +284,7 @@ class Publisher:
             moved.pop(item.slug, None)  # rendered by _render, dated by its bytes
         if not moved:
             return
-        paths = {slug: f"/entries/{slug}" for slug in moved}
+        paths = {slug: entry_path(slug) for slug in moved}
         self._dates.load(paths.values())
         self._stamps.load(moved)
         for slug, before in moved.items():
@@ -727,7 +727,7 @@ class Publisher:
         updated = feed_updated(info, items)
         old = {item.slug: item for item in self._shown}
         pages = [item for item in items if old.get(item.slug) != item]
-        self._dates.load(["/", *(f"/entries/{item.slug}" for item in pages)])
+        self._dates.load([INDEX, *(entry_path(item.slug) for item in pages)])
         # The feeds last rendered by this process showed other ids, dates or texts: their
         # bytes surely differ from those last dated, so each is rendered once, with its new
         # date, instead of first with the stored one to compare (a millisecond and a half of
@@ -735,14 +735,14 @@ class Publisher:
         changed = bool(self._shown) and _rendered_keys(self._shown) != _rendered_keys(shown)
         capped = [
             *self._feed_documents(info, items, updated, now_us, changed),
-            self._dates.dated("/", HTML_TYPE, updated, now_us, render_index(info, items)),
+            self._dates.dated(INDEX, HTML_TYPE, updated, now_us, render_index(info, items)),
         ]
-        rendered = capped + [self._dates.dated(f"/entries/{item.slug}", HTML_TYPE, item.updated,
+        rendered = capped + [self._dates.dated(entry_path(item.slug), HTML_TYPE, item.updated,
                                              now_us, render_entry(info, item))
                            for item in pages]
         documents = {doc.path: doc for doc in
                      make_documents(rendered, self.config.server.cache_max_age)}
-        self._pages = {item.slug: documents.get(f"/entries/{item.slug}") or self._pages[item.slug]
+        self._pages = {item.slug: documents.get(entry_path(item.slug)) or self._pages[item.slug]
                        for item in items}
         return [documents[doc.path] for doc in capped]
 

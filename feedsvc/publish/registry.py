@@ -18,6 +18,15 @@ from feedsvc.publish.formats.jsonfeed import JSON_FEED
 #: `{TAGS}{tag}`, served under the one route `/tags/{name}`.
 MAIN = "feed"
 TAGS = "tags/"
+#: The front page, and each entry's own page (`/entries/{slug}`): HTML, one per entry.
+INDEX = "/"
+ENTRIES = "entries/"
+
+
+def entry_path(slug: str) -> str:
+    """The URL path of an entry's page."""
+    return f"/{ENTRIES}{slug}"
+
 
 _FORMATS: dict[str, FeedFormat] = {}
 

@@ -29,7 +29,7 @@ from feedsvc.logtext import escape
 from feedsvc.model import Document, Snapshot
 from feedsvc.publish.longtail import EntryPages
 from feedsvc.publish.publisher import Publisher
-from feedsvc.publish.registry import MAIN, TAGS, formats
+from feedsvc.publish.registry import ENTRIES, INDEX, MAIN, TAGS, formats
 from feedsvc.publish.snapshot import Live
 from feedsvc.serve.connections import RateLimitedLog
 from feedsvc.serve.negotiation import choose_coding, not_modified
@@ -69,10 +69,10 @@ def _base_app(config: Config) -> web.Application:
     app[LIVE] = Live()
     app[STATUS] = PipelineStatus()
     app[PAGES] = EntryPages(config)
-    app.router.add_get("/", serve_document)
+    app.router.add_get(INDEX, serve_document)
     for fmt in formats():  # the feed in every registered format
         app.router.add_get(fmt.path(MAIN), serve_document)
-    app.router.add_get("/entries/{slug}", serve_entry)
+    app.router.add_get(f"/{ENTRIES}{{slug}}", serve_entry)
     # A tag's documents, every format: {tag}.{extension}, as the snapshot holds them.
     app.router.add_get(f"/{TAGS}{{name}}", serve_document)
     app.router.add_get("/healthz", serve_health)
