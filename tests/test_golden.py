@@ -63,7 +63,7 @@ def _corpus_documents(tmp_path: Path) -> dict[str, bytes]:
         snapshot = publisher.scan()
     finally:
         publisher.close()
-    assert snapshot.rejected == () and snapshot.published == 3
+    assert snapshot.rejected == () and snapshot.published_count == 3
     return {path: doc.body for path, doc in snapshot.documents.items()}
 
 
