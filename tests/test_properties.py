@@ -24,7 +24,9 @@ from lxml import etree
 from feedsvc.errors import Rejection
 from feedsvc.ingest.parser import parse_seed
 from feedsvc.model import Entry, FeedInfo, Item
-from feedsvc.publish.formats.feedgen_xml import feed_updated, render_atom, render_rss
+from feedsvc.publish.docformat import feed_updated
+from feedsvc.publish.formats.atom import render_atom
+from feedsvc.publish.formats.rss import render_rss
 from feedsvc.publish.publisher import entry_id
 from feedsvc.publish.registry import formats
 

@@ -11,7 +11,9 @@ import pytest
 
 from feedsvc.ingest.parser import parse_seed
 from feedsvc.model import Entry, FeedInfo, Item
-from feedsvc.publish.formats.feedgen_xml import feed_updated, newest_first, render_atom, render_rss
+from feedsvc.publish.docformat import feed_updated, newest_first
+from feedsvc.publish.formats.atom import render_atom
+from feedsvc.publish.formats.rss import render_rss
 from feedsvc.publish.pages import render_entry, render_index
 from feedsvc.publish.publisher import entry_id
 

@@ -42,7 +42,7 @@ LAZY_IMPORTS = {
     ("feedsvc.ingest.parser", "feedsvc.ingest.markdown"),
     ("feedsvc.ingest.parser", "feedsvc.ingest.dates"),
     ("feedsvc.ingest.parser", "feedsvc.ingest.slugs"),
-    ("feedsvc.publish.formats.feedgen_xml", "feedsvc.ingest.slugs"),
+
     ("feedsvc", "importlib.metadata"),  # only `--version` wants it
 }
 

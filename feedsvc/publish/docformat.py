@@ -36,6 +36,17 @@ class Renderer(Protocol):
         ...
 
 
+def newest_first(items: Sequence[Item], limit: int) -> list[Item]:
+    """The items a document shows: newest `published` first, ties by slug, at most `limit`."""
+    return sorted(items, key=lambda item: (-item.published.timestamp(), item.slug))[:limit]
+
+
+def feed_updated(info: FeedInfo, items: Sequence[Item]) -> datetime:
+    """The newest `updated` among the shown items; the feed's creation time when there is none
+    (the date a dated document carries: Atom `<updated>`, RSS `<lastBuildDate>`)."""
+    return max((item.updated for item in items), default=info.created)
+
+
 def reuse(made: dict[K, V], keys: Iterable[K], make: Callable[[K], V]) -> list[V]:
     """The values of these keys, each made once and kept in `made`. One look-up per key: an
     Item's hash is computed anew at each look-up (a frozen dataclass caches none)."""

@@ -45,7 +45,7 @@ from feedsvc.model import (
     to_micros,
 )
 from feedsvc.publish.docdates import DocumentDates
-from feedsvc.publish.formats.feedgen_xml import feed_updated
+from feedsvc.publish.docformat import feed_updated
 from feedsvc.publish.moments import Moments
 from feedsvc.publish.pages import HTML_TYPE, render_entry, render_index
 from feedsvc.publish.registry import INDEX, MAIN, TAGS, entry_path, formats

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from feedsvc.errors import FeedsvcError
 from feedsvc.publish.docformat import FeedFormat
-from feedsvc.publish.formats.feedgen_xml import ATOM, RSS
+from feedsvc.publish.formats.atom import ATOM
 from feedsvc.publish.formats.jsonfeed import JSON_FEED
+from feedsvc.publish.formats.rss import RSS
 
 #: The feed documents' path without extension (`FeedInfo.feed_path`); a tag's is
 #: `{TAGS}{tag}`, served under the one route `/tags/{name}`.
