@@ -20,6 +20,7 @@ import feedsvc
 from feedsvc.config import Config, find_config, load_config
 from feedsvc.errors import ConfigError, FeedsvcError, UsageError
 from feedsvc.ingest.catalog import Catalog
+from feedsvc.ingest.dates import DateError, parse_date
 from feedsvc.ingest.source import FolderMissing
 from feedsvc.logtext import EscapingFormatter, escape
 from feedsvc.publish.publisher import Publisher, parse_options, resolve_owners
@@ -201,7 +202,6 @@ def new(config: Config, args: argparse.Namespace) -> int:
     """Write a new draft seed with its front matter into the seeds folder and print its path;
     with --edit, open it in $EDITOR."""
     from feedsvc.ingest.authoring import new_seed
-    from feedsvc.ingest.dates import DateError, parse_date
 
     options = parse_options(config)
     if args.date is not None:

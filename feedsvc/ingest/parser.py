@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from feedsvc.errors import Rejection, SeedError
+from feedsvc.ingest.dates import dayfirst_for
 from feedsvc.ingest.seedrules import HEADLINE_MAX, SLUG_MAX, SLUG_RE
 from feedsvc.ingest.seedrules import is_slug as is_slug  # where callers have long found it
 from feedsvc.model import Content, Entry
@@ -30,8 +31,9 @@ from feedsvc.model import Content, Entry
 if TYPE_CHECKING:
     from feedsvc.ingest.frontmatter import FrontMatter
 
-# YAML, dateutil, Markdown and slug tables are imported when a seed first needs them: most
-# seeds are plain, and a start should not pay for what it does not use.
+# YAML, Markdown and slug tables are imported when a seed first needs them: most seeds are
+# plain, and a start should not pay for what it does not use. (dateutil is not among them:
+# every start reads the dates' settings through `dates`, and feedgen imports it anyway.)
 
 SUMMARY_TARGET = 300
 # Byte order marks we decode; any other encoding must be UTF-8.
@@ -74,8 +76,6 @@ class ParseOptions:
     @classmethod
     def from_feed(cls, timezone: str, dayfirst: bool | None, language: str,
                   base_url: str) -> ParseOptions:
-        from feedsvc.ingest.dates import dayfirst_for
-
         return cls(ZoneInfo(timezone), dayfirst_for(language) if dayfirst is None else dayfirst,
                    base_url)
 
@@ -247,9 +247,11 @@ def rebuild_entry(slug: str, content: Content, options: ParseOptions = DEFAULT_O
 
 def stored_content(entry: Entry, file: str) -> Content:
     """What the state keeps of an entry to rebuild it (see rebuild_entry)."""
-    from feedsvc.ingest.slugs import tag_slug
+    tags: tuple[tuple[str, str], ...] = ()
+    if entry.tags:
+        from feedsvc.ingest.slugs import tag_slug  # python-slugify, once a seed has tags
 
-    tags = tuple(dict.fromkeys((slug, tag) for tag in entry.tags if (slug := tag_slug(tag))))
+        tags = tuple(dict.fromkeys((slug, tag) for tag in entry.tags if (slug := tag_slug(tag))))
     return Content(entry.title, entry.paragraphs, entry.seed_text, file if entry.seed_text else "",
                    tags)
 

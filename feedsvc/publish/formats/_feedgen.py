@@ -13,7 +13,6 @@ from datetime import datetime
 from feedgen.entry import FeedEntry
 from feedgen.feed import FeedGenerator
 
-from feedsvc.ingest.slugs import tag_slug
 from feedsvc.model import FeedInfo, Item
 from feedsvc.publish.docformat import forget, reuse
 
@@ -103,6 +102,8 @@ def add_entry(feed: FeedGenerator, info: FeedInfo, item: Item) -> FeedEntry:
     entry.author({"name": name, "email": email} if email else {"name": name})
     entry.summary(item.entry.summary)  # Atom: plain text
     if item.entry.tags:
+        from feedsvc.ingest.slugs import tag_slug  # python-slugify, once a seed has tags
+
         # term: the tag's slug, as in /tags/{slug}.atom; label: as the author wrote it
         # (RSS shows the label).
         entry.category([{"term": tag_slug(tag), "label": tag, "scheme": f"{info.base_url}tags/"}
