@@ -4,11 +4,13 @@ is served, built and announced with no other change)."""
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
 import aiohttp
+import brotli
 import pytest
 
 from feedsvc.cli import build
@@ -40,6 +42,7 @@ def plugin() -> Iterator[FeedFormat]:
     yield TITLES
     registry._FORMATS.clear()
     registry._FORMATS.update(saved)
+    assert TITLES not in formats()  # the next test sees the registry as it was
 
 
 def test_every_format_has_its_own_extension_and_type() -> None:
@@ -65,23 +68,45 @@ def test_a_format_is_registered_once(plugin: FeedFormat) -> None:
 
 async def test_a_plugin_format_is_served_built_and_announced(
         plugin: FeedFormat, config: Config, aiohttp_server) -> None:
+    """The whole claim of the registry: this module's one format and its one registration
+    (the `plugin` fixture) are enough for every route, coding, validator, file and link."""
     text = "---\ntags: [Vie du projet]\n---\n" + seed("bilan", "Le « bilan » d’automne",
                                                        "Un paragraphe.")
     write_seed(config.paths.seeds, "bilan.txt", text)
     server = await aiohttp_server(make_app(config))
     base = f"http://127.0.0.1:{server.port}"
-    async with aiohttp.ClientSession() as session:
+    served: dict[str, bytes] = {}
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
         for path in ("/feed.titles", "/tags/vie-du-projet.titles"):
-            async with session.get(base + path) as response:
+            identity = {"Accept-Encoding": "identity"}
+            async with session.get(base + path, headers=identity) as response:
                 assert response.status == 200, path
                 assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
-                body = await response.read()
+                assert "Content-Encoding" not in response.headers
+                body = served[path] = await response.read()
                 assert body.endswith("Le « bilan » d’automne\n".encode())
                 etag = response.headers["ETag"]
-            async with session.get(base + path, headers={"If-None-Match": etag}) as response:
-                assert response.status == 304
-        async with session.get(base + "/") as response:
-            page = await response.text()
+            assert etag.startswith('"') and etag.endswith('"'), etag  # strong, not W/
+            async with session.get(base + path, headers={**identity, "If-None-Match": etag}
+                                   ) as response:
+                assert response.status == 304 and response.headers["ETag"] == etag
+                assert await response.read() == b""
+            for coding, decode in (("gzip", gzip.decompress), ("br", brotli.decompress)):
+                async with session.get(base + path, headers={"Accept-Encoding": coding}
+                                       ) as response:
+                    assert response.status == 200
+                    assert response.headers["Content-Encoding"] == coding
+                    assert "Accept-Encoding" in response.headers["Vary"]
+                    assert decode(await response.read()) == body
+                    coded_etag = response.headers["ETag"]
+                assert coded_etag == f'{etag[:-1]}-{coding}"'  # strong, one per coding
+                async with session.get(base + path, headers={"Accept-Encoding": coding,
+                                                             "If-None-Match": coded_etag}
+                                       ) as response:
+                    assert response.status == 304
+        async with session.get(base + "/", headers={"Accept-Encoding": "identity"}
+                               ) as response:
+            page = (await response.read()).decode()
     assert (f'<link rel="alternate" type="text/plain" title="Test feed (Titles)" '
             f'href="{config.feed.base_url}feed.titles">') in page
     assert f'<a href="{config.feed.base_url}feed.titles">Titles</a></p>' in page
@@ -89,6 +114,8 @@ async def test_a_plugin_format_is_served_built_and_announced(
 
     assert build(config) == 0
     output: Path = config.paths.output
-    for name in ("feed.titles", "tags/vie-du-projet.titles"):
-        assert (output / name).read_bytes().endswith("Le « bilan » d’automne\n".encode())
-        assert (output / f"{name}.gz").exists() and (output / f"{name}.br").exists()
+    for path, body in served.items():
+        name = path[1:]  # feed.titles, tags/vie-du-projet.titles
+        assert (output / name).read_bytes() == body, name  # what serve sent, byte for byte
+        assert gzip.decompress((output / f"{name}.gz").read_bytes()) == body
+        assert brotli.decompress((output / f"{name}.br").read_bytes()) == body
