@@ -3,11 +3,14 @@ feedcheck.py's Atom and RSS ones. `check_json_feed` returns a list of problems; 
 
 What it holds a document to: UTF-8 JSON whose top level is an object; `version` the 1.1 URL;
 `title` and `items` present; every field of the spec with its type (strings, booleans, arrays
-of objects), URLs absolute http(s) (`mailto:` not being a site), `authors` objects with at
-least one of `name`, `url`, `avatar`; per item a string `id`, unique in the feed, and
+of objects), URLs absolute http(s) (`mailto:` not being a site; an author's `url` may be a
+`mailto:` one, as the spec allows), `authors` objects with at least one of `name`, `url`,
+`avatar`; `version` the first key (the spec's "should appear at the very top"); `next_url`
+not the feed's own `feed_url`; per item a string `id`, not blank, unique in the feed, and
 `content_html` or `content_text`; dates in RFC 3339 (section 5.6, real calendar dates);
 `tags` an array of strings; language tags in the form of RFC 5646; no unknown key unless it
-starts with "_" and a letter (the spec's extensions); no deprecated 1.0 `author` field.
+starts with "_" and a letter and has no "." (the spec's extensions); no deprecated 1.0
+`author` field.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ VERSION = "https://jsonfeed.org/version/1.1"
 _RFC3339_RE = re.compile(
     r"^\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$")
 _LANG_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
-_EXTENSION_RE = re.compile(r"^_[A-Za-z]")
+_EXTENSION_RE = re.compile(r"^_[A-Za-z][^.]*$")
 
 _FEED_FIELDS: dict[str, str] = {
     "version": "str", "title": "str", "home_page_url": "url", "feed_url": "url",
@@ -50,6 +53,10 @@ def check_json_feed(body: bytes, feed_url: str | None = None) -> list[str]:
     problems = _fields(feed, _FEED_FIELDS, "feed")
     if feed.get("version") != VERSION:
         problems.append(f"version: {feed.get('version')!r} is not {VERSION!r}")
+    elif next(iter(feed)) != "version":
+        problems.append("version: not the first key")
+    if "next_url" in feed and feed.get("next_url") == feed.get("feed_url"):
+        problems.append("next_url: the feed's own feed_url (readers would loop)")
     for required in ("title", "items"):
         if required not in feed:
             problems.append(f"feed: {required} missing")
@@ -68,7 +75,7 @@ def check_json_feed(body: bytes, feed_url: str | None = None) -> list[str]:
             if "id" not in item:
                 problems.append(f"{where}: id missing")
             elif isinstance(item["id"], str):
-                if not item["id"]:
+                if not item["id"].strip():
                     problems.append(f"{where}: id is empty")
                 if item["id"] in seen:
                     problems.append(f"{where}: id {item['id']!r} is not unique")
@@ -87,7 +94,7 @@ def _fields(obj: dict[str, Any], known: dict[str, str], where: str) -> list[str]
                 problems.append(f"{where}: author is JSON Feed 1.0's; 1.1 has authors")
             elif not _EXTENSION_RE.match(key):
                 problems.append(f"{where}: unknown field {key!r} (extensions start with _ "
-                                "and a letter)")
+                                "and a letter, and have no '.')")
             continue
         problems += _CHECKS[kind](value, f"{where}.{key}")
     return problems
@@ -126,8 +133,15 @@ def _date(value: Any, where: str) -> list[str]:
     return []
 
 
+def _author_url(value: Any, where: str) -> list[str]:
+    # "The URL could be a mailto: link, though we suspect that will be rare."
+    if isinstance(value, str) and value.startswith("mailto:") and "@" in value:
+        return []
+    return _url(value, where)
+
+
 def _authors(value: Any, where: str) -> list[str]:
-    fields = {"name": "str", "url": "url", "avatar": "url"}
+    fields = {"name": "str", "url": "author_url", "avatar": "url"}
     problems = _objects(value, where, fields, ())
     if isinstance(value, list):  # each author names at least one of its fields
         problems += [f"{where}[{n}]: none of name, url, avatar"
@@ -179,4 +193,4 @@ def _items(value: Any, where: str) -> list[str]:
 
 _CHECKS = {"str": _str, "url": _url, "bool": _bool, "lang": _lang, "date": _date,
            "authors": _authors, "tags": _tags, "hubs": _hubs, "attachments": _attachments,
-           "number": _number, "items": _items}
+           "number": _number, "items": _items, "author_url": _author_url}

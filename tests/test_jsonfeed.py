@@ -9,7 +9,9 @@ import copy
 import gzip
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -35,8 +37,9 @@ VALID: dict[str, Any] = {
     "title": "Nouvelles",
     "home_page_url": "http://127.0.0.1:8080/",
     "feed_url": "http://127.0.0.1:8080/feed.json",
-    "authors": [{"name": "Zoé"}],
+    "authors": [{"name": "Zoé", "url": "mailto:zoe@exemple.fr"}],  # the spec allows mailto:
     "language": "fr",
+    "next_url": "http://127.0.0.1:8080/feed.json?page=2",
     "_ext": {"any": 1},
     "items": [{"id": "urn:uuid:1", "content_html": "<p>a</p>", "tags": ["Vie du projet"],
                "date_published": "2026-11-24T08:30:00+00:00",
@@ -61,6 +64,10 @@ def _bad(change: Callable[[dict[str, Any]], object]) -> bytes:
     (lambda f: f.update(feed_url="mailto:a@b.c"), "not an absolute http(s) URL"),
     (lambda f: f.update(language="français"), "not a language tag"),
     (lambda f: f.update(expired="no"), "not a boolean"),
+    (lambda f: f.update({"version": f.pop("version")}), "version: not the first key"),
+    (lambda f: f.update(next_url=f["feed_url"]), "readers would loop"),
+    (lambda f: f["authors"][0].update(url="ftp://exemple.fr/"), "not an absolute http(s) URL"),
+    (lambda f: f.update({"_a.b": 1}), "unknown field '_a.b'"),
     (lambda f: f.update(authors=[{}]), "none of name, url, avatar"),
     (lambda f: f.update(authors={"name": "a"}), "authors: not an array"),
     (lambda f: f.update(author={"name": "a"}), "1.0's"),
@@ -69,6 +76,7 @@ def _bad(change: Callable[[dict[str, Any]], object]) -> bytes:
     (lambda f: f["items"][0].pop("id"), "id missing"),
     (lambda f: f["items"][0].update(id=1), "not a string"),
     (lambda f: f["items"][0].update(id=""), "id is empty"),
+    (lambda f: f["items"][0].update(id=" "), "id is empty"),
     (lambda f: f["items"][1].update(id="urn:uuid:1"), "not unique"),
     (lambda f: f["items"][0].pop("content_html"), "neither content_html nor content_text"),
     (lambda f: f["items"][0].update(date_published="2026-11-24 08:30"), "not an RFC 3339"),
@@ -114,6 +122,69 @@ def test_text_reaches_the_reader_as_written() -> None:
     assert got["date_published"] == "2026-11-24T08:30:00.000123+00:00"
     assert (got["language"], got["tags"]) == ("en", ["Vie du projet"])
     assert got["authors"] == [{"name": "L’équipe"}]
+
+
+INFO = FeedInfo(id="urn:uuid:f", title="Nouvelles", subtitle="Ce qu’on dit", language="fr",
+                author_name="L’équipe", author_email="equipe@exemple.fr",
+                base_url="http://127.0.0.1:8080/", created=datetime(2026, 1, 1, tzinfo=UTC))
+MOMENT = datetime(2026, 11, 24, 8, 30, tzinfo=UTC)
+
+
+def _item(**entry: Any) -> Item:
+    fields = {"slug": "a", "title": "A", "paragraphs": ("Un.",), "content_html": "<p>Un.</p>",
+              "summary": "Un.", "content_hash": "h", **entry}
+    return Item(entry=Entry(**fields), id=f"urn:uuid:{fields['slug']}",
+                link=f"http://127.0.0.1:8080/entries/{fields['slug']}", published=MOMENT,
+                updated=MOMENT)
+
+
+ITEM_FIELDS = ["id", "url", "title", "content_html", "summary", "date_published",
+               "date_modified", "authors"]
+
+
+@pytest.mark.parametrize(("entry", "fields", "authors"), [
+    ({}, ITEM_FIELDS, [{"name": "L’équipe"}]),  # the feed's author, named in every item
+    ({"author_name": "Zoé", "author_email": "zoe@exemple.fr"}, ITEM_FIELDS, [{"name": "Zoé"}]),
+    ({"tags": ("Vie du projet", "vie-du-projet")}, [*ITEM_FIELDS, "tags"],
+     [{"name": "L’équipe"}]),
+    ({"lang": "en"}, [*ITEM_FIELDS, "language"], [{"name": "L’équipe"}]),
+    ({"lang": "fr"}, ITEM_FIELDS, [{"name": "L’équipe"}]),  # the feed's own: not repeated
+], ids=["feed-author", "own-author", "tags", "own-language", "feed-language"])
+def test_each_item_has_the_fields_its_entry_gives(entry: dict[str, Any], fields: list[str],
+                                                  authors: list[dict[str, str]]) -> None:
+    item = _item(**entry)
+    body = render_json_feed(INFO, [item])
+    assert check_json_feed(body, "http://127.0.0.1:8080/feed.json") == []
+    [got] = json.loads(body)["items"]
+    assert list(got) == fields  # the spec's order; no field the entry does not give
+    assert got["authors"] == authors
+    assert got.get("tags", []) == list(item.entry.tags)  # as written, even when two share a slug
+
+
+@pytest.mark.parametrize("feed_path", ["feed", "tags/vie-du-projet"])
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_the_feed_names_itself_and_nothing_it_does_not_have(feed_path: str, count: int) -> None:
+    info = replace(INFO, feed_path=feed_path)
+    items = [_item(slug=f"s{n}") for n in range(count)]
+    url = f"http://127.0.0.1:8080/{feed_path}.json"
+    body = render_json_feed(info, items)
+    assert check_json_feed(body, url) == []
+    feed = json.loads(body)
+    # No `expired` (the feed goes on), `next_url` (no pages: the feed shows its newest
+    # entries), `user_comment`, `icon` nor `favicon` (none configured).
+    assert list(feed) == ["version", "title", "home_page_url", "feed_url", "description",
+                          "language", "authors", "items"]
+    assert (feed["feed_url"], feed["home_page_url"]) == (url, "http://127.0.0.1:8080/")
+    assert feed["authors"] == [{"name": "L’équipe"}]  # JSON Feed authors have no email
+    assert [item["id"] for item in feed["items"]] == [item.id for item in items]
+    assert body.endswith(b"}\n") and body.count(b"\n") == 1 + count + (count > 0)
+
+
+@pytest.mark.parametrize("name", ["feed.json", "tags__astronomie.json",
+                                  "tags__vie-du-projet.json"])
+def test_the_golden_json_feeds_pass_the_checker(name: str) -> None:
+    body = (Path(__file__).parent / "data" / "golden" / name).read_bytes()
+    assert check_json_feed(body, "http://127.0.0.1:8080/" + name.replace("__", "/")) == []
 
 
 SEEDS = {
@@ -167,6 +238,7 @@ async def test_json_feeds_are_served_checked_and_built(config: Config, aiohttp_s
         atom = _atom_entries((await _get(session, base + "/feed.atom"))[2])
         tag_atom = _atom_entries((await _get(session, base + "/tags/astronomie.atom"))[2])
         page = (await _get(session, base + "/"))[2].decode()
+        entry_page = (await _get(session, base + "/entries/bilan"))[2].decode()
     await server.close()
 
     feed = json.loads(served["/feed.json"])
@@ -188,8 +260,9 @@ async def test_json_feeds_are_served_checked_and_built(config: Config, aiohttp_s
     assert tagged["title"] == "Test feed — Astronomie"
     assert tagged["feed_url"] == f"{config.feed.base_url}tags/astronomie.json"
     assert [item["id"] for item in tagged["items"]] == list(tag_atom)
-    assert ('<link rel="alternate" type="application/feed+json" title="Test feed (JSON Feed)" '
-            f'href="{config.feed.base_url}feed.json">') in page
+    for html_page in (page, entry_page):
+        assert ('<link rel="alternate" type="application/feed+json" title="Test feed (JSON Feed)" '
+                f'href="{config.feed.base_url}feed.json">') in html_page
 
     assert build(config) == 0
     for path, body in served.items():
