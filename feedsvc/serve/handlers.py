@@ -124,17 +124,17 @@ async def serve_health(request: web.Request) -> web.Response:
     """200 while feeds are served; 503 when the watch is down and the last rescan failed too,
     so nothing on disk can reach readers."""
     snapshot: Snapshot = request.app[LIVE].current
-    pipeline: HealthStatus = request.app[STATUS].current  # read once, as the snapshot
-    down = not pipeline.watching and not pipeline.rescan_ok
-    healthy = (pipeline.watching and snapshot.seeds_readable and not pipeline.pending_writes
-               and pipeline.state_problem is None and pipeline.batch_problem is None)
+    status: HealthStatus = request.app[STATUS].current  # read once, as the snapshot
+    down = not status.watching and not status.rescan_ok
+    healthy = (status.watching and snapshot.seeds_readable and not status.pending_writes
+               and status.state_problem is None and status.batch_problem is None)
     body = {
         "status": "down" if down else "ok" if healthy else "degraded",
-        "watching": pipeline.watching,
+        "watching": status.watching,
         "seeds_folder": "ok" if snapshot.seeds_readable else "missing",
-        "state": pipeline.state_problem or "ok",
-        "unsaved_changes": pipeline.pending_writes,
-        "pipeline": pipeline.batch_problem or "ok",
+        "state": status.state_problem or "ok",
+        "unsaved_changes": status.pending_writes,
+        "pipeline": status.batch_problem or "ok",
         "entries_published": snapshot.published_count,
         "seeds_rejected": len(snapshot.rejected),
         "drafts": snapshot.draft_count,
