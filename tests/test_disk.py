@@ -234,7 +234,7 @@ def test_a_first_start_on_a_full_disk_serves_from_memory(tmp_path: Path, tmpfs, 
 
 def test_healthz_names_the_state_problem_while_the_disk_is_full(
         tmp_path: Path, tmpfs, serve) -> None:
-    """/healthz "state" is "ok" only while the state can be written (PipelineStatus,
+    """/healthz "state" is "ok" only while the state can be written (HealthStatus,
     Store.problem: "why the state is not writable now")."""
     statefs = tmpfs("statefs", "2m")
     seeds = tmp_path / "seeds"

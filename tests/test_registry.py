@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import brotli
 import pytest
+from aiohttp import web
 
 from feedsvc.cli import build
 from feedsvc.config import Config
@@ -21,6 +22,7 @@ from feedsvc.publish import registry
 from feedsvc.publish.docformat import FeedFormat
 from feedsvc.publish.registry import FormatError, formats, register_format, tag_of
 from feedsvc.serve.app import make_app
+from feedsvc.serve.routes import setup_routes
 
 from .conftest import seed, write_seed
 
@@ -64,6 +66,23 @@ def test_a_format_is_registered_once(plugin: FeedFormat) -> None:
         register_format(FeedFormat(name="Bad", extension="a/b", content_type="x/y",
                                    link_type="x/y", render=_titles))
     assert issubclass(FormatError, FeedsvcError)
+
+
+def _routed() -> set[str]:
+    app = web.Application()
+    setup_routes(app)
+    return {resource.canonical for resource in app.router.resources()}
+
+
+def test_the_routes_come_from_the_registry() -> None:
+    routed = _routed()
+    assert {fmt.path(registry.MAIN) for fmt in formats()} <= routed
+    assert "/feed.titles" not in routed
+    assert {registry.INDEX, "/entries/{slug}", "/tags/{name}", "/healthz"} <= routed
+
+
+def test_a_registered_format_gets_its_route(plugin: FeedFormat) -> None:
+    assert "/feed.titles" in _routed()
 
 
 async def test_a_plugin_format_is_served_built_and_announced(

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from feedsvc.serve.app import STREAM_MIN_BYTES
+from feedsvc.serve.handlers import STREAM_MIN_BYTES
 
 from .conftest import ServeProcess, seed, wait_until, write_seed
 

@@ -253,3 +253,14 @@ def test_check_and_new_do_not_load_the_server() -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=60, check=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_the_app_keys_import_no_serving_module_at_run_time() -> None:
+    """feedsvc.serve.keys is the leaf every serving module may import (aiohttp's AppKey
+    pattern): the types it names from serve/ are imported for the type checker only."""
+    at_run_time = set()
+    for node in _parse("feedsvc.serve.keys").body:  # top level: TYPE_CHECKING's block aside
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            at_run_time |= set(_imported(node))
+    assert {name for name in at_run_time if name.startswith("feedsvc.serve")} == set()
+    assert "feedsvc.publish.snapshot" in at_run_time  # the test sees the imports it checks

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import pickle
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+
+from feedsvc.errors import FeedsvcError
+from feedsvc.model import FeedInfo, Snapshot
+from feedsvc.publish.snapshot import make_document
+from feedsvc.serve.health import HealthStatus
+from feedsvc.serve.workers import Followers, MessageError, SnapshotMessage, receive, unpack
 
 from .conftest import copy_sample, http_get, seed, wait_until, write_seed
 
@@ -81,3 +93,61 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+# -- the message to followers: a typed value, checked on arrival ---------------------------------
+
+def _message(pending_writes: int = 0) -> SnapshotMessage:
+    moment = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    document = make_document("/feed.atom", "application/atom+xml; charset=utf-8",
+                             "<feed>« un titre »</feed>".encode(), moment)
+    snapshot = Snapshot(documents=MappingProxyType({document.path: document}),
+                        published_count=1, changed_at=moment, generation=3,
+                        scheduled=(("plus-tard", moment),))
+    info = FeedInfo(id="urn:x", title="Le « flux »", subtitle="", language="fr",
+                    author_name="A", author_email=None, base_url="http://x/", created=moment)
+    status = HealthStatus(watching=False, pending_writes=pending_writes,
+                          batch_problem="last batch failed: OSError: x")
+    return SnapshotMessage(snapshot, status, info)
+
+
+def test_a_snapshot_message_survives_the_pipe_whole() -> None:
+    message = _message()
+    received = unpack(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+    assert type(received) is SnapshotMessage and received == message
+    assert isinstance(received.snapshot.documents, MappingProxyType)  # still read-only
+    assert received.snapshot.documents["/feed.atom"].variants["br"].body == \
+        message.snapshot.documents["/feed.atom"].variants["br"].body
+
+
+@pytest.mark.parametrize("data", [
+    pickle.dumps((_message().snapshot, _message().status, _message().info)),  # as before
+    pickle.dumps(_message().snapshot),
+    pickle.dumps(None),
+    b"not a pickle",
+    b"",
+])
+def test_anything_else_from_the_leader_is_a_feedsvc_error(data: bytes) -> None:
+    with pytest.raises(MessageError) as raised:
+        unpack(data)
+    assert isinstance(raised.value, FeedsvcError)
+
+
+async def test_followers_are_sent_only_what_is_new() -> None:
+    receiving, sending = multiprocessing.Pipe(duplex=False)
+    followers = Followers([sending])
+    try:
+        first = _message()
+        await followers.send(first)
+        await followers.send(first)  # nothing new: nothing sent
+        await followers.send(SnapshotMessage(first.snapshot, first.status, first.info))
+        assert (await receive(receiving)) == first
+        assert not receiving.poll(0.05)
+        changed = _message(pending_writes=2)  # a new status alone is news
+        await followers.send(changed)
+        assert (await receive(receiving)) == changed
+        assert not receiving.poll(0.05)
+    finally:
+        followers.close()
+    assert await receive(receiving) is None  # the leader gone
+    receiving.close()

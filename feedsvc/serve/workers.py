@@ -14,11 +14,17 @@ import logging
 import pickle
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from types import MappingProxyType
 from typing import Any
 
+from feedsvc.errors import FeedsvcError
+from feedsvc.model import FeedInfo, Snapshot
+from feedsvc.serve.health import HealthStatus
+
 log = logging.getLogger("feedsvc")
+
 
 def read_only(mapping: dict[Any, Any]) -> MappingProxyType[Any, Any]:
     return MappingProxyType(mapping)
@@ -28,6 +34,19 @@ def read_only(mapping: dict[Any, Any]) -> MappingProxyType[Any, Any]:
 copyreg.pickle(MappingProxyType, lambda proxy: (read_only, (dict(proxy),)))
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotMessage:
+    """What the leader sends its followers after each change: all a follower serves."""
+
+    snapshot: Snapshot
+    status: HealthStatus
+    info: FeedInfo  # for the long tail's pages, which each process reads itself
+
+
+class MessageError(FeedsvcError):
+    """What came from the leader is not a SnapshotMessage."""
+
+
 class Followers:
     """The leader's side: sends each new snapshot (once, whatever the number of followers)."""
 
@@ -35,17 +54,17 @@ class Followers:
         self._connections = list(connections)
         self._executor = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedsvc-send")
                           if self._connections else None)
-        self._last: tuple[object, ...] | None = None
+        self._last: tuple[Snapshot, HealthStatus] | None = None
 
-    async def send(self, snapshot: object, status: object, info: object) -> None:
+    async def send(self, message: SnapshotMessage) -> None:
         if self._executor is None:
             return
-        fingerprint = (snapshot, *vars(status).values())
+        fingerprint = (message.snapshot, message.status)  # the info never changes
         if fingerprint == self._last:
             return  # nothing new for them
         self._last = fingerprint
-        message = pickle.dumps((snapshot, status, info), protocol=pickle.HIGHEST_PROTOCOL)
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._send_all, message)
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._send_all, data)
 
     def _send_all(self, message: bytes) -> None:
         for connection in list(self._connections):
@@ -62,12 +81,26 @@ class Followers:
             connection.close()
 
 
-async def receive(leader: Connection) -> tuple[Any, Any, Any] | None:
-    """The follower's side: the next (snapshot, status, info), or None when the leader is
-    gone. The read runs in a thread: a large snapshot never blocks the event loop."""
+async def receive(leader: Connection) -> SnapshotMessage | None:
+    """The follower's side: the next message, or None when the leader is gone. The read runs
+    in a thread: a large snapshot never blocks the event loop."""
     loop = asyncio.get_running_loop()
     try:
-        message = await loop.run_in_executor(None, leader.recv_bytes)
+        data = await loop.run_in_executor(None, leader.recv_bytes)
     except (EOFError, OSError):
         return None
-    return pickle.loads(message)
+    return unpack(data)
+
+
+def unpack(data: bytes) -> SnapshotMessage:
+    """A message as the leader pickled it; anything else is a MessageError now, not an
+    AttributeError at the first request that reads it."""
+    try:
+        message = pickle.loads(data)
+    except Exception as e:
+        raise MessageError(f"unreadable message from the leader: {type(e).__name__}: {e}"
+                           ) from e
+    if not isinstance(message, SnapshotMessage):
+        raise MessageError(f"the leader sent a {type(message).__name__}, "
+                           "not a SnapshotMessage")
+    return message

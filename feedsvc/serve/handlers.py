@@ -1,0 +1,159 @@
+"""The request handlers: every body comes from the current snapshot.
+
+Requests never render: the snapshot is swapped in whole after each change, so a response's body
+always matches its ETag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Mapping
+from typing import NoReturn
+
+from aiohttp import web
+
+from feedsvc.logtext import escape
+from feedsvc.model import Document, Snapshot
+from feedsvc.serve.health import HealthStatus
+from feedsvc.serve.keys import CONFIG, LIVE, PAGES, STATUS
+from feedsvc.serve.negotiation import choose_coding, not_modified
+
+log = logging.getLogger("feedsvc")
+
+
+async def serve_document(request: web.Request) -> web.StreamResponse:
+    """The hot path: look-ups in the current snapshot and in caches of parsed headers; no I/O,
+    no rendering, no hashing, no compression."""
+    snapshot = request.app[LIVE].current  # read once: body and validators from one snapshot
+    document = snapshot.documents.get(request.rel_url.path)
+    if document is None:
+        _not_there(snapshot)
+    return respond(request, document)
+
+
+async def serve_entry(request: web.Request) -> web.StreamResponse:
+    """An entry's page: from the snapshot for the entries the feeds show, else from the state
+    (the long tail), off the event loop."""
+    snapshot = request.app[LIVE].current
+    document = snapshot.documents.get(request.rel_url.path)
+    if document is None and snapshot.documents:
+        document = await request.app[PAGES].page(request.match_info["slug"])
+    if document is None:
+        _not_there(snapshot)
+    return respond(request, document)
+
+
+def _not_there(snapshot: Snapshot) -> NoReturn:
+    if not snapshot.documents:
+        # Nothing published since start (the seeds folder was missing): say "not yet",
+        # not "gone", so readers and caches try again.
+        raise web.HTTPServiceUnavailable(headers={"Retry-After": "5"})
+    raise web.HTTPNotFound()
+
+
+#: Bodies larger than this are sent in pieces with back-pressure (LargeBody); smaller ones in
+#: one write, with headers prepared once (the hot path: a 50-entry feed is ~160 KB, and
+#: pieces cost it ~10% of its requests per second). What a stalled reader of a body up to this
+#: size makes the process hold is bounded by it, and the connection cap bounds the readers.
+STREAM_MIN_BYTES = 256 * 1024
+#: One piece of a large body: what a stalled reader can make the process hold, beyond what
+#: the transport buffers before it stops accepting more (its high-water mark).
+PIECE_BYTES = 256 * 1024
+
+
+def respond(request: web.Request, document: Document) -> web.StreamResponse:
+    headers = request.headers
+    coding = choose_coding(headers.get("Accept-Encoding"))
+    if coding is None:
+        raise web.HTTPNotAcceptable(headers={"Vary": "Accept-Encoding"})
+    variant = document.variants[coding]
+    if not_modified(document.etags, document.unchanged_since or document.last_modified,
+                    headers.get("If-None-Match"), headers.get("If-Modified-Since")):
+        return web.Response(status=304, headers=variant.not_modified_headers)
+    if len(variant.body) > STREAM_MIN_BYTES and request.method == "GET":
+        return LargeBody(variant.body, variant.headers, request.app[CONFIG].server.send_timeout_s,
+                         request.transport)
+    return web.Response(body=variant.body, headers=variant.headers)
+
+
+class LargeBody(web.StreamResponse):
+    """A large body written in PIECE_BYTES slices of the snapshot's own bytes (memoryviews:
+    never copied per connection), each write waiting for the transport to drain. A reader that
+    accepts nothing for `send_timeout_s` between two writes is disconnected, like nginx's
+    `send_timeout`: without both, each stalled reader made the process hold a whole copy of
+    the body in its transport buffer, for as long as the reader kept the socket open."""
+
+    def __init__(self, body: bytes, headers: Mapping[str, str], send_timeout_s: float,
+                 transport: asyncio.BaseTransport | None) -> None:
+        super().__init__(headers=headers)
+        self.content_length = len(body)  # no chunked coding: same headers as the fast path
+        self._large = body
+        self._send_timeout = send_timeout_s
+        self._transport = transport
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        # Called by aiohttp once the headers are prepared, as web.Response writes its body.
+        if not self.prepared or self._eof_sent:
+            await super().write_eof(data)
+            return
+        view = memoryview(self._large)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(loop.time() + self._send_timeout) as deadline:
+                for start in range(0, len(view), PIECE_BYTES):
+                    await self.write(view[start:start + PIECE_BYTES])
+                    deadline.reschedule(loop.time() + self._send_timeout)
+                await super().write_eof()  # waits for the last piece to drain, too
+        except TimeoutError:
+            log.debug("a reader took nothing for %.0f s; connection dropped", self._send_timeout)
+            if self._transport is not None:
+                self._transport.abort()  # frees what is buffered for it now
+            # aiohttp takes a ConnectionError here as the client going away: no traceback.
+            raise ConnectionResetError("send timeout") from None
+
+
+#: Scheduled entries and rejected seeds listed by /healthz (all are counted).
+HEALTH_SCHEDULED_MAX = 100
+HEALTH_REJECTED_MAX = 100
+
+
+async def serve_health(request: web.Request) -> web.Response:
+    """200 while feeds are served; 503 when the watch is down and the last rescan failed too,
+    so nothing on disk can reach readers."""
+    snapshot: Snapshot = request.app[LIVE].current
+    status: HealthStatus = request.app[STATUS].current  # read once, as the snapshot
+    down = not status.watching and not status.rescan_ok
+    healthy = (status.watching and snapshot.seeds_readable and not status.pending_writes
+               and status.state_problem is None and status.batch_problem is None)
+    body = {
+        "status": "down" if down else "ok" if healthy else "degraded",
+        "watching": status.watching,
+        "seeds_folder": "ok" if snapshot.seeds_readable else "missing",
+        "state": status.state_problem or "ok",
+        "unsaved_changes": status.pending_writes,
+        "pipeline": status.batch_problem or "ok",
+        "entries_published": snapshot.published_count,
+        "seeds_rejected": len(snapshot.rejected),
+        "drafts": snapshot.draft_count,
+        "scheduled": [{"slug": slug, "at": moment.isoformat()}
+                      for slug, moment in snapshot.scheduled[:HEALTH_SCHEDULED_MAX]],
+        "scheduled_count": len(snapshot.scheduled),
+        # The first ones only: 20,000 rejected seeds made a 3 MB body, built on the event
+        # loop at every request. A slice of the snapshot's sorted tuple costs the same for any.
+        # Escaped as in the log: a name or a link's target may hold bytes that are not UTF-8
+        # (JSON could not encode them) or control characters and bidi overrides.
+        "rejected": [{"path": escape(e.path), "line": e.line, "message": escape(e.message)}
+                     for e in snapshot.rejected[:HEALTH_REJECTED_MAX]],
+        "rejected_truncated": len(snapshot.rejected) > HEALTH_REJECTED_MAX,
+        "last_change": snapshot.changed_at.isoformat() if snapshot.changed_at else None,
+        "renders": snapshot.generation,
+        "pid": os.getpid(),  # which worker process answered
+    }
+    return web.Response(text=json.dumps(body, ensure_ascii=False, indent=1),
+                        status=503 if down else 200, content_type="application/json",
+                        headers={"Cache-Control": "no-store"})
+
+

@@ -1,0 +1,31 @@
+"""What /healthz reports beyond the snapshot, as one frozen value swapped in whole.
+
+The leader's pipeline makes a new `HealthStatus` whenever something it reports changes and
+sends it to the followers with each snapshot; a request reads `LiveHealth.current` once, so
+the fields it answers with always belong together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class HealthStatus:
+    """Is the watch live, did the last rescan work, is anything waiting to be written to the
+    state."""
+
+    watching: bool = True
+    rescan_ok: bool = True
+    pending_writes: int = 0
+    state_problem: str | None = None
+    #: Why the last batch of changes could not be applied; None once one works again.
+    batch_problem: str | None = None
+
+
+class LiveHealth:
+    """Holds the current HealthStatus; replacing it is the atomic swap (as `Live` does for
+    the snapshot)."""
+
+    def __init__(self, status: HealthStatus | None = None) -> None:
+        self.current = status if status is not None else HealthStatus()

@@ -1,0 +1,31 @@
+"""The application's state, named: one web.AppKey per thing the handlers and the cleanup
+contexts share.
+
+A leaf: at run time it imports nothing of feedsvc.serve, so every other serving module can
+import it without a cycle. The two values serve/ defines itself are named for the type
+checker only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from feedsvc.config import Config
+from feedsvc.publish.longtail import EntryPages
+from feedsvc.publish.snapshot import Live
+
+if TYPE_CHECKING:
+    from feedsvc.serve.health import LiveHealth
+    from feedsvc.serve.workers import Followers
+
+CONFIG = web.AppKey("config", Config)
+#: The current snapshot: every document a request can get.
+LIVE = web.AppKey("live", Live)
+#: The current HealthStatus: what /healthz reports beyond the snapshot.
+STATUS: web.AppKey[LiveHealth] = web.AppKey("status")
+#: Entries' pages not in the snapshot (the long tail), read from the state.
+PAGES = web.AppKey("pages", EntryPages)
+#: The leader's: the other worker processes, sent each new snapshot.
+FOLLOWERS: web.AppKey[Followers] = web.AppKey("followers")

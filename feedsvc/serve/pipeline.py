@@ -1,0 +1,225 @@
+"""The pipeline: seeds → Publisher → the live snapshot, /healthz's status and the followers.
+
+One object owns the loop: the initial scan, the watcher's batches (whatever queued up during a
+render is merged into the next one), rescans (periodic, after bursts, after failures with
+backoff), the timer of the next scheduled entry, write retries and what is left over from the
+parsing budget. When to wake up and rescan is decided by its `Timetable` (pure); this module
+does the waiting and the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from feedsvc.config import Config
+from feedsvc.ingest.source import DescriptorsExhausted
+from feedsvc.ingest.watcher import Batch, watch_seeds
+from feedsvc.logtext import escape
+from feedsvc.model import FeedInfo
+from feedsvc.publish.publisher import Publisher
+from feedsvc.publish.snapshot import Live
+from feedsvc.serve.connections import RateLimitedLog
+from feedsvc.serve.health import LiveHealth
+from feedsvc.serve.timetable import FAILED_RETRY_S, Timetable, only_a_check
+from feedsvc.serve.workers import Followers, SnapshotMessage
+
+log = logging.getLogger("feedsvc")
+
+T = TypeVar("T")
+
+#: Time a batch may spend reading and parsing seeds before it publishes what it has and
+#: leaves the rest to the next batch, taken at once: seeds within every bound may still cost
+#: about a second each, and a small one dropped with ten of them must not wait for all ten.
+PARSE_BUDGET_S = 0.2
+#: How long stopping waits for each of the pipeline's tasks before cancelling it.
+STOP_TIMEOUT_S = 10.0
+
+
+class Pipeline:
+    """Full scan at start, then the watcher's batches, periodic rescans and write retries
+    until `stop`. Each snapshot goes to `live`, each status to `health`, both to `followers`."""
+
+    def __init__(self, publisher: Publisher, executor: ThreadPoolExecutor, config: Config,
+                 live: Live, health: LiveHealth, followers: Followers) -> None:
+        self._publisher = publisher
+        self._executor = executor
+        self._config = config
+        self._live = live
+        self._health = health
+        self._followers = followers
+        self._stop = asyncio.Event()
+        self._queue: asyncio.Queue[Batch | None] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._timetable = Timetable(config.watch.rescan_s, next_rescan=0.0)  # set by start
+        self._fd_log = RateLimitedLog("cannot open seeds for lack of file descriptors; retrying")
+
+    @classmethod
+    async def open(cls, config: Config, live: Live, health: LiveHealth,
+                   followers: Followers) -> Pipeline:
+        """Open the state and the catalog, on the pipeline's thread."""
+        # One thread for all pipeline work: SQLite and feedgen's locale handling stay on it alone.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedsvc-pipeline")
+        try:
+            publisher = await asyncio.get_running_loop().run_in_executor(
+                executor, Publisher.open, config)
+        except BaseException:
+            executor.shutdown(wait=True)
+            raise
+        return cls(publisher, executor, config, live, health, followers)
+
+    @property
+    def info(self) -> FeedInfo:
+        return self._publisher.info
+
+    async def start(self) -> None:
+        """The initial scan, then the loop runs until `stop`."""
+        try:
+            self._live.current = await self._run(self._publisher.scan)
+        except Exception as e:
+            # A start-up that meets a fault still starts: it serves what it has, says why on
+            # /healthz, and tries again (systemd restarting it would meet the same fault).
+            self._batch_failed(e, FAILED_RETRY_S)
+        await self._report()
+        log.info("serving %d published entries from %s", self._live.current.published_count,
+                 self._config.paths.seeds)
+        self._timetable = Timetable.starting(
+            asyncio.get_running_loop().time(), self._config.watch.rescan_s,
+            failed=self._health.current.batch_problem is not None)
+        self._tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._loop())]
+
+    async def stop(self) -> None:
+        """Stop watching, finish the batch under way, close the state, the pipes, the thread."""
+        self._stop.set()
+        try:
+            for task in self._tasks:
+                try:
+                    await asyncio.wait_for(task, timeout=STOP_TIMEOUT_S)
+                except TimeoutError:
+                    log.warning("pipeline task did not stop in %.0f s; cancelled",
+                                STOP_TIMEOUT_S)
+            await self._run(self._publisher.close)
+            self._followers.close()
+        finally:
+            self._executor.shutdown(wait=True)
+
+    def _run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _pump(self) -> None:
+        watch = self._config.watch
+        try:
+            async for batch in watch_seeds(self._config.paths.seeds, step_ms=watch.step_ms,
+                                           debounce_ms=watch.debounce_ms, stop_event=self._stop):
+                self._queue.put_nowait(batch)
+        finally:
+            self._queue.put_nowait(None)  # tells _loop to finish
+
+    async def _loop(self) -> None:
+        """Apply batches one render at a time. Whatever queued up during a render is merged
+        and applied by the next one, so a burst costs a few renders, not one per file."""
+        while (batch := await self._next_batch()) is not None:
+            batch, stopping = self._merge_queued(batch)
+            await self._apply(batch)
+            await self._report()
+            if stopping:
+                return
+
+    async def _next_batch(self) -> Batch | None:
+        """The watcher's next batch, or one the timetable makes when it is time for a rescan,
+        a write retry, a scheduled entry or the budget's left-over; None once the watch
+        stopped. Wake-ups with nothing to apply only check the state file."""
+        loop, publisher = asyncio.get_running_loop(), self._publisher
+        catalog = publisher.catalog
+        while True:
+            due = publisher.next_due()
+            due_in = None if due is None else (due - datetime.now(UTC)).total_seconds()
+            timeout = self._timetable.timeout(loop.time(), deferred=bool(catalog.deferred),
+                                              left_over=bool(catalog.left_over), due_in=due_in)
+            try:
+                return await asyncio.wait_for(self._queue.get(), timeout)
+            except TimeoutError:  # time for a rescan, a write retry, a scheduled entry, a check
+                batch = Batch(rescan=self._timetable.rescan_due(loop.time()),
+                              watching=self._health.current.watching)
+                if not only_a_check(rescan=batch.rescan, needs_retry=publisher.needs_retry,
+                                    left_over=bool(catalog.left_over),
+                                    due_passed=due is not None and due <= datetime.now(UTC)):
+                    return batch
+            # Only the check that the state file is still the one open (a stat); a deleted or
+            # replaced one is written back.
+            try:
+                await self._run(publisher.store.retry)
+            except Exception:
+                log.exception("checking the state file failed")
+            await self._report()
+
+    def _merge_queued(self, batch: Batch) -> tuple[Batch, bool]:
+        """`batch` with the batches that queued up behind it, and whether the watch stopped."""
+        stopping = False
+        while not self._queue.empty():
+            extra = self._queue.get_nowait()
+            if extra is None:
+                stopping = True
+                break
+            batch = batch.merge(extra)
+        if deferred := self._publisher.catalog.deferred:  # with this batch, whatever it holds
+            seeds = self._config.paths.seeds
+            batch = Batch(batch.paths | frozenset(seeds / name for name in deferred),
+                          batch.rescan, batch.watching)
+        # Files the last batch left unread are read by this one (Catalog.update takes them).
+        return batch, stopping
+
+    async def _apply(self, batch: Batch) -> None:
+        loop, publisher, timetable = asyncio.get_running_loop(), self._publisher, self._timetable
+        self._set_health(watching=batch.watching)
+        try:
+            if batch.rescan:
+                timetable.rescanning(loop.time())
+                self._live.current = await self._run(publisher.scan, PARSE_BUDGET_S)
+                self._set_health(rescan_ok=self._live.current.seeds_readable)
+            else:
+                self._live.current = await self._run(publisher.update, batch.paths,
+                                                     PARSE_BUDGET_S)
+                timetable.updated(loop.time(), len(batch.paths))
+            if self._health.current.batch_problem is not None:
+                log.info("applying seed changes works again")
+                self._set_health(batch_problem=None)
+                timetable.recovered()
+        except DescriptorsExhausted as e:
+            # Not even the folder could be listed: try again shortly, quietly.
+            self._fd_log.note(e)
+            timetable.descriptors_exhausted(loop.time())
+        except Exception as e:
+            # One bad batch must not stop publishing: keep serving the last snapshot, say so on
+            # /healthz, and try its files again soon (the catalog hands them out again).
+            self._batch_failed(e, timetable.failed(loop.time()))
+            self._set_health(rescan_ok=self._health.current.rescan_ok and not batch.rescan)
+        if publisher.catalog.deferred:
+            self._fd_log.note(f"{len(publisher.catalog.deferred)} seeds waiting to be read")
+
+    def _batch_failed(self, error: Exception, retry_s: float) -> None:
+        problem = f"last batch failed: {type(error).__name__}: {escape(str(error))}"
+        if problem != self._health.current.batch_problem:  # the traceback once, not per retry
+            log.exception("applying seed changes failed; still serving the previous snapshot, "
+                          "trying again in %.0f s", retry_s)
+        else:
+            log.error("applying seed changes failed again (%s); trying again in %.0f s",
+                      problem, retry_s)
+        self._set_health(batch_problem=problem)
+
+    async def _report(self) -> None:
+        """Note what is waiting to be written, and send the followers what is new."""
+        publisher = self._publisher
+        problem = publisher.store.problem
+        self._set_health(pending_writes=publisher.pending_writes,
+                         state_problem=None if problem is None else str(problem))
+        await self._followers.send(SnapshotMessage(self._live.current, self._health.current,
+                                                   publisher.info))
+
+    def _set_health(self, **changes: Any) -> None:
+        self._health.current = replace(self._health.current, **changes)

@@ -1,0 +1,20 @@
+"""The route table. The feed documents' paths come from the document registry: a format
+registered there is routed here with no other change."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from feedsvc.publish.registry import ENTRIES, INDEX, MAIN, TAGS, formats
+from feedsvc.serve.handlers import serve_document, serve_entry, serve_health
+
+
+def setup_routes(app: web.Application) -> None:
+    router = app.router
+    router.add_get(INDEX, serve_document)
+    for fmt in formats():  # the feed in every registered format
+        router.add_get(fmt.path(MAIN), serve_document)
+    router.add_get(f"/{ENTRIES}{{slug}}", serve_entry)
+    # A tag's documents, every format: {tag}.{extension}, as the snapshot holds them.
+    router.add_get(f"/{TAGS}{{name}}", serve_document)
+    router.add_get("/healthz", serve_health)
