@@ -1,6 +1,6 @@
 """The document registry: every kind of feed document feedsvc serves, declared once.
 
-The routes (`server`), the files `build` writes (`cli`), the autodiscovery links and the
+The routes (`serve.routes`), the files `build` writes (`cli`), the autodiscovery links and the
 "Subscribe:" line of the HTML pages (`pages`) and the publisher's rendering all read this list,
 in this order; nothing else names a format, its path or its content type. A format is one
 module defining a `FeedFormat` and one `register_format` call below; a plugin registers its
