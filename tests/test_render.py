@@ -12,8 +12,8 @@ import pytest
 from feedsvc.ingest.parser import parse_seed
 from feedsvc.model import Entry, FeedInfo, Item
 from feedsvc.publish.formats.feedgen_xml import feed_updated, newest_first, render_atom, render_rss
+from feedsvc.publish.ids import entry_id
 from feedsvc.publish.pages import render_entry, render_index
-from feedsvc.publish.publisher import entry_id
 
 from .conftest import SAMPLE_SEED
 from .feedcheck import check_atom, check_rss
