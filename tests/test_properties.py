@@ -25,7 +25,7 @@ from feedsvc.errors import Rejection
 from feedsvc.ingest.parser import parse_seed
 from feedsvc.model import Entry, FeedInfo, Item
 from feedsvc.publish.formats.feedgen_xml import feed_updated, render_atom, render_rss
-from feedsvc.publish.publisher import entry_id
+from feedsvc.publish.ids import entry_id
 from feedsvc.publish.registry import formats
 
 from .feedcheck import check_atom, check_rss

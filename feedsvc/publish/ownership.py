@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -148,18 +148,17 @@ class Ownership:
             return []
         return [claimants] if isinstance(claimants, str) else list(claimants)
 
-    def choose_owners(self, slugs: Iterable[str], recorded: Callable[[str], str | None]
-                      ) -> dict[str, str]:
-        """The owner of each of these slugs that some file claims (`recorded(slug)`: the file
-        the state has publishing it), and its other claimants marked as duplicates. The owners
-        are not taken yet: `hand_over` does that, slug by slug."""
+    def choose_owners(self, slugs: Iterable[str]) -> dict[str, str]:
+        """The owner of each of these slugs that some file claims, and its other claimants
+        marked as duplicates. The owners are not taken yet: `hand_over` does that, slug by
+        slug."""
         owners = {}
         for slug in slugs:
             claimants = self._claims.get(slug)
             if isinstance(claimants, str):
                 claimants = [claimants]
             if claimants:
-                owners[slug] = owner = choose_owner(claimants, recorded(slug))
+                owners[slug] = owner = choose_owner(claimants, self._history.file_name_of(slug))
                 for name in claimants:
                     if name != owner and name not in self.errors:
                         self.duplicates[name] = duplicate(str(self.folder / name), slug, owner)

@@ -25,8 +25,8 @@ from feedsvc.errors import Rejection, StoreError
 from feedsvc.ingest.catalog import Catalog, Changes
 from feedsvc.ingest.parser import stored_content
 from feedsvc.ingest.source import FolderMissing
-from feedsvc.model import Entry, Item, Snapshot, Stamp, from_micros, to_micros
-from feedsvc.publish.ids import make_feed_info, make_item, parse_options
+from feedsvc.model import Entry, Item, Snapshot, to_micros
+from feedsvc.publish.ids import make_feed_info, parse_options
 from feedsvc.publish.ownership import Ownership
 from feedsvc.publish.rendering import Rendering
 from feedsvc.publish.report import Report
@@ -68,8 +68,9 @@ class Publisher:
         self._stamps = StampTable(store)
         self._ownership = Ownership(self.catalog.folder, _StateHistory(store, self._stamps))
         self._timeline = Timeline()
-        self._texts = EntryTexts(store, self._stamps, self._ownership.owner,
-                                 self.catalog.read_entry, self.options)
+        self.info = make_feed_info(config.feed, store.setdefault_meta, clock())
+        self._texts = EntryTexts(store, self._stamps, self._ownership, self.catalog.read_entry,
+                                 self.options, self.info, config.entry_link)
         # Whether the entries of files deleted while feedsvc was stopped are still to remove.
         self._unswept = True
         # (changed, touched slugs, now) of batches absorbed but not yet logged and written.
@@ -77,10 +78,10 @@ class Publisher:
         self._shown: tuple[Item, ...] = ()
         self._rejected: tuple[Rejection, ...] = ()
         self._snapshot = Snapshot()
-        self.info = make_feed_info(config.feed, store.setdefault_meta, clock())
         self._rendering = Rendering(self.info, store, config.server.cache_max_age)
-        self._tags = TagDocuments(_TagSource(self), self.info, config.feed.max_entries,
-                                  self._rendering.tag_feed, self._rendering.make_documents)
+        self._tags = TagDocuments(_TagSource(store, self._stamps, self._texts), self.info,
+                                  config.feed.max_entries, self._rendering.tag_feed,
+                                  self._rendering.make_documents)
         self._report = Report(self._ownership, self.catalog.records)
 
     @classmethod
@@ -131,7 +132,7 @@ class Publisher:
         del live
         for start in range(0, len(gone), SCAN_CHUNK):
             part = gone[start:start + SCAN_CHUNK]
-            self._tags.touch(self._tags_of(part))
+            self._tags.touch_entries(part)
             changed = self._resolve(part, {}, now, resort=True)
             self._uncommitted.append((changed, set(part), int(now.timestamp())))
             self._commit()
@@ -199,7 +200,7 @@ class Publisher:
             if record is not None and record.slug is not None:
                 touched.add(record.slug)  # same slug, maybe new content
         # The tags these entries had and have: their documents are rendered again.
-        self._tags.touch(self._tags_of(touched))
+        self._tags.touch_entries(touched)
         changed = self._resolve(sorted(touched), fresh, now,
                                 resort=len(changes) > _RESORT_ABOVE)
         self._uncommitted.append((changed, touched, int(now.timestamp())))
@@ -219,7 +220,7 @@ class Publisher:
         changed: dict[str, str] = {}
         stamps, timeline, records = self._stamps, self._timeline, self.catalog.records
         stamps.load(slugs)  # one query for the batch, not one per slug
-        owners = self._ownership.choose_owners(slugs, self._recorded_owner)
+        owners = self._ownership.choose_owners(slugs)
         # Dates are given in file name order, so that clashes resolve the same way anywhere.
         for slug in sorted(slugs, key=lambda s: (owners.get(s, ""), s)):
             previous = stamps.get(slug)
@@ -271,10 +272,6 @@ class Publisher:
                 changed[slug] = "republished"
         return changed
 
-    def _recorded_owner(self, slug: str) -> str | None:
-        previous = self._stamps.get(slug)
-        return previous.file_name if previous else None
-
     def _commit(self) -> None:
         """Log what the absorbed changes did and write them to the state (with the documents'
         dates rendered so far); then the tags the touched entries have now, from the state."""
@@ -284,7 +281,7 @@ class Publisher:
             self._report.changes(changed, now, restarting)
         self._retry_writes()
         for _, touched, _ in uncommitted:
-            self._tags.touch(self._tags_of(touched))
+            self._tags.touch_entries(touched)
 
     def _finish(self, fresh: dict[str, Entry], now: datetime, seeds_readable: bool) -> Snapshot:
         """Log, and render what changed: the capped documents if what they show did, and the
@@ -294,7 +291,8 @@ class Publisher:
         start = self._timeline.visible_from(now_ts)
         appeared = self._appeared(start, now_ts, fresh)
         # Before `rejected`: an entry that cannot be shown is rejected by these two.
-        shown = self._shown_items(fresh, start)
+        shown = self._texts.show(
+            self._timeline.order[start:start + self.config.feed.max_entries], fresh)
         now_us = to_micros(now)
         rendering = self._rendering
         feeds = (rendering.render(self._shown, shown, now_us)
@@ -346,50 +344,8 @@ class Publisher:
                     if (name := owner[slug]) not in fresh
                     and (record := records.get(name)) is not None
                     and record.date is not None]
-        self._tags.touch(self._tags_of(appeared))
+        self._tags.touch_entries(appeared)
         return appeared
-
-    def _shown_items(self, fresh: dict[str, Entry], start: int) -> tuple[Item, ...]:
-        """The newest entries published by now (from `start` in the order), as the documents
-        show them; only their text stays in memory."""
-        items = []
-        entries: dict[str, Entry] = {}
-        for slug in self._timeline.order[start:start + self.config.feed.max_entries]:
-            owner = self._ownership.owner[slug]
-            entry = fresh.get(owner)
-            if entry is None or entry.slug != slug:  # a broken owner shows its last good text
-                entry = self._texts.get(slug)
-            if entry is None:
-                continue  # no text anywhere (a state written before texts were kept)
-            entries[slug] = entry
-            stamp = self._stamps.get(slug)
-            assert stamp is not None  # a published slug has its stamp
-            if (item := self._item_or_reject(entry, stamp)) is not None:
-                items.append(item)
-        self._texts.shown = entries
-        return tuple(items)
-
-    def _item_or_reject(self, entry: Entry, stamp: Stamp) -> Item | None:
-        """The item, or None, its file rejected, when it cannot be shown: one entry never
-        stops the others from publishing."""
-        try:
-            return make_item(self.info, entry, stamp.published, from_micros(stamp.updated),
-                             self.config.entry_link)
-        except Exception as e:
-            self._ownership.reject_unexpected(
-                self._ownership.owner.get(entry.slug) or stamp.file_name, e,
-                f"cannot show {entry.slug}")
-            return None
-
-    def _tags_of(self, slugs: Iterable[str]) -> set[str]:
-        slugs = list(slugs)
-        if not slugs:
-            return set()
-        try:
-            return self.store.tags_of(slugs)
-        except StoreError as e:
-            log.error("%s", e)
-            return set()
 
     def _retry_writes(self) -> None:
         unsaved, dates = self._stamps.unsaved, self._rendering.dates
@@ -434,25 +390,34 @@ class _StateHistory:
 
 
 class _TagSource:
-    """The TagSource of a publisher: tagged entries from the state, texts, stamps."""
+    """The TagSource of a publisher: tags and tagged entries from the state, texts, stamps."""
 
-    def __init__(self, publisher: Publisher) -> None:
-        self._publisher = publisher
+    def __init__(self, store: Store, stamps: StampTable, texts: EntryTexts) -> None:
+        self._store = store
+        self._stamps = stamps
+        self._texts = texts
+
+    def tags_of(self, slugs: list[str]) -> set[str]:
+        try:
+            return self._store.tags_of(slugs)
+        except StoreError as e:
+            log.error("%s", e)
+            return set()
 
     def tagged(self, tag: str, now: int, limit: int) -> list[tuple[str, str]]:
-        rows = self._publisher.store.tagged(tag, now, limit)
-        self._publisher._stamps.load(slug for slug, _ in rows)
+        rows = self._store.tagged(tag, now, limit)
+        self._stamps.load(slug for slug, _ in rows)
         return rows
 
     def shown_entry(self, slug: str) -> Entry | None:
-        return self._publisher._texts.shown.get(slug)
+        return self._texts.shown.get(slug)
 
     def load_entry(self, slug: str) -> Entry | None:
-        return self._publisher._texts.load(slug)
+        return self._texts.load(slug)
 
     def item(self, slug: str, entry: Entry) -> Item | None:
-        stamp = self._publisher._stamps.get(slug)
-        return None if stamp is None else self._publisher._item_or_reject(entry, stamp)
+        stamp = self._stamps.get(slug)
+        return None if stamp is None else self._texts.item(entry, stamp)
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:

@@ -27,6 +27,10 @@ TAG_ENTRIES_KEPT = 1024
 
 
 class TagSource(Protocol):
+    def tags_of(self, slugs: list[str]) -> set[str]:
+        """The tags these entries have (none when the state cannot say)."""
+        ...
+
     def tagged(self, tag: str, now: int, limit: int) -> list[tuple[str, str]]:
         """(slug, label) of the newest entries published by `now` with this tag, newest first
         (raises StoreError when the state cannot say)."""
@@ -65,8 +69,12 @@ class TagDocuments:
         self._items: dict[str, tuple[Item, ...]] = {}
         self._entries: OrderedDict[str, Entry] = OrderedDict()  # texts tag documents show
 
-    def touch(self, tags: Iterable[str]) -> None:
-        self.dirty.update(tags)
+    def touch_entries(self, slugs: Iterable[str]) -> None:
+        """The tags these entries have now (as the state has them): their documents are
+        rendered again with the next `render`."""
+        slugs = list(slugs)
+        if slugs:
+            self.dirty |= self._source.tags_of(slugs)
 
     def forget_text(self, slug: str) -> None:
         """An entry's text changed: the text shown must be the new one."""
