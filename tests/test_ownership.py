@@ -184,3 +184,18 @@ def test_ownership_invariants_hold_after_any_batches(
         apply(ownership, history, batch)
         records.update(batch)
         check(ownership, records, before)
+
+
+def test_a_claimant_with_an_error_of_its_own_is_not_also_a_duplicate() -> None:
+    history = History()
+    ownership = Ownership(FOLDER, history)
+    apply(ownership, history, {"a.txt": good("x"), "b.txt": good("x")})
+    assert set(ownership.duplicates) == {"b.txt"}
+    ownership.reject_unexpected("b.txt", ValueError("bad <text>"), "cannot show x")
+    apply(ownership, history, {"a.txt": good("x")})  # a batch that touches x
+    check(ownership, {"a.txt": good("x"), "b.txt": good("x")}, {"x": "a.txt"})
+    assert ownership.rejected() == (Rejection(
+        str(FOLDER / "b.txt"), 1, "cannot show x: unexpected error ValueError: bad <text> (a "
+        "bug; run with -v for the traceback, and report it)"),)
+    apply(ownership, history, {"b.txt": good("x")})  # it changed: its own error is gone
+    assert set(ownership.duplicates) == {"b.txt"} and not ownership.errors

@@ -18,10 +18,13 @@ T = 1_700_000_000
 CHANGES = st.tuples(st.sampled_from("abcdefgh"), st.one_of(st.none(), st.integers(T, T + 5)))
 #: A batch: its changes, and whether it is big (put off and merged once).
 BATCHES = st.lists(st.tuples(st.lists(CHANGES, max_size=10), st.booleans()), max_size=10)
+#: A scan: chunks of changes, each big or not, before one merge.
+SCANS = st.lists(st.lists(st.tuples(st.lists(CHANGES, max_size=6), st.booleans()), max_size=4),
+                 max_size=6)
 
 
 def run(timeline: Timeline, published: dict[str, int], changes: list[tuple[str, int | None]],
-        later: bool) -> None:
+        later: bool, merge: bool = True) -> None:
     """A batch of changes as the publisher makes them, then its merge; `published` is the
     model: slug → second."""
     for slug, second in changes:
@@ -36,7 +39,8 @@ def run(timeline: Timeline, published: dict[str, int], changes: list[tuple[str, 
         elif before != second:
             timeline.move(slug, before, second, later)
             published[slug] = second
-    timeline.apply_changes()
+    if merge:
+        timeline.apply_changes()
 
 
 def expected(published: dict[str, int]) -> list[str]:
@@ -50,6 +54,21 @@ def test_the_order_is_always_newest_first_then_by_slug(
     timeline, published = Timeline(), {}
     for changes, later in batches:
         run(timeline, published, changes, later)
+        assert timeline.order == expected(published)
+        assert list(timeline.keys) == [-published[slug] for slug in timeline.order]
+
+
+@settings(max_examples=400, deadline=None)
+@given(SCANS)
+def test_the_order_is_kept_through_a_scan_of_big_and_small_chunks(
+        scans: list[list[tuple[list[tuple[str, int | None]], bool]]]) -> None:
+    """A scan resolves chunk after chunk, some big (put off), some small, and merges once: a
+    slug dropped by a big chunk and placed again by a small one is where it belongs."""
+    timeline, published = Timeline(), {}
+    for chunks in scans:
+        for changes, later in chunks:
+            run(timeline, published, changes, later, merge=False)
+        timeline.apply_changes()
         assert timeline.order == expected(published)
         assert list(timeline.keys) == [-published[slug] for slug in timeline.order]
 

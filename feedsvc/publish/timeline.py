@@ -28,7 +28,9 @@ class Timeline:
         """Place a slug that became published; `later`: in a big batch, by apply_changes."""
         if self._gone.get(slug) == published:
             del self._gone[slug]  # dropped earlier in this batch: it is still in place
-        elif later:
+        elif later or slug in self._gone:
+            # Put off; also when a big chunk of the same scan put off its drop from another
+            # second (placed now, the merge would then drop it).
             self._new[slug] = published
         else:
             start, end = self._span(published)
