@@ -8,6 +8,11 @@ only the entries the documents show are held in memory as text. Dates stay in th
 are read for the slugs a batch touches (an index on `updated` answers clash checks), so memory
 per seed is its file's record, its owner and its place in the order. Runs in one worker thread;
 never call it from two threads at once.
+
+A batch goes through the parts in turn: `ownership` (which file publishes which slug),
+`stamps` (every slug's dates), `timeline` (the order of entries, and scheduling), `texts` (the
+shown entries), `rendering` (the capped documents and the pages, dated), `tagdocs` (per-tag
+documents), `report` (the log lines) and `writes` (one transaction to the state).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from feedsvc.publish.stamps import StampTable, next_stamp
 from feedsvc.publish.tagdocs import TagDocuments
 from feedsvc.publish.texts import EntryTexts
 from feedsvc.publish.timeline import Timeline
+from feedsvc.publish.writes import StateWrites
 from feedsvc.state.store import Store
 
 log = logging.getLogger("feedsvc")
@@ -83,6 +89,7 @@ class Publisher:
                                   config.feed.max_entries, self._rendering.tag_feed,
                                   self._rendering.make_documents)
         self._report = Report(self._ownership, self.catalog.records)
+        self._writes = StateWrites(store, self._stamps, self._texts, self._rendering.dates)
 
     @classmethod
     def open(cls, config: Config, clock: Clock = utc_now) -> Publisher:
@@ -111,7 +118,7 @@ class Publisher:
             # An unmounted folder is not a reason to unpublish everything: keep the last set.
             if self._snapshot.seeds_readable:
                 self._snapshot = replace(self._snapshot, seeds_readable=False)
-            self._retry_writes()
+            self._writes.write()
             return self._snapshot
         return self._finish({}, now, seeds_readable=True)
 
@@ -151,13 +158,12 @@ class Publisher:
     @property
     def pending_writes(self) -> int:
         """Changes kept in memory because the state could not be written."""
-        return len(self._stamps.unsaved) + len(self._rendering.dates.unsaved)
+        return self._writes.pending
 
     @property
     def needs_retry(self) -> bool:
         """Whether the state waits for a write that works (changes, or just its writability)."""
-        return (bool(self._stamps.unsaved) or bool(self._rendering.dates.unsaved)
-                or not self.store.writable)
+        return self._writes.needed
 
     def next_due(self) -> datetime | None:
         """When the next scheduled entry is to appear (None: none is scheduled). The caller
@@ -279,7 +285,7 @@ class Publisher:
         restarting = not self._snapshot.documents
         for changed, _, now in uncommitted:
             self._report.changes(changed, now, restarting)
-        self._retry_writes()
+        self._writes.write()
         for _, touched, _ in uncommitted:
             self._tags.touch_entries(touched)
 
@@ -333,7 +339,7 @@ class Publisher:
         )
         rendering.dates.retain(self._snapshot.documents)
         if rendering.dates.unsaved and self.store.writable:
-            self._retry_writes()  # the tag documents' new dates
+            self._writes.write()  # the tag documents' new dates
         return self._snapshot
 
     def _appeared(self, start: int, now: int, fresh: dict[str, Entry]) -> list[str]:
@@ -346,24 +352,6 @@ class Publisher:
                     and record.date is not None]
         self._tags.touch_entries(appeared)
         return appeared
-
-    def _retry_writes(self) -> None:
-        unsaved, dates = self._stamps.unsaved, self._rendering.dates
-        if not unsaved and not dates.unsaved:
-            self.store.retry()
-            return
-        try:
-            self.store.save_stamps(unsaved.values(), self._texts.unsaved, dates.unsaved.values())
-        except StoreError as e:
-            # Keep serving from memory; the next successful write catches up. A corrupt state
-            # was said once, plainly, when found: not again at every retry.
-            (log.debug if self.store.corrupt else log.error)(
-                "%s; %d change(s) kept in memory, retrying", e,
-                len(unsaved) + len(dates.unsaved))
-            return
-        self._stamps.saved()
-        self._texts.unsaved.clear()
-        dates.unsaved.clear()
 
 
 class _StateHistory:
