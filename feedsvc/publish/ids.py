@@ -43,7 +43,8 @@ def tag_feed_id(feed_id: str, tag: str) -> str:
 def make_item(info: FeedInfo, entry: Entry, published: int, updated: datetime,
               link_of: Callable[[str], str]) -> Item:
     """The item of an entry: its id, its own link or else `link_of(slug)` (the entry's page),
-    `published` (Unix seconds, clamped to the range a document can carry) and `updated`."""
+    `published` (Unix seconds; clamped: a state may hold a date from before the range) and
+    `updated`."""
     return Item(entry=entry, id=entry_id(info.id, entry.slug),
                 link=entry.link or link_of(entry.slug),
                 published=datetime_of(published), updated=updated)

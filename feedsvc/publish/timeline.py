@@ -96,7 +96,8 @@ class Timeline:
         return datetime_of(-self.keys[start - 1]) if start else None
 
     def scheduled(self, start: int) -> tuple[tuple[str, datetime], ...]:
-        """The scheduled entries (those before `start`), the soonest first, with their time."""
+        """The scheduled entries (those before `start`), the soonest first, with their time
+        (clamped: a state may hold a date from before the range)."""
         return tuple((slug, datetime_of(-key)) for slug, key in
                      zip(reversed(self.order[:start]), reversed(self.keys[:start]), strict=True))
 
