@@ -23,7 +23,9 @@ from feedsvc.ingest.catalog import Catalog
 from feedsvc.ingest.dates import DateError, parse_date
 from feedsvc.ingest.source import FolderMissing
 from feedsvc.logtext import EscapingFormatter, escape
-from feedsvc.publish.publisher import Publisher, parse_options, resolve_owners
+from feedsvc.publish.ids import parse_options
+from feedsvc.publish.ownership import resolve_owners
+from feedsvc.publish.publisher import Publisher
 from feedsvc.publish.registry import MAIN, formats, tag_of
 from feedsvc.publish.snapshot import write_atomically
 from feedsvc.state.store import backup_state, peek_stamps, repair_state

@@ -21,7 +21,8 @@ from feedsvc.config import Config, load_config
 from feedsvc.errors import Rejection
 from feedsvc.ingest.parser import content_hash, parse_seed
 from feedsvc.model import Entry
-from feedsvc.publish.publisher import Publisher, entry_id
+from feedsvc.publish.ids import entry_id
+from feedsvc.publish.publisher import Publisher
 
 from .conftest import ServeProcess, free_port, run_cli, wait_until, write_config, write_seed
 from .feedcheck import check_atom, check_rss

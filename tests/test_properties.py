@@ -27,7 +27,7 @@ from feedsvc.model import Entry, FeedInfo, Item
 from feedsvc.publish.docformat import feed_updated
 from feedsvc.publish.formats.atom import render_atom
 from feedsvc.publish.formats.rss import render_rss
-from feedsvc.publish.publisher import entry_id
+from feedsvc.publish.ids import entry_id
 from feedsvc.publish.registry import formats
 
 from .feedcheck import check_atom, check_rss

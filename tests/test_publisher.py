@@ -16,8 +16,11 @@ from feedsvc.errors import Rejection
 from feedsvc.ingest.catalog import Record
 from feedsvc.ingest.parser import parse_seed
 from feedsvc.model import US, Content, Entry, Stamp
+from feedsvc.publish.ids import entry_id
 from feedsvc.publish.moments import Moments
-from feedsvc.publish.publisher import Publisher, choose_owner, entry_id, next_stamp, resolve_owners
+from feedsvc.publish.ownership import choose_owner, resolve_owners
+from feedsvc.publish.publisher import Publisher
+from feedsvc.publish.stamps import next_stamp
 
 from .conftest import SAMPLE_SLUG, copy_sample, seed, write_config, write_seed
 from .feedcheck import check_atom, check_rss

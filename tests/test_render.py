@@ -14,8 +14,8 @@ from feedsvc.model import Entry, FeedInfo, Item
 from feedsvc.publish.docformat import feed_updated, newest_first
 from feedsvc.publish.formats.atom import render_atom
 from feedsvc.publish.formats.rss import render_rss
+from feedsvc.publish.ids import entry_id
 from feedsvc.publish.pages import render_entry, render_index
-from feedsvc.publish.publisher import entry_id
 
 from .conftest import SAMPLE_SEED
 from .feedcheck import check_atom, check_rss

@@ -18,13 +18,12 @@ from feedsvc.config import Config
 from feedsvc.errors import StoreError
 from feedsvc.ingest.parser import rebuild_entry
 from feedsvc.ingest.seedrules import is_slug
-from feedsvc.model import Document, FeedInfo, Item, from_micros
+from feedsvc.model import Document, FeedInfo, from_micros
+from feedsvc.publish.ids import make_item, parse_options
 from feedsvc.publish.pages import HTML_TYPE, render_entry
-from feedsvc.publish.publisher import entry_id, parse_options
 from feedsvc.publish.registry import entry_path
 from feedsvc.publish.snapshot import make_document
 from feedsvc.state.store import Store
-from feedsvc.timerange import datetime_of
 
 log = logging.getLogger("feedsvc")
 
@@ -93,9 +92,7 @@ class EntryPages:
         entry = rebuild_entry(slug, content, self.options)
         if entry is None:
             return None
-        item = Item(entry=entry, id=entry_id(self.info.id, slug),
-                    link=entry.link or self.config.entry_link(slug),
-                    published=datetime_of(published), updated=moment)
+        item = make_item(self.info, entry, published, moment, self.config.entry_link)
         # A fraction means another version may share its second: If-Modified-Since of that
         # second then gets 200 (RFC 9110 §8.8.2.2).
         if previous is not None:

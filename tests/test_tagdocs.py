@@ -1,0 +1,159 @@
+"""tagdocs: per-tag documents, over an in-memory TagSource (tags, tagged rows and texts in
+dicts) and a renderer that records what it is asked: no state, no seeds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pytest
+
+from feedsvc.model import Entry, FeedInfo, Item
+from feedsvc.publish.ids import entry_id, make_item, tag_feed_id
+from feedsvc.publish.snapshot import Rendered, make_documents
+from feedsvc.publish.tagdocs import TagDocuments
+
+NOW = 1_700_000_000
+INFO = FeedInfo(id="urn:uuid:0b9e4f4e-1c8a-5f0e-9d2a-000000000000", title="News",
+                subtitle="", language="en", author_name="", author_email="",
+                base_url="https://news.example.org/",
+                created=datetime.fromtimestamp(NOW, UTC), feed_path="feed")
+
+
+def entry(slug: str, text: str = "Body") -> Entry:
+    return Entry(slug, slug.title(), (text,), text, f"<p>{text}</p>", f"{slug}:{text}")
+
+
+class MemorySource:
+    def __init__(self) -> None:
+        self.tags: dict[str, set[str]] = {}  # slug → its tags
+        self.texts: dict[str, Entry] = {}  # slug → its text in the state
+        self.shown: dict[str, Entry] = {}  # texts the main documents show
+        self.loads: list[str] = []
+
+    def tags_of(self, slugs: list[str]) -> set[str]:
+        return {tag for slug in slugs for tag in self.tags.get(slug, ())}
+
+    def tagged(self, tag: str, now: int, limit: int) -> list[tuple[str, str]]:
+        return [(slug, tag.upper()) for slug in sorted(self.tags)
+                if tag in self.tags[slug]][:limit]
+
+    def shown_entry(self, slug: str) -> Entry | None:
+        return self.shown.get(slug)
+
+    def load_entry(self, slug: str) -> Entry | None:
+        self.loads.append(slug)
+        return self.texts.get(slug)
+
+    def item(self, slug: str, entry: Entry) -> Item | None:
+        return make_item(INFO, entry, NOW, datetime.fromtimestamp(NOW, UTC),
+                         lambda s: f"{INFO.base_url}entries/{s}")
+
+
+class Recorder:
+    """Renders one document per feed and remembers for which feed and items."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[FeedInfo, tuple[Item, ...]]] = []
+
+    def __call__(self, info: FeedInfo, items: Sequence[Item], now_us: int) -> list[Rendered]:
+        self.calls.append((info, tuple(items)))
+        body = "|".join(item.entry.content_hash for item in items).encode()
+        return [Rendered(f"/{info.feed_path}.atom", "application/atom+xml", body,
+                         datetime.fromtimestamp(NOW, UTC))]
+
+
+def make(source: MemorySource, kept: int = 1024) -> tuple[TagDocuments, Recorder]:
+    recorder = Recorder()
+    return TagDocuments(source, INFO, 10, recorder, make_documents, kept), recorder
+
+
+def paths(tags: TagDocuments) -> list[str]:
+    return sorted(doc.path for doc in tags.documents())
+
+
+@pytest.fixture
+def source() -> MemorySource:
+    source = MemorySource()
+    source.tags = {"a": {"sport"}, "b": {"sport", "politics"}, "c": {"politics"}}
+    source.texts = {slug: entry(slug) for slug in "abc"}
+    return source
+
+
+def test_only_dirty_tags_are_rendered(source: MemorySource) -> None:
+    tags, recorder = make(source)
+    assert tags.render(NOW, NOW * 1_000_000) is False  # nothing touched
+    tags.touch_entries(["a"])
+    assert tags.render(NOW, NOW * 1_000_000) is True
+    assert [info.feed_path for info, _ in recorder.calls] == ["tags/sport"]
+    assert paths(tags) == ["/tags/sport.atom"]
+    tags.touch_entries(["c"])
+    tags.render(NOW, NOW * 1_000_000)
+    assert [info.feed_path for info, _ in recorder.calls] == ["tags/sport", "tags/politics"]
+    assert paths(tags) == ["/tags/politics.atom", "/tags/sport.atom"]
+
+
+def test_an_unchanged_item_list_is_not_rendered_again(source: MemorySource) -> None:
+    tags, recorder = make(source)
+    tags.touch_entries(["b"])
+    tags.render(NOW, 0)
+    tags.touch_entries(["b"])
+    assert tags.render(NOW, 0) is False
+    assert len(recorder.calls) == 2  # sport and politics, once each
+    source.texts["b"] = entry("b", "New text")
+    tags.forget_text("b")
+    tags.touch_entries(["b"])
+    assert tags.render(NOW, 0) is True
+    assert len(recorder.calls) == 4
+
+
+@pytest.mark.parametrize("gone", ["untagged", "no text"])
+def test_a_tag_with_no_shown_items_has_no_documents(source: MemorySource, gone: str) -> None:
+    tags, _ = make(source)
+    tags.touch_entries(["a", "b"])
+    tags.render(NOW, 0)
+    assert "/tags/sport.atom" in paths(tags)
+    tags.touch_entries(["a", "b"])  # their tags before the change
+    if gone == "untagged":
+        source.tags["a"].discard("sport")
+        source.tags["b"].discard("sport")
+    else:
+        del source.texts["a"], source.texts["b"]
+        tags.forget_text("a")
+        tags.forget_text("b")
+    assert tags.render(NOW, 0) is True
+    assert "/tags/sport.atom" not in paths(tags)
+    assert all(item.slug != "a" for item in tags.items())
+
+
+def test_shown_texts_are_never_read(source: MemorySource) -> None:
+    tags, _ = make(source)
+    source.shown["a"] = source.texts["a"]
+    tags.touch_entries(["a", "c"])
+    tags.render(NOW, 0)
+    assert sorted(source.loads) == ["b", "c"]
+
+
+@pytest.mark.parametrize(("kept", "loads"), [(1, ["x", "y", "x"]), (2, ["x", "y"])])
+def test_the_texts_of_tag_entries_are_kept_up_to_a_limit(kept: int, loads: list[str]) -> None:
+    source = MemorySource()
+    source.tags = {"x": {"t"}, "y": {"u"}}
+    source.texts = {"x": entry("x"), "y": entry("y")}
+    tags, _ = make(source, kept)
+    for slug in ("x", "y", "x"):
+        tags.touch_entries([slug])
+        tags.render(NOW, 0)
+    assert source.loads == loads
+
+
+@pytest.mark.parametrize("tag", ["sport", "a", "politique-étrangère", "tag"])
+def test_tag_feed_ids_are_stable_and_never_an_entrys(source: MemorySource, tag: str) -> None:
+    assert tag_feed_id(INFO.id, tag) == tag_feed_id(INFO.id, tag)
+    assert tag_feed_id(INFO.id, tag) not in {entry_id(INFO.id, slug)
+                                             for slug in (tag, f"tag-{tag}", "tag")}
+    tags, recorder = make(source)
+    assert tags.info(tag, tag.upper()).id == tag_feed_id(INFO.id, tag)
+    tags.touch_entries(["a"])
+    tags.render(NOW, 0)
+    ((info, _),) = recorder.calls
+    assert info.id == tag_feed_id(INFO.id, "sport") and info.title == "News — SPORT"
