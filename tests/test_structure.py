@@ -264,3 +264,15 @@ def test_the_app_keys_import_no_serving_module_at_run_time() -> None:
             at_run_time |= set(_imported(node))
     assert {name for name in at_run_time if name.startswith("feedsvc.serve")} == set()
     assert "feedsvc.publish.snapshot" in at_run_time  # the test sees the imports it checks
+
+
+#: A class this long holds more than one concern: split it into parts with their own tests.
+CLASS_MAX_LINES = 300
+
+
+def test_no_class_is_over_300_lines() -> None:
+    long = [f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines"
+            for name in MODULES for node in ast.walk(_parse(name))
+            if isinstance(node, ast.ClassDef) and node.end_lineno
+            and node.end_lineno - node.lineno + 1 > CLASS_MAX_LINES]
+    assert long == []
