@@ -100,6 +100,9 @@ def test_idle_flood_under_a_low_fd_limit_leaves_readers_and_seeds_served(
     with IdleFlood(server.config.server.port, count=count) as flood:
         # At full strength: the server holds all it may, sheds, and the flood reopens.
         wait_until(lambda: flood.opened > count + 1_000, timeout=30)
+        # On a busy machine the kernel can refuse the flood's connections before the server
+        # has accepted up to its cap: wait for the cap to be reached (and said) as well.
+        wait_until(lambda: "connection limit" in server.log()[log_before:], timeout=30)
         write_seed(site / "seeds", "canary.txt", seed("canary", "Canary under the flood",
                                                       "Published anyway."))
         for _ in range(10):
