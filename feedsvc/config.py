@@ -81,7 +81,7 @@ class Config:
     paths: PathsConfig
     server: ServerConfig
     watch: WatchConfig
-    source: Path | None = None  # the file this came from
+    config_file: Path | None = None  # the file this came from
 
     def entry_link(self, slug: str) -> str:
         return self.feed.entry_url.format(base_url=self.feed.base_url, slug=slug)
@@ -215,7 +215,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         dayfirst=tables.get("feed", "dayfirst", bool, None),
     )
     tables.reject_unknown()
-    return Config(feed=feed, paths=paths, server=server, watch=watch, source=path)
+    return Config(feed=feed, paths=paths, server=server, watch=watch, config_file=path)
 
 
 class _Tables:

@@ -42,10 +42,6 @@ def escape(text: str) -> str:
     return _UNSAFE.sub(_escape_one, text)
 
 
-def has_unsafe(text: str) -> bool:
-    return _UNSAFE.search(text) is not None
-
-
 def is_utf8(text: str) -> bool:
     """Whether a str (e.g. from os.fsdecode) encodes to UTF-8: False when it holds lone
     surrogates, the bytes of a name that was not UTF-8."""

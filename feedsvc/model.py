@@ -120,14 +120,6 @@ class FeedInfo:
     #: Where the documents are served, without extension: "feed", or "tags/{slug}".
     feed_path: str = "feed"
 
-    @property
-    def atom_url(self) -> str:
-        return f"{self.base_url}{self.feed_path}.atom"
-
-    @property
-    def rss_url(self) -> str:
-        return f"{self.base_url}{self.feed_path}.rss"
-
 
 @dataclass(frozen=True, slots=True)
 class Variant:

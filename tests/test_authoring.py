@@ -21,6 +21,7 @@ from feedsvc.config import Config, load_config
 from feedsvc.errors import Rejection
 from feedsvc.ingest.parser import content_hash, parse_seed
 from feedsvc.model import Entry
+from feedsvc.publish.formats.atom import ATOM as ATOM_FORMAT
 from feedsvc.publish.ids import entry_id
 from feedsvc.publish.publisher import Publisher
 
@@ -211,7 +212,7 @@ def test_a_hostile_markdown_seed_comes_out_clean(paris, publisher) -> None:
         assert "https://exemple.fr/blog/autre/page" in links, path
         assert "https://exemple.fr/blog/img/a.png" in links, path
     assert entry.summary == "Texte gras avec un lien et ."  # plain text, no markup
-    assert check_atom(p.snapshot.documents["/feed.atom"].body, p.info.atom_url, NOW) == []
+    assert check_atom(p.snapshot.documents["/feed.atom"].body, ATOM_FORMAT.url(p.info), NOW) == []
 
 
 # -- tags and authors ------------------------------------------------------------------------

@@ -25,8 +25,8 @@ from feedsvc.errors import Rejection
 from feedsvc.ingest.parser import parse_seed
 from feedsvc.model import Entry, FeedInfo, Item
 from feedsvc.publish.docformat import feed_updated
-from feedsvc.publish.formats.atom import render_atom
-from feedsvc.publish.formats.rss import render_rss
+from feedsvc.publish.formats.atom import ATOM, render_atom
+from feedsvc.publish.formats.rss import RSS, render_rss
 from feedsvc.publish.ids import entry_id
 from feedsvc.publish.registry import formats
 
@@ -311,8 +311,8 @@ NOW = T0 + timedelta(days=2)
 
 def validity_problems(entry: Entry) -> list[str]:
     items = [make_item(entry)]
-    return check_atom(render_atom(INFO, items), INFO.atom_url, NOW) + [
-        problem for problem in check_rss(render_rss(INFO, items), INFO.rss_url, NOW)
+    return check_atom(render_atom(INFO, items), ATOM.url(INFO), NOW) + [
+        problem for problem in check_rss(render_rss(INFO, items), RSS.url(INFO), NOW)
         # RSS 2.0 cannot declare a title as text: a known, accepted warning (test_render).
         if not problem.startswith("item 1 title: ContainsUndeclaredHTML")]
 

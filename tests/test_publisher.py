@@ -16,6 +16,8 @@ from feedsvc.errors import Rejection
 from feedsvc.ingest.catalog import Record
 from feedsvc.ingest.parser import parse_seed
 from feedsvc.model import US, Content, Entry, Stamp
+from feedsvc.publish.formats.atom import ATOM
+from feedsvc.publish.formats.rss import RSS
 from feedsvc.publish.ids import entry_id
 from feedsvc.publish.moments import Moments
 from feedsvc.publish.ownership import choose_owner, resolve_owners
@@ -66,8 +68,8 @@ def test_first_scan_publishes_with_mtime_as_published(config, open_publisher) ->
         assert doc.body, path
     assert set(snapshot.documents) == {"/", "/feed.atom", "/feed.rss", "/feed.json",
                                        f"/entries/{SAMPLE_SLUG}"}
-    assert check_atom(snapshot.documents["/feed.atom"].body, publisher.info.atom_url) == []
-    assert check_rss(snapshot.documents["/feed.rss"].body, publisher.info.rss_url) == []
+    assert check_atom(snapshot.documents["/feed.atom"].body, ATOM.url(publisher.info)) == []
+    assert check_rss(snapshot.documents["/feed.rss"].body, RSS.url(publisher.info)) == []
 
 
 def test_edit_keeps_id_and_published_and_moves_updated(config, open_publisher) -> None:
@@ -188,7 +190,7 @@ def test_same_mtime_never_gives_two_entries_the_same_updated(config, open_publis
     updated = [e.updated for e in atom_entries(publisher)]
     assert len(set(updated)) == 20
     assert check_atom(publisher.snapshot.documents["/feed.atom"].body,
-                      publisher.info.atom_url) == []
+                      ATOM.url(publisher.info)) == []
 
 
 def test_future_mtime_is_clamped_to_now(config, open_publisher) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -11,9 +12,9 @@ import pytest
 
 from feedsvc.ingest.parser import parse_seed
 from feedsvc.model import Entry, FeedInfo, Item
-from feedsvc.publish.docformat import feed_updated, newest_first
-from feedsvc.publish.formats.atom import render_atom
-from feedsvc.publish.formats.rss import render_rss
+from feedsvc.publish.docformat import feed_updated
+from feedsvc.publish.formats.atom import ATOM, render_atom
+from feedsvc.publish.formats.rss import RSS, render_rss
 from feedsvc.publish.ids import entry_id
 from feedsvc.publish.pages import render_entry, render_index
 
@@ -27,6 +28,12 @@ INFO = FeedInfo(id="urn:uuid:9b4c5a52-1f6e-5d0e-8a55-5b8d6c1e2f00", title="Les d
                 subtitle="Actualité « internationale »", language="fr",
                 author_name="La rédaction", author_email=None, base_url=BASE,
                 created=T0 - timedelta(days=30))
+
+
+def newest_first(items: Sequence[Item], limit: int) -> list[Item]:
+    """The items a document shows: newest `published` first, ties by slug, at most `limit`
+    (what the publisher's timeline keeps, for rendering test items directly)."""
+    return sorted(items, key=lambda item: (-item.published.timestamp(), item.slug))[:limit]
 
 
 def make_item(entry: Entry, published: datetime, updated: datetime | None = None) -> Item:
@@ -55,8 +62,8 @@ def sample_items() -> list[Item]:
 def test_documents_are_valid_and_deterministic() -> None:
     items = newest_first(sample_items(), 50)
     atom, rss = render_atom(INFO, items), render_rss(INFO, items)
-    assert check_atom(atom, INFO.atom_url) == []
-    assert check_rss(rss, INFO.rss_url) == []
+    assert check_atom(atom, ATOM.url(INFO)) == []
+    assert check_rss(rss, RSS.url(INFO)) == []
     # Same items, same bytes: no "now" anywhere (feedgen would stamp it by default).
     assert render_atom(INFO, list(items)) == atom
     assert render_rss(INFO, list(items)) == rss
@@ -73,7 +80,7 @@ def test_feedparser_reads_every_field(render) -> None:
     assert parsed.feed.subtitle == INFO.subtitle
     assert parsed.feed.language == "fr"
     assert parsed.feed.link == BASE
-    self_url = INFO.atom_url if render is render_atom else INFO.rss_url
+    self_url = ATOM.url(INFO) if render is render_atom else RSS.url(INFO)
     assert [link.href for link in parsed.feed.links if link.rel == "self"] == [self_url]
     assert parsed.feed.updated_parsed[:6] == (T0 + timedelta(hours=2)).timetuple()[:6]
     assert [e.id for e in parsed.entries] == [i.id for i in items]
@@ -119,16 +126,16 @@ def test_rss_author_is_dc_creator_without_email_and_author_with_one() -> None:
     assert b"<author>news@example.org (La r\xc3\xa9daction)</author>" in rss
     assert b"<managingEditor>news@example.org (La r\xc3\xa9daction)</managingEditor>" in rss
     assert b"dc:creator" not in rss
-    assert check_rss(rss, INFO.rss_url) == []
+    assert check_rss(rss, RSS.url(INFO)) == []
     atom = render_atom(with_email, items)
     assert b"<email>news@example.org</email>" in atom
-    assert check_atom(atom, INFO.atom_url) == []
+    assert check_atom(atom, ATOM.url(INFO)) == []
 
 
 def test_empty_feed_is_valid_and_dated_by_the_state() -> None:
     atom, rss = render_atom(INFO, []), render_rss(INFO, [])
-    assert check_atom(atom, INFO.atom_url) == []
-    assert check_rss(rss, INFO.rss_url) == []
+    assert check_atom(atom, ATOM.url(INFO)) == []
+    assert check_rss(rss, RSS.url(INFO)) == []
     assert feedparser.parse(atom).feed.updated_parsed[:6] == INFO.created.timetuple()[:6]
 
 
@@ -136,13 +143,13 @@ def test_html_end_tag_in_a_title_is_declared_in_atom_and_a_known_warning_in_rss(
     item = make_item(entry("t", "Why </b> breaks pages", "a </p> in text"), T0)
     atom = render_atom(INFO, [item])
     assert b'<title type="html">Why &amp;lt;/b&amp;gt; breaks pages</title>' in atom
-    assert check_atom(atom, INFO.atom_url) == []
+    assert check_atom(atom, ATOM.url(INFO)) == []
     parsed = feedparser.parse(atom)
     assert shown(parsed.entries[0].title_detail) == "Why </b> breaks pages"
     assert shown(parsed.entries[0].summary_detail) == "a </p> in text"
     # RSS 2.0 has no way to declare a title as text: the validator warns, the text survives.
     rss = render_rss(INFO, [item])
-    assert check_rss(rss, INFO.rss_url) == ["item 1 title: ContainsUndeclaredHTML "
+    assert check_rss(rss, RSS.url(INFO)) == ["item 1 title: ContainsUndeclaredHTML "
                                             "'Why </b> breaks pages'"]
     assert b"<title>Why &#x3C;/b&gt; breaks pages</title>" in rss
 
@@ -150,7 +157,7 @@ def test_html_end_tag_in_a_title_is_declared_in_atom_and_a_known_warning_in_rss(
 def test_literal_entities_in_atom_text_reach_the_reader_as_typed() -> None:
     item = make_item(entry("e", "Tom &nbsp; &#8217; &amp; Jerry", "x &lt; y"), T0)
     atom = render_atom(INFO, [item])
-    assert check_atom(atom, INFO.atom_url) == []
+    assert check_atom(atom, ATOM.url(INFO)) == []
     parsed = feedparser.parse(atom).entries[0]
     assert shown(parsed.title_detail) == "Tom &nbsp; &#8217; &amp; Jerry"
     assert shown(parsed.summary_detail) == "x &lt; y"
@@ -177,26 +184,26 @@ def test_checker_catches_what_the_validator_flags() -> None:
     same_updated = [make_item(entry("a"), T0), make_item(entry("b"), T0 + timedelta(1))]
     same_updated[1] = make_item(same_updated[1].entry, T0 + timedelta(days=1), T0)
     assert any("DuplicateUpdated" in p for p in
-               check_atom(render_atom(INFO, same_updated), INFO.atom_url))
+               check_atom(render_atom(INFO, same_updated), ATOM.url(INFO)))
     plain = render_atom(INFO, [make_item(entry("h", body="a b"), T0)])
-    assert check_atom(plain, INFO.atom_url) == []
+    assert check_atom(plain, ATOM.url(INFO)) == []
     assert any("ContainsUndeclaredHTML" in p for p in check_atom(
-        plain.replace(b"<summary>a b<", b"<summary>a &lt;/b&gt; b<"), INFO.atom_url))
+        plain.replace(b"<summary>a b<", b"<summary>a &lt;/b&gt; b<"), ATOM.url(INFO)))
     assert any("InvalidRFC3339Date" in p for p in check_atom(
-        atom.replace(b"2026-03-29T02:30:00+00:00", b"2026-03-29 02:30:00"), INFO.atom_url))
+        atom.replace(b"2026-03-29T02:30:00+00:00", b"2026-03-29 02:30:00"), ATOM.url(INFO)))
     rss = render_rss(INFO, items)
     assert any("NotHtml" in p for p in check_rss(
-        rss.replace(b"<description>Un corps.", b"<description>AT&amp;T &lt; b"), INFO.rss_url))
-    assert check_rss(rss.replace(b"<language>fr</language>", b""), INFO.rss_url) != []
+        rss.replace(b"<description>Un corps.", b"<description>AT&amp;T &lt; b"), RSS.url(INFO)))
+    assert check_rss(rss.replace(b"<language>fr</language>", b""), RSS.url(INFO)) != []
 
 
 def test_pages_escape_text_and_link_both_feeds() -> None:
     items = newest_first(sample_items(), 50)
     index = render_index(INFO, items).decode()
     assert '<html lang="fr">' in index
-    assert f'type="application/atom+xml" title="Les dépêches (Atom)" href="{INFO.atom_url}"' \
+    assert f'type="application/atom+xml" title="Les dépêches (Atom)" href="{ATOM.url(INFO)}"' \
         in index
-    assert f'href="{INFO.rss_url}"' in index
+    assert f'href="{RSS.url(INFO)}"' in index
     assert "A &lt;b&gt;bold" in index and "<b>bold" not in index
     page = render_entry(INFO, items[1]).decode()
     assert "<h1>Une rencontre entre Donald Trump" in page

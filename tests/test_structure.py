@@ -244,15 +244,31 @@ def test_check_of_plain_seeds_loads_no_heavy_library(tmp_path: Path) -> None:
     assert looks == [[]], looks
 
 
-def test_check_and_new_do_not_load_the_server() -> None:
-    script = textwrap.dedent('''
-        import sys
-        import feedsvc.cli
-        print(sorted(m for m in ("aiohttp", "feedsvc.serve.app") if m in sys.modules))
+@pytest.mark.parametrize("command", [["check"], ["new", "Un titre"], ["state", "backup"]])
+def test_commands_that_do_not_serve_do_not_load_the_server(tmp_path: Path,
+                                                            command: list[str]) -> None:
+    """aiohttp and the serving modules are a third of a command's start-up: `check`, `new`
+    and `state` never load them (logging set up for every command included)."""
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "seeds" / "a.txt").write_text("a\nA\n\nUn paragraphe.\n", "utf-8")
+    config = tmp_path / "config.toml"
+    config.write_text('[feed]\nbase_url = "http://127.0.0.1:8080/"\n[paths]\nseeds = "seeds"\n'
+                      'state = "state/feedsvc.sqlite3"\n', "utf-8")
+    if command[0] == "state":
+        command = [*command, str(tmp_path / "copy.sqlite3")]
+        assert subprocess.run([sys.executable, "-m", "feedsvc", "build", "--config",
+                               str(config)], capture_output=True, timeout=60).returncode == 0
+    script = textwrap.dedent(f'''
+        import contextlib, io, sys
+        from feedsvc.cli import main
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = main({[*command, "--config", str(config)]!r})
+        print(code, sorted(m for m in ("aiohttp", "feedsvc.serve.app", "feedsvc.serve.pipeline")
+                           if m in sys.modules))
     ''')
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=60, check=True)
-    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+                            timeout=60, check=True, cwd=tmp_path)
+    assert result.stdout.split("\n")[-2] == "0 []", result.stdout + result.stderr
 
 
 def test_the_app_keys_import_no_serving_module_at_run_time() -> None:

@@ -36,11 +36,6 @@ class Renderer(Protocol):
         ...
 
 
-def newest_first(items: Sequence[Item], limit: int) -> list[Item]:
-    """The items a document shows: newest `published` first, ties by slug, at most `limit`."""
-    return sorted(items, key=lambda item: (-item.published.timestamp(), item.slug))[:limit]
-
-
 def feed_updated(info: FeedInfo, items: Sequence[Item]) -> datetime:
     """The newest `updated` among the shown items; the feed's creation time when there is none
     (the date a dated document carries: Atom `<updated>`, RSS `<lastBuildDate>`)."""

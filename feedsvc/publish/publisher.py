@@ -270,9 +270,8 @@ class Publisher:
                     fresh[owner] = entry
             if previous is None or previous.content_hash != stamp.content_hash:
                 changed[slug] = "published" if previous is None else "updated"
-                if entry is not None:
-                    self._texts.unsaved[slug] = stored_content(entry, owner)
-                self._texts.shown.pop(slug, None)  # the text shown must be the new one
+                self._texts.replaced(slug, None if entry is None
+                                     else stored_content(entry, owner))
                 self._tags.forget_text(slug)
             elif not previous.live:
                 changed[slug] = "republished"
@@ -312,11 +311,12 @@ class Publisher:
         tags_changed = self._tags.render(now_ts, now_us)
         rejected = self._ownership.rejected()
         self._report.batch(rejected, appeared)
-        published = len(self._ownership.owner) - start
+        published_count = len(self._ownership.owner) - start
         scheduled = self._timeline.scheduled(start)
         draft_count = len(self._ownership.drafts)
         if (shown == self._shown and rejected == self._rejected and not tags_changed
-                and published == self._snapshot.published_count and self._snapshot.documents):
+                and published_count == self._snapshot.published_count
+                and self._snapshot.documents):
             old = self._snapshot
             if (old.draft_count, old.scheduled, old.seeds_readable) != (draft_count, scheduled,
                                                                    seeds_readable):
@@ -328,8 +328,8 @@ class Publisher:
         self._shown, self._rejected = shown, rejected
         rendering.retain({*shown, *self._tags.items()})  # hashed once
         self._snapshot = make_snapshot(
-            documents=[*rendering.feeds, *rendering.pages.values(), *self._tags.documents()],
-            published_count=published,
+            documents=[*rendering.documents(), *self._tags.documents()],
+            published_count=published_count,
             rejected=rejected,
             changed_at=now,
             seeds_readable=seeds_readable,
@@ -337,8 +337,7 @@ class Publisher:
             draft_count=draft_count,
             scheduled=scheduled,
         )
-        rendering.dates.retain(self._snapshot.documents)
-        if rendering.dates.unsaved and self.store.writable:
+        if rendering.retain_dates(self._snapshot.documents) and self.store.writable:
             self._writes.write()  # the tag documents' new dates
         return self._snapshot
 

@@ -5,7 +5,7 @@ tag's), the front page and the pages of the shown entries, each dated by `Docume
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from feedsvc.model import Document, FeedInfo, Item
@@ -78,6 +78,16 @@ class Rendering:
         self.pages = {item.slug: documents.get(entry_path(item.slug)) or self.pages[item.slug]
                       for item in items}
         return [documents[doc.path] for doc in capped]
+
+    def documents(self) -> list[Document]:
+        """The capped documents and the shown entries' pages, as last rendered."""
+        return [*self.feeds, *self.pages.values()]
+
+    def retain_dates(self, documents: Mapping[str, Document]) -> bool:
+        """Keep in memory the dates of these documents only; whether some are still to be
+        written to the state."""
+        self.dates.retain(documents)
+        return bool(self.dates.unsaved)
 
     def retain(self, kept: set[Item]) -> None:
         """Let the renderers forget what they kept of items no document shows any more."""

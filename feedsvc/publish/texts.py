@@ -37,6 +37,13 @@ class EntryTexts:
         self.shown: dict[str, Entry] = {}  # text of the shown entries only
         self.unsaved: dict[str, Content] = {}  # slug → text not written to the state yet
 
+    def replaced(self, slug: str, content: Content | None) -> None:
+        """A slug's text changed (`content`: the new one, to write to the state; None when
+        its file could not be read again): the text shown must be the new one."""
+        if content is not None:
+            self.unsaved[slug] = content
+        self.shown.pop(slug, None)
+
     def show(self, slugs: Sequence[str], fresh: dict[str, Entry]) -> tuple[Item, ...]:
         """The items of these entries (the newest published by now), as the documents show
         them (`fresh`: file name → entry parsed in this batch); only their text stays in

@@ -14,7 +14,7 @@ from feedgen.entry import FeedEntry
 from feedgen.feed import FeedGenerator
 
 from feedsvc.model import FeedInfo, Item
-from feedsvc.publish.docformat import forget, reuse
+from feedsvc.publish.docformat import FeedFormat, forget, reuse
 
 GENERATOR = "feedsvc"
 GENERATOR_URI = "https://pypi.org/project/feedsvc/"
@@ -74,15 +74,15 @@ def _fragment(document: bytes, opening: bytes, closing: bytes) -> bytes:
     return document[start:end]
 
 
-def new_feed(info: FeedInfo, updated: datetime, self_url: str, self_type: str) -> FeedGenerator:
-    """A feed's head, the same in Atom and RSS but for its self link."""
+def new_feed(info: FeedInfo, updated: datetime, fmt: FeedFormat) -> FeedGenerator:
+    """A feed's head, the same in Atom and RSS but for its self link (`fmt`'s document)."""
     feed = FeedGenerator()
     feed.id(info.id)
     feed.title(info.title)
     feed.subtitle(info.subtitle)  # also RSS <description>
     feed.language(info.language)  # RSS <language> and Atom xml:lang
     feed.author(_author(info))
-    feed.link(href=self_url, rel="self", type=self_type)
+    feed.link(href=fmt.url(info), rel="self", type=fmt.link_type)
     feed.link(href=info.base_url, rel="alternate", type="text/html")
     feed.generator(GENERATOR, uri=GENERATOR_URI)
     # Sets Atom <updated> and RSS <lastBuildDate>; otherwise feedgen writes the current time.

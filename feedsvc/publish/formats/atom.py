@@ -42,7 +42,7 @@ def render_atom(info: FeedInfo, items: Sequence[Item]) -> bytes:
 
 
 def _atom_bytes(info: FeedInfo, items: Sequence[Item], updated: datetime) -> bytes:
-    feed = new_feed(info, updated, self_url=info.atom_url, self_type="application/atom+xml")
+    feed = new_feed(info, updated, ATOM)
     feed.register_extension("markup", _DeclareMarkupAsHtml, _DeclareMarkupAsHtml, rss=False)
     for item in items:
         entry = add_entry(feed, info, item)

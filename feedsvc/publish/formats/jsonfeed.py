@@ -51,7 +51,7 @@ def _document(info: FeedInfo, items: list[str]) -> bytes:
         "version": VERSION,
         "title": info.title,
         "home_page_url": info.base_url,
-        "feed_url": f"{info.base_url}{info.feed_path}.{EXTENSION}",  # its own URL
+        "feed_url": JSON_FEED.url(info),  # its own URL
         "description": info.subtitle,
         "language": info.language,
         "authors": [{"name": info.author_name}],

@@ -22,7 +22,7 @@ def render_rss(info: FeedInfo, items: Sequence[Item]) -> bytes:
 
 
 def _rss_bytes(info: FeedInfo, items: Sequence[Item], updated: datetime) -> bytes:
-    feed = new_feed(info, updated, self_url=info.rss_url, self_type="application/rss+xml")
+    feed = new_feed(info, updated, RSS)
     if info.author_email:
         feed.managingEditor(f"{info.author_email} ({info.author_name})")
     # RSS <author> must be an email address; without one, the name goes in dc:creator. Loaded
