@@ -33,11 +33,19 @@ _HTML_ENTITY_RE = re.compile(r"&(#?\w+)")
 _RSS_CHARDATA_RE = re.compile(r"&#[x0-9]|<[/a-zA-Z]")
 _BAD_CHARS_RE = re.compile("[\x80-\x9f\ufffd]")
 _LANG_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
-# The validator's HTML tag list is long; these are the ones a text could plausibly close.
-_HTML_TAGS = {"a", "abbr", "b", "blockquote", "body", "br", "code", "div", "em", "h1", "h2", "h3",
-              "h4", "h5", "h6", "head", "html", "i", "img", "li", "ol", "p", "pre", "q", "s",
-              "script", "small", "span", "strong", "style", "sub", "sup", "table", "td", "th",
-              "title", "tr", "u", "ul", "iframe", "object", "embed", "form", "input", "font"}
+# HTMLValidator.htmltags of w3c/feedvalidator (src/feedvalidator/validators.py): the end tags
+# its `nonhtml` rule takes for HTML.
+_HTML_TAG_NAMES = """
+    a abbr acronym address applet area article aside audio b base basefont bdi bdo big
+    blockquote body br button canvas caption center cite code col colgroup command data
+    datagrid datalist dd del details dfn dialog dir div dl dt em eventsource fieldset
+    figcaption figure font footer form frame frameset h1 h2 h3 h4 h5 h6 head header hgroup hr
+    html i iframe img input ins isindex kbd label legend li link m main mark map menu meta
+    meter nav noframes noscript object ol optgroup option output p param picture pre progress
+    q rp rt ruby s samp script section select slot small source span strike strong style sub
+    summary sup table tbody td template textarea tfoot th thead time title tr track tt u ul
+    var xmp plaintext embed comment listing video wbr"""
+_HTML_TAGS = frozenset(_HTML_TAG_NAMES.split())
 _UNSAFE_TAGS = {"script", "style", "iframe", "object", "embed", "frame", "frameset", "link",
                 "meta", "base", "applet", "form", "input"}
 
@@ -57,8 +65,9 @@ def check_atom(body: bytes, self_url: str, now: datetime | None = None) -> list[
     problems += _self_link(root.findall(f"{A}link[@rel='self']"), self_url, "application/atom+xml")
     problems += _id(root.findtext(f"{A}id"), "feed id")
     problems += _rfc3339(root.findtext(f"{A}updated"), "feed updated", now)
+    lines = body.splitlines()
     for name in ("title", "subtitle"):
-        problems += _text_construct(root.find(f"{A}{name}"), f"feed {name}")
+        problems += _text_construct(root.find(f"{A}{name}"), f"feed {name}", lines)
     seen_entry = False
     for child in root:
         if child.tag == f"{A}entry":
@@ -72,8 +81,8 @@ def check_atom(body: bytes, self_url: str, now: datetime | None = None) -> list[
         problems += _id(entry.findtext(f"{A}id"), f"{where} id")
         problems += _rfc3339(entry.findtext(f"{A}updated"), f"{where} updated", now)
         problems += _rfc3339(entry.findtext(f"{A}published"), f"{where} published", now)
-        problems += _text_construct(entry.find(f"{A}title"), f"{where} title")
-        problems += _text_construct(entry.find(f"{A}summary"), f"{where} summary")
+        problems += _text_construct(entry.find(f"{A}title"), f"{where} title", lines)
+        problems += _text_construct(entry.find(f"{A}summary"), f"{where} summary", lines)
         if not feed_has_author and entry.find(f"{A}author") is None:
             problems.append(f"{where}: MissingElement author")
         content = entry.find(f"{A}content")
@@ -226,34 +235,47 @@ def _rfc2822(value: str | None, where: str, now: datetime | None) -> list[str]:
     return []
 
 
-def _text_construct(element: etree._Element | None, where: str) -> list[str]:
+def _text_construct(element: etree._Element | None, where: str,
+                    lines: list[bytes] | None = None) -> list[str]:
     if element is None:
         return []
     kind = element.get("type", "text")
     if kind == "text":
-        return _plain_text(element.text or "", where, rss=False)
+        return _plain_text(element.text or "", where, rss=False,
+                           source=_source(lines or [], element))
     if kind == "html":
         return _html(element.text or "", where)
     return [f"{where}: unexpected type {kind!r}"]
 
 
 def _source(lines: list[bytes], element: etree._Element | None) -> bytes:
-    return b"" if element is None or element.sourceline is None else lines[element.sourceline - 1]
+    """The source lines of an element of text only: from its start tag's line to its end
+    tag's (the validator's `rssCharData[startline-1:line]`)."""
+    if element is None or element.sourceline is None:
+        return b""
+    start = element.sourceline - 1
+    return b"\n".join(lines[start:start + 1 + (element.text or "").count("\n")])
 
 
 def _plain_text(value: str, where: str, rss: bool, source: bytes = b"") -> list[str]:
-    """The validator's `nonhtml` rules. Hex character references in the element's source line
-    tell it the text is plain text, which turns off the entity and character-data rules."""
+    """The validator's `nonhtml.validate` (w3c/feedvalidator src/feedvalidator/validators.py),
+    in its order: (1) an end tag of an HTML element (`</(\\w+)>`, name in htmltags) warns,
+    always; (2) else, when `&(#?\\w+)` matches at all, each match that is an HTML entity name,
+    `apos` or not all letters warns, unless a source line of the element holds `&#x` (its
+    "experimental RSS-Profile support": hex references say the text is plain); (3) else, in
+    RSS 2 only, `&#[x0-9]` or `<[/a-zA-Z]` is CharacterData, under the same `&#x` exception."""
     if not value.strip():
         return [f"{where}: NotBlank"]
     if any(tag.lower() in _HTML_TAGS for tag in _HTML_END_TAG_RE.findall(value)):
         return [f"{where}: ContainsUndeclaredHTML {value[:60]!r}"]
-    if b"&#x" in source:
-        return []
-    for name in _HTML_ENTITY_RE.findall(value):
-        if name in html.entities.name2codepoint or name == "apos" or not name.isalpha():
+    marked_plain = b"&#x" in source
+    names = _HTML_ENTITY_RE.findall(value)
+    if names:
+        if not marked_plain and any(name in html.entities.name2codepoint or name == "apos"
+                                    or not name.isalpha() for name in names):
             return [f"{where}: ContainsUndeclaredHTML (entity) {value[:60]!r}"]
-    if rss and _RSS_CHARDATA_RE.search(value):
+        return []
+    if rss and not marked_plain and _RSS_CHARDATA_RE.search(value):
         return [f"{where}: CharacterData {value[:60]!r}"]
     return []
 

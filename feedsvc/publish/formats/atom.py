@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import html.entities
 import re
 from collections.abc import Sequence
 from datetime import datetime
@@ -14,13 +15,42 @@ from feedsvc.model import FeedInfo, Item
 from feedsvc.publish.docformat import FeedFormat, feed_updated
 from feedsvc.publish.formats._feedgen import EntryReuse, add_entry, new_feed
 
-# Text a reader could take for markup: an end tag, an entity or character reference, a tag.
-_MARKUP_LIKE_RE = re.compile(r"</?[A-Za-z]|&#?\w")
+# The W3C Feed Validation Service's rule for text that holds HTML (w3c/feedvalidator,
+# src/feedvalidator/validators.py, class `nonhtml`, method `validate`, which Atom text
+# constructs use through content.py's `textConstruct`): an end tag `</name>` whose name is in
+# `HTMLValidator.htmltags`, or else `&` followed by word characters (no `;` needed) that are an
+# HTML entity name, `apos`, or not all letters (`&#38`, `&x2`). `R&D`, `Fish & chips`, `a < b`,
+# `1 </ 2` hold none of these. (Its RSS-only rule on `&#` and `<` is not one of them.)
+_END_TAG_RE = re.compile(r"</(\w+)>")
+_ENTITY_RE = re.compile(r"&(#?\w+)")
+# HTMLValidator.htmltags, as in the validator (lower case).
+_HTML_TAG_NAMES = """
+    a abbr acronym address applet area article aside audio b base basefont bdi bdo big
+    blockquote body br button canvas caption center cite code col colgroup command data
+    datagrid datalist dd del details dfn dialog dir div dl dt em eventsource fieldset
+    figcaption figure font footer form frame frameset h1 h2 h3 h4 h5 h6 head header hgroup hr
+    html i iframe img input ins isindex kbd label legend li link m main mark map menu meta
+    meter nav noframes noscript object ol optgroup option output p param picture pre progress
+    q rp rt ruby s samp script section select slot small source span strike strong style sub
+    summary sup table tbody td template textarea tfoot th thead time title tr track tt u ul
+    var xmp plaintext embed comment listing video wbr"""
+_HTML_TAGS = frozenset(_HTML_TAG_NAMES.split())
+
+
+def looks_like_html(text: str) -> bool:
+    """Whether the W3C validator warns that this plain text holds HTML (see above)."""
+    if any(tag.lower() in _HTML_TAGS for tag in _END_TAG_RE.findall(text)):
+        return True
+    return any(name in html.entities.name2codepoint or name == "apos" or not name.isalpha()
+               for name in _ENTITY_RE.findall(text))
 
 
 class _DeclareMarkupAsHtml(BaseExtension):
-    """An Atom title, subtitle or summary whose plain text looks like markup is sent as escaped
-    HTML (type="html"), so no reader shows it as markup and validators see it declared."""
+    """An Atom title, subtitle or summary (RFC 4287 §3.1) is plain text, sent as
+    type="text" (no attribute: its default). Only text the W3C validator would take for
+    undeclared HTML (`looks_like_html`) is sent as escaped HTML (type="html"), its characters
+    escaped once more so a reader shows them as they are. `R&D` stays text: escaped as HTML it
+    read `R&amp;D` in readers that do not unescape a title twice (sfeed, feed2exec, reader)."""
 
     #: An entry's own language (front matter `lang`), when it differs from the feed's.
     lang: str | None = None
@@ -30,7 +60,7 @@ class _DeclareMarkupAsHtml(BaseExtension):
             element.set("{http://www.w3.org/XML/1998/namespace}lang", self.lang)
         for name in ("title", "subtitle", "summary"):
             child = element.find(name)
-            if child is not None and child.text and _MARKUP_LIKE_RE.search(child.text):
+            if child is not None and child.text and looks_like_html(child.text):
                 child.text = html.escape(child.text, quote=False)
                 child.set("type", "html")
         return element

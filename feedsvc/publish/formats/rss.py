@@ -12,8 +12,12 @@ from feedsvc.publish.docformat import FeedFormat, feed_updated
 from feedsvc.publish.formats._feedgen import EntryReuse, add_entry, entry_author, new_feed
 
 # In RSS, element text that is plain text but shows "<" or "&": say so with hex references
-# (RSS best practice; the W3C validator then does not read it as HTML).
+# (RSS Advisory Board profile, "Encoding": `&#x26;` and `&#x3C;` in plain text, `&amp;` and
+# `&lt;` in HTML; the W3C validator's `nonhtml` then does not read `&amp;` as an entity).
+# Plain text: every <title>, and the channel's <description>. An item's <description> is HTML
+# (escaped), so its references stay `&amp;`/`&lt;`.
 _RSS_PLAIN_TEXT_RE = re.compile(rb"<(title|description)>([^<]*)</\1>")
+_RSS_TITLE_RE = re.compile(rb"<(title)>([^<]*)</\1>")
 
 
 def render_rss(info: FeedInfo, items: Sequence[Item]) -> bytes:
@@ -40,7 +44,13 @@ def _rss_bytes(info: FeedInfo, items: Sequence[Item], updated: datetime) -> byte
         if not email:
             entry.dc.dc_creator(name)
     # Element by element, so the same on a whole document and on its parts.
-    return _RSS_PLAIN_TEXT_RE.sub(_hex_references, feed.rss_str(pretty=True, encoding="UTF-8"))
+    return _plain_text_references(feed.rss_str(pretty=True, encoding="UTF-8"))
+
+
+def _plain_text_references(document: bytes) -> bytes:
+    head, item, items = document.partition(b"<item>")
+    return (_RSS_PLAIN_TEXT_RE.sub(_hex_references, head) + item
+            + _RSS_TITLE_RE.sub(_hex_references, items))
 
 
 def _hex_references(match: re.Match[bytes]) -> bytes:
