@@ -11,6 +11,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
@@ -163,6 +164,17 @@ def build(config: Config, args: argparse.Namespace | None = None) -> int:
                 write_atomically(output / file_name, body)
             except OSError as e:
                 raise FeedsvcError(f"cannot write {output / file_name}: {e.strerror or e}") from e
+    # A tag gone for good (410 when served): its files from earlier builds are removed, so a
+    # static server stops serving entries that are gone (it answers 404: it cannot know 410).
+    now = time.time()
+    for path, gone_at in snapshot.gone_at.items():
+        if now >= gone_at and path not in files:
+            for file_name in (path[1:], f"{path[1:]}.gz", f"{path[1:]}.br"):
+                try:
+                    (output / file_name).unlink(missing_ok=True)
+                except OSError as e:
+                    raise FeedsvcError(f"cannot remove {output / file_name}: "
+                                       f"{e.strerror or e}") from e
     log.info("wrote %s to %s (%d entries, %d tag feeds, %d seeds rejected)",
              _and(path[1:] for path in feeds), output, snapshot.published_count,
              len({tag_of(path) for path in tag_paths}), len(snapshot.rejected))

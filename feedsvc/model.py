@@ -179,3 +179,6 @@ class Snapshot:
     draft_count: int = 0
     #: Entries whose publication date is still to come, soonest first: (slug, when).
     scheduled: tuple[tuple[str, datetime], ...] = ()
+    #: URL path of each document of a tag that lost its last entry → the second (Unix time)
+    #: from which it answers 410 Gone (before it: an empty feed).
+    gone_at: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))

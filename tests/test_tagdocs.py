@@ -30,6 +30,8 @@ class MemorySource:
         self.texts: dict[str, Entry] = {}  # slug → its text in the state
         self.shown: dict[str, Entry] = {}  # texts the main documents show
         self.loads: list[str] = []
+        self.history: dict[str, tuple[str, int | None]] = {}  # the state's tag history
+        self.writable = True
 
     def tags_of(self, slugs: list[str]) -> set[str]:
         return {tag for slug in slugs for tag in self.tags.get(slug, ())}
@@ -49,6 +51,14 @@ class MemorySource:
         return make_item(INFO, entry, NOW, datetime.fromtimestamp(NOW, UTC),
                          lambda s: f"{INFO.base_url}entries/{s}")
 
+    def tag_history(self, now: int) -> dict[str, tuple[str, int | None]]:
+        return dict(self.history)
+
+    def save_tag_history(self, rows: dict[str, tuple[str, int | None]]) -> bool:
+        if self.writable:
+            self.history = {**self.history, **rows}
+        return self.writable
+
 
 class Recorder:
     """Renders one document per feed and remembers for which feed and items."""
@@ -63,9 +73,11 @@ class Recorder:
                          datetime.fromtimestamp(NOW, UTC))]
 
 
-def make(source: MemorySource, kept: int = 1024) -> tuple[TagDocuments, Recorder]:
+def make(source: MemorySource, kept: int = 1024,
+         tombstone_s: int = 30 * 86400) -> tuple[TagDocuments, Recorder]:
     recorder = Recorder()
-    return TagDocuments(source, INFO, 10, recorder, make_documents, kept), recorder
+    return TagDocuments(source, INFO, 10, recorder, make_documents, kept,
+                        tombstone_s), recorder
 
 
 def paths(tags: TagDocuments) -> list[str]:
@@ -107,23 +119,101 @@ def test_an_unchanged_item_list_is_not_rendered_again(source: MemorySource) -> N
     assert len(recorder.calls) == 4
 
 
-@pytest.mark.parametrize("gone", ["untagged", "no text"])
-def test_a_tag_with_no_shown_items_has_no_documents(source: MemorySource, gone: str) -> None:
-    tags, _ = make(source)
-    tags.touch_entries(["a", "b"])
-    tags.render(NOW, 0)
-    assert "/tags/sport.atom" in paths(tags)
+def _empty(source: MemorySource, tags: TagDocuments, how: str) -> None:
+    """Take every entry of tag `sport` away (a and b), as the publisher says it."""
     tags.touch_entries(["a", "b"])  # their tags before the change
-    if gone == "untagged":
+    if how == "untagged":
         source.tags["a"].discard("sport")
         source.tags["b"].discard("sport")
     else:
         del source.texts["a"], source.texts["b"]
         tags.forget_text("a")
         tags.forget_text("b")
-    assert tags.render(NOW, 0) is True
-    assert "/tags/sport.atom" not in paths(tags)
+
+
+SPORT = ["/tags/sport.atom", "/tags/sport.json", "/tags/sport.rss"]
+
+
+@pytest.mark.parametrize("how", ["untagged", "no text"])
+def test_a_tag_that_loses_its_entries_has_an_empty_feed_then_is_gone(
+        source: MemorySource, how: str) -> None:
+    tags, recorder = make(source, tombstone_s=3600)
+    tags.touch_entries(["a", "b"])
+    tags.render(NOW, 0)
+    assert "/tags/sport.atom" in paths(tags)
+    assert tags.gone_at == {}
+    _empty(source, tags, how)
+    assert tags.render(NOW + 10, 0) is True
+    assert "/tags/sport.atom" in paths(tags)  # 200, empty
+    info, items = recorder.calls[-1]
+    assert items == () and info.feed_path == "tags/sport"
+    assert info.created == datetime.fromtimestamp(NOW + 10, UTC)  # its `updated`
     assert all(item.slug != "a" for item in tags.items())
+    assert tags.gone_at == dict.fromkeys(SPORT, NOW + 10 + 3600)
+    assert source.history["sport"] == ("SPORT", NOW + 10)  # kept in the state
+    # Touched again later: the same empty feed, not rendered again, same deadline.
+    calls = len(recorder.calls)
+    tags.dirty.add("sport")
+    assert tags.render(NOW + 20, 0) is False
+    assert len(recorder.calls) == calls and tags.gone_at[SPORT[0]] == NOW + 10 + 3600
+    # Past the deadline, at the next render that reaches it: nothing is kept (the server
+    # answers 410 from the deadline on, rendered or not).
+    tags.dirty.add("sport")
+    assert tags.render(NOW + 10 + 3600, 0) is True
+    assert "/tags/sport.atom" not in paths(tags)
+    assert tags.gone_at[SPORT[0]] == NOW + 10 + 3600
+
+
+def test_a_tag_that_gets_an_entry_again_is_back(source: MemorySource) -> None:
+    tags, _ = make(source, tombstone_s=0)
+    tags.touch_entries(["a", "b"])
+    tags.render(NOW, 0)
+    _empty(source, tags, "untagged")
+    assert tags.render(NOW, 0) is True
+    assert "/tags/sport.atom" not in paths(tags)  # tombstone_days = 0: gone at once
+    assert tags.gone_at == dict.fromkeys(SPORT, NOW)
+    source.tags["c"].add("sport")
+    tags.touch_entries(["c"])
+    assert tags.render(NOW + 5, 0) is True
+    assert "/tags/sport.atom" in paths(tags) and tags.gone_at == {}
+    assert source.history["sport"] == ("SPORT", None)
+
+
+def test_a_tag_that_never_showed_an_entry_has_no_documents(source: MemorySource) -> None:
+    tags, _ = make(source)
+    source.tags["d"] = {"later"}  # its text cannot be shown
+    tags.touch_entries(["d"])
+    assert tags.render(NOW, 0) is False
+    assert paths(tags) == [] and tags.gone_at == {} and "later" not in source.history
+
+
+def test_the_tags_that_existed_are_read_from_the_state_once(source: MemorySource) -> None:
+    """After a restart: a tag emptied before it (or while stopped) is rendered empty at the
+    first render, its deadline kept; the state is read once, not per batch."""
+    source.history = {"old": ("Old", NOW - 100), "gone": ("Gone", NOW - 7200),
+                      "sport": ("SPORT", None)}
+    tags, recorder = make(source, tombstone_s=3600)
+    calls = []
+    read = source.tag_history
+    source.tag_history = lambda now: calls.append(now) or read(now)  # type: ignore[method-assign]
+    assert tags.render(NOW, 0) is True
+    assert paths(tags) == ["/tags/old.atom", "/tags/sport.atom"]
+    assert tags.gone_at["/tags/old.atom"] == NOW - 100 + 3600
+    assert tags.gone_at["/tags/gone.rss"] == NOW - 7200 + 3600
+    tags.render(NOW, 0)
+    assert calls == [NOW]
+    assert {info.feed_path for info, _ in recorder.calls} == {"tags/old", "tags/sport"}
+
+
+def test_history_the_state_cannot_take_is_kept_and_written_later(source: MemorySource) -> None:
+    tags, _ = make(source)
+    source.writable = False
+    tags.touch_entries(["a"])
+    tags.render(NOW, 0)
+    assert "sport" not in source.history
+    source.writable = True
+    tags.render(NOW, 0)  # nothing touched: still written
+    assert source.history["sport"] == ("SPORT", None)
 
 
 def test_shown_texts_are_never_read(source: MemorySource) -> None:

@@ -87,7 +87,8 @@ class Publisher:
         self._rendering = Rendering(self.info, store, config.server.cache_max_age)
         self._tags = TagDocuments(_TagSource(store, self._stamps, self._texts), self.info,
                                   config.feed.max_entries, self._rendering.tag_feed,
-                                  self._rendering.make_documents)
+                                  self._rendering.make_documents,
+                                  tombstone_s=config.feed.tombstone_days * 86400)
         self._report = Report(self._ownership, self.catalog.records)
         self._writes = StateWrites(store, self._stamps, self._texts, self._rendering.dates)
 
@@ -336,6 +337,7 @@ class Publisher:
             generation=self._snapshot.generation + 1,
             draft_count=draft_count,
             scheduled=scheduled,
+            gone_at=self._tags.gone_at,
         )
         if rendering.retain_dates(self._snapshot.documents) and self.store.writable:
             self._writes.write()  # the tag documents' new dates
@@ -405,6 +407,18 @@ class _TagSource:
     def item(self, slug: str, entry: Entry) -> Item | None:
         stamp = self._stamps.get(slug)
         return None if stamp is None else self._texts.item(entry, stamp)
+
+    def tag_history(self, now: int) -> dict[str, tuple[str, int | None]]:
+        return self._store.tag_history(now)
+
+    def save_tag_history(self, rows: dict[str, tuple[str, int | None]]) -> bool:
+        try:
+            self._store.save_tag_history(rows)
+        except StoreError as e:
+            (log.debug if self._store.corrupt else log.error)(
+                "%s; the history of %d tag(s) is kept in memory, retrying", e, len(rows))
+            return False
+        return True
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:

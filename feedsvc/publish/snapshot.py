@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -130,7 +130,8 @@ def make_document(path: str, content_type: str, body: bytes, last_modified: date
 def make_snapshot(documents: Iterable[Document], published_count: int,
                   rejected: Iterable[Rejection], changed_at: datetime | None,
                   seeds_readable: bool = True, generation: int = 0, draft_count: int = 0,
-                  scheduled: tuple[tuple[str, datetime], ...] = ()) -> Snapshot:
+                  scheduled: tuple[tuple[str, datetime], ...] = (),
+                  gone_at: Mapping[str, int] | None = None) -> Snapshot:
     return Snapshot(
         documents=MappingProxyType({doc.path: doc for doc in documents}),
         published_count=published_count,
@@ -140,6 +141,7 @@ def make_snapshot(documents: Iterable[Document], published_count: int,
         generation=generation,
         draft_count=draft_count,
         scheduled=scheduled,
+        gone_at=MappingProxyType(gone_at if gone_at is not None else {}),
     )
 
 

@@ -4,6 +4,11 @@ Which entries a tag shows comes from the state (newest published first): no tag 
 is held in memory. The texts of entries shown by tag documents (not by the main ones) are kept
 in a small LRU between batches. What comes from the state and the rest of the publisher comes
 through `TagSource`, so the rules here need neither.
+
+A tag that has shown an entry is never unknown again (issue 11): the state keeps every such tag
+(`tag_history`) and when it lost its last entry. Such a tag answers 200 with an empty feed for
+`tombstone_s` after that, then 410 Gone (`gone_at`: the second each of its documents goes);
+a tag that never showed one is 404. A tag that gets an entry again is simply back.
 """
 
 from __future__ import annotations
@@ -12,12 +17,13 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Protocol
 
 from feedsvc.errors import StoreError
 from feedsvc.model import Document, Entry, FeedInfo, Item
 from feedsvc.publish.ids import tag_feed_id
-from feedsvc.publish.registry import TAGS
+from feedsvc.publish.registry import TAGS, formats
 from feedsvc.publish.snapshot import Rendered
 
 log = logging.getLogger("feedsvc")
@@ -48,6 +54,15 @@ class TagSource(Protocol):
         """The entry as documents show it, with its stamp (None: it cannot be shown)."""
         ...
 
+    def tag_history(self, now: int) -> dict[str, tuple[str, int | None]]:
+        """tag → (label, when it lost its last entry, or None) of every tag that has shown an
+        entry by `now` (raises StoreError when the state cannot say)."""
+        ...
+
+    def save_tag_history(self, rows: dict[str, tuple[str, int | None]]) -> bool:
+        """Keep these in the state; False when it cannot be written now."""
+        ...
+
 
 #: Renders a feed's documents (one per registered format) from its info and items.
 RenderFeed = Callable[[FeedInfo, Sequence[Item], int], list[Rendered]]
@@ -55,9 +70,14 @@ RenderFeed = Callable[[FeedInfo, Sequence[Item], int], list[Rendered]]
 MakeDocuments = Callable[[list[Rendered]], list[Document]]
 
 
+#: What `tombstone_s` is by default: `[feed] tombstone_days` = 30.
+TOMBSTONE_S = 30 * 86400
+
+
 class TagDocuments:
     def __init__(self, source: TagSource, info: FeedInfo, limit: int, render: RenderFeed,
-                 make_documents: MakeDocuments, kept: int = TAG_ENTRIES_KEPT) -> None:
+                 make_documents: MakeDocuments, kept: int = TAG_ENTRIES_KEPT,
+                 tombstone_s: int = TOMBSTONE_S) -> None:
         self._source = source
         self._info = info
         self._limit = limit  # entries per document
@@ -68,6 +88,14 @@ class TagDocuments:
         self._docs: dict[str, tuple[Document, ...]] = {}
         self._items: dict[str, tuple[Item, ...]] = {}
         self._entries: OrderedDict[str, Entry] = OrderedDict()  # texts tag documents show
+        self._tombstone_s = tombstone_s
+        # Every tag that has shown an entry: (label, when it lost its last one or None). Read
+        # from the state once (at the first render), then kept up to date here.
+        self._history: dict[str, tuple[str, int | None]] | None = None
+        self._unsaved: dict[str, tuple[str, int | None]] = {}  # history the state lacks
+        #: URL path of each document of a tag that lost its last entry → the second it
+        #: answers 410 Gone from. Replaced, never changed in place: snapshots hold it.
+        self.gone_at: dict[str, int] = {}
 
     def touch_entries(self, slugs: Iterable[str]) -> None:
         """The tags these entries have now (as the state has them): their documents are
@@ -87,19 +115,27 @@ class TagDocuments:
         """The items the tag documents show now."""
         return (item for items in self._items.values() for item in items)
 
-    def info(self, tag: str, label: str) -> FeedInfo:
-        return replace(self._info, id=tag_feed_id(self._info.id, tag),
+    def info(self, tag: str, label: str, emptied: int | None = None) -> FeedInfo:
+        """A tag's feed; an empty one (`emptied`: when it lost its last entry) is dated then
+        (its `updated`: RFC 4287 §4.2.15, the last significant change)."""
+        info = replace(self._info, id=tag_feed_id(self._info.id, tag),
                        title=f"{self._info.title} — {label}", feed_path=f"{TAGS}{tag}")
+        if emptied is not None:
+            info = replace(info, created=max(info.created,
+                                             datetime.fromtimestamp(emptied, UTC)))
+        return info
 
     def render(self, now: int, now_us: int) -> bool:
         """Render the documents of the tags touched since the last batch; True if any of
-        them changed."""
+        them changed (or which of them answer 410)."""
+        history = self._load_history(now)
         if not self.dirty:
-            return False
+            return self._save_history()
         dirty, self.dirty = sorted(self.dirty), set()
         rendered: list[Rendered] = []
         paths_of: dict[str, list[str]] = {}  # tag → the paths of its documents
         changed = False
+        gone_at = self.gone_at
         for tag in dirty:
             try:
                 rows = self._source.tagged(tag, now, self._limit)
@@ -107,13 +143,29 @@ class TagDocuments:
                 log.error("%s; the documents of tag %s are not updated", e, tag)
                 continue
             items = tuple(item for slug, _ in rows if (item := self._item(slug)))
-            if not items:
+            paths = [fmt.path(f"{TAGS}{tag}") for fmt in formats()]
+            if items:
+                self._remember(history, tag, rows[0][1], None)
+                if any(path in gone_at for path in paths):  # back
+                    gone_at = {k: v for k, v in gone_at.items() if k not in paths}
+            elif (known := history.get(tag)) is None:  # never shown an entry: 404
                 changed |= self._docs.pop(tag, None) is not None
                 self._items.pop(tag, None)
                 continue
-            if items == self._items.get(tag):
+            else:
+                label, emptied = known[0], known[1] if known[1] is not None else now
+                self._remember(history, tag, label, emptied)
+                until = emptied + self._tombstone_s
+                if any(gone_at.get(path) != until for path in paths):
+                    gone_at = {**gone_at, **dict.fromkeys(paths, until)}
+                if now >= until:  # gone for good: nothing is served, 410
+                    changed |= self._docs.pop(tag, None) is not None
+                    self._items.pop(tag, None)
+                    continue
+            if items == self._items.get(tag) and tag in self._docs:
                 continue
-            feed_documents = self._render(self.info(tag, rows[0][1]), items, now_us)
+            info = self.info(tag, *(history[tag] if not items else (rows[0][1], None)))
+            feed_documents = self._render(info, items, now_us)
             rendered += feed_documents
             self._items[tag] = items
             paths_of[tag] = [doc.path for doc in feed_documents]
@@ -121,7 +173,33 @@ class TagDocuments:
                      if rendered else {})
         for tag, paths in paths_of.items():
             self._docs[tag] = tuple(documents[path] for path in paths)
+        changed |= gone_at is not self.gone_at
+        self.gone_at = gone_at
+        self._save_history()
         return changed or bool(documents)
+
+    def _load_history(self, now: int) -> dict[str, tuple[str, int | None]]:
+        """The tags that existed, read from the state at the first render: each is rendered
+        then (one that lost its entries while feedsvc was stopped is found empty)."""
+        if self._history is None:
+            try:
+                self._history = self._source.tag_history(now)
+            except StoreError as e:
+                log.error("%s; the tags that lost their entries are read again later", e)
+                return {}
+            self.dirty |= set(self._history)
+        return self._history
+
+    def _remember(self, history: dict[str, tuple[str, int | None]], tag: str, label: str,
+                  emptied: int | None) -> None:
+        if history.get(tag) != (label, emptied):
+            history[tag] = self._unsaved[tag] = (label, emptied)
+
+    def _save_history(self) -> bool:
+        """Write what the state does not have of the tags' history (kept until it works)."""
+        if self._unsaved and self._source.save_tag_history(self._unsaved):
+            self._unsaved = {}
+        return False
 
     def _item(self, slug: str) -> Item | None:
         entry = self._source.shown_entry(slug) or self._entries.get(slug)

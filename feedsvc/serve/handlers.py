@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping
 from typing import NoReturn
 
@@ -28,7 +29,13 @@ async def serve_document(request: web.Request) -> web.StreamResponse:
     """The hot path: look-ups in the current snapshot and in caches of parsed headers; no I/O,
     no rendering, no hashing, no compression."""
     snapshot = request.app[LIVE].current  # read once: body and validators from one snapshot
-    document = snapshot.documents.get(request.rel_url.path)
+    path = request.rel_url.path
+    gone_at = snapshot.gone_at.get(path)
+    if gone_at is not None and time.time() >= gone_at:
+        # A tag that lost its last entry `tombstone_days` ago: gone for good, and known to
+        # have existed (RFC 9110 §15.5.11), so readers can drop the subscription.
+        raise web.HTTPGone()
+    document = snapshot.documents.get(path)
     if document is None:
         _not_there(snapshot)
     return respond(request, document)

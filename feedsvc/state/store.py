@@ -65,6 +65,13 @@ CREATE TABLE IF NOT EXISTS tags (
     PRIMARY KEY (tag, slug)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tags_by_slug ON tags (slug);
+-- Every tag that has shown an entry (issue 11): `emptied` is when it lost its last one (NULL
+-- while it has some), so a tag that existed answers an empty feed, then 410, never 404.
+CREATE TABLE IF NOT EXISTS tag_history (
+    tag     TEXT PRIMARY KEY,
+    label   TEXT NOT NULL,
+    emptied INTEGER
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS documents (
     path     TEXT PRIMARY KEY,
     digest   TEXT NOT NULL,
@@ -324,6 +331,7 @@ class Store(StateFile):
         self._text = "text" if "text" in columns else "''"
         self._has_tags = "tags" in tables
         self._has_documents = "documents" in tables
+        self._has_tag_history = "tag_history" in tables
         try:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error:
@@ -472,6 +480,29 @@ class Store(StateFile):
             "SELECT s.slug, t.label FROM tags t JOIN stamps s ON s.slug = t.slug "
             "WHERE t.tag = ? AND s.live = 1 AND s.published <= ? "
             "ORDER BY s.published DESC, s.slug LIMIT ?", (tag, now, limit))]
+
+    def tag_history(self, now: int) -> dict[str, tuple[str, int | None]]:
+        """tag → (label, when it lost its last entry or None) of every tag that existed: those
+        the history has, and (for states made before it) those of entries published by `now`
+        (removed since or not)."""
+        if not self._has_tags:
+            return {}
+        known: dict[str, tuple[str, int | None]] = {
+            row[0]: (row[1], None) for row in self._query(
+                "SELECT t.tag, MIN(t.label) FROM tags t JOIN stamps s ON s.slug = t.slug "
+                "WHERE s.published <= ? GROUP BY t.tag", (now,))}
+        if self._has_tag_history:
+            known.update((row[0], (row[1], row[2])) for row in self._query(
+                "SELECT tag, label, emptied FROM tag_history"))
+        return known
+
+    def save_tag_history(self, rows: Mapping[str, tuple[str, int | None]]) -> None:
+        """Record these tags' labels and when they lost their last entry (None: they have
+        entries)."""
+        values = [(tag, label, emptied) for tag, (label, emptied) in rows.items()]
+        self._write(lambda: self._db.executemany(
+            "INSERT OR REPLACE INTO tag_history (tag, label, emptied) VALUES (?, ?, ?)",
+            values))
 
     def load_revisions(self, paths: Iterable[str]) -> dict[str, Revision]:
         """The stored revisions of these documents (those that have one)."""
