@@ -104,3 +104,15 @@ def test_build_writes_the_empty_feed_of_a_tag_that_lost_its_entries(tmp_path: Pa
     parsed = feedparser.parse(body)
     assert parsed.entries == [] and not parsed.bozo
     assert (tmp_path / "public" / "tags" / "x.json").exists()
+
+
+def test_a_tag_dropped_by_an_edit_while_stopped_is_still_known(tmp_path: Path, serve) -> None:
+    config = _site(tmp_path, tombstone_days=30)
+    server = serve(config)
+    wait_until(lambda: server.get("/tags/x.atom")[0] == 200)
+    server.stop()
+    write_seed(tmp_path / "seeds", "a.txt", front("Corps A", title="A", slug="a", tags="Y"))
+    server = serve(config)
+    wait_until(lambda: server.get("/tags/y.atom")[2].count(b"<entry>") == 2)
+    status, _, body = server.get("/tags/x.atom")
+    assert status == 200 and feedparser.parse(body).entries == []

@@ -89,6 +89,7 @@ class Publisher:
                                   config.feed.max_entries, self._rendering.tag_feed,
                                   self._rendering.make_documents,
                                   tombstone_s=config.feed.tombstone_days * 86400)
+        self._tags.load_history(int(clock().timestamp()))  # before the scan changes the tags
         self._report = Report(self._ownership, self.catalog.records)
         self._writes = StateWrites(store, self._stamps, self._texts, self._rendering.dates)
 

@@ -128,7 +128,7 @@ class TagDocuments:
     def render(self, now: int, now_us: int) -> bool:
         """Render the documents of the tags touched since the last batch; True if any of
         them changed (or which of them answer 410)."""
-        history = self._load_history(now)
+        history = self.load_history(now)
         if not self.dirty:
             return self._save_history()
         dirty, self.dirty = sorted(self.dirty), set()
@@ -178,9 +178,10 @@ class TagDocuments:
         self._save_history()
         return changed or bool(documents)
 
-    def _load_history(self, now: int) -> dict[str, tuple[str, int | None]]:
-        """The tags that existed, read from the state at the first render: each is rendered
-        then (one that lost its entries while feedsvc was stopped is found empty)."""
+    def load_history(self, now: int) -> dict[str, tuple[str, int | None]]:
+        """The tags that existed, read from the state once (before the first scan, so a tag
+        that a seed edited while feedsvc was stopped loses is known): each is rendered at
+        the next render (one that lost its entries meanwhile is found empty)."""
         if self._history is None:
             try:
                 self._history = self._source.tag_history(now)

@@ -487,10 +487,17 @@ class Store(StateFile):
         (removed since or not)."""
         if not self._has_tags:
             return {}
+        derived = ("SELECT t.tag, MIN(t.label), NULL FROM tags t JOIN stamps s "
+                   "ON s.slug = t.slug WHERE s.published <= ? GROUP BY t.tag")
+        if self._has_tag_history and not self.corrupt:
+            # Kept, so that a tag whose entries lose it later is still known (one statement,
+            # at start only). Not writable now: read below all the same.
+            with contextlib.suppress(StoreError):
+                self._write(lambda: self._db.execute(
+                    f"INSERT OR IGNORE INTO tag_history (tag, label, emptied) {derived}",
+                    (now,)))
         known: dict[str, tuple[str, int | None]] = {
-            row[0]: (row[1], None) for row in self._query(
-                "SELECT t.tag, MIN(t.label) FROM tags t JOIN stamps s ON s.slug = t.slug "
-                "WHERE s.published <= ? GROUP BY t.tag", (now,))}
+            row[0]: (row[1], None) for row in self._query(derived, (now,))}
         if self._has_tag_history:
             known.update((row[0], (row[1], row[2])) for row in self._query(
                 "SELECT tag, label, emptied FROM tag_history"))
