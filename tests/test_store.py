@@ -200,3 +200,25 @@ def test_document_revisions_are_saved_with_the_stamps_and_survive_a_reopen(
     reader = Store.open_for_reading(path)
     assert reader.load_revisions(["/"]) == {"/": Revision("/", "d2", 6 * US, 5 * US + 3)}
     reader.close()
+
+
+def test_tag_history_knows_the_tags_of_published_entries_and_survives_a_reopen(
+        tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = Store.open(path)
+    store.save_stamps(
+        [Stamp("a", 100, 100, "h", "a.txt"), Stamp("b", 100, 100, "h", "b.txt", live=False),
+         Stamp("later", 900, 900, "h", "l.txt")],
+        {"a": Content("A", ("p",), "t", "a.txt", (("x", "X"),)),
+         "b": Content("B", ("p",), "t", "b.txt", (("y", "Y"),)),
+         "later": Content("L", ("p",), "t", "l.txt", (("z", "Z"),))})
+    # Tags of entries published by now, removed ones too; not those of a scheduled entry.
+    assert store.tag_history(500) == {"x": ("X", None), "y": ("Y", None)}
+    store.save_tag_history({"y": ("Y", 400), "w": ("W", 300)})
+    store.close()
+    again = Store.open(path)
+    # Derived rows were recorded: a tag stays known once the entry's tags change.
+    again.save_stamps([Stamp("a", 100, 200, "h2", "a.txt")],
+                      {"a": Content("A", ("p",), "t2", "a.txt", ())})
+    assert again.tag_history(500) == {"x": ("X", None), "y": ("Y", 400), "w": ("W", 300)}
+    again.close()
