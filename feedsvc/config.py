@@ -40,6 +40,9 @@ class FeedConfig:
     timezone: str = "UTC"
     #: Whether "03/04/2027" is 3 April; None: as the language writes dates (fr: yes, en: no).
     dayfirst: bool | None = None
+    #: Entries per RFC 5005 archive page (/archive/{n}.atom): the entries older than the
+    #: newest `max_entries`, oldest first.
+    archive_page_entries: int = 50
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         entry_url=tables.get("feed", "entry_url", str, FeedConfig.entry_url, _entry_template),
         timezone=tables.get("feed", "timezone", str, FeedConfig.timezone, _timezone),
         dayfirst=tables.get("feed", "dayfirst", bool, None),
+        archive_page_entries=tables.get("feed", "archive_page_entries", int,
+                                        FeedConfig.archive_page_entries, _in_range(1, 10_000)),
     )
     tables.reject_unknown()
     return Config(feed=feed, paths=paths, server=server, watch=watch, config_file=path)
@@ -223,7 +228,8 @@ class _Tables:
 
     KNOWN: ClassVar[dict[str, set[str]]] = {
         "feed": {"title", "subtitle", "base_url", "id", "language", "author_name",
-                 "author_email", "max_entries", "entry_url", "timezone", "dayfirst"},
+                 "author_email", "max_entries", "entry_url", "timezone", "dayfirst",
+                 "archive_page_entries"},
         "paths": {"seeds", "state", "output"},
         "server": {"host", "port", "cache_max_age", "access_log", "workers", "max_connections",
                    "header_timeout_s", "send_timeout_s"},

@@ -31,6 +31,7 @@ from feedsvc.ingest.catalog import Catalog, Changes
 from feedsvc.ingest.parser import stored_content
 from feedsvc.ingest.source import FolderMissing
 from feedsvc.model import Entry, Item, Snapshot, to_micros
+from feedsvc.publish.archives import ArchiveDates, subscription_info
 from feedsvc.publish.ids import make_feed_info, parse_options
 from feedsvc.publish.ownership import Ownership
 from feedsvc.publish.rendering import Rendering
@@ -89,6 +90,8 @@ class Publisher:
                                   config.feed.max_entries, self._rendering.tag_feed,
                                   self._rendering.make_documents)
         self._report = Report(self._ownership, self.catalog.records)
+        # RFC 5005 archive pages: dated here when a batch changes them, rendered on request.
+        self._archives = ArchiveDates(config, self.info, self._rendering.dates)
         self._writes = StateWrites(store, self._stamps, self._texts, self._rendering.dates)
 
     @classmethod
@@ -233,6 +236,7 @@ class Publisher:
             owner = owners.get(slug)
             was_owned = self._ownership.hand_over(slug, owner)
             if owner is None:
+                self._archives.note(slug, previous if was_owned else None, None)
                 if was_owned and previous is not None:
                     timeline.drop(slug, previous.published, resort)
                 if previous is not None and previous.live:
@@ -256,6 +260,7 @@ class Publisher:
                 timeline.add(slug, stamp.published, resort)
             elif previous is not None and previous.published != stamp.published:
                 timeline.move(slug, previous.published, stamp.published, resort)
+            self._archives.note(slug, previous if was_owned else None, stamp)
             if stamp == previous:
                 continue
             stamps.put(stamp)
@@ -300,8 +305,12 @@ class Publisher:
             self._timeline.order[start:start + self.config.feed.max_entries], fresh)
         now_us = to_micros(now)
         rendering = self._rendering
+        # The subscription documents link to the newest archive page (rel="prev-archive").
+        archive = self._archives.finish(self._timeline, start, now_us)
+        info = subscription_info(rendering.info, archive)
+        relinked, rendering.info = info is not rendering.info, info
         feeds = (rendering.render(self._shown, shown, now_us)
-                 if shown != self._shown or not rendering.feeds else None)
+                 if shown != self._shown or relinked or not rendering.feeds else None)
         rendering.date_unshown_pages(shown, self._stamps, now_us)
         # The batch's stamps and texts with the capped documents' dates: one transaction,
         # before the snapshot is handed out. Tag documents read their entries from the state,
@@ -315,8 +324,8 @@ class Publisher:
         scheduled = self._timeline.scheduled(start)
         draft_count = len(self._ownership.drafts)
         if (shown == self._shown and rejected == self._rejected and not tags_changed
-                and published_count == self._snapshot.published_count
-                and self._snapshot.documents):
+                and published_count == self._snapshot.published_count and not relinked
+                and archive == self._snapshot.archive and self._snapshot.documents):
             old = self._snapshot
             if (old.draft_count, old.scheduled, old.seeds_readable) != (draft_count, scheduled,
                                                                    seeds_readable):
@@ -336,6 +345,7 @@ class Publisher:
             generation=self._snapshot.generation + 1,
             draft_count=draft_count,
             scheduled=scheduled,
+            archive=archive,
         )
         if rendering.retain_dates(self._snapshot.documents) and self.store.writable:
             self._writes.write()  # the tag documents' new dates

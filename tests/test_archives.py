@@ -1,0 +1,167 @@
+"""RFC 5005 archived feeds, through a real server and watcher, read by feedparser and the JSON
+Feed checker: walking prev-archive (next_url) reaches every entry once; pages are stable."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from feedsvc.config import load_config
+from feedsvc.publish.archives import IMMUTABLE
+from tests.conftest import ServeProcess, free_port, run_cli, wait_until, write_config, write_seed
+from tests.feedcheck import check_atom, check_rss
+from tests.jsonfeedcheck import check_json_feed
+
+SEEDS = 23
+MAX_ENTRIES = 5
+PER_PAGE = 4
+FORMATS = ("atom", "rss", "json")
+
+
+def _seed(i: int, text: str = "Corps") -> str:
+    # One day apart, in order: entry-00 is the oldest.
+    return (f"---\ndate: 2026-01-{i + 1:02d} 08:00\n---\nentry-{i:02d}\n"
+            f"Titre {i}\n\n{text} {i}")
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    write_config(tmp_path, port=free_port(), max_entries=MAX_ENTRIES,
+                 archive_page_entries=PER_PAGE)
+    for i in range(SEEDS):
+        write_seed(tmp_path / "seeds", f"{i:02d}.txt", _seed(i))
+    return tmp_path
+
+
+def _links(server: ServeProcess, path: str) -> tuple[bytes, dict[str, str]]:
+    status, headers, body = server.get(path)
+    assert status == 200, path
+    return body, headers
+
+
+def _walk_xml(server: ServeProcess, ext: str) -> list[tuple[str, list[str]]]:
+    """(path, entry ids) of the subscription document, then each archive page it leads to."""
+    path, seen, pages = f"/feed.{ext}", set(), []
+    while path:
+        assert path not in seen
+        seen.add(path)
+        body, _ = _links(server, path)
+        url = server.url + path
+        problems = (check_atom if ext == "atom" else check_rss)(body, url)
+        assert problems == [], (path, problems)
+        parsed = feedparser.parse(body)
+        links = {link["rel"]: link["href"] for link in parsed.feed.get("links", [])}
+        if path != f"/feed.{ext}":
+            assert links["current"] == f"{server.url}/feed.{ext}"
+            assert b"<fh:archive/>" in body
+        else:
+            assert b"fh:archive" not in body
+        pages.append((path, [entry.id for entry in parsed.entries]))
+        prev = links.get("prev-archive")
+        path = prev[len(server.url):] if prev else ""
+    return pages
+
+
+def _walk_json(server: ServeProcess) -> list[tuple[str, list[str]]]:
+    path, pages = "/feed.json", []
+    while path:
+        body, _ = _links(server, path)
+        assert check_json_feed(body) == [], path
+        feed = json.loads(body)
+        assert feed["feed_url"] == f"{server.url}/feed.json"
+        pages.append((path, [item["id"] for item in feed["items"]]))
+        path = feed["next_url"][len(server.url):] if "next_url" in feed else ""
+    return pages
+
+
+def _all_ids(pages: list[tuple[str, list[str]]]) -> list[str]:
+    return [entry_id for _, ids in pages for entry_id in ids]
+
+
+def _etags(server: ServeProcess) -> dict[str, str]:
+    pages = load_pages(server)
+    return {path: server.get(path)[1]["ETag"] for path in pages}
+
+
+def load_pages(server: ServeProcess) -> list[str]:
+    return [path for path, _ in _walk_xml(server, "atom")[1:]]
+
+
+def test_walking_prev_archive_reaches_every_entry_once(
+        site: Path, serve: Callable[[Path], ServeProcess]) -> None:
+    server = serve(site / "config.toml")
+    for ext in ("atom", "rss"):
+        pages = _walk_xml(server, ext)
+        ids = _all_ids(pages)
+        assert len(ids) == SEEDS and len(set(ids)) == SEEDS, ext
+        # 18 archived entries in pages of 4: 4 full pages, then the partial newest (2).
+        assert [path for path, _ in pages] == [f"/feed.{ext}", *(
+            f"/archive/{n}.{ext}" for n in (5, 4, 3, 2, 1))]
+        assert [len(entries) for _, entries in pages] == [5, 2, 4, 4, 4, 4]
+    json_pages = _walk_json(server)
+    assert sorted(_all_ids(json_pages)) == sorted(_all_ids(_walk_xml(server, "atom")))
+    # Oldest first inside a page; page 1 holds the oldest entries.
+    page1 = feedparser.parse(server.get("/archive/1.atom")[2])
+    assert [e.title for e in page1.entries] == [f"Titre {i}" for i in range(4)]
+    headers = server.get("/archive/1.atom")[1]
+    assert headers["Cache-Control"] == IMMUTABLE
+    assert server.get("/archive/5.atom")[1]["Cache-Control"] == "public, max-age=60"
+    for bad in ("/archive/6.atom", "/archive/0.atom", "/archive/01.atom", "/archive/1.xml",
+                "/archive/x.atom", "/archive/-1.rss"):
+        assert server.get(bad)[0] == 404, bad
+
+
+def test_an_edit_changes_one_page_and_new_entries_no_full_page(
+        site: Path, serve: Callable[[Path], ServeProcess]) -> None:
+    server = serve(site / "config.toml")
+    before = _etags(server)
+    modified = {path: server.get(path)[1]["Last-Modified"] for path in before}
+    write_seed(site / "seeds", "00.txt", _seed(0, "Corps corrigé"))
+    wait_until(lambda: _etags(server) != before)
+    after = _etags(server)
+    assert [path for path in before if before[path] != after[path]] == ["/archive/1.atom"]
+    for path, etag in before.items():
+        status = server.get(path, {"If-None-Match": etag})[0]
+        assert status == (200 if path == "/archive/1.atom" else 304), path
+        status = server.get(path, {"If-Modified-Since": modified[path]})[0]
+        assert status == (200 if path == "/archive/1.atom" else 304), path
+    # A new entry: one more entry leaves the feed for the newest page; full pages stay.
+    write_seed(site / "seeds", "99.txt", _seed(25))
+    wait_until(lambda: "/archive/5.atom" in _etags(server)
+               and _etags(server)["/archive/5.atom"] != after["/archive/5.atom"])
+    newest = _etags(server)
+    for n in (1, 2, 3, 4):
+        assert newest[f"/archive/{n}.atom"] == after[f"/archive/{n}.atom"]
+    ids = _all_ids(_walk_xml(server, "atom"))
+    assert len(ids) == SEEDS + 1 == len(set(ids))
+
+
+def test_deleting_an_old_entry_shifts_later_pages_forward(
+        site: Path, serve: Callable[[Path], ServeProcess]) -> None:
+    server = serve(site / "config.toml")
+    before = {path: server.get(path)[1] for path in load_pages(server)}
+    (site / "seeds" / "01.txt").unlink()
+    wait_until(lambda: len(_all_ids(_walk_xml(server, "atom"))) == SEEDS - 1)
+    for path, headers in before.items():
+        status = server.get(path, {"If-Modified-Since": headers["Last-Modified"]})[0]
+        assert status == 200, path  # every page moved: none may answer 304 by date
+
+
+def test_build_writes_every_page_as_served(site: Path,
+                                           serve: Callable[[Path], ServeProcess]) -> None:
+    assert run_cli("build", "--config", str(site / "config.toml"), cwd=site).returncode == 0
+    server = serve(site / "config.toml")
+    output = load_config(site / "config.toml").paths.output
+    for ext in FORMATS:
+        for n in range(1, 6):
+            status, _, body = server.get(f"/archive/{n}.{ext}")
+            assert status == 200
+            assert (output / f"archive/{n}.{ext}").read_bytes() == body, (n, ext)
+            gz = server.get(f"/archive/{n}.{ext}", {"Accept-Encoding": "gzip"})[2]
+            assert (output / f"archive/{n}.{ext}.gz").read_bytes() == gz
+        assert (output / f"archive/{n}.{ext}.br").exists()
+        assert not (output / f"archive/6.{ext}").exists()
