@@ -165,3 +165,71 @@ def test_build_writes_every_page_as_served(site: Path,
             assert (output / f"archive/{n}.{ext}.gz").read_bytes() == gz
         assert (output / f"archive/{n}.{ext}.br").exists()
         assert not (output / f"archive/6.{ext}").exists()
+
+
+_SELF = "http://h/archive/2.atom"
+_ATOM_HEAD = (b"<?xml version='1.0' encoding='UTF-8'?>\n"
+              b'<feed xmlns="http://www.w3.org/2005/Atom" xmlns:fh="%s" xml:lang="en">'
+              b"<id>urn:uuid:12345678-1234-1234-1234-123456789abc</id><title>T</title><updated>2026-01-01T00:00:00Z</updated>"
+              b"<author><name>A</name></author>"
+              b'<link href="http://h/archive/2.atom" rel="self" type="application/atom+xml"/>')
+_RSS_HEAD = (b"<?xml version='1.0' encoding='UTF-8'?>\n"
+             b'<rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom" xmlns:fh="%s">'
+             b"<channel><title>T</title><link>http://h/</link><description>D</description>"
+             b"<language>en</language>"
+             b'<atom:link href="http://h/archive/2.rss" rel="self" '
+             b'type="application/rss+xml"/>')
+_GOOD_LINKS = ('<{a}link href="http://h/feed.{e}" rel="current"/>'
+               '<{a}link href="http://h/archive/1.{e}" rel="prev-archive"/>'
+               '<{a}link href="http://h/archive/3.{e}" rel="next-archive"/>')
+
+
+def _doc(rss: bool, extra: str, fh: str = "http://purl.org/syndication/history/1.0") -> bytes:
+    head = (_RSS_HEAD if rss else _ATOM_HEAD) % fh.encode()
+    tail = b"</channel></rss>" if rss else b"</feed>"
+    return head + extra.format(a="atom:" if rss else "", e="rss" if rss else "atom").encode() \
+        + tail
+
+
+@pytest.mark.parametrize("rss", [False, True], ids=["atom", "rss"])
+@pytest.mark.parametrize(("extra", "fh", "problem"), [
+    (_GOOD_LINKS + "<fh:archive/>", None, None),
+    (_GOOD_LINKS + "<fh:archive/>", "http://example.com/not-history", "outside the fh"),
+    (_GOOD_LINKS + "<fh:archive>x</fh:archive>", None, "must be empty"),
+    (_GOOD_LINKS + "<fh:archive/><fh:complete/>", None, "fh:complete together"),
+    ('<{a}link href="http://h/archive/1.{e}" rel="prev-archive"/><fh:archive/>', None,
+     "without rel=current"),
+    ('<{a}link href="/feed.{e}" rel="current"/><fh:archive/>', None, "not an absolute URL"),
+    ('<{a}link href="http://h/feed.{e}" rel="current"/>'
+     '<{a}link href="archive/1.{e}" rel="prev-archive"/><fh:archive/>', None,
+     "not an absolute URL"),
+    ('<{a}link href="http://h/archive/2.{e}" rel="current"/><fh:archive/>', None,
+     "links the document to itself"),
+    (_GOOD_LINKS + '<{a}link href="http://h/archive/4.{e}" rel="next-archive"/><fh:archive/>',
+     None, "more than once"),
+    ('<{a}link href="http://h/archive/1.{e}" rel="next-archive"/>', None,
+     "subscription document (no fh:archive) with rel=next-archive"),
+])
+def test_feedcheck_archive_rules(rss: bool, extra: str, fh: str | None,
+                                 problem: str | None) -> None:
+    body = _doc(rss, extra, fh or "http://purl.org/syndication/history/1.0")
+    url = _SELF.replace(".atom", ".rss") if rss else _SELF
+    problems = [p for p in (check_rss if rss else check_atom)(body, url)
+                if "RFC 4287 schema" not in p]
+    if problem is None:
+        assert problems == []
+    else:
+        assert any(problem in p for p in problems), problems
+
+
+def test_a_restart_keeps_every_page_and_its_date(site: Path,
+                                                  serve: Callable[[Path], ServeProcess]) -> None:
+    server = serve(site / "config.toml")
+    paths = [f"/archive/{n}.{ext}" for n in range(1, 6) for ext in FORMATS]
+    before = {path: server.get(path)[1] for path in paths}
+    server.stop()
+    again = serve(site / "config.toml")
+    for path in paths:
+        headers = again.get(path)[1]
+        assert (headers["ETag"], headers["Last-Modified"]) == (
+            before[path]["ETag"], before[path]["Last-Modified"]), path

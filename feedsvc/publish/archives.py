@@ -145,8 +145,11 @@ class ArchiveDates:
         self.span: ArchiveSpan | None = None
 
     def note(self, slug: str, before: Stamp | None, after: Stamp | None) -> None:
-        """A batch changed this published slug: `before`/`after`, its stamp while published
-        (None: not published then)."""
+        """A batch saw this slug: `before`, its stamp in the state, `after`, its new one
+        (None: not published). Published as the state says (`live`), not as this process
+        saw it: a restart's first scan changes no page."""
+        before = before if before is not None and before.live else None
+        after = after if after is not None and after.live else None
         if before is None and after is None:
             return
         if before is None or after is None or before.published != after.published:

@@ -90,8 +90,7 @@ class Publisher:
                                   config.feed.max_entries, self._rendering.tag_feed,
                                   self._rendering.make_documents)
         self._report = Report(self._ownership, self.catalog.records)
-        # RFC 5005 archive pages: dated here when a batch changes them, rendered on request.
-        self._archives = ArchiveDates(config, self.info, self._rendering.dates)
+        self._archives = ArchiveDates(config, self.info, self._rendering.dates)  # RFC 5005
         self._writes = StateWrites(store, self._stamps, self._texts, self._rendering.dates)
 
     @classmethod
@@ -236,7 +235,7 @@ class Publisher:
             owner = owners.get(slug)
             was_owned = self._ownership.hand_over(slug, owner)
             if owner is None:
-                self._archives.note(slug, previous if was_owned else None, None)
+                self._archives.note(slug, previous, None)
                 if was_owned and previous is not None:
                     timeline.drop(slug, previous.published, resort)
                 if previous is not None and previous.live:
@@ -260,7 +259,7 @@ class Publisher:
                 timeline.add(slug, stamp.published, resort)
             elif previous is not None and previous.published != stamp.published:
                 timeline.move(slug, previous.published, stamp.published, resort)
-            self._archives.note(slug, previous if was_owned else None, stamp)
+            self._archives.note(slug, previous, stamp)
             if stamp == previous:
                 continue
             stamps.put(stamp)
@@ -305,9 +304,8 @@ class Publisher:
             self._timeline.order[start:start + self.config.feed.max_entries], fresh)
         now_us = to_micros(now)
         rendering = self._rendering
-        # The subscription documents link to the newest archive page (rel="prev-archive").
         archive = self._archives.finish(self._timeline, start, now_us)
-        info = subscription_info(rendering.info, archive)
+        info = subscription_info(rendering.info, archive)  # rel="prev-archive" to the newest
         relinked, rendering.info = info is not rendering.info, info
         feeds = (rendering.render(self._shown, shown, now_us)
                  if shown != self._shown or relinked or not rendering.feeds else None)
