@@ -6,15 +6,20 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import feedparser
 import pytest
 
+from feedsvc.cli import build
 from feedsvc.config import load_config
 from feedsvc.publish.archives import IMMUTABLE
+from feedsvc.serve.app import make_app
 from tests.conftest import ServeProcess, free_port, run_cli, wait_until, write_config, write_seed
 from tests.feedcheck import check_atom, check_rss
 from tests.jsonfeedcheck import check_json_feed
+from tests.test_registry import plugin  # noqa: F401 (a fixture: the "Titles" plugin format)
 
 SEEDS = 23
 MAX_ENTRIES = 5
@@ -233,3 +238,27 @@ def test_a_restart_keeps_every_page_and_its_date(site: Path,
         headers = again.get(path)[1]
         assert (headers["ETag"], headers["Last-Modified"]) == (
             before[path]["ETag"], before[path]["Last-Modified"]), path
+
+
+@pytest.mark.usefixtures("plugin")
+async def test_a_plugin_format_gets_its_archive_pages(tmp_path: Path,
+                                                      aiohttp_server: Any) -> None:
+    config = load_config(write_config(tmp_path, port=free_port(), max_entries=2,
+                                      archive_page_entries=2))
+    for i in range(5):
+        write_seed(config.paths.seeds, f"{i:02d}.txt", _seed(i))
+    server = await aiohttp_server(make_app(config))
+    base = f"http://127.0.0.1:{server.port}"
+    served = {}
+    async with aiohttp.ClientSession() as session:
+        for n, titles in ((1, ["Titre 0", "Titre 1"]), (2, ["Titre 2"])):
+            async with session.get(f"{base}/archive/{n}.titles") as response:
+                assert response.status == 200
+                body = served[n] = await response.read()
+                assert body.decode().splitlines()[2:] == titles
+        async with session.get(f"{base}/archive/3.titles") as response:
+            assert response.status == 404
+    await server.close()
+    assert build(config) == 0
+    for n, body in served.items():
+        assert (config.paths.output / f"archive/{n}.titles").read_bytes() == body
