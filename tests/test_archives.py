@@ -88,8 +88,10 @@ def _all_ids(pages: list[tuple[str, list[str]]]) -> list[str]:
 
 
 def _etags(server: ServeProcess) -> dict[str, str]:
+    """The ETag of every archive page in every format."""
     pages = load_pages(server)
-    return {path: server.get(path)[1]["ETag"] for path in pages}
+    return {path[:-len("atom")] + ext: server.get(path[:-len("atom")] + ext)[1]["ETag"]
+            for path in pages for ext in FORMATS}
 
 
 def load_pages(server: ServeProcess) -> list[str]:
@@ -128,19 +130,24 @@ def test_an_edit_changes_one_page_and_new_entries_no_full_page(
     write_seed(site / "seeds", "00.txt", _seed(0, "Corps corrigé"))
     wait_until(lambda: _etags(server) != before)
     after = _etags(server)
-    assert [path for path in before if before[path] != after[path]] == ["/archive/1.atom"]
+    page1 = [f"/archive/1.{ext}" for ext in FORMATS]
+    assert [path for path in before if before[path] != after[path]] == page1
     for path, etag in before.items():
         status = server.get(path, {"If-None-Match": etag})[0]
-        assert status == (200 if path == "/archive/1.atom" else 304), path
+        assert status == (200 if path in page1 else 304), path
         status = server.get(path, {"If-Modified-Since": modified[path]})[0]
-        assert status == (200 if path == "/archive/1.atom" else 304), path
+        assert status == (200 if path in page1 else 304), path
+    modified = {path: server.get(path)[1]["Last-Modified"] for path in before}
     # A new entry: one more entry leaves the feed for the newest page; full pages stay.
     write_seed(site / "seeds", "99.txt", _seed(25))
     wait_until(lambda: "/archive/5.atom" in _etags(server)
                and _etags(server)["/archive/5.atom"] != after["/archive/5.atom"])
     newest = _etags(server)
     for n in (1, 2, 3, 4):
-        assert newest[f"/archive/{n}.atom"] == after[f"/archive/{n}.atom"]
+        for ext in FORMATS:
+            path = f"/archive/{n}.{ext}"
+            assert newest[path] == after[path]
+            assert server.get(path, {"If-Modified-Since": modified[path]})[0] == 304
     ids = _all_ids(_walk_xml(server, "atom"))
     assert len(ids) == SEEDS + 1 == len(set(ids))
 
