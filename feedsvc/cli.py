@@ -24,10 +24,12 @@ from feedsvc.ingest.catalog import Catalog
 from feedsvc.ingest.dates import DateError, parse_date
 from feedsvc.ingest.source import FolderMissing
 from feedsvc.logtext import EscapingFormatter, escape
+from feedsvc.model import Document, FeedInfo, Snapshot
+from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.ids import parse_options
 from feedsvc.publish.ownership import resolve_owners
 from feedsvc.publish.publisher import Publisher
-from feedsvc.publish.registry import MAIN, formats, tag_of
+from feedsvc.publish.registry import ARCHIVES, MAIN, formats, tag_of
 from feedsvc.publish.snapshot import write_atomically
 from feedsvc.state.store import backup_state, peek_stamps, repair_state
 
@@ -155,15 +157,7 @@ def build(config: Config, args: argparse.Namespace | None = None) -> int:
     tag_paths = sorted(path for path in snapshot.documents if tag_of(path) is not None)
     files = {path: path[1:] for path in (*feeds, *tag_paths)}
     for path, name in files.items():
-        variants = snapshot.documents[path].variants
-        # Precompressed beside the plain file, as nginx `gzip_static` / `brotli_static` want.
-        for file_name, body in ((name, variants["identity"].body),
-                                (f"{name}.gz", variants["gzip"].body),
-                                (f"{name}.br", variants["br"].body)):
-            try:
-                write_atomically(output / file_name, body)
-            except OSError as e:
-                raise FeedsvcError(f"cannot write {output / file_name}: {e.strerror or e}") from e
+        _write_variants(output, name, snapshot.documents[path])
     # A tag gone for good (410 when served): its files from earlier builds are removed, so a
     # static server stops serving entries that are gone (it answers 404: it cannot know 410).
     now = time.time()
@@ -175,10 +169,50 @@ def build(config: Config, args: argparse.Namespace | None = None) -> int:
                 except OSError as e:
                     raise FeedsvcError(f"cannot remove {output / file_name}: "
                                        f"{e.strerror or e}") from e
-    log.info("wrote %s to %s (%d entries, %d tag feeds, %d seeds rejected)",
+    archive_pages = _write_archives(config, publisher.info, snapshot, output)
+    log.info("wrote %s to %s (%d entries, %d tag feeds, %d archive pages, %d seeds rejected)",
              _and(path[1:] for path in feeds), output, snapshot.published_count,
-             len({tag_of(path) for path in tag_paths}), len(snapshot.rejected))
+             len({tag_of(path) for path in tag_paths}), archive_pages, len(snapshot.rejected))
     return EXIT_OK
+
+
+def _write_archives(config: Config, info: FeedInfo, snapshot: Snapshot, output: Path) -> int:
+    """Every RFC 5005 archive page in every format, as `serve` sends them (rendered the same
+    way, from the state just written), with .gz and .br; pages of an earlier build beyond the
+    newest are removed. Returns the number of pages."""
+    span = snapshot.archive
+    pages = span.pages if span is not None else 0
+    archives = ArchivePages(config)
+    archives.start(info)
+    try:
+        for page in range(1, pages + 1):
+            for fmt in formats():
+                document = archives.render(span, page, fmt) if span is not None else None
+                if document is None:
+                    raise FeedsvcError(f"cannot render archive page {page} ({fmt.name}) "
+                                       "from the state")
+                _write_variants(output, document.path[1:], document)
+    finally:
+        archives.close()
+    folder = output / ARCHIVES
+    if folder.is_dir():
+        for stale in sorted(folder.iterdir()):
+            number = stale.name.split(".", 1)[0]
+            if number.isdigit() and int(number) > pages and stale.is_file():
+                stale.unlink()
+    return pages
+
+
+def _write_variants(output: Path, name: str, document: Document) -> None:
+    """Precompressed beside the plain file, as nginx `gzip_static` / `brotli_static` want."""
+    variants = document.variants
+    for file_name, body in ((name, variants["identity"].body),
+                            (f"{name}.gz", variants["gzip"].body),
+                            (f"{name}.br", variants["br"].body)):
+        try:
+            write_atomically(output / file_name, body)
+        except OSError as e:
+            raise FeedsvcError(f"cannot write {output / file_name}: {e.strerror or e}") from e
 
 
 def check(config: Config, args: argparse.Namespace | None = None) -> int:

@@ -42,6 +42,9 @@ class FeedConfig:
     dayfirst: bool | None = None
     #: Days a tag that lost its last entry answers 200 with an empty feed; then 410 Gone.
     tombstone_days: int = 30
+    #: Entries per RFC 5005 archive page (/archive/{n}.atom): the entries older than the
+    #: newest `max_entries`, oldest first.
+    archive_page_entries: int = 50
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         dayfirst=tables.get("feed", "dayfirst", bool, None),
         tombstone_days=tables.get("feed", "tombstone_days", int, FeedConfig.tombstone_days,
                                   _in_range(0, 100_000)),
+        archive_page_entries=tables.get("feed", "archive_page_entries", int,
+                                        FeedConfig.archive_page_entries, _in_range(1, 10_000)),
     )
     tables.reject_unknown()
     return Config(feed=feed, paths=paths, server=server, watch=watch, config_file=path)
@@ -228,7 +233,7 @@ class _Tables:
     KNOWN: ClassVar[dict[str, set[str]]] = {
         "feed": {"title", "subtitle", "base_url", "id", "language", "author_name",
                  "author_email", "max_entries", "entry_url", "timezone", "dayfirst",
-                 "tombstone_days"},
+                 "tombstone_days", "archive_page_entries"},
         "paths": {"seeds", "state", "output"},
         "server": {"host", "port", "cache_max_age", "access_log", "workers", "max_connections",
                    "header_timeout_s", "send_timeout_s"},

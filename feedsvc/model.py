@@ -119,6 +119,13 @@ class FeedInfo:
     created: datetime
     #: Where the documents are served, without extension: "feed", or "tags/{slug}".
     feed_path: str = "feed"
+    #: RFC 5005 archived feeds (publish/archives.py), as document paths without extension:
+    #: the older archive page (rel="prev-archive"; JSON Feed `next_url`), the newer one
+    #: (rel="next-archive"), and, on an archive page only, its subscription document
+    #: (rel="current"; its presence makes the document an archive: `<fh:archive/>`).
+    prev_archive: str | None = None
+    next_archive: str | None = None
+    current: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,3 +189,23 @@ class Snapshot:
     #: URL path of each document of a tag that lost its last entry → the second (Unix time)
     #: from which it answers 410 Gone (before it: an empty feed).
     gone_at: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    #: The archived entries (RFC 5005 archive pages, rendered on request); None: none.
+    archive: ArchiveSpan | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveSpan:
+    """What the archive pages hold, as the snapshot's subscription documents leave it: the
+    `count` published entries older than the oldest shown one (`published`, `slug`), in pages
+    of `page_entries` (publish/archives.py)."""
+
+    count: int
+    published: int  # the oldest shown entry's, Unix seconds
+    slug: str
+    page_entries: int
+
+    @property
+    def pages(self) -> int:
+        """Full pages, then the newest one, partial (possibly empty: a full page never gains
+        a next-archive link later); none while nothing is archived."""
+        return self.count // self.page_entries + 1 if self.count else 0

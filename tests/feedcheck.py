@@ -20,6 +20,8 @@ ATOM = "http://www.w3.org/2005/Atom"
 A = f"{{{ATOM}}}"
 CONTENT_ENCODED = "{http://purl.org/rss/1.0/modules/content/}encoded"
 DC_CREATOR = "{http://purl.org/dc/elements/1.1/}creator"
+#: RFC 5005 (feed paging and archiving): fh:archive, fh:complete.
+FH = "http://purl.org/syndication/history/1.0"
 _SCHEMA = etree.RelaxNG(file=str(Path(__file__).parent / "data" / "atom.rng"))
 
 _UUID_RE = re.compile(r"^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -63,6 +65,7 @@ def check_atom(body: bytes, self_url: str, now: datetime | None = None) -> list[
         problems.append("AvoidNamespacePrefix")
     problems += _language(root.get("{http://www.w3.org/XML/1998/namespace}lang"), "xml:lang")
     problems += _self_link(root.findall(f"{A}link[@rel='self']"), self_url, "application/atom+xml")
+    problems += _archived_feed(root, f"{A}link", self_url)
     problems += _id(root.findtext(f"{A}id"), "feed id")
     problems += _rfc3339(root.findtext(f"{A}updated"), "feed updated", now)
     lines = body.splitlines()
@@ -122,6 +125,7 @@ def check_rss(body: bytes, self_url: str, now: datetime | None = None) -> list[s
     problems += _language(channel.findtext("language"), "channel language")
     problems += _self_link(channel.findall(f"{A}link[@rel='self']"), self_url,
                            "application/rss+xml")
+    problems += _archived_feed(channel, f"{A}link", self_url)
     lines = body.splitlines()
     for name in ("title", "description"):
         problems += _plain_text(channel.findtext(name) or "", f"channel {name}", rss=True,
@@ -201,6 +205,48 @@ def _self_link(links: list[etree._Element], self_url: str, media_type: str) -> l
         problems.append(f"SelfDoesntMatchLocation: {link.get('href')!r} != {self_url!r}")
     if link.get("type") not in (None, media_type):
         problems.append(f"SelfNotAtom: type {link.get('type')!r}")
+    return problems
+
+
+def _archived_feed(head: etree._Element, link_tag: str, self_url: str) -> list[str]:
+    """RFC 5005: `<fh:archive/>` (empty, in its namespace, on the feed or channel) marks an
+    archive document, which links rel="current" to its subscription document (not itself);
+    prev-archive / next-archive / current are absolute URLs, at most one each, never the
+    document's own URL; a subscription document has no next-archive (it is the newest);
+    a feed is not both complete and archived (§2, §4). RSS carries the links as atom:link
+    (Appendix B)."""
+    problems = []
+    for element in head.iter():
+        if not isinstance(element.tag, str):
+            continue
+        name = etree.QName(element)
+        if name.localname in ("archive", "complete") and name.namespace != FH and (
+                element.getparent() is head):
+            problems.append(f"{name.localname} element outside the fh namespace ({FH})")
+    archive = head.findall(f"{{{FH}}}archive")
+    if len(archive) > 1:
+        problems.append("fh:archive more than once")
+    if any(len(element) or (element.text or "").strip() for element in archive):
+        problems.append("fh:archive must be empty")
+    if archive and head.find(f"{{{FH}}}complete") is not None:
+        problems.append("fh:archive and fh:complete together (RFC 5005 §4)")
+    links: dict[str, list[str]] = {}
+    for link in head.findall(link_tag):
+        rel = link.get("rel")
+        if rel in ("current", "prev-archive", "next-archive"):
+            links.setdefault(rel, []).append(link.get("href") or "")
+    for rel, hrefs in links.items():
+        if len(hrefs) > 1:
+            problems.append(f"rel={rel} more than once")
+        for href in hrefs:
+            if not re.match(r"^https?://[^/]+/", href):
+                problems.append(f"rel={rel}: {href!r} is not an absolute URL")
+            if href == self_url:
+                problems.append(f"rel={rel} links the document to itself")
+    if archive and "current" not in links:
+        problems.append("archive document without rel=current")
+    if not archive and "next-archive" in links:
+        problems.append("subscription document (no fh:archive) with rel=next-archive")
     return problems
 
 

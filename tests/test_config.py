@@ -29,6 +29,7 @@ def test_empty_file_gives_every_default(tmp_path: Path) -> None:
     assert config.feed.language == "en"
     assert config.feed.max_entries == 50
     assert config.feed.tombstone_days == 30
+    assert config.feed.archive_page_entries == 50
     assert config.server.cache_max_age == 60
     assert config.server.access_log is False
     assert config.watch.step_ms == 10
@@ -73,6 +74,8 @@ def test_base_url_gets_a_trailing_slash_and_templates_use_it(tmp_path: Path) -> 
     ("[feed]\nmax_entries = 0\n", "feed.max_entries", "between 1 and"),
     ("[feed]\ntombstone_days = -1\n", "feed.tombstone_days", "between 0 and"),
     ("[feed]\ntombstone_days = 1.5\n", "feed.tombstone_days", "expected an integer"),
+    ("[feed]\narchive_page_entries = 0\n", "feed.archive_page_entries", "between 1 and"),
+    ("[feed]\narchive_page_entries = 10001\n", "feed.archive_page_entries", "between 1 and"),
     ("[server]\nport = true\n", "server.port", "expected an integer, got a boolean"),
     ("[server]\nport = 70000\n", "server.port", "between 0 and 65535"),
     ("[server]\ncache_max_age = -1\n", "server.cache_max_age", "between"),

@@ -20,17 +20,18 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from feedsvc.config import Config
 from feedsvc.errors import Rejection, StoreError
-from feedsvc.ingest.catalog import Catalog, Changes
+from feedsvc.ingest.catalog import Catalog, Changes, Record
 from feedsvc.ingest.parser import stored_content
 from feedsvc.ingest.source import FolderMissing
 from feedsvc.model import Entry, Item, Snapshot, to_micros
+from feedsvc.publish.archives import ArchiveDates, subscription_info
 from feedsvc.publish.ids import make_feed_info, parse_options
 from feedsvc.publish.ownership import Ownership
 from feedsvc.publish.rendering import Rendering
@@ -91,6 +92,7 @@ class Publisher:
                                   tombstone_s=config.feed.tombstone_days * 86400)
         self._tags.load_history(int(clock().timestamp()))  # before the scan changes the tags
         self._report = Report(self._ownership, self.catalog.records)
+        self._archives = ArchiveDates(config, self.info, self._rendering.dates)  # RFC 5005
         self._writes = StateWrites(store, self._stamps, self._texts, self._rendering.dates)
 
     @classmethod
@@ -235,6 +237,7 @@ class Publisher:
             owner = owners.get(slug)
             was_owned = self._ownership.hand_over(slug, owner)
             if owner is None:
+                self._archives.note(slug, previous, None)
                 if was_owned and previous is not None:
                     timeline.drop(slug, previous.published, resort)
                 if previous is not None and previous.live:
@@ -258,6 +261,7 @@ class Publisher:
                 timeline.add(slug, stamp.published, resort)
             elif previous is not None and previous.published != stamp.published:
                 timeline.move(slug, previous.published, stamp.published, resort)
+            self._archives.note(slug, previous, stamp)
             if stamp == previous:
                 continue
             stamps.put(stamp)
@@ -296,14 +300,19 @@ class Publisher:
         self._timeline.apply_changes()
         now_ts = int(now.timestamp())
         start = self._timeline.visible_from(now_ts)
-        appeared = self._appeared(start, now_ts, fresh)
+        appeared = _appeared(self._timeline.appeared(start, now_ts), self._ownership.owner,
+                             self.catalog.records, fresh)
+        self._tags.touch_entries(appeared)  # their tags' documents change with them
         # Before `rejected`: an entry that cannot be shown is rejected by these two.
         shown = self._texts.show(
             self._timeline.order[start:start + self.config.feed.max_entries], fresh)
         now_us = to_micros(now)
         rendering = self._rendering
+        archive = self._archives.finish(self._timeline, start, now_us)
+        info = subscription_info(rendering.info, archive)  # rel="prev-archive" to the newest
+        relinked, rendering.info = info is not rendering.info, info
         feeds = (rendering.render(self._shown, shown, now_us)
-                 if shown != self._shown or not rendering.feeds else None)
+                 if shown != self._shown or relinked or not rendering.feeds else None)
         rendering.date_unshown_pages(shown, self._stamps, now_us)
         # The batch's stamps and texts with the capped documents' dates: one transaction,
         # before the snapshot is handed out. Tag documents read their entries from the state,
@@ -317,8 +326,8 @@ class Publisher:
         scheduled = self._timeline.scheduled(start)
         draft_count = len(self._ownership.drafts)
         if (shown == self._shown and rejected == self._rejected and not tags_changed
-                and published_count == self._snapshot.published_count
-                and self._snapshot.documents):
+                and published_count == self._snapshot.published_count and not relinked
+                and archive == self._snapshot.archive and self._snapshot.documents):
             old = self._snapshot
             if (old.draft_count, old.scheduled, old.seeds_readable) != (draft_count, scheduled,
                                                                    seeds_readable):
@@ -339,21 +348,12 @@ class Publisher:
             draft_count=draft_count,
             scheduled=scheduled,
             gone_at=self._tags.gone_at,
+            archive=archive,
         )
         if rendering.retain_dates(self._snapshot.documents) and self.store.writable:
             self._writes.write()  # the tag documents' new dates
         return self._snapshot
 
-    def _appeared(self, start: int, now: int, fresh: dict[str, Entry]) -> list[str]:
-        """The scheduled entries whose time came since the last batch (their tags' documents
-        change with them): dated by their author, and not just dropped or edited."""
-        owner, records = self._ownership.owner, self.catalog.records
-        appeared = [slug for slug in self._timeline.appeared(start, now)
-                    if (name := owner[slug]) not in fresh
-                    and (record := records.get(name)) is not None
-                    and record.date is not None]
-        self._tags.touch_entries(appeared)
-        return appeared
 
 
 class _StateHistory:
@@ -420,6 +420,15 @@ class _TagSource:
                 "%s; the history of %d tag(s) is kept in memory, retrying", e, len(rows))
             return False
         return True
+
+
+def _appeared(slugs: Iterable[str], owner: Mapping[str, str], records: Mapping[str, Record],
+              fresh: Mapping[str, Entry]) -> list[str]:
+    """Of the entries whose time came since the last batch, those that appeared as scheduled:
+    dated by their author, and not just dropped or edited in this batch."""
+    return [slug for slug in slugs
+            if (name := owner[slug]) not in fresh
+            and (record := records.get(name)) is not None and record.date is not None]
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:

@@ -22,11 +22,23 @@ TAGS = "tags/"
 #: The front page, and each entry's own page (`/entries/{slug}`): HTML, one per entry.
 INDEX = "/"
 ENTRIES = "entries/"
+#: RFC 5005 archive pages: `/archive/{n}.{extension}` in every registered format.
+ARCHIVES = "archive/"
 
 
 def entry_path(slug: str) -> str:
     """The URL path of an entry's page."""
     return f"/{ENTRIES}{slug}"
+
+
+def archive_feed_path(page: int) -> str:
+    """The `FeedInfo.feed_path` of archive page `page` (1: the oldest)."""
+    return f"{ARCHIVES}{page}"
+
+
+def format_of(extension: str) -> FeedFormat | None:
+    """The registered format of this extension, if any."""
+    return _FORMATS.get(extension)
 
 
 _FORMATS: dict[str, FeedFormat] = {}

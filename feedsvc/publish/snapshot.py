@@ -18,7 +18,7 @@ from zlib_ng import gzip_ng
 from feedsvc.durable import fsync_path
 from feedsvc.errors import Rejection
 from feedsvc.httpdates import http_date
-from feedsvc.model import Document, Snapshot, Variant
+from feedsvc.model import ArchiveSpan, Document, Snapshot, Variant
 
 
 def _current_umask() -> int:
@@ -91,7 +91,8 @@ def make_documents(rendered: Sequence[Rendered], cache_max_age: int = 60) -> lis
 
 def make_document(path: str, content_type: str, body: bytes, last_modified: datetime,
                   cache_max_age: int = 60, coded: tuple[bytes, bytes] | None = None,
-                  digest: str | None = None, previous: datetime | None = None) -> Document:
+                  digest: str | None = None, previous: datetime | None = None,
+                  cache_control: str | None = None) -> Document:
     """A document in every coding, compressed once here and never per request.
 
     Its strong ETag is a hash of the identity bytes; a coded variant's ETag is that hash with
@@ -101,14 +102,16 @@ def make_document(path: str, content_type: str, body: bytes, last_modified: date
     `previous`: when the document was modified before (None: not known to be in the same
     second). The Last-Modified header has whole seconds; when the previous version falls in
     the same second, a client holding that second may hold the previous bytes, so an
-    If-Modified-Since of that second must get 200 (RFC 9110 §8.8.2.2, §13.1.3)."""
+    If-Modified-Since of that second must get 200 (RFC 9110 §8.8.2.2, §13.1.3).
+    `cache_control`: instead of `public, max-age={cache_max_age}` (a full archive page's
+    `immutable`)."""
     digest = digest or _digest(body)
     second = last_modified.replace(microsecond=0)
     same_second = previous is not None and previous.replace(microsecond=0) == second
     unchanged_since = second + timedelta(seconds=1) if same_second else second
     common = {
         "Last-Modified": http_date(last_modified),
-        "Cache-Control": f"public, max-age={cache_max_age}",
+        "Cache-Control": cache_control or f"public, max-age={cache_max_age}",
         "Vary": "Accept-Encoding",
     }
     gzipped, brotlied = coded if coded is not None else (_gzip(body), _brotli(body))
@@ -131,7 +134,8 @@ def make_snapshot(documents: Iterable[Document], published_count: int,
                   rejected: Iterable[Rejection], changed_at: datetime | None,
                   seeds_readable: bool = True, generation: int = 0, draft_count: int = 0,
                   scheduled: tuple[tuple[str, datetime], ...] = (),
-                  gone_at: Mapping[str, int] | None = None) -> Snapshot:
+                  gone_at: Mapping[str, int] | None = None,
+                  archive: ArchiveSpan | None = None) -> Snapshot:
     return Snapshot(
         documents=MappingProxyType({doc.path: doc for doc in documents}),
         published_count=published_count,
@@ -142,6 +146,7 @@ def make_snapshot(documents: Iterable[Document], published_count: int,
         draft_count=draft_count,
         scheduled=scheduled,
         gone_at=MappingProxyType(gone_at if gone_at is not None else {}),
+        archive=archive,
     )
 
 

@@ -19,10 +19,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from feedsvc.config import Config
 from feedsvc.errors import FeedsvcError
+from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.longtail import EntryPages
 from feedsvc.publish.snapshot import Live
 from feedsvc.serve.health import LiveHealth
-from feedsvc.serve.keys import CONFIG, FOLLOWERS, LIVE, PAGES, STATUS
+from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, FOLLOWERS, LIVE, PAGES, STATUS
 from feedsvc.serve.pipeline import Pipeline
 from feedsvc.serve.routes import setup_routes
 from feedsvc.serve.workers import Followers, MessageError, receive
@@ -53,6 +54,7 @@ def _base_app(config: Config) -> web.Application:
     app[LIVE] = Live()
     app[STATUS] = LiveHealth()
     app[PAGES] = EntryPages(config)
+    app[ARCHIVE_PAGES] = ArchivePages(config)
     setup_routes(app)
     return app
 
@@ -62,11 +64,13 @@ async def run_pipeline(app: web.Application) -> AsyncIterator[None]:
     pipeline = await Pipeline.open(app[CONFIG], app[LIVE], app[STATUS], app[FOLLOWERS])
     try:
         app[PAGES].start(pipeline.info)
+        app[ARCHIVE_PAGES].start(pipeline.info)
         await pipeline.start()
         yield
     finally:
         await pipeline.stop()
         app[PAGES].close()
+        app[ARCHIVE_PAGES].close()
 
 
 def follow(leader: Connection) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -80,6 +84,7 @@ def follow(leader: Connection) -> Callable[[web.Application], AsyncIterator[None
         app[LIVE].current = first.snapshot
         app[STATUS].current = first.status
         app[PAGES].start(first.info)
+        app[ARCHIVE_PAGES].start(first.info)
 
         async def keep_following() -> None:
             try:
@@ -97,6 +102,7 @@ def follow(leader: Connection) -> Callable[[web.Application], AsyncIterator[None
         finally:
             task.cancel()
             app[PAGES].close()
+            app[ARCHIVE_PAGES].close()
 
     return following
 

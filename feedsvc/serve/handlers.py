@@ -18,8 +18,9 @@ from aiohttp import web
 
 from feedsvc.logtext import escape
 from feedsvc.model import Document, Snapshot
+from feedsvc.publish.registry import format_of
 from feedsvc.serve.health import HealthStatus
-from feedsvc.serve.keys import CONFIG, LIVE, PAGES, STATUS
+from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, LIVE, PAGES, STATUS
 from feedsvc.serve.negotiation import choose_coding, not_modified
 
 log = logging.getLogger("feedsvc")
@@ -48,6 +49,23 @@ async def serve_entry(request: web.Request) -> web.StreamResponse:
     document = snapshot.documents.get(request.rel_url.path)
     if document is None and snapshot.documents:
         document = await request.app[PAGES].page(request.match_info["slug"])
+    if document is None:
+        _not_there(snapshot)
+    return respond(request, document)
+
+
+async def serve_archive(request: web.Request) -> web.StreamResponse:
+    """An RFC 5005 archive page, `{n}.{extension}`: rendered from the state off the event loop
+    (publish/archives.py), bounded by the snapshot's span."""
+    snapshot = request.app[LIVE].current
+    number, _, extension = request.match_info["name"].partition(".")
+    fmt = format_of(extension)
+    span = snapshot.archive
+    document = None
+    # Digits only, no sign or leading zero: one URL per page.
+    if (fmt is not None and span is not None and number.isascii() and number.isdigit()
+            and not number.startswith("0") and len(number) < 10):
+        document = await request.app[ARCHIVE_PAGES].page(span, int(number), fmt)
     if document is None:
         _not_there(snapshot)
     return respond(request, document)

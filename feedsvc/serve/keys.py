@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from feedsvc.config import Config
+from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.longtail import EntryPages
 from feedsvc.publish.snapshot import Live
 
@@ -27,5 +28,7 @@ LIVE = web.AppKey("live", Live)
 STATUS: web.AppKey[LiveHealth] = web.AppKey("status")
 #: Entries' pages not in the snapshot (the long tail), read from the state.
 PAGES = web.AppKey("pages", EntryPages)
+#: RFC 5005 archive pages, read from the state and rendered on request.
+ARCHIVE_PAGES = web.AppKey("archive_pages", ArchivePages)
 #: The leader's: the other worker processes, sent each new snapshot.
 FOLLOWERS: web.AppKey[Followers] = web.AppKey("followers")

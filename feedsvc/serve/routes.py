@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from feedsvc.publish.registry import ENTRIES, INDEX, MAIN, TAGS, formats
-from feedsvc.serve.handlers import serve_document, serve_entry, serve_health
+from feedsvc.publish.registry import ARCHIVES, ENTRIES, INDEX, MAIN, TAGS, formats
+from feedsvc.serve.handlers import serve_archive, serve_document, serve_entry, serve_health
 
 
 def setup_routes(app: web.Application) -> None:
@@ -17,4 +17,6 @@ def setup_routes(app: web.Application) -> None:
     router.add_get(f"/{ENTRIES}{{slug}}", serve_entry)
     # A tag's documents, every format: {tag}.{extension}, as the snapshot holds them.
     router.add_get(f"/{TAGS}{{name}}", serve_document)
+    # RFC 5005 archive pages, every format: {n}.{extension}, rendered from the state.
+    router.add_get(f"/{ARCHIVES}{{name}}", serve_archive)
     router.add_get("/healthz", serve_health)

@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS stamps (
 );
 CREATE INDEX IF NOT EXISTS stamps_by_source ON stamps (source, updated);
 CREATE INDEX IF NOT EXISTS stamps_by_updated ON stamps (updated);
+CREATE INDEX IF NOT EXISTS stamps_archived ON stamps (published, slug DESC) WHERE live = 1;
 CREATE TABLE IF NOT EXISTS tags (
     tag   TEXT NOT NULL,
     slug  TEXT NOT NULL,
@@ -510,6 +511,30 @@ class Store(StateFile):
         self._write(lambda: self._db.executemany(
             "INSERT OR REPLACE INTO tag_history (tag, label, emptied) VALUES (?, ?, ?)",
             values))
+    def archived(self, published: int, slug: str, offset: int, limit: int,
+                 oldest_first: bool) -> list[tuple[str, int, int, str]]:
+        """(slug, published, updated, content_hash) of published entries older than the
+        entry (`published`, `slug`) in the feeds' order (newest `published` first, then by
+        slug), `limit` of them from `offset`: oldest first (published, then slug descending:
+        the feeds' order reversed) or newest first. Through the partial index
+        `stamps_archived`: an index walk of `offset` + `limit` rows, no sort."""
+        order = "published ASC, slug DESC" if oldest_first else "published DESC, slug ASC"
+        return [(row[0], row[1], row[2], row[3]) for row in self._query(
+            f"SELECT slug, published, {self._updated}, content_hash FROM stamps "
+            "WHERE live = 1 AND published <= ? AND (published < ? OR slug > ?) "
+            f"ORDER BY {order} LIMIT ? OFFSET ?",
+            (published, published, slug, limit, offset))]
+
+    def archive_shifts(self, page: int) -> list[Revision]:
+        """The revisions `/archive/after/{j}` with j <= page: the moments entries moved in
+        (or out of) archive page j, shifting it and every later page."""
+        if not self._has_documents:
+            return []
+        prefix = "/archive/after/"
+        return [Revision(*row) for row in self._query(
+            "SELECT path, digest, modified, previous FROM documents WHERE path >= ? "
+            "AND path < ?", (prefix, prefix[:-1] + "0"))
+            if row[0][len(prefix):].isdigit() and int(row[0][len(prefix):]) <= page]
 
     def load_revisions(self, paths: Iterable[str]) -> dict[str, Revision]:
         """The stored revisions of these documents (those that have one)."""

@@ -11,10 +11,16 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from feedgen.entry import FeedEntry
+from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
+from lxml import etree
 
 from feedsvc.model import FeedInfo, Item
 from feedsvc.publish.docformat import FeedFormat, forget, reuse
+
+#: RFC 5005 §4: the namespace of `<fh:archive/>`, and Atom's (RSS carries `atom:link`).
+FH_NAMESPACE = "http://purl.org/syndication/history/1.0"
+ATOM_NAMESPACE = "http://www.w3.org/2005/Atom"
 
 GENERATOR = "feedsvc"
 GENERATOR_URI = "https://pypi.org/project/feedsvc/"
@@ -87,7 +93,59 @@ def new_feed(info: FeedInfo, updated: datetime, fmt: FeedFormat) -> FeedGenerato
     feed.generator(GENERATOR, uri=GENERATOR_URI)
     # Sets Atom <updated> and RSS <lastBuildDate>; otherwise feedgen writes the current time.
     feed.updated(updated)
+    if info.prev_archive or info.next_archive or info.current:
+        _ArchiveLinks.add_to(feed, info, fmt)
     return feed
+
+
+class _ArchiveLinks(BaseExtension):
+    """RFC 5005 §4 links of an archived feed (feedgen allows no such `rel`): after the feed's
+    own links, `rel="current"` (an archive page's subscription document), `prev-archive` and
+    `next-archive`, then `<fh:archive/>` on an archive page. RSS carries them as atom:link
+    (RFC 5005 Appendix B). Inserted after the last link, not appended: the same place
+    whatever follows, so a document's head is the same with or without entries."""
+
+    links: tuple[tuple[str, str], ...] = ()
+    link_type = ""
+    archive = False
+
+    @classmethod
+    def add_to(cls, feed: FeedGenerator, info: FeedInfo, fmt: FeedFormat) -> None:
+        # Only an archive page declares the fh namespace (on the root, once).
+        ext = type("ArchiveLinks", (cls,), {"archive": info.current is not None})
+        feed.register_extension("archive_links", ext, BaseEntryExtension)
+        inst = feed.archive_links
+        inst.link_type = fmt.link_type
+        inst.links = tuple((rel, f"{info.base_url}{path}.{fmt.extension}") for rel, path in (
+            ("current", info.current), ("prev-archive", info.prev_archive),
+            ("next-archive", info.next_archive)) if path)
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"fh": FH_NAMESPACE} if self.archive else {}
+
+    def extend_atom(self, feed: etree._Element) -> etree._Element:
+        self._insert(feed, "link", "link")
+        return feed
+
+    def extend_rss(self, feed: etree._Element) -> etree._Element:
+        self._insert(feed[0], f"{{{ATOM_NAMESPACE}}}link", f"{{{ATOM_NAMESPACE}}}link")
+        return feed
+
+    def _insert(self, parent: etree._Element, link_tag: str, after_tag: str) -> None:
+        children = list(parent)
+        index = max((i for i, child in enumerate(children) if child.tag == after_tag),
+                    default=len(children) - 1) + 1
+        made = []
+        for rel, href in self.links:
+            link = etree.Element(link_tag)
+            link.set("href", href)
+            link.set("rel", rel)
+            link.set("type", self.link_type)
+            made.append(link)
+        if self.archive:
+            made.append(etree.Element(f"{{{FH_NAMESPACE}}}archive"))
+        for offset, element in enumerate(made):
+            parent.insert(index + offset, element)
 
 
 def add_entry(feed: FeedGenerator, info: FeedInfo, item: Item) -> FeedEntry:

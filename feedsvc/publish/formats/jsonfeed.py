@@ -47,11 +47,20 @@ class JsonFeedRenderer:
 
 
 def _document(info: FeedInfo, items: list[str]) -> bytes:
-    head = _dumps({
+    fields: dict[str, Any] = {
         "version": VERSION,
         "title": info.title,
         "home_page_url": info.base_url,
-        "feed_url": JSON_FEED.url(info),  # its own URL
+        # Its own URL; an archive page's is its subscription document's: `feed_url` "serves
+        # as the unique identifier for the feed", the same on every page of it.
+        "feed_url": (f"{info.base_url}{info.current}.{EXTENSION}" if info.current
+                     else JSON_FEED.url(info)),
+    }
+    if info.prev_archive:
+        # Older entries (RFC 5005 archives): pages chain from the newest to the oldest.
+        fields["next_url"] = f"{info.base_url}{info.prev_archive}.{EXTENSION}"
+    head = _dumps({
+        **fields,
         "description": info.subtitle,
         "language": info.language,
         "authors": [{"name": info.author_name}],
