@@ -18,6 +18,7 @@ from feedsvc.publish.snapshot import Live
 
 if TYPE_CHECKING:
     from feedsvc.serve.health import LiveHealth
+    from feedsvc.serve.mediafolder import MediaFolder
     from feedsvc.serve.workers import Followers
 
 CONFIG = web.AppKey("config", Config)
@@ -27,5 +28,7 @@ LIVE = web.AppKey("live", Live)
 STATUS: web.AppKey[LiveHealth] = web.AppKey("status")
 #: Entries' pages not in the snapshot (the long tail), read from the state.
 PAGES = web.AppKey("pages", EntryPages)
+#: The media folder served at /media/, with the ETags of its files.
+MEDIA: web.AppKey[MediaFolder] = web.AppKey("media")
 #: The leader's: the other worker processes, sent each new snapshot.
 FOLLOWERS: web.AppKey[Followers] = web.AppKey("followers")

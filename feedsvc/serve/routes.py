@@ -7,6 +7,7 @@ from aiohttp import web
 
 from feedsvc.publish.registry import ENTRIES, INDEX, MAIN, TAGS, formats
 from feedsvc.serve.handlers import serve_document, serve_entry, serve_health
+from feedsvc.serve.media import ROUTE_PREFIX, serve_media
 
 
 def setup_routes(app: web.Application) -> None:
@@ -18,3 +19,5 @@ def setup_routes(app: web.Application) -> None:
     # A tag's documents, every format: {tag}.{extension}, as the snapshot holds them.
     router.add_get(f"/{TAGS}{{name}}", serve_document)
     router.add_get("/healthz", serve_health)
+    # The media folder's files, from disk (not the snapshot): see media.py.
+    router.add_get(ROUTE_PREFIX + "{path:.+}", serve_media)
