@@ -24,6 +24,7 @@ from feedsvc.ingest.dates import DateError, parse_date
 from feedsvc.ingest.source import FolderMissing
 from feedsvc.logtext import EscapingFormatter, escape
 from feedsvc.publish.ids import parse_options
+from feedsvc.publish.mediacopy import copy_media
 from feedsvc.publish.ownership import resolve_owners
 from feedsvc.publish.publisher import Publisher
 from feedsvc.publish.registry import MAIN, formats, tag_of
@@ -163,6 +164,16 @@ def build(config: Config, args: argparse.Namespace | None = None) -> int:
                 write_atomically(output / file_name, body)
             except OSError as e:
                 raise FeedsvcError(f"cannot write {output / file_name}: {e.strerror or e}") from e
+    media = config.paths.media
+    if media is not None:
+        try:
+            copied = copy_media(media, output)
+        except OSError as e:
+            raise FeedsvcError(f"cannot copy the media folder {media} into {output}/media: "
+                               f"{e.strerror or e}") from e
+        if copied.linked or copied.copied:
+            log.info("media: %d files linked, %d copied, %d unchanged into %s/media",
+                     copied.linked, copied.copied, copied.unchanged, output)
     log.info("wrote %s to %s (%d entries, %d tag feeds, %d seeds rejected)",
              _and(path[1:] for path in feeds), output, snapshot.published_count,
              len({tag_of(path) for path in tag_paths}), len(snapshot.rejected))
