@@ -159,7 +159,8 @@ def _rejections(server: ServeProcess) -> list[tuple[str, int, str]]:
 def test_a_missing_media_file_rejects_the_seed_with_its_line_until_it_is_there(
         site: Path, serve: Callable[[Path], ServeProcess]) -> None:
     media = _site(site, rescan_s=1)
-    write_seed(site / "seeds", "later.txt", """---
+    # Written long ago: its stat alone would never make a rescan read it again.
+    write_seed(site / "seeds", "later.txt", mtime=time.time() - 3600, text="""---
 title: Plus tard
 enclosure:
   - media/episode.mp3

@@ -248,6 +248,19 @@ def _parse_authored(path: str, text: str, lines: list[str], start: int,
     )
 
 
+#: Says that a seed was rejected for a media file that is not there (yet): the catalog reads
+#: such a seed again at every rescan, so the file's arrival publishes it.
+MEDIA_MISSING = "no such file in the media folder"
+
+
+def names_media(result: Entry | Rejection) -> bool:
+    """Whether what a seed gave depends on the media folder: an entry with an image or
+    enclosures, or a rejection for a media file that is missing."""
+    if isinstance(result, Rejection):
+        return MEDIA_MISSING in result.message or "no media folder" in result.message
+    return bool(result.image or result.enclosures)
+
+
 def _media(path: str, reference: MediaReference, options: ParseOptions
            ) -> tuple[str, str, int | None]:
     """(absolute URL, media type, length in bytes or None) of an `image:` or `enclosure:`. A
@@ -260,7 +273,7 @@ def _media(path: str, reference: MediaReference, options: ParseOptions
     size = None if options.media is None else media_size(options.media, reference.segments)
     if size is None:
         where = "no media folder is configured" if options.media is None else \
-            f"no such file in the media folder {options.media}"
+            f"{MEDIA_MISSING} {options.media}"
         raise SeedError(path, reference.line, f"{reference.text!r}: {where} (a regular file, "
                                               "not a link nor a folder)")
     url = options.base_url + MEDIA_PREFIX + "/".join(quote(s) for s in reference.segments)
