@@ -337,3 +337,17 @@ def test_atom_enclosure_rules_fail_on_bad_input(element: str, problem: str) -> N
     assert check_atom(ATOM_ENTRY.format(good).encode(), "http://e.org/feed.atom") == []
     problems = check_atom(ATOM_ENTRY.format(element).encode(), "http://e.org/feed.atom")
     assert any(problem in p for p in problems), problems
+
+
+@pytest.mark.parametrize(("markdown", "expected"), [
+    ("![carte](media/carte.png)", 'src="http://example.org/blog/media/carte.png"'),
+    ("![carte](./media/carte.png)", 'src="http://example.org/blog/media/carte.png"'),
+    ("![carte](/media/carte.png)", 'src="http://example.org/media/carte.png"'),
+    ('<img src="media/2026/carte%20IGN.png" alt="c">',
+     'src="http://example.org/blog/media/2026/carte%20IGN.png"'),
+    ("[l'épisode](media/episode.mp3)", 'href="http://example.org/blog/media/episode.mp3"'),
+])
+def test_media_paths_in_markdown_resolve_against_base_url(markdown: str, expected: str) -> None:
+    from feedsvc.ingest.markdown import render_markdown
+
+    assert expected in render_markdown(markdown, "http://example.org/blog/").html
