@@ -78,6 +78,18 @@ def test_a_media_file_is_served_with_its_type_and_validators(
     assert (status, body) == (304, b"")
     assert server.get("/media/carte.png", {"If-None-Match": '"other"'})[0] == 200
 
+    # If-Match and If-Unmodified-Since (RFC 9110 §13.1.1, §13.1.4): 412 when they fail.
+    assert server.get("/media/carte.png", {"If-Match": headers["ETag"]})[0] == 200
+    assert server.get("/media/carte.png", {"If-Match": '"x", ' + headers["ETag"]})[0] == 200
+    assert server.get("/media/carte.png", {"If-Match": "*"})[0] == 200
+    assert server.get("/media/carte.png", {"If-Match": '"x"'})[0] == 412
+    assert server.get("/media/carte.png", {"If-Match": f"W/{headers['ETag']}"})[0] == 412
+    assert server.get("/media/carte.png",
+                      {"If-Unmodified-Since": "Sun, 06 Nov 1994 08:49:37 GMT"})[0] == 412
+    assert server.get("/media/carte.png",
+                      {"If-Unmodified-Since": headers["Last-Modified"]})[0] == 200
+    assert server.get("/media/carte.png", {"If-Unmodified-Since": "garbage"})[0] == 200
+
     # A new version: a new ETag (the cache is keyed by the file's stat).
     (site / "media" / "carte.png").write_bytes(PNG + b"!")
     os.utime(site / "media" / "carte.png", (1_700_000_000, 1_700_000_000))

@@ -8,9 +8,10 @@ not such a file is 404, whatever the reason (never 403 or 500: a refusal says no
 Validators (RFC 9110 §8.8): a strong ETag that is a hash of the bytes, the same on every machine
 and after every restart, computed once per version of a file (its device, inode, size and
 mtime) in a worker thread; `Last-Modified` the file's mtime, never later than the clock.
-Conditionals in the order of RFC 9110 §13.2.2 (If-None-Match, else If-Modified-Since: 304;
-then If-Range and Range: 206, 416). One range is served; several get the whole file (200),
-which §14.2 allows ("a server MAY ignore the Range header field").
+Conditionals in the order of RFC 9110 §13.2.2 (If-Match, else If-Unmodified-Since: 412;
+If-None-Match, else If-Modified-Since: 304; then If-Range and Range: 206, 416). One range
+is served; several get the whole file (200), which §14.2 allows ("a server MAY ignore the
+Range header field").
 """
 
 from __future__ import annotations
@@ -80,6 +81,19 @@ def byte_range(value: str | None, size: int) -> tuple[int, int] | bool | None:
     return first, min(last, size - 1)
 
 
+def _preconditions_hold(if_match: str | None, if_unmodified_since: str | None,
+                        opened: Opened) -> bool:
+    """RFC 9110 §13.2.2 steps 1 and 2: If-Match (strong comparison, §13.1.1), else
+    If-Unmodified-Since (§13.1.4; an invalid date is ignored). False: 412."""
+    if if_match is not None:
+        value = if_match.strip()
+        return value == "*" or opened.etag in {tag.strip() for tag in value.split(",")}
+    if if_unmodified_since is not None:
+        since = parse_http_date(if_unmodified_since)
+        return since is None or opened.last_modified <= since
+    return True
+
+
 def _if_range_allows(if_range: str | None, opened: Opened) -> bool:
     """§13.1.5: the range applies only if If-Range names the current representation: a strong
     ETag compared strongly, or exactly its Last-Modified date. Otherwise the whole file."""
@@ -116,6 +130,9 @@ def _respond(request: web.Request, opened: Opened) -> web.StreamResponse:
         "Accept-Ranges": "bytes",
     }
     asked = request.headers
+    if not _preconditions_hold(asked.get("If-Match"), asked.get("If-Unmodified-Since"), opened):
+        os.close(opened.fd)
+        return web.Response(status=412, headers=headers)
     if not_modified(frozenset((opened.etag,)), opened.last_modified,
                     asked.get("If-None-Match"), asked.get("If-Modified-Since")):
         os.close(opened.fd)
