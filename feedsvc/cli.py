@@ -27,6 +27,7 @@ from feedsvc.logtext import EscapingFormatter, escape
 from feedsvc.model import Document, FeedInfo, Snapshot
 from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.ids import parse_options
+from feedsvc.publish.mediacopy import copy_media
 from feedsvc.publish.ownership import resolve_owners
 from feedsvc.publish.publisher import Publisher
 from feedsvc.publish.registry import ARCHIVES, MAIN, formats, tag_of
@@ -169,6 +170,16 @@ def build(config: Config, args: argparse.Namespace | None = None) -> int:
                 except OSError as e:
                     raise FeedsvcError(f"cannot remove {output / file_name}: "
                                        f"{e.strerror or e}") from e
+    media = config.paths.media
+    if media is not None:
+        try:
+            copied = copy_media(media, output)
+        except OSError as e:
+            raise FeedsvcError(f"cannot copy the media folder {media} into {output}/media: "
+                               f"{e.strerror or e}") from e
+        if copied.linked or copied.copied:
+            log.info("media: %d files linked, %d copied, %d unchanged into %s/media",
+                     copied.linked, copied.copied, copied.unchanged, output)
     archive_pages = _write_archives(config, publisher.info, snapshot, output)
     log.info("wrote %s to %s (%d entries, %d tag feeds, %d archive pages, %d seeds rejected)",
              _and(path[1:] for path in feeds), output, snapshot.published_count,

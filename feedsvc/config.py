@@ -52,6 +52,9 @@ class PathsConfig:
     seeds: Path
     state: Path  # the SQLite file
     output: Path  # where `feedsvc build` writes
+    #: Files served at /media/{path} and copied by `build` (None only for a Config made by
+    #: hand; load_config always sets it: default `media` beside the config file).
+    media: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -190,8 +193,9 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         seeds=base / tables.get("paths", "seeds", str, "seeds", _non_empty),
         state=base / tables.get("paths", "state", str, "state/feedsvc.sqlite3", _non_empty),
         output=base / tables.get("paths", "output", str, "public", _non_empty),
+        media=base / tables.get("paths", "media", str, "media", _non_empty),
     )
-    for key in ("seeds", "state", "output"):
+    for key in ("seeds", "state", "output", "media"):
         # A folder whose name is not UTF-8 (os.fsdecode gives its bytes as lone surrogates)
         # cannot be watched (watchfiles takes UTF-8 paths), put in a SQLite URI, or written in
         # JSON: refused here, with the name escaped, rather than failing later for ever.
@@ -234,7 +238,7 @@ class _Tables:
         "feed": {"title", "subtitle", "base_url", "id", "language", "author_name",
                  "author_email", "max_entries", "entry_url", "timezone", "dayfirst",
                  "tombstone_days", "archive_page_entries"},
-        "paths": {"seeds", "state", "output"},
+        "paths": {"seeds", "state", "output", "media"},
         "server": {"host", "port", "cache_max_age", "access_log", "workers", "max_connections",
                    "header_timeout_s", "send_timeout_s"},
         "watch": {"step_ms", "debounce_ms", "rescan_s", "max_seed_bytes"},

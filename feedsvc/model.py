@@ -31,6 +31,16 @@ def to_micros(moment: datetime) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class Enclosure:
+    """A file an entry carries (a podcast episode): RSS <enclosure>, Atom link rel=enclosure,
+    JSON Feed attachment."""
+
+    url: str  # absolute
+    type: str  # media type, from the extension
+    length: int | None = None  # bytes; None when unknown (an absolute URL elsewhere)
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One parsed seed: what its text says, before it has an id or dates."""
 
@@ -60,6 +70,10 @@ class Entry:
     #: The seed's text, for seeds that a front matter or Markdown makes more than a headline
     #: and paragraphs: the state keeps it, to parse the last good version again.
     seed_text: str = ""
+    #: Front matter `image:`: the absolute URL of the entry's feature image.
+    image: str | None = None
+    #: Front matter `enclosure:`, in the order written.
+    enclosures: tuple[Enclosure, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

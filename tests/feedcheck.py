@@ -97,6 +97,8 @@ def check_atom(body: bytes, self_url: str, now: datetime | None = None) -> list[
             if content.get("type") != "html":
                 problems.append(f"{where}: content type should be html")
             problems += _html(content.text or "", f"{where} content")
+        problems += _atom_enclosures(entry, where)
+        problems += _media_rss(entry, where)
     updated = [e.findtext(f"{A}updated") for e in entries]
     if len(set(updated)) != len(updated):
         problems.append("DuplicateUpdated: two entries share an updated value")
@@ -172,6 +174,8 @@ def check_rss(body: bytes, self_url: str, now: datetime | None = None) -> list[s
         link = item.findtext("link") or ""
         if not re.match(r"^https?://[^/]", link):
             problems.append(f"{where}: link must be an absolute URL")
+        problems += _rss_enclosures(item, where)
+        problems += _media_rss(item, where)
     if len(set(guids)) != len(guids):
         problems.append("DuplicateValue: two items share a guid")
     return problems
@@ -345,3 +349,51 @@ def _html(value: str, where: str, absolute: bool = False) -> list[str]:
             if not re.match(r"\w+:", ref):
                 problems.append(f"{where}: ContainsRelRef {ref!r}")
     return problems
+
+
+_MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*$")
+_WEB_URL_RE = re.compile(r"^https?://[^/\s]+\S*$")
+MEDIA_RSS = "{http://search.yahoo.com/mrss/}"
+
+
+def _atom_enclosures(entry: etree._Element, where: str) -> list[str]:
+    """RFC 4287 §4.2.7: an enclosure link has an href (an IRI: here absolute, so readers out of
+    context can fetch it), a type (§4.2.7.3: a media type) and, when present, a length
+    (§4.2.7.6: octets, a non-negative integer)."""
+    problems = []
+    for link in entry.findall(f"{A}link[@rel='enclosure']"):
+        if not _WEB_URL_RE.match(link.get("href") or ""):
+            problems.append(f"{where}: enclosure link needs an absolute href")
+        if not _MEDIA_TYPE_RE.match(link.get("type") or ""):
+            problems.append(f"{where}: enclosure link needs a media type")
+        length = link.get("length")
+        if length is not None and not length.isdigit():
+            problems.append(f"{where}: enclosure length must be a non-negative integer")
+    return problems
+
+
+def _rss_enclosures(item: etree._Element, where: str) -> list[str]:
+    """RSS 2.0 <enclosure>: url, length and type are all required; length is bytes (0 when
+    unknown, per the RSS Advisory Board profile), the url an absolute http URL. One per item:
+    the profile says a second one is not supported by many aggregators."""
+    problems = []
+    enclosures = item.findall("enclosure")
+    if len(enclosures) > 1:
+        problems.append(f"{where}: more than one enclosure (the RSS profile advises one)")
+    for enclosure in enclosures:
+        if not _WEB_URL_RE.match(enclosure.get("url") or ""):
+            problems.append(f"{where}: enclosure needs an absolute url")
+        length = enclosure.get("length")
+        if length is None or not length.isdigit():
+            problems.append(f"{where}: enclosure length must be an integer (bytes)")
+        if not _MEDIA_TYPE_RE.match(enclosure.get("type") or ""):
+            problems.append(f"{where}: enclosure needs a media type")
+    return problems
+
+
+def _media_rss(element: etree._Element, where: str) -> list[str]:
+    """Media RSS: <media:content> and <media:thumbnail> need a url."""
+    return [f"{where}: media:{tag} needs an absolute url"
+            for tag in ("content", "thumbnail")
+            for media in element.findall(f"{MEDIA_RSS}{tag}")
+            if not _WEB_URL_RE.match(media.get("url") or "")]

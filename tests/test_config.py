@@ -40,15 +40,19 @@ def test_empty_file_gives_every_default(tmp_path: Path) -> None:
     assert config.watch.max_seed_bytes == 1024 * 1024
     assert config.paths.seeds == tmp_path.resolve() / "seeds"
     assert config.paths.state == tmp_path.resolve() / "state" / "feedsvc.sqlite3"
+    assert config.paths.media == tmp_path.resolve() / "media"
     assert config.entry_link("a-b") == "http://127.0.0.1:8080/entries/a-b"
 
 
 def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "conf").mkdir()
-    path = write(tmp_path / "conf", '[paths]\nseeds = "../content"\nstate = "/var/x.db"\n')
+    path = write(tmp_path / "conf", '[paths]\nseeds = "../content"\nstate = "/var/x.db"\n'
+                                    'media = "../files"\n')
     monkeypatch.chdir("/")
     config = load_config(path)
     assert config.paths.seeds.resolve() == (tmp_path / "content").resolve()
+    assert config.paths.media is not None
+    assert config.paths.media.resolve() == (tmp_path / "files").resolve()
     assert config.paths.state == Path("/var/x.db")
 
 
@@ -97,6 +101,8 @@ def test_base_url_gets_a_trailing_slash_and_templates_use_it(tmp_path: Path) -> 
     ("[watch]\nrescan_s = 0\n", "watch.rescan_s", "between 1 and"),
     ("[watch]\nmax_seed_bytes = 1.5\n", "watch.max_seed_bytes", "expected an integer"),
     ("[paths]\nseeds = ''\n", "paths.seeds", "must not be empty"),
+    ("[paths]\nmedia = ''\n", "paths.media", "must not be empty"),
+    ("[paths]\nmedia = 3\n", "paths.media", "expected a string"),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str, fragment: str) -> None:
     path = write(tmp_path, text)

@@ -43,6 +43,7 @@ def test_example_config_keeps_writes_in_the_state_directory() -> None:
     assert config.paths.state.is_relative_to(Path("/var/lib/feedsvc"))
     assert config.paths.output.is_relative_to(Path("/var/lib/feedsvc"))
     assert config.paths.seeds.is_absolute()
+    assert config.paths.media is not None and config.paths.media.is_absolute()
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not here")

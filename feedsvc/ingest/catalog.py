@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from feedsvc.errors import Rejection
-from feedsvc.ingest.parser import DEFAULT_OPTIONS, ParseOptions, parse_seed
+from feedsvc.ingest.parser import DEFAULT_OPTIONS, ParseOptions, names_media, parse_seed
 from feedsvc.ingest.source import (
     DescriptorsExhausted,
     SeedFolder,
@@ -267,7 +267,10 @@ class Catalog:
             self._set(name, _failed(seed), None, changes, force)
             return
         result = parse_seed(str(path), seed.data, self.options)
-        racy = seed.signature.mtime_ns + RACY_NS > read_at_ns
+        # A seed naming media files is read again at every rescan, whatever its stat: its
+        # entry depends on those files (their lengths; a missing one rejects it), which the
+        # watch does not follow. The cost: one read per such seed per rescan.
+        racy = seed.signature.mtime_ns + RACY_NS > read_at_ns or names_media(result)
         stat_key = _stat_key(seed.signature)
         # st_mtime can be anything (negative, year 2446, more on other file systems): clamped
         # here, where it enters, so that no date computed from it can overflow (timerange.py).

@@ -27,10 +27,12 @@ import yaml
 
 from feedsvc.errors import SeedError
 from feedsvc.ingest.dates import DateError, parse_date
+from feedsvc.ingest.mediafiles import MEDIA_PREFIX, media_segments
 from feedsvc.ingest.seedrules import HEADLINE_MAX, SLUG_MAX, is_slug
 
 FENCE = "---"
 MAX_TAGS = 50
+MAX_ENCLOSURES = 20
 TAG_MAX = 100
 _BLANKS = " \t"
 _FIRST_YAML_LINE = 2  # the line after the opening fence; YAML marks count from 0 there
@@ -68,6 +70,17 @@ class DateSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaReference:
+    """An `image:` or `enclosure:` as written: an absolute http(s) URL, or a path in the media
+    folder (`media/episode.mp3`: `segments` is ("episode.mp3",)). Whether the file is there is
+    the parser's question (it needs the folder); the line is kept for its answer."""
+
+    text: str
+    line: int
+    segments: tuple[str, ...] | None  # None: an absolute URL
+
+
+@dataclass(frozen=True, slots=True)
 class FrontMatter:
     title: str | None = None
     slug: str | None = None
@@ -80,6 +93,8 @@ class FrontMatter:
     lang: str | None = None
     draft: bool = False
     link: str | None = None  # absolute http(s) URL of the article when it lives elsewhere
+    image: MediaReference | None = None  # the feature image
+    enclosures: tuple[MediaReference, ...] = ()
     warnings: tuple[tuple[int, str], ...] = ()  # (1-based line in the file, message)
 
 
@@ -364,6 +379,35 @@ class _FrontMatterReader:
                                    "https://example.org/article")
         return {"link": link}
 
+    def _media_reference(self, name: str, node: yaml.Node, at: yaml.Node) -> MediaReference:
+        text = self._line_text(name, node, at, 2000)
+        if _is_web_url(text):
+            return MediaReference(text, _line(at), None)
+        relative = text[1:] if text.startswith("/") else text
+        segments = (media_segments(relative[len(MEDIA_PREFIX):])
+                    if relative.startswith(MEDIA_PREFIX) else None)
+        if segments is None:
+            raise self._error(at, f"{name}: {text!r} is neither a file in the media folder "
+                                  "(media/name.ext, no '..' nor hidden names) nor an absolute "
+                                  "http(s) URL")
+        return MediaReference(text, _line(at), segments)
+
+    def _read_image(self, name: str, key: yaml.Node, node: yaml.Node) -> dict[str, object]:
+        return {"image": self._media_reference(name, node, key)}
+
+    def _read_enclosure(self, name: str, key: yaml.Node, node: yaml.Node) -> dict[str, object]:
+        if isinstance(node, yaml.SequenceNode):
+            # An item met through an alias has its anchor's line, above the key: name the key.
+            items = [(item, item if _line(item) >= _line(key) else key) for item in node.value]
+        elif isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
+            return {"enclosures": ()}  # `enclosure:` left empty
+        else:
+            items = [(node, key)]
+        if len(items) > MAX_ENCLOSURES:
+            raise self._error(key, f"enclosure: {len(items)} files; at most {MAX_ENCLOSURES}")
+        return {"enclosures": tuple(self._media_reference(name, item, at)
+                                    for item, at in items)}
+
     _FIELD_READERS: ClassVar[dict[str, Callable[
         [_FrontMatterReader, str, yaml.Node, yaml.Node], dict[str, object]]]] = {
         "title": _read_title,
@@ -376,6 +420,8 @@ class _FrontMatterReader:
         "lang": _read_lang,
         "draft": _read_draft,
         "link": _read_link,
+        "image": _read_image,
+        "enclosure": _read_enclosure,
     }
 
 

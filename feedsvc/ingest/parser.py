@@ -18,18 +18,20 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 from feedsvc.errors import Rejection, SeedError
 from feedsvc.ingest.dates import dayfirst_for
+from feedsvc.ingest.mediafiles import MEDIA_PREFIX, media_size, media_type
 from feedsvc.ingest.seedrules import HEADLINE_MAX, SLUG_MAX, SLUG_RE
 from feedsvc.ingest.seedrules import is_slug as is_slug  # where callers have long found it
-from feedsvc.model import Content, Entry
+from feedsvc.model import Content, Enclosure, Entry
 
 if TYPE_CHECKING:
-    from feedsvc.ingest.frontmatter import FrontMatter
+    from feedsvc.ingest.frontmatter import FrontMatter, MediaReference
 
 # YAML, Markdown and slug tables are imported when a seed first needs them: most seeds are
 # plain, and a start should not pay for what it does not use. (dateutil is not among them:
@@ -72,12 +74,15 @@ class ParseOptions:
     timezone: tzinfo = UTC
     dayfirst: bool = False
     base_url: str = "http://localhost/"
+    #: The media folder, where front matter `image:` and `enclosure:` paths must name a file
+    #: (its size is an enclosure's length). None: such paths are refused.
+    media: Path | None = None
 
     @classmethod
     def from_feed(cls, timezone: str, dayfirst: bool | None, language: str,
-                  base_url: str) -> ParseOptions:
+                  base_url: str, media: Path | None = None) -> ParseOptions:
         return cls(ZoneInfo(timezone), dayfirst_for(language) if dayfirst is None else dayfirst,
-                   base_url)
+                   base_url, media)
 
 
 DEFAULT_OPTIONS = ParseOptions()
@@ -211,9 +216,16 @@ def _parse_authored(path: str, text: str, lines: list[str], start: int,
     summary = front.summary if front.summary is not None else summarize(first)
     # What `updated` follows: the text, and what the documents show of the front matter
     # (not the dates, nor `draft`). A Markdown body hashes apart from the same plain text.
+    image = _media(path, front.image, options)[0] if front.image is not None else None
+    enclosures = tuple(Enclosure(*_media(path, reference, options))
+                       for reference in front.enclosures)
+    # The image and the files (their lengths too: a new episode file moves `updated`); only
+    # when there are some, so that the hash of every other seed stays what it was.
+    media = ("media", image or "", *(f"{e.url} {e.type} {e.length}" for e in enclosures)) \
+        if image or enclosures else ()
     extras = (summary if front.summary is not None else "", front.author_name or "",
               front.author_email or "", *front.tags, front.lang or "", front.link or "",
-              "markdown" if markdown else "")
+              "markdown" if markdown else "", *media)
     return Entry(
         slug=slug,
         title=title,
@@ -231,7 +243,41 @@ def _parse_authored(path: str, text: str, lines: list[str], start: int,
         draft=front.draft,
         link=front.link,
         seed_text=text,
+        image=image,
+        enclosures=enclosures,
     )
+
+
+#: Says that a seed was rejected for a media file that is not there (yet): the catalog reads
+#: such a seed again at every rescan, so the file's arrival publishes it.
+MEDIA_MISSING = "no such file in the media folder"
+
+
+def names_media(result: Entry | Rejection) -> bool:
+    """Whether what a seed gave depends on the media folder: an entry with an image or
+    enclosures, or a rejection for a media file that is missing."""
+    if isinstance(result, Rejection):
+        return MEDIA_MISSING in result.message or "no media folder" in result.message
+    return bool(result.image or result.enclosures)
+
+
+def _media(path: str, reference: MediaReference, options: ParseOptions
+           ) -> tuple[str, str, int | None]:
+    """(absolute URL, media type, length in bytes or None) of an `image:` or `enclosure:`. A
+    file in the media folder must be there (a regular file, reached without a link): its
+    size is read now, so the same seed and media folder always give the same entry. A file
+    added later is found when the seed is read again: seeds that name media files are read
+    again at every rescan (catalog.py)."""
+    if reference.segments is None:  # elsewhere: no length known
+        return reference.text, media_type(urlsplit(reference.text).path), None
+    size = None if options.media is None else media_size(options.media, reference.segments)
+    if size is None:
+        where = "no media folder is configured" if options.media is None else \
+            f"{MEDIA_MISSING} {options.media}"
+        raise SeedError(path, reference.line, f"{reference.text!r}: {where} (a regular file, "
+                                              "not a link nor a folder)")
+    url = options.base_url + MEDIA_PREFIX + "/".join(quote(s) for s in reference.segments)
+    return url, media_type(reference.segments[-1]), size
 
 
 def rebuild_entry(slug: str, content: Content, options: ParseOptions = DEFAULT_OPTIONS

@@ -21,7 +21,8 @@ from feedsvc.timerange import datetime_of
 
 def parse_options(config: Config) -> ParseOptions:
     feed = config.feed
-    return ParseOptions.from_feed(feed.timezone, feed.dayfirst, feed.language, feed.base_url)
+    return ParseOptions.from_feed(feed.timezone, feed.dayfirst, feed.language, feed.base_url,
+                                  config.paths.media)
 
 
 def derive_feed_id(base_url: str) -> str:

@@ -23,7 +23,8 @@ from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.longtail import EntryPages
 from feedsvc.publish.snapshot import Live
 from feedsvc.serve.health import LiveHealth
-from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, FOLLOWERS, LIVE, PAGES, STATUS
+from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, FOLLOWERS, LIVE, MEDIA, PAGES, STATUS
+from feedsvc.serve.mediafolder import MediaFolder
 from feedsvc.serve.pipeline import Pipeline
 from feedsvc.serve.routes import setup_routes
 from feedsvc.serve.workers import Followers, MessageError, receive
@@ -55,6 +56,7 @@ def _base_app(config: Config) -> web.Application:
     app[STATUS] = LiveHealth()
     app[PAGES] = EntryPages(config)
     app[ARCHIVE_PAGES] = ArchivePages(config)
+    app[MEDIA] = MediaFolder(config.paths.media)
     setup_routes(app)
     return app
 

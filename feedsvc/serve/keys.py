@@ -19,6 +19,7 @@ from feedsvc.publish.snapshot import Live
 
 if TYPE_CHECKING:
     from feedsvc.serve.health import LiveHealth
+    from feedsvc.serve.mediafolder import MediaFolder
     from feedsvc.serve.workers import Followers
 
 CONFIG = web.AppKey("config", Config)
@@ -30,5 +31,7 @@ STATUS: web.AppKey[LiveHealth] = web.AppKey("status")
 PAGES = web.AppKey("pages", EntryPages)
 #: RFC 5005 archive pages, read from the state and rendered on request.
 ARCHIVE_PAGES = web.AppKey("archive_pages", ArchivePages)
+#: The media folder served at /media/, with the ETags of its files.
+MEDIA: web.AppKey[MediaFolder] = web.AppKey("media")
 #: The leader's: the other worker processes, sent each new snapshot.
 FOLLOWERS: web.AppKey[Followers] = web.AppKey("followers")

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from feedsvc.publish.registry import ARCHIVES, ENTRIES, INDEX, MAIN, TAGS, formats
 from feedsvc.serve.handlers import serve_archive, serve_document, serve_entry, serve_health
+from feedsvc.serve.media import ROUTE_PREFIX, serve_media
 
 
 def setup_routes(app: web.Application) -> None:
@@ -20,3 +21,5 @@ def setup_routes(app: web.Application) -> None:
     # RFC 5005 archive pages, every format: {n}.{extension}, rendered from the state.
     router.add_get(f"/{ARCHIVES}{{name}}", serve_archive)
     router.add_get("/healthz", serve_health)
+    # The media folder's files, from disk (not the snapshot): see media.py.
+    router.add_get(ROUTE_PREFIX + "{path:.+}", serve_media)

@@ -15,7 +15,8 @@ from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
-from feedsvc.model import FeedInfo, Item
+from feedsvc.ingest.mediafiles import FALLBACK_TYPE, media_type
+from feedsvc.model import Entry, FeedInfo, Item
 from feedsvc.publish.docformat import FeedFormat, forget, reuse
 
 #: RFC 5005 §4: the namespace of `<fh:archive/>`, and Atom's (RSS carries `atom:link`).
@@ -91,6 +92,8 @@ def new_feed(info: FeedInfo, updated: datetime, fmt: FeedFormat) -> FeedGenerato
     feed.link(href=fmt.url(info), rel="self", type=fmt.link_type)
     feed.link(href=info.base_url, rel="alternate", type="text/html")
     feed.generator(GENERATOR, uri=GENERATOR_URI)
+    # Entries' images and enclosures; declares no namespace: nothing changes without them.
+    feed.register_extension("media_elements", MediaElements, MediaElements)
     # Sets Atom <updated> and RSS <lastBuildDate>; otherwise feedgen writes the current time.
     feed.updated(updated)
     if info.prev_archive or info.next_archive or info.current:
@@ -159,6 +162,8 @@ def add_entry(feed: FeedGenerator, info: FeedInfo, item: Item) -> FeedEntry:
     name, email = entry_author(info, item)
     entry.author({"name": name, "email": email} if email else {"name": name})
     entry.summary(item.entry.summary)  # Atom: plain text
+    if item.entry.image or item.entry.enclosures:
+        entry.media_elements.entry = item.entry
     if item.entry.tags:
         from feedsvc.ingest.slugs import tag_slug  # python-slugify, once a seed has tags
 
@@ -181,3 +186,63 @@ def _author(info: FeedInfo) -> dict[str, str]:
     if info.author_email:
         author["email"] = info.author_email
     return author
+
+
+#: Media RSS (https://www.rssboard.org/media-rss), for an entry's feature image.
+MEDIA_RSS_NS = "http://search.yahoo.com/mrss/"
+
+
+class MediaElements(BaseExtension):
+    """An entry's front matter `image:` and `enclosure:` files, in Atom and in RSS.
+
+    Written here rather than through feedgen: feedgen's Atom <link> keeps only `href` (it
+    drops rel, type and length), and its media extension declares its namespace on the root of
+    every document. The Media RSS namespace is declared on each element that uses it, so the
+    documents of entries without an image are byte for byte what they were, and an entry's
+    XML is the same alone and inside a document (EntryReuse)."""
+
+    entry: Entry | None = None
+
+    def extend_atom(self, element: etree._Element) -> etree._Element:
+        if self.entry is None:
+            return element
+        # RFC 4287 §4.2.7.2: rel="enclosure", a related resource potentially large in size;
+        # `length` (§4.2.7.6) is advisory, so it is left out when it is not known.
+        for enclosure in self.entry.enclosures:
+            link = etree.SubElement(element, "link", rel="enclosure", href=enclosure.url,
+                                    type=enclosure.type)
+            if enclosure.length is not None:
+                link.set("length", str(enclosure.length))
+        _media_rss(element, self.entry.image)
+        return element
+
+    def extend_rss(self, element: etree._Element) -> etree._Element:
+        if self.entry is None:
+            return element
+        if self.entry.enclosures:
+            # The first only. RSS Advisory Board profile (rssboard.org/rss-profile-1,
+            # element-channel-item-enclosure): "Support for the enclosure element in RSS
+            # software varies significantly because of disagreement over whether the
+            # specification permits more than one enclosure per item. ... For best support in
+            # the widest number of aggregators, an item should not contain more than one
+            # enclosure." Atom and JSON Feed carry them all. url, length and type are all
+            # required; "When an enclosure's size cannot be determined, a publisher should use
+            # a length of 0" (same section).
+            first = self.entry.enclosures[0]
+            etree.SubElement(element, "enclosure", url=first.url,
+                             length=str(first.length or 0), type=first.type)
+        _media_rss(element, self.entry.image)
+        return element
+
+
+def _media_rss(element: etree._Element, image: str | None) -> None:
+    """<media:content medium="image"> and <media:thumbnail> for a feature image."""
+    if image is None:
+        return
+    nsmap = {"media": MEDIA_RSS_NS}
+    content = etree.SubElement(element, f"{{{MEDIA_RSS_NS}}}content", nsmap=nsmap, url=image,
+                               medium="image")
+    kind = media_type(image.rsplit("/", 1)[-1].split("?", 1)[0])
+    if kind != FALLBACK_TYPE:
+        content.set("type", kind)
+    etree.SubElement(element, f"{{{MEDIA_RSS_NS}}}thumbnail", nsmap=nsmap, url=image)

@@ -78,6 +78,7 @@ def _item_json(info: FeedInfo, item: Item) -> str:
         "title": entry.title,
         "content_html": entry.content_html,
         "summary": entry.summary,
+        **({"image": entry.image} if entry.image else {}),  # the feature image
         # RFC 3339, as Atom writes them (a fraction only where Atom has one).
         "date_published": item.published.isoformat(),
         "date_modified": item.updated.isoformat(),
@@ -88,6 +89,13 @@ def _item_json(info: FeedInfo, item: Item) -> str:
         fields["tags"] = list(entry.tags)  # as written (URLs use their slugs)
     if entry.lang and entry.lang != info.language:
         fields["language"] = entry.lang  # as Atom's xml:lang: only when it differs
+    if entry.enclosures:
+        # JSON Feed 1.1 `attachments`: url and mime_type required, size_in_bytes optional
+        # (left out when unknown: a file elsewhere).
+        fields["attachments"] = [
+            {"url": e.url, "mime_type": e.type,
+             **({"size_in_bytes": e.length} if e.length is not None else {})}
+            for e in entry.enclosures]
     return _dumps(fields)
 
 
