@@ -40,6 +40,8 @@ class FeedConfig:
     timezone: str = "UTC"
     #: Whether "03/04/2027" is 3 April; None: as the language writes dates (fr: yes, en: no).
     dayfirst: bool | None = None
+    #: Days a deleted entry's tombstone (RFC 6721 at:deleted-entry) stays in the Atom feeds.
+    tombstone_days: int = 30
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         entry_url=tables.get("feed", "entry_url", str, FeedConfig.entry_url, _entry_template),
         timezone=tables.get("feed", "timezone", str, FeedConfig.timezone, _timezone),
         dayfirst=tables.get("feed", "dayfirst", bool, None),
+        tombstone_days=tables.get("feed", "tombstone_days", int, FeedConfig.tombstone_days,
+                                  _in_range(0, 36_500)),
     )
     tables.reject_unknown()
     return Config(feed=feed, paths=paths, server=server, watch=watch, config_file=path)
@@ -223,7 +227,8 @@ class _Tables:
 
     KNOWN: ClassVar[dict[str, set[str]]] = {
         "feed": {"title", "subtitle", "base_url", "id", "language", "author_name",
-                 "author_email", "max_entries", "entry_url", "timezone", "dayfirst"},
+                 "author_email", "max_entries", "entry_url", "timezone", "dayfirst",
+                 "tombstone_days"},
         "paths": {"seeds", "state", "output"},
         "server": {"host", "port", "cache_max_age", "access_log", "workers", "max_connections",
                    "header_timeout_s", "send_timeout_s"},

@@ -12,13 +12,15 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Protocol
 
 from feedsvc.errors import StoreError
 from feedsvc.model import Document, Entry, FeedInfo, Item
-from feedsvc.publish.ids import tag_feed_id
+from feedsvc.publish.ids import entry_id, tag_feed_id
 from feedsvc.publish.registry import TAGS
 from feedsvc.publish.snapshot import Rendered
+from feedsvc.publish.tombstones import refs
 
 log = logging.getLogger("feedsvc")
 
@@ -48,6 +50,11 @@ class TagSource(Protocol):
         """The entry as documents show it, with its stamp (None: it cannot be shown)."""
         ...
 
+    def deleted(self, tag: str, now_us: int) -> list[tuple[str, int, str]]:
+        """(slug, deletion moment, label) of the tombstones of entries that had this tag,
+        shown now (RFC 6721; see tombstones.py), newest first (raises StoreError)."""
+        ...
+
 
 #: Renders a feed's documents (one per registered format) from its info and items.
 RenderFeed = Callable[[FeedInfo, Sequence[Item], int], list[Rendered]]
@@ -67,6 +74,7 @@ class TagDocuments:
         self.dirty: set[str] = set()  # tags whose documents are to be rendered again
         self._docs: dict[str, tuple[Document, ...]] = {}
         self._items: dict[str, tuple[Item, ...]] = {}
+        self._deleted: dict[str, tuple[tuple[str, datetime], ...]] = {}  # tag → tombstones
         self._entries: OrderedDict[str, Entry] = OrderedDict()  # texts tag documents show
 
     def touch_entries(self, slugs: Iterable[str]) -> None:
@@ -103,19 +111,24 @@ class TagDocuments:
         for tag in dirty:
             try:
                 rows = self._source.tagged(tag, now, self._limit)
+                buried = self._source.deleted(tag, now_us)
             except StoreError as e:
                 log.error("%s; the documents of tag %s are not updated", e, tag)
                 continue
             items = tuple(item for slug, _ in rows if (item := self._item(slug)))
-            if not items:
+            deleted = refs(self._info.id, ((slug, when) for slug, when, _ in buried), entry_id)
+            if not items and not deleted:
                 changed |= self._docs.pop(tag, None) is not None
                 self._items.pop(tag, None)
+                self._deleted.pop(tag, None)
                 continue
-            if items == self._items.get(tag):
+            if items == self._items.get(tag) and deleted == self._deleted.get(tag):
                 continue
-            feed_documents = self._render(self.info(tag, rows[0][1]), items, now_us)
+            label = rows[0][1] if rows else buried[0][2]
+            info = replace(self.info(tag, label), deleted=deleted)
+            feed_documents = self._render(info, items, now_us)
             rendered += feed_documents
-            self._items[tag] = items
+            self._items[tag], self._deleted[tag] = items, deleted
             paths_of[tag] = [doc.path for doc in feed_documents]
         documents = ({doc.path: doc for doc in self._make_documents(rendered)}
                      if rendered else {})

@@ -31,8 +31,10 @@ from feedsvc.state.salvage import SalvageReport, copy_readable, is_corruption
 
 log = logging.getLogger("feedsvc")
 
-# 2: `text` of authored seeds, `tags`; 3: `updated` in microseconds, `documents`.
-SCHEMA_VERSION = 3
+# 2: `text` of authored seeds, `tags`; 3: `updated` in microseconds, `documents`;
+# 4: `tombstones` (RFC 6721: when each deleted entry was removed; a state of 3 gets the table,
+# empty: the moments of deletions made before it were never kept).
+SCHEMA_VERSION = 4
 
 # A rowid table, not WITHOUT ROWID: a row carries a seed's whole text (~2.4 KB), and SQLite
 # stores such rows far better in a rowid table (appended, not spread over overflow pages of the
@@ -71,6 +73,11 @@ CREATE TABLE IF NOT EXISTS documents (
     modified INTEGER NOT NULL,
     previous INTEGER
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tombstones (
+    slug    TEXT PRIMARY KEY,
+    deleted INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tombstones_by_deleted ON tombstones (deleted);
 """
 #: Columns added since the first schema, for states made before them: (table, column, type).
 _ADDED_COLUMNS = (("stamps", "text", "TEXT NOT NULL DEFAULT ''"),)
@@ -324,6 +331,7 @@ class Store(StateFile):
         self._text = "text" if "text" in columns else "''"
         self._has_tags = "tags" in tables
         self._has_documents = "documents" in tables
+        self._has_tombstones = "tombstones" in tables
         try:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error:
@@ -486,11 +494,42 @@ class Store(StateFile):
                 found[row[0]] = Revision(*row)
         return found
 
+    # -- tombstones (RFC 6721) ----------------------------------------------------------------
+
+    def tombstones_after(self, cutoff: int) -> dict[str, int]:
+        """slug → deletion moment (Unix microseconds) of the entries deleted after `cutoff`."""
+        if not self._has_tombstones:
+            return {}
+        return {str(row[0]): int(row[1]) for row in self._query(
+            "SELECT slug, deleted FROM tombstones WHERE deleted > ?", (cutoff,))}
+
+    def tombstone_of(self, slug: str) -> int | None:
+        """When this slug's entry was deleted (Unix microseconds); None: it was not (or it
+        came back since)."""
+        if not self._has_tombstones:
+            return None
+        rows = self._query("SELECT deleted FROM tombstones WHERE slug = ?", (slug,))
+        return int(rows[0][0]) if rows else None
+
+    def tag_tombstones(self, tag: str, cutoff: int) -> list[tuple[str, int, str]]:
+        """(slug, deletion moment, label) of the entries with this tag (the tags they had when
+        deleted: a removed slug keeps its tag rows) deleted after `cutoff`, newest first."""
+        if not self._has_tombstones or not self._has_tags:
+            return []
+        return [(str(row[0]), int(row[1]), str(row[2])) for row in self._query(
+            "SELECT d.slug, d.deleted, t.label FROM tombstones d JOIN tags t ON t.slug = d.slug "
+            "WHERE t.tag = ? AND d.deleted > ? ORDER BY d.deleted DESC, d.slug",
+            (tag, cutoff))]
+
     def save_stamps(self, stamps: Iterable[Stamp], contents: Mapping[str, Content],
-                    revisions: Iterable[Revision] = ()) -> None:
-        """Write all of `stamps`, the content of those in `contents`, and documents'
-        revisions, in one transaction: all of it lands, or none."""
+                    revisions: Iterable[Revision] = (),
+                    tombstones: Mapping[str, int | None] | None = None) -> None:
+        """Write all of `stamps`, the content of those in `contents`, documents' revisions
+        and tombstones (slug → deletion moment; None: the slug came back, its tombstone goes),
+        in one transaction: all of it lands, or none."""
         revision_rows = [(r.path, r.digest, r.modified, r.previous) for r in revisions]
+        buried = [(slug, when) for slug, when in (tombstones or {}).items() if when is not None]
+        lifted = [(slug,) for slug, when in (tombstones or {}).items() if when is None]
         with_text, without_text, tag_rows = [], [], []
         for s in stamps:
             row = (s.slug, s.published, s.updated, s.content_hash, s.file_name, int(s.live))
@@ -519,6 +558,9 @@ class Store(StateFile):
                                  "VALUES (?, ?, ?)", tag_rows)
             self._db.executemany("INSERT OR REPLACE INTO documents (path, digest, modified, "
                                  "previous) VALUES (?, ?, ?, ?)", revision_rows)
+            self._db.executemany("DELETE FROM tombstones WHERE slug = ?", lifted)
+            self._db.executemany("INSERT OR REPLACE INTO tombstones (slug, deleted) "
+                                 "VALUES (?, ?)", buried)
 
         self._write(write)
 
