@@ -54,6 +54,9 @@ class Tombstones:
         self.unsaved: dict[str, int | None] = {}
         #: The main feed's tombstones changed since it was last rendered.
         self.changed = False
+        # The slugs loaded at start: their tags' documents are rendered with the first batch
+        # (a tag whose entries were all deleted is touched by no seed of a scan).
+        self._loaded = sorted(self.shown)
 
     def bury(self, slug: str, when_us: int, now_us: int) -> None:
         """`slug`'s entry was removed at `when_us`."""
@@ -69,13 +72,15 @@ class Tombstones:
             self.changed = True
 
     def expire(self, now_us: int) -> list[str]:
-        """Drop the tombstones older than `tombstone_days`; returns their slugs."""
+        """Drop the tombstones older than `tombstone_days`; returns their slugs (and, the
+        first time, those loaded at start): the tags they had are to be rendered again."""
         limit = cutoff(now_us, self.days)
         gone = sorted(slug for slug, when in self.shown.items() if when <= limit)
         for slug in gone:
             del self.shown[slug]
         self.changed |= bool(gone)
-        return gone
+        loaded, self._loaded = self._loaded, []
+        return gone + loaded
 
     def next_expiry(self) -> int | None:
         """When the next shown tombstone leaves the documents (µs); None: none is shown."""
