@@ -302,3 +302,28 @@ def test_with_tombstone_days_0_no_tombstone_is_sent_but_the_page_is_gone(tmp_pat
     time.sleep(0.2)
     body = server.get("/feed.atom")[2]
     assert b"/entries/a<" not in body and _tombstones(body) == []
+
+
+@pytest.mark.parametrize(("change", "gone", "tombstoned"), [
+    ("delete", "a", True),
+    ("new slug", "a", True),  # the old slug's entry is gone; the new one is another entry
+    ("draft", "a", True),  # withdrawn: removed, to readers
+    ("edit", None, False),
+])
+def test_what_leaves_a_tombstone(site: Path, change: str, gone: str | None,
+                                 tombstoned: bool) -> None:
+    config = load_config(site / "config.toml")
+    seeds = config.paths.seeds
+    path = write_seed(seeds, "a.txt", seed("a", "A", "Body"), mtime=1_700_000_000)
+    publisher = Publisher.open(config, clock=lambda: NOW)
+    publisher.scan()
+    if change == "delete":
+        path.unlink()
+    else:
+        write_seed(seeds, "a.txt", {"new slug": seed("a-2", "A", "Body"),
+                                    "draft": "---\ndraft: true\n---\na\nA\n\nBody",
+                                    "edit": seed("a", "A", "Body, edited")}[change])
+    body = publisher.update([path]).documents["/feed.atom"].body
+    refs_sent = [ref for ref, _ in _tombstones(body)]
+    assert refs_sent == ([entry_id(publisher.info.id, gone)] if tombstoned else [])
+    publisher.close()
