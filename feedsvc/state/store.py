@@ -516,10 +516,12 @@ class Store(StateFile):
         deleted: a removed slug keeps its tag rows) deleted after `cutoff`, newest first."""
         if not self._has_tombstones or not self._has_tags:
             return []
+        # CROSS JOIN: the recent tombstones first (their index on `deleted`), then each one's
+        # row of this tag by primary key; never the walk of every entry a big tag has.
         return [(str(row[0]), int(row[1]), str(row[2])) for row in self._query(
-            "SELECT d.slug, d.deleted, t.label FROM tombstones d JOIN tags t ON t.slug = d.slug "
-            "WHERE t.tag = ? AND d.deleted > ? ORDER BY d.deleted DESC, d.slug",
-            (tag, cutoff))]
+            "SELECT d.slug, d.deleted, t.label FROM tombstones d CROSS JOIN tags t "
+            "WHERE d.deleted > ? AND t.tag = ? AND t.slug = d.slug "
+            "ORDER BY d.deleted DESC, d.slug", (cutoff, tag))]
 
     def save_stamps(self, stamps: Iterable[Stamp], contents: Mapping[str, Content],
                     revisions: Iterable[Revision] = (),
