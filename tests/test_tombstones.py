@@ -182,7 +182,7 @@ def test_a_tombstone_dated_by_the_state_expires_on_time(tmp_path: Path) -> None:
     write_seed(seeds, "b.txt", "---\ntags: [Sport]\n---\nb\nB\n\nBody", mtime=1_700_000_000)
     clock = [NOW]
     publisher = Publisher.open(config, clock=lambda: clock[0])
-    publisher.scan()
+    first = publisher.scan().documents
     assert publisher.next_due() is None
     clock[0] = NOW + timedelta(hours=1)
     (seeds / "b.txt").unlink()
@@ -192,7 +192,10 @@ def test_a_tombstone_dated_by_the_state_expires_on_time(tmp_path: Path) -> None:
         [tombstone] = etree.fromstring(document.body).findall(f"{AT}deleted-entry")
         assert tombstone.get("ref") == entry_id(publisher.info.id, "b")
         assert tombstone.get("when") == clock[0].isoformat()
-        assert document.last_modified == clock[0]  # the feed changed then
+        # The document changed: its Last-Modified and <updated> move forward.
+        assert document.last_modified > first[document.path].last_modified
+        assert etree.fromstring(document.body).findtext(
+            "{http://www.w3.org/2005/Atom}updated") == document.last_modified.isoformat()
         assert check_atom(document.body, f"{config.feed.base_url}{document.path[1:]}",
                           clock[0]) == []
     assert b"deleted-entry" not in snapshot.documents["/feed.rss"].body

@@ -51,7 +51,7 @@ class Rendering:
 
     def tag_feed(self, info: FeedInfo, items: Sequence[Item], now_us: int) -> list[Rendered]:
         """A tag's feed documents."""
-        return self.feed_documents(info, items, _updated(info, items), now_us)
+        return self.feed_documents(info, items, feed_updated(info, items), now_us)
 
     def render(self, before: tuple[Item, ...], shown: tuple[Item, ...], now_us: int,
                deleted: tuple[tuple[str, datetime], ...] = ()) -> list[Document]:
@@ -59,7 +59,7 @@ class Rendering:
         pages of the shown entries that changed, compressed together (`before`: the items
         shown until now; `deleted`: the feed's tombstones, see tombstones.py)."""
         info, items = replace(self.info, deleted=deleted), list(shown)
-        updated = _updated(info, items)
+        updated = feed_updated(info, items)
         old = {item.slug: item for item in before}
         pages = [item for item in items if old.get(item.slug) != item]
         self.dates.load([INDEX, *(entry_path(item.slug) for item in pages)])
@@ -117,13 +117,6 @@ class Rendering:
         for slug, before in moved.items():
             if (stamp := stamps.get(slug)) is not None:
                 self.dates.touch(paths[slug], stamp.updated, before, now_us)
-
-
-def _updated(info: FeedInfo, items: Sequence[Item]) -> datetime:
-    """The date a feed document carries: its newest entry's `updated`, or its newest
-    tombstone's `when` when that is later (a deletion is a change of the feed)."""
-    updated = feed_updated(info, items)
-    return max(updated, info.deleted[0][1]) if info.deleted else updated
 
 
 def _rendered_keys(items: Iterable[Item]) -> list[tuple[object, ...]]:
