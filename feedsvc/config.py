@@ -40,7 +40,8 @@ class FeedConfig:
     timezone: str = "UTC"
     #: Whether "03/04/2027" is 3 April; None: as the language writes dates (fr: yes, en: no).
     dayfirst: bool | None = None
-    #: Days a tag that lost its last entry answers 200 with an empty feed; then 410 Gone.
+    #: Days a deleted entry's tombstone (RFC 6721 at:deleted-entry) stays in the Atom feeds,
+    #: and a tag that lost its last entry answers 200 with an empty feed (then 410 Gone).
     tombstone_days: int = 30
     #: Entries per RFC 5005 archive page (/archive/{n}.atom): the entries older than the
     #: newest `max_entries`, oldest first.
@@ -223,7 +224,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         timezone=tables.get("feed", "timezone", str, FeedConfig.timezone, _timezone),
         dayfirst=tables.get("feed", "dayfirst", bool, None),
         tombstone_days=tables.get("feed", "tombstone_days", int, FeedConfig.tombstone_days,
-                                  _in_range(0, 100_000)),
+                                  _in_range(0, 36_500)),
         archive_page_entries=tables.get("feed", "archive_page_entries", int,
                                         FeedConfig.archive_page_entries, _in_range(1, 10_000)),
     )

@@ -140,6 +140,9 @@ class FeedInfo:
     prev_archive: str | None = None
     next_archive: str | None = None
     current: str | None = None
+    #: RFC 6721 tombstones this document carries (Atom only): (entry id, deletion moment),
+    #: newest first.
+    deleted: tuple[tuple[str, datetime], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +172,8 @@ class Document:
     #: second after it when the document changed twice within that second (RFC 9110 §8.8.2.2:
     #: a Last-Modified is only a strong validator if it could not have changed twice in it).
     unchanged_since: datetime | None = None
+    #: The HTTP status it is sent with: 410 for the page of a deleted entry (RFC 9110 §15.5.11).
+    status: int = 200
 
 
 @dataclass(frozen=True, slots=True)

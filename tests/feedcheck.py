@@ -22,6 +22,8 @@ CONTENT_ENCODED = "{http://purl.org/rss/1.0/modules/content/}encoded"
 DC_CREATOR = "{http://purl.org/dc/elements/1.1/}creator"
 #: RFC 5005 (feed paging and archiving): fh:archive, fh:complete.
 FH = "http://purl.org/syndication/history/1.0"
+TOMBSTONES = "http://purl.org/atompub/tombstones/1.0"
+_IRI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]+$")
 _SCHEMA = etree.RelaxNG(file=str(Path(__file__).parent / "data" / "atom.rng"))
 
 _UUID_RE = re.compile(r"^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -105,6 +107,33 @@ def check_atom(body: bytes, self_url: str, now: datetime | None = None) -> list[
     ids = [e.findtext(f"{A}id") for e in entries]
     if len(set(ids)) != len(ids):
         problems.append("DuplicateEntries: two entries share an id")
+    problems += _tombstones(root, set(ids), now)
+    return problems
+
+
+def _tombstones(root: etree._Element, entry_ids: set[str | None],
+                now: datetime | None) -> list[str]:
+    """RFC 6721 §2.1: `at:deleted-entry` in its namespace, a child of the feed (before its
+    entries: checked above as MisplacedMetadata), with `ref` an IRI that is not the id of an
+    entry of the same document (a deleted entry is not also present) and `when` an RFC 3339
+    date-time."""
+    problems = []
+    for number, element in enumerate(
+            (e for e in root.iter() if isinstance(e.tag, str)
+             and etree.QName(e).localname == "deleted-entry"), start=1):
+        where = f"tombstone {number}"
+        if etree.QName(element).namespace != TOMBSTONES:
+            problems.append(f"{where}: deleted-entry not in the RFC 6721 namespace "
+                            f"({etree.QName(element).namespace})")
+            continue
+        if element.getparent() is not root:
+            problems.append(f"{where}: at:deleted-entry must be a child of atom:feed")
+        ref = element.get("ref")
+        if ref is None or not _IRI_RE.match(ref):
+            problems.append(f"{where}: ref is not an IRI: {ref!r}")
+        elif ref in entry_ids:
+            problems.append(f"{where}: ref {ref!r} is the id of an entry of the same document")
+        problems += _rfc3339(element.get("when"), f"{where} when", now)
     return problems
 
 

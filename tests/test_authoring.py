@@ -246,7 +246,8 @@ def test_tags_get_categories_and_their_own_documents(paris, publisher) -> None:
     for path in ("/tags/economie.rss", "/feed.rss"):
         assert check_rss(documents[path].body, f"https://exemple.fr/blog{path}", NOW) == []
     assert documents["/tags/economie.atom"].etag != documents["/feed.atom"].etag
-    # A tag's documents change only when its entries do; a tag with none left is empty.
+    # A tag's documents change only when its entries do; a tag with none left keeps, for
+    # tombstone_days, a feed without entries carrying its deleted entries' tombstones.
     etag = documents["/tags/economie.atom"].etag
     write_seed(seeds, "c.txt", front("Corps C", title="C", slug="c", tags="Autre"))
     documents = p.update([c]).documents
@@ -256,6 +257,8 @@ def test_tags_get_categories_and_their_own_documents(paris, publisher) -> None:
     (seeds / "a.txt").unlink()
     documents = p.update([seeds / "a.txt"]).documents
     assert slugs(p, "/tags/logiciel-libre.atom") == []
+    assert b'ref="' + entry_id(p.info.id, "a").encode() in documents[
+        "/tags/logiciel-libre.atom"].body
     assert slugs(p, "/tags/economie.atom") == ["b"]
 
 

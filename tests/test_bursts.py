@@ -197,7 +197,7 @@ def test_two_thousand_seeds_dropped_then_deleted_at_once(tmp_path: Path, serve) 
     final = quiet_renders(server)
     print(f"2000 deleted: none published after {settled:.2f} s, {final - after} render(s)")
     assert feed_entries(server) == {}
-    assert entry_page(server, "burst-1234")[0] == 404
+    assert entry_page(server, "burst-1234")[0] == 410  # deleted: Gone
     assert final - after <= MAX_RENDERS_PER_BURST
     assert server.stop() == 0
 
@@ -410,7 +410,7 @@ def test_the_last_good_version_stays_across_a_restart_until_fixed_or_deleted(
     assert health(server)["rejected"] == []
     (seeds / "keeper.txt").unlink()
     wait_until(lambda: "keeper" not in feed_entries(server))
-    assert entry_page(server, "keeper")[0] == 404
+    assert entry_page(server, "keeper")[0] == 410  # deleted: Gone
     assert health(server)["entries_published"] == 1
     assert server.stop() == 0
 

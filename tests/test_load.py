@@ -247,7 +247,7 @@ async def _one_request(session: aiohttp.ClientSession, base: str, rng: random.Ra
     elif path == "/healthz":
         if status != 200 or json.loads(body)["status"] != "ok":
             stats.problem(f"{what}: {body[:200]!r}")
-    elif status == 404:
+    elif status in (404, 410):  # 410: a deleted entry's page (RFC 6721 tombstone)
         if kind != "writer-entry":  # only the writer's entries come and go
             stats.problem(what)
     elif status == 304:

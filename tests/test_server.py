@@ -168,10 +168,10 @@ async def test_drop_edit_delete_and_bad_seeds(client: Client, config: Config) ->
         "message": "not valid UTF-8: invalid start byte at byte offset 22 (0xff)"}]
     assert set(await client.entries()) == {SAMPLE_SLUG, "new-post"}
 
-    # Delete → gone, page too.
+    # Delete → gone, its page Gone (410, RFC 6721 tombstone in the state).
     (seeds / "new.txt").unlink()
     await eventually(lambda: _without(client, "new-post"))
-    assert (await client.get("/entries/new-post"))[0] == 404
+    assert (await client.get("/entries/new-post"))[0] == 410
     _, headers, body = await client.get("/feed.atom")
     # Back to the entries shown before the drop, but dated later: the document changed
     # again, and a client that only sends If-Modified-Since must see that (issue 9).
@@ -308,11 +308,11 @@ async def test_long_tail_pages_come_from_the_state(site, aiohttp_server) -> None
         assert (await client.get("/entries/post-0", **{"If-None-Match": etag}))[0] == 304
         assert (await client.get("/entries/never-published"))[0] == 404
         assert (await client.get("/entries/Not%20A%20Slug"))[0] == 404
-        # Edited, it shows its new text; deleted, it is gone.
+        # Edited, it shows its new text; deleted, it is Gone (410) though no feed showed it.
         write_seed(seeds, "0.txt", seed("post-0", "Titre 0 corrigé", "Corps."))
         await eventually(lambda: _page_has(client, "/entries/post-0", "corrigé"))
         (seeds / "0.txt").unlink()
-        await eventually(lambda: _page_status(client, "/entries/post-0", 404))
+        await eventually(lambda: _page_status(client, "/entries/post-0", 410))
 
 
 async def _page_has(client: Client, path: str, text: str) -> bool:

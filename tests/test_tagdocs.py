@@ -32,13 +32,14 @@ class MemorySource:
         self.loads: list[str] = []
         self.history: dict[str, tuple[str, int | None]] = {}  # the state's tag history
         self.writable = True
+        self.buried: dict[str, tuple[int, set[str]]] = {}  # slug → (deleted at, its tags)
 
     def tags_of(self, slugs: list[str]) -> set[str]:
         return {tag for slug in slugs for tag in self.tags.get(slug, ())}
 
     def tagged(self, tag: str, now: int, limit: int) -> list[tuple[str, str]]:
         return [(slug, tag.upper()) for slug in sorted(self.tags)
-                if tag in self.tags[slug]][:limit]
+                if tag in self.tags[slug] and slug not in self.buried][:limit]
 
     def shown_entry(self, slug: str) -> Entry | None:
         return self.shown.get(slug)
@@ -46,6 +47,11 @@ class MemorySource:
     def load_entry(self, slug: str) -> Entry | None:
         self.loads.append(slug)
         return self.texts.get(slug)
+
+    def deleted(self, tag: str, now_us: int) -> list[tuple[str, int, str]]:
+        return sorted(((slug, when, tag.upper()) for slug, (when, tags) in self.buried.items()
+                       if tag in tags and when > now_us - 86_400_000_000),
+                      key=lambda row: (-row[1], row[0]))
 
     def item(self, slug: str, entry: Entry) -> Item | None:
         return make_item(INFO, entry, NOW, datetime.fromtimestamp(NOW, UTC),
@@ -247,3 +253,29 @@ def test_tag_feed_ids_are_stable_and_never_an_entrys(source: MemorySource, tag: 
     tags.render(NOW, 0)
     ((info, _),) = recorder.calls
     assert info.id == tag_feed_id(INFO.id, "sport") and info.title == "News — SPORT"
+
+
+def test_a_tag_carries_the_tombstones_of_its_deleted_entries(source: MemorySource) -> None:
+    """RFC 6721: a tag whose entries were deleted carries their tombstones (entry ids, not
+    the tag's), also when it shows no entry any more; rendered again when one appears or
+    leaves (here: after a day)."""
+    tags, recorder = make(source)
+    when = NOW * 1_000_000
+    source.buried["c"] = (when, {"politics"})
+    tags.touch_entries(["b"])
+    tags.render(NOW, when)
+    politics = next(info for info, _ in recorder.calls if info.feed_path == "tags/politics")
+    assert politics.deleted == ((entry_id(INFO.id, "c"), datetime.fromtimestamp(NOW, UTC)),)
+    source.buried["b"] = (when + 1, {"sport", "politics"})
+    tags.touch_entries(["b"])
+    tags.render(NOW, when + 1)
+    politics = [info for info, _ in recorder.calls if info.feed_path == "tags/politics"][-1]
+    assert [ref for ref, _ in politics.deleted] == [entry_id(INFO.id, s) for s in "bc"]
+    assert "/tags/politics.atom" in paths(tags)  # no entry left, two tombstones
+    tags.touch_entries(["b"])
+    tags.render(NOW, when + 86_400_000_000 + 1)  # both expired, no entry
+    # A tag that showed entries is never 404: an empty feed (until tombstone_days pass since
+    # it emptied, then 410), now without the tombstones.
+    assert "/tags/politics.atom" in paths(tags)
+    politics = [info for info, _ in recorder.calls if info.feed_path == "tags/politics"][-1]
+    assert politics.deleted == ()

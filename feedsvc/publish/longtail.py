@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from feedsvc.config import Config
@@ -23,6 +24,7 @@ from feedsvc.publish.ids import make_item, parse_options
 from feedsvc.publish.pages import HTML_TYPE, render_entry
 from feedsvc.publish.registry import entry_path
 from feedsvc.publish.snapshot import make_document
+from feedsvc.publish.tombstones import render_gone
 from feedsvc.state.store import Store
 
 log = logging.getLogger("feedsvc")
@@ -53,7 +55,8 @@ class EntryPages:
             self._executor = None
 
     async def page(self, slug: str) -> Document | None:
-        """The page of a published entry, or None (not published, or no text for it)."""
+        """The page of a published entry; a 410 Gone page for a deleted one (its tombstone
+        is in the state); or None (never published, or no text for it)."""
         if self._executor is None or not is_slug(slug):
             return None
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._page, slug)
@@ -70,8 +73,7 @@ class EntryPages:
             self._close_store()
             return None
         if row is None:
-            self._cache.pop(slug, None)
-            return None
+            return self._gone(slug)
         published, updated, content = row
         # The page's own revision, when the publisher moved its date without rendering it (a
         # change of `date:` alone while no feed showed it): never before the entry's updated.
@@ -102,6 +104,32 @@ class EntryPages:
         document = make_document(entry_path(slug), HTML_TYPE, render_entry(self.info, item),
                                  moment, self.config.server.cache_max_age, previous=since)
         self._cache[slug] = (published, document)
+        while len(self._cache) > self.capacity:
+            self._cache.popitem(last=False)
+        return document
+
+    def _gone(self, slug: str) -> Document | None:
+        """The 410 page of a deleted entry (RFC 9110 §15.5.11: gone, and on purpose), dated
+        when it was deleted; kept after its tombstone left the feeds (the state keeps it)."""
+        assert self.info is not None and self._store is not None
+        try:
+            deleted = self._store.tombstone_of(slug)
+        except StoreError as e:
+            log.error("%s", e)
+            deleted = None
+        if deleted is None:
+            self._cache.pop(slug, None)
+            return None
+        moment = from_micros(deleted)
+        cached = self._cache.get(slug)
+        if cached is not None and cached[1].status == 410 and cached[1].last_modified == moment:
+            self._cache.move_to_end(slug)
+            return cached[1]
+        info = self.info
+        body = render_gone(info.title, info.language, info.base_url, slug, moment)
+        document = replace(make_document(entry_path(slug), HTML_TYPE, body, moment,
+                                         self.config.server.cache_max_age), status=410)
+        self._cache[slug] = (-1, document)
         while len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
         return document

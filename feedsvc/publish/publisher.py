@@ -41,6 +41,7 @@ from feedsvc.publish.stamps import StampTable, next_stamp
 from feedsvc.publish.tagdocs import TagDocuments
 from feedsvc.publish.texts import EntryTexts
 from feedsvc.publish.timeline import Timeline
+from feedsvc.publish.tombstones import Tombstones, cutoff
 from feedsvc.publish.writes import StateWrites
 from feedsvc.state.store import Store
 
@@ -76,6 +77,7 @@ class Publisher:
         self._ownership = Ownership(self.catalog.folder, _StateHistory(store, self._stamps))
         self._timeline = Timeline()
         self.info = make_feed_info(config.feed, store.setdefault_meta, clock())
+        self._tombstones = _tombstones(config, store, clock)
         self._texts = EntryTexts(store, self._stamps, self._ownership, self.catalog.read_entry,
                                  self.options, self.info, config.entry_link)
         # Whether the entries of files deleted while feedsvc was stopped are still to remove.
@@ -86,14 +88,13 @@ class Publisher:
         self._rejected: tuple[Rejection, ...] = ()
         self._snapshot = Snapshot()
         self._rendering = Rendering(self.info, store, config.server.cache_max_age)
-        self._tags = TagDocuments(_TagSource(store, self._stamps, self._texts), self.info,
-                                  config.feed.max_entries, self._rendering.tag_feed,
-                                  self._rendering.make_documents,
-                                  tombstone_s=config.feed.tombstone_days * 86400)
-        self._tags.load_history(int(clock().timestamp()))  # before the scan changes the tags
+        self._tags = TagDocuments(_TagSource(store, self._stamps, self._texts, self._tombstones),
+                                  self.info, config.feed.max_entries, self._rendering.tag_feed,
+                                  self._rendering.make_documents, **_tag_rules(config, clock))
         self._report = Report(self._ownership, self.catalog.records)
         self._archives = ArchiveDates(config, self.info, self._rendering.dates)  # RFC 5005
-        self._writes = StateWrites(store, self._stamps, self._texts, self._rendering.dates)
+        self._writes = StateWrites(store, self._stamps, self._texts, self._rendering.dates,
+                                   self._tombstones)
 
     @classmethod
     def open(cls, config: Config, clock: Clock = utc_now) -> Publisher:
@@ -129,18 +130,11 @@ class Publisher:
     def _sweep_gone(self, now: datetime) -> None:
         """After the first full scan: the entries the state still has published whose file is
         gone (deleted while feedsvc was stopped) are removed, as if their deletion had been
-        seen; else their pages and tag feeds, read from the state, would go on showing them.
-        Put off while some seed could not be read for lack of descriptors, or was left for the
-        next batch by a parsing budget (its entry is not gone)."""
+        seen (tombstones dated now). Put off while a seed could not be read (fds, budget)."""
         if self.catalog.deferred or self.catalog.left_over:
             return
-        try:
-            live = self.store.live_slugs()
-        except StoreError as e:
-            log.error("%s", e)
+        if (gone := _gone(self.store, self._ownership.owner)) is None:
             return
-        gone = [slug for slug in live if slug not in self._ownership.owner]
-        del live
         for start in range(0, len(gone), SCAN_CHUNK):
             part = gone[start:start + SCAN_CHUNK]
             self._tags.touch_entries(part)
@@ -170,9 +164,9 @@ class Publisher:
         return self._writes.needed
 
     def next_due(self) -> datetime | None:
-        """When the next scheduled entry is to appear (None: none is scheduled). The caller
-        applies an empty batch then: `update(())`."""
-        return self._timeline.next_due(int(self._clock().timestamp()))
+        """When the next scheduled entry is to appear or tombstone to leave the documents
+        (None: neither). The caller applies an empty batch then: `update(())`."""
+        return self._tombstones.sooner(self._timeline.next_due(int(self._clock().timestamp())))
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -243,6 +237,8 @@ class Publisher:
                 if previous is not None and previous.live:
                     stamps.put(replace(previous, live=False))
                     changed[slug] = "removed"
+                    if previous.published <= now:  # RFC 6721: readers may hold it
+                        self._tombstones.bury(slug, now_us, now_us)
                 continue
             record = records[owner]
             if record.slug is None:  # a broken file's last good version: nothing moves
@@ -253,6 +249,8 @@ class Publisher:
                 date, updated = record.date, record.updated
             stamp = next_stamp(previous, slug, content_hash, owner, seen_at, stamps.taken,
                                date, updated, now_us)
+            if previous is not None and not previous.live:
+                self._tombstones.lift(slug)  # the same entry again (ids derive from slugs)
             if record.slug is not None and record.content_hash is not stamp.content_hash:
                 # One string for both (equal after a restart, but read twice): a seed's
                 # footprint is what 100,000 seeds multiply.
@@ -303,6 +301,7 @@ class Publisher:
         appeared = _appeared(self._timeline.appeared(start, now_ts), self._ownership.owner,
                              self.catalog.records, fresh)
         self._tags.touch_entries(appeared)  # their tags' documents change with them
+        self._tags.touch_entries(self._tombstones.expire(to_micros(now)))
         # Before `rejected`: an entry that cannot be shown is rejected by these two.
         shown = self._texts.show(
             self._timeline.order[start:start + self.config.feed.max_entries], fresh)
@@ -311,8 +310,10 @@ class Publisher:
         archive = self._archives.finish(self._timeline, start, now_us)
         info = subscription_info(rendering.info, archive)  # rel="prev-archive" to the newest
         relinked, rendering.info = info is not rendering.info, info
-        feeds = (rendering.render(self._shown, shown, now_us)
-                 if shown != self._shown or relinked or not rendering.feeds else None)
+        tombstoned = self._tombstones.take_changed()  # always taken: it resets
+        feeds = (rendering.render(self._shown, shown, now_us, self._tombstones.refs(self.info.id))
+                 if tombstoned or shown != self._shown or relinked or not rendering.feeds
+                 else None)
         rendering.date_unshown_pages(shown, self._stamps, now_us)
         # The batch's stamps and texts with the capped documents' dates: one transaction,
         # before the snapshot is handed out. Tag documents read their entries from the state,
@@ -326,8 +327,9 @@ class Publisher:
         scheduled = self._timeline.scheduled(start)
         draft_count = len(self._ownership.drafts)
         if (shown == self._shown and rejected == self._rejected and not tags_changed
-                and published_count == self._snapshot.published_count and not relinked
-                and archive == self._snapshot.archive and self._snapshot.documents):
+                and feeds is None and published_count == self._snapshot.published_count
+                and not relinked and archive == self._snapshot.archive
+                and self._snapshot.documents):
             old = self._snapshot
             if (old.draft_count, old.scheduled, old.seeds_readable) != (draft_count, scheduled,
                                                                    seeds_readable):
@@ -379,13 +381,30 @@ class _StateHistory:
         return stamp.file_name if stamp is not None else None
 
 
+def _tombstones(config: Config, store: Store, clock: Clock) -> Tombstones:
+    """The tombstones shown now, from the state (none when it cannot say)."""
+    def load(after: int) -> dict[str, int]:
+        try:
+            return store.tombstones_after(after)
+        except StoreError as e:
+            log.error("%s", e)
+            return {}
+    return Tombstones(config.feed.tombstone_days, load, to_micros(clock()))
+
+
 class _TagSource:
     """The TagSource of a publisher: tags and tagged entries from the state, texts, stamps."""
 
-    def __init__(self, store: Store, stamps: StampTable, texts: EntryTexts) -> None:
+    def __init__(self, store: Store, stamps: StampTable, texts: EntryTexts,
+                 tombstones: Tombstones) -> None:
         self._store = store
         self._stamps = stamps
         self._texts = texts
+        self._tombstones = tombstones
+
+    def deleted(self, tag: str, now_us: int) -> list[tuple[str, int, str]]:
+        """(slug, deletion moment, label) of this tag's tombstones shown now, newest first."""
+        return self._store.tag_tombstones(tag, cutoff(now_us, self._tombstones.days))
 
     def tags_of(self, slugs: list[str]) -> set[str]:
         try:
@@ -420,6 +439,23 @@ class _TagSource:
                 "%s; the history of %d tag(s) is kept in memory, retrying", e, len(rows))
             return False
         return True
+
+
+def _tag_rules(config: Config, clock: Clock) -> dict[str, int]:
+    """How long a tag that lost its last entry keeps an empty feed (then 410), and the moment
+    the tags that existed are read from the state: before the first scan changes them."""
+    return {"tombstone_s": config.feed.tombstone_days * 86400,
+            "history_at": int(clock().timestamp())}
+
+
+def _gone(store: Store, owner: Mapping[str, str]) -> list[str] | None:
+    """The slugs the state has published whose file no longer claims them (None: the state
+    cannot say now)."""
+    try:
+        return [slug for slug in store.live_slugs() if slug not in owner]
+    except StoreError as e:
+        log.error("%s", e)
+        return None
 
 
 def _appeared(slugs: Iterable[str], owner: Mapping[str, str], records: Mapping[str, Record],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from feedsvc.model import Document, FeedInfo, Item
@@ -52,12 +53,12 @@ class Rendering:
         """A tag's feed documents."""
         return self.feed_documents(info, items, feed_updated(info, items), now_us)
 
-    def render(self, before: tuple[Item, ...], shown: tuple[Item, ...],
-               now_us: int) -> list[Document]:
+    def render(self, before: tuple[Item, ...], shown: tuple[Item, ...], now_us: int,
+               deleted: tuple[tuple[str, datetime], ...] = ()) -> list[Document]:
         """The capped documents (the feed in every registered format, the front page) and the
         pages of the shown entries that changed, compressed together (`before`: the items
-        shown until now)."""
-        info, items = self.info, list(shown)
+        shown until now; `deleted`: the feed's tombstones, see tombstones.py)."""
+        info, items = replace(self.info, deleted=deleted), list(shown)
         updated = feed_updated(info, items)
         old = {item.slug: item for item in before}
         pages = [item for item in items if old.get(item.slug) != item]

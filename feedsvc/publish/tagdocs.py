@@ -22,9 +22,10 @@ from typing import Protocol
 
 from feedsvc.errors import StoreError
 from feedsvc.model import Document, Entry, FeedInfo, Item
-from feedsvc.publish.ids import tag_feed_id
+from feedsvc.publish.ids import entry_id, tag_feed_id
 from feedsvc.publish.registry import TAGS, formats
 from feedsvc.publish.snapshot import Rendered
+from feedsvc.publish.tombstones import refs
 
 log = logging.getLogger("feedsvc")
 
@@ -63,6 +64,11 @@ class TagSource(Protocol):
         """Keep these in the state; False when it cannot be written now."""
         ...
 
+    def deleted(self, tag: str, now_us: int) -> list[tuple[str, int, str]]:
+        """(slug, deletion moment, label) of the tombstones of entries that had this tag,
+        shown now (RFC 6721; see tombstones.py), newest first (raises StoreError)."""
+        ...
+
 
 #: Renders a feed's documents (one per registered format) from its info and items.
 RenderFeed = Callable[[FeedInfo, Sequence[Item], int], list[Rendered]]
@@ -77,7 +83,9 @@ TOMBSTONE_S = 30 * 86400
 class TagDocuments:
     def __init__(self, source: TagSource, info: FeedInfo, limit: int, render: RenderFeed,
                  make_documents: MakeDocuments, kept: int = TAG_ENTRIES_KEPT,
-                 tombstone_s: int = TOMBSTONE_S) -> None:
+                 tombstone_s: int = TOMBSTONE_S, history_at: int | None = None) -> None:
+        """`history_at`: read the tags that existed from the state now, at this time (before
+        a scan changes them); else at the first render."""
         self._source = source
         self._info = info
         self._limit = limit  # entries per document
@@ -87,6 +95,7 @@ class TagDocuments:
         self.dirty: set[str] = set()  # tags whose documents are to be rendered again
         self._docs: dict[str, tuple[Document, ...]] = {}
         self._items: dict[str, tuple[Item, ...]] = {}
+        self._deleted: dict[str, tuple[tuple[str, datetime], ...]] = {}  # tag → tombstones
         self._entries: OrderedDict[str, Entry] = OrderedDict()  # texts tag documents show
         self._tombstone_s = tombstone_s
         # Every tag that has shown an entry: (label, when it lost its last one or None). Read
@@ -96,6 +105,8 @@ class TagDocuments:
         #: URL path of each document of a tag that lost its last entry → the second it
         #: answers 410 Gone from. Replaced, never changed in place: snapshots hold it.
         self.gone_at: dict[str, int] = {}
+        if history_at is not None:
+            self.load_history(history_at)
 
     def touch_entries(self, slugs: Iterable[str]) -> None:
         """The tags these entries have now (as the state has them): their documents are
@@ -139,18 +150,22 @@ class TagDocuments:
         for tag in dirty:
             try:
                 rows = self._source.tagged(tag, now, self._limit)
+                buried = self._source.deleted(tag, now_us)
             except StoreError as e:
                 log.error("%s; the documents of tag %s are not updated", e, tag)
                 continue
             items = tuple(item for slug, _ in rows if (item := self._item(slug)))
+            deleted = refs(self._info.id, ((slug, when) for slug, when, _ in buried), entry_id)
             paths = [fmt.path(f"{TAGS}{tag}") for fmt in formats()]
             if items:
                 self._remember(history, tag, rows[0][1], None)
                 if any(path in gone_at for path in paths):  # back
                     gone_at = {k: v for k, v in gone_at.items() if k not in paths}
-            elif (known := history.get(tag)) is None:  # never shown an entry: 404
+            elif (known := history.get(tag) or (
+                    (buried[0][2], None) if buried else None)) is None:  # never shown: 404
                 changed |= self._docs.pop(tag, None) is not None
                 self._items.pop(tag, None)
+                self._deleted.pop(tag, None)
                 continue
             else:
                 label, emptied = known[0], known[1] if known[1] is not None else now
@@ -161,13 +176,16 @@ class TagDocuments:
                 if now >= until:  # gone for good: nothing is served, 410
                     changed |= self._docs.pop(tag, None) is not None
                     self._items.pop(tag, None)
+                    self._deleted.pop(tag, None)
                     continue
-            if items == self._items.get(tag) and tag in self._docs:
+            if (items == self._items.get(tag) and deleted == self._deleted.get(tag)
+                    and tag in self._docs):
                 continue
-            info = self.info(tag, *(history[tag] if not items else (rows[0][1], None)))
+            info = replace(self.info(tag, *(history[tag] if not items else (rows[0][1], None))),
+                           deleted=deleted)
             feed_documents = self._render(info, items, now_us)
             rendered += feed_documents
-            self._items[tag] = items
+            self._items[tag], self._deleted[tag] = items, deleted
             paths_of[tag] = [doc.path for doc in feed_documents]
         documents = ({doc.path: doc for doc in self._make_documents(rendered)}
                      if rendered else {})

@@ -12,6 +12,7 @@ from feedsvc.errors import StoreError
 from feedsvc.publish.docdates import DocumentDates
 from feedsvc.publish.stamps import StampTable
 from feedsvc.publish.texts import EntryTexts
+from feedsvc.publish.tombstones import Tombstones
 from feedsvc.state.store import Store
 
 log = logging.getLogger("feedsvc")
@@ -19,8 +20,9 @@ log = logging.getLogger("feedsvc")
 
 class StateWrites:
     def __init__(self, store: Store, stamps: StampTable, texts: EntryTexts,
-                 dates: DocumentDates) -> None:
+                 dates: DocumentDates, tombstones: Tombstones) -> None:
         self._store = store
+        self._tombstones = tombstones
         self._stamps = stamps
         self._texts = texts
         self._dates = dates
@@ -28,20 +30,23 @@ class StateWrites:
     @property
     def pending(self) -> int:
         """Changes kept in memory because the state could not be written."""
-        return len(self._stamps.unsaved) + len(self._dates.unsaved)
+        return (len(self._stamps.unsaved) + len(self._dates.unsaved)
+                + len(self._tombstones.unsaved))
 
     @property
     def needed(self) -> bool:
         """Whether the state waits for a write that works (changes, or just its writability)."""
-        return bool(self._stamps.unsaved) or bool(self._dates.unsaved) or not self._store.writable
+        return (bool(self._stamps.unsaved) or bool(self._dates.unsaved)
+                or bool(self._tombstones.unsaved) or not self._store.writable)
 
     def write(self) -> None:
         unsaved, dates = self._stamps.unsaved, self._dates
-        if not unsaved and not dates.unsaved:
+        if not unsaved and not dates.unsaved and not self._tombstones.unsaved:
             self._store.retry()
             return
         try:
-            self._store.save_stamps(unsaved.values(), self._texts.unsaved, dates.unsaved.values())
+            self._store.save_stamps(unsaved.values(), self._texts.unsaved, dates.unsaved.values(),
+                                    self._tombstones.unsaved)
         except StoreError as e:
             # Keep serving from memory; the next successful write catches up. A corrupt state
             # was said once, plainly, when found: not again at every retry.
@@ -52,3 +57,4 @@ class StateWrites:
         self._stamps.saved()
         self._texts.unsaved.clear()
         dates.unsaved.clear()
+        self._tombstones.saved()

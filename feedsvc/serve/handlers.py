@@ -95,6 +95,10 @@ def respond(request: web.Request, document: Document) -> web.StreamResponse:
     if coding is None:
         raise web.HTTPNotAcceptable(headers={"Vary": "Accept-Encoding"})
     variant = document.variants[coding]
+    if document.status != 200:
+        # A deleted entry's 410 page: preconditions apply only to a response that would
+        # otherwise be 2xx (RFC 9110 §13.2.2), so no 304.
+        return web.Response(status=document.status, body=variant.body, headers=variant.headers)
     if not_modified(document.etags, document.unchanged_since or document.last_modified,
                     headers.get("If-None-Match"), headers.get("If-Modified-Since")):
         return web.Response(status=304, headers=variant.not_modified_headers)

@@ -27,12 +27,15 @@ from urllib.parse import quote
 from feedsvc.durable import fsync_path
 from feedsvc.errors import StoreError
 from feedsvc.model import US, Content, Revision, Stamp
+from feedsvc.state.history import HistoryQueries
 from feedsvc.state.salvage import SalvageReport, copy_readable, is_corruption
 
 log = logging.getLogger("feedsvc")
 
-# 2: `text` of authored seeds, `tags`; 3: `updated` in microseconds, `documents`.
-SCHEMA_VERSION = 3
+# 2: `text` of authored seeds, `tags`; 3: `updated` in microseconds, `documents`;
+# 4: `tombstones` (RFC 6721: when each deleted entry was removed; a state of 3 gets the table,
+# empty: the moments of deletions made before it were never kept).
+SCHEMA_VERSION = 4
 
 # A rowid table, not WITHOUT ROWID: a row carries a seed's whole text (~2.4 KB), and SQLite
 # stores such rows far better in a rowid table (appended, not spread over overflow pages of the
@@ -79,6 +82,11 @@ CREATE TABLE IF NOT EXISTS documents (
     modified INTEGER NOT NULL,
     previous INTEGER
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tombstones (
+    slug    TEXT PRIMARY KEY,
+    deleted INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tombstones_by_deleted ON tombstones (deleted);
 """
 #: Columns added since the first schema, for states made before them: (table, column, type).
 _ADDED_COLUMNS = (("stamps", "text", "TEXT NOT NULL DEFAULT ''"),)
@@ -313,7 +321,7 @@ class StateFile:
             raise StoreError(f"{self.path}: cannot read the state: {e}") from e
 
 
-class Store(StateFile):
+class Store(StateFile, HistoryQueries):
     """One state file: feed id, stamps, texts and tags. Use from one thread at a time."""
 
     def _learn_schema(self) -> None:
@@ -333,6 +341,7 @@ class Store(StateFile):
         self._has_tags = "tags" in tables
         self._has_documents = "documents" in tables
         self._has_tag_history = "tag_history" in tables
+        self._has_tombstones = "tombstones" in tables
         try:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error:
@@ -482,60 +491,6 @@ class Store(StateFile):
             "WHERE t.tag = ? AND s.live = 1 AND s.published <= ? "
             "ORDER BY s.published DESC, s.slug LIMIT ?", (tag, now, limit))]
 
-    def tag_history(self, now: int) -> dict[str, tuple[str, int | None]]:
-        """tag → (label, when it lost its last entry or None) of every tag that existed: those
-        the history has, and (for states made before it) those of entries published by `now`
-        (removed since or not)."""
-        if not self._has_tags:
-            return {}
-        derived = ("SELECT t.tag, MIN(t.label), NULL FROM tags t JOIN stamps s "
-                   "ON s.slug = t.slug WHERE s.published <= ? GROUP BY t.tag")
-        if self._has_tag_history and not self.corrupt:
-            # Kept, so that a tag whose entries lose it later is still known (one statement,
-            # at start only). Not writable now: read below all the same.
-            with contextlib.suppress(StoreError):
-                self._write(lambda: self._db.execute(
-                    f"INSERT OR IGNORE INTO tag_history (tag, label, emptied) {derived}",
-                    (now,)))
-        known: dict[str, tuple[str, int | None]] = {
-            row[0]: (row[1], None) for row in self._query(derived, (now,))}
-        if self._has_tag_history:
-            known.update((row[0], (row[1], row[2])) for row in self._query(
-                "SELECT tag, label, emptied FROM tag_history"))
-        return known
-
-    def save_tag_history(self, rows: Mapping[str, tuple[str, int | None]]) -> None:
-        """Record these tags' labels and when they lost their last entry (None: they have
-        entries)."""
-        values = [(tag, label, emptied) for tag, (label, emptied) in rows.items()]
-        self._write(lambda: self._db.executemany(
-            "INSERT OR REPLACE INTO tag_history (tag, label, emptied) VALUES (?, ?, ?)",
-            values))
-    def archived(self, published: int, slug: str, offset: int, limit: int,
-                 oldest_first: bool) -> list[tuple[str, int, int, str]]:
-        """(slug, published, updated, content_hash) of published entries older than the
-        entry (`published`, `slug`) in the feeds' order (newest `published` first, then by
-        slug), `limit` of them from `offset`: oldest first (published, then slug descending:
-        the feeds' order reversed) or newest first. Through the partial index
-        `stamps_archived`: an index walk of `offset` + `limit` rows, no sort."""
-        order = "published ASC, slug DESC" if oldest_first else "published DESC, slug ASC"
-        return [(row[0], row[1], row[2], row[3]) for row in self._query(
-            f"SELECT slug, published, {self._updated}, content_hash FROM stamps "
-            "WHERE live = 1 AND published <= ? AND (published < ? OR slug > ?) "
-            f"ORDER BY {order} LIMIT ? OFFSET ?",
-            (published, published, slug, limit, offset))]
-
-    def archive_shifts(self, page: int) -> list[Revision]:
-        """The revisions `/archive/after/{j}` with j <= page: the moments entries moved in
-        (or out of) archive page j, shifting it and every later page."""
-        if not self._has_documents:
-            return []
-        prefix = "/archive/after/"
-        return [Revision(*row) for row in self._query(
-            "SELECT path, digest, modified, previous FROM documents WHERE path >= ? "
-            "AND path < ?", (prefix, prefix[:-1] + "0"))
-            if row[0][len(prefix):].isdigit() and int(row[0][len(prefix):]) <= page]
-
     def load_revisions(self, paths: Iterable[str]) -> dict[str, Revision]:
         """The stored revisions of these documents (those that have one)."""
         if not self._has_documents:
@@ -549,11 +504,17 @@ class Store(StateFile):
                 found[row[0]] = Revision(*row)
         return found
 
+    # -- tombstones (RFC 6721) ----------------------------------------------------------------
+
     def save_stamps(self, stamps: Iterable[Stamp], contents: Mapping[str, Content],
-                    revisions: Iterable[Revision] = ()) -> None:
-        """Write all of `stamps`, the content of those in `contents`, and documents'
-        revisions, in one transaction: all of it lands, or none."""
+                    revisions: Iterable[Revision] = (),
+                    tombstones: Mapping[str, int | None] | None = None) -> None:
+        """Write all of `stamps`, the content of those in `contents`, documents' revisions
+        and tombstones (slug → deletion moment; None: the slug came back, its tombstone goes),
+        in one transaction: all of it lands, or none."""
         revision_rows = [(r.path, r.digest, r.modified, r.previous) for r in revisions]
+        buried = [(slug, when) for slug, when in (tombstones or {}).items() if when is not None]
+        lifted = [(slug,) for slug, when in (tombstones or {}).items() if when is None]
         with_text, without_text, tag_rows = [], [], []
         for s in stamps:
             row = (s.slug, s.published, s.updated, s.content_hash, s.file_name, int(s.live))
@@ -582,6 +543,9 @@ class Store(StateFile):
                                  "VALUES (?, ?, ?)", tag_rows)
             self._db.executemany("INSERT OR REPLACE INTO documents (path, digest, modified, "
                                  "previous) VALUES (?, ?, ?, ?)", revision_rows)
+            self._db.executemany("DELETE FROM tombstones WHERE slug = ?", lifted)
+            self._db.executemany("INSERT OR REPLACE INTO tombstones (slug, deleted) "
+                                 "VALUES (?, ?)", buried)
 
         self._write(write)
 

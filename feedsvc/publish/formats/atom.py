@@ -5,8 +5,9 @@ from __future__ import annotations
 import html
 import html.entities
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from html import escape
 
 from feedgen.ext.base import BaseExtension
 from lxml import etree
@@ -14,6 +15,9 @@ from lxml import etree
 from feedsvc.model import FeedInfo, Item
 from feedsvc.publish.docformat import FeedFormat, feed_updated
 from feedsvc.publish.formats._feedgen import EntryReuse, add_entry, new_feed
+
+#: RFC 6721 §2: the namespace of `at:deleted-entry`.
+TOMBSTONES_NS = "http://purl.org/atompub/tombstones/1.0"
 
 # The W3C Feed Validation Service's rule for text that holds HTML (w3c/feedvalidator,
 # src/feedvalidator/validators.py, class `nonhtml`, method `validate`, which Atom text
@@ -79,7 +83,33 @@ def _atom_bytes(info: FeedInfo, items: Sequence[Item], updated: datetime) -> byt
         entry.content(item.entry.content_html, type="html")
         if item.entry.lang and item.entry.lang != info.language:
             entry.markup.lang = item.entry.lang
-    return feed.atom_str(pretty=True, encoding="UTF-8")
+    document = feed.atom_str(pretty=True, encoding="UTF-8")
+    # RFC 6721 tombstones: feedgen cannot write them; added to its bytes (see insert_atom).
+    return insert_atom(document, info.deleted) if info.deleted else document
+
+
+def atom_elements(deleted: Iterable[tuple[str, datetime]], indent: bytes = b"  ") -> bytes:
+    """The `at:deleted-entry` lines of a feed (RFC 6721 §2.1: `ref`, the deleted entry's
+    atom:id, and `when`, an RFC 3339 date-time, both required). The namespace is declared on
+    each element, so the root element stays as feedgen writes it."""
+    return b"".join(
+        indent + f'<at:deleted-entry xmlns:at="{TOMBSTONES_NS}" ref="{escape(ref)}" '
+                 f'when="{when.isoformat()}"/>\n'.encode()
+        for ref, when in deleted)
+
+
+def insert_atom(document: bytes, deleted: Iterable[tuple[str, datetime]]) -> bytes:
+    """The Atom document with these tombstones among the feed's metadata, before its first
+    entry (RFC 4287 §4.1.1's grammar puts extension elements before the atom:entry elements):
+    the head of a feed without entries ends with them, so documents made of a head and reused
+    entries (`_feedgen.EntryReuse`) have the same bytes as one pass."""
+    lines = atom_elements(deleted)
+    if not lines:
+        return document
+    at = document.find(b"\n  <entry")  # `<entry>` or `<entry xml:lang=…>`
+    if at < 0:
+        at = document.rindex(b"\n", 0, document.rindex(b"</feed>"))
+    return document[:at + 1] + lines + document[at + 1:]
 
 
 class AtomRenderer(EntryReuse):
