@@ -35,7 +35,11 @@ log = logging.getLogger("feedsvc")
 ROUTE_PREFIX = "/media/"
 #: Sent per sendfile call, each with its deadline.
 PIECE_BYTES = 1024 * 1024
-_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)", re.IGNORECASE)
+# DIGIT is ASCII only (RFC 5234 B.1): `\d` would take any Unicode digit.
+_RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)
+#: A position with more significant digits than this is past the end of any file: int() of
+#: more than 4,300 digits raises (Python's limit), and RFC 9110 §14.1.1 sets no length.
+_POSITION_DIGITS = 19
 _ENCODED_SEPARATOR_RE = re.compile(r"%(?:2f|5c|00)", re.IGNORECASE)
 
 
@@ -55,6 +59,12 @@ def request_segments(raw_path: str) -> tuple[str, ...] | None:
     return media_segments(decoded)
 
 
+def _position(digits: str) -> int:
+    """A range position of any length: beyond _POSITION_DIGITS, a number past any file."""
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= _POSITION_DIGITS else 10 ** _POSITION_DIGITS
+
+
 def byte_range(value: str | None, size: int) -> tuple[int, int] | bool | None:
     """RFC 9110 §14.1.2: (first, last) of a single satisfiable range; False when the range is
     unsatisfiable (416); None when there is no range to honour (absent, not `bytes=`, several
@@ -68,12 +78,12 @@ def byte_range(value: str | None, size: int) -> tuple[int, int] | bool | None:
     if not first_text:
         if not last_text:
             return None  # "bytes=-": not a range
-        suffix = int(last_text)  # the last N bytes
+        suffix = _position(last_text)  # the last N bytes
         if suffix == 0 or size == 0:
             return False  # §14.1.3: a zero-length suffix, or any suffix of an empty file
         return max(0, size - suffix), size - 1
-    first = int(first_text)
-    last = int(last_text) if last_text else size - 1
+    first = _position(first_text)
+    last = _position(last_text) if last_text else size - 1
     if last_text and last < first:
         return None  # invalid: §14.1.1 says such a range-spec is invalid; ignored
     if first >= size:
