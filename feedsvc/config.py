@@ -18,6 +18,8 @@ from feedsvc.errors import ConfigError
 from feedsvc.logtext import escape, is_utf8
 
 CONFIG_ENV = "FEEDSVC_CONFIG"
+#: `[feed] tombstones_max` by default: this many times `max_entries` (see FeedConfig).
+TOMBSTONES_PER_ENTRY = 10
 
 # BCP 47 language tag, loosely: "fr", "fr-FR", "zh-Hant-TW", "de-CH-1996".
 _LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
@@ -43,6 +45,13 @@ class FeedConfig:
     #: Days a deleted entry's tombstone (RFC 6721 at:deleted-entry) stays in the Atom feeds,
     #: and a tag that lost its last entry answers 200 with an empty feed (then 410 Gone).
     tombstone_days: int = 30
+    #: At most this many tombstones in each Atom document: the newest (tombstones.py). By
+    #: default 10 × max_entries (500 with the default 50): a reader that polls rarely still
+    #: learns of every deletion unless more than ten feeds' worth of entries were deleted
+    #: between two of its polls, and a document carries at most ~80 KB of them (about 165
+    #: bytes each) instead of 16 MB after deleting most of a 100k folder. load_config sets
+    #: it from max_entries when the key is absent.
+    tombstones_max: int = 500
     #: Entries per RFC 5005 archive page (/archive/{n}.atom): the entries older than the
     #: newest `max_entries`, oldest first.
     archive_page_entries: int = 50
@@ -210,6 +219,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     base_url = tables.get("feed", "base_url", str, default_base, _http_url) or default_base
     if not base_url.endswith("/"):
         base_url += "/"  # entry and feed URLs are made by appending to it
+    max_entries = tables.get("feed", "max_entries", int, FeedConfig.max_entries,
+                             _in_range(1, 10_000))
     feed = FeedConfig(
         title=title,
         subtitle=tables.get("feed", "subtitle", str, "") or title,
@@ -218,8 +229,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         language=tables.get("feed", "language", str, FeedConfig.language, _language),
         author_name=tables.get("feed", "author_name", str, "") or title,
         author_email=tables.get("feed", "author_email", str, None, _email),
-        max_entries=tables.get("feed", "max_entries", int, FeedConfig.max_entries,
-                               _in_range(1, 10_000)),
+        max_entries=max_entries,
         entry_url=tables.get("feed", "entry_url", str, FeedConfig.entry_url, _entry_template),
         timezone=tables.get("feed", "timezone", str, FeedConfig.timezone, _timezone),
         dayfirst=tables.get("feed", "dayfirst", bool, None),
@@ -227,7 +237,10 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
                                   _in_range(0, 36_500)),
         archive_page_entries=tables.get("feed", "archive_page_entries", int,
                                         FeedConfig.archive_page_entries, _in_range(1, 10_000)),
+        tombstones_max=tables.get("feed", "tombstones_max", int,
+                                  TOMBSTONES_PER_ENTRY * max_entries, _in_range(1, 1_000_000)),
     )
+
     tables.reject_unknown()
     return Config(feed=feed, paths=paths, server=server, watch=watch, config_file=path)
 
@@ -238,7 +251,7 @@ class _Tables:
     KNOWN: ClassVar[dict[str, set[str]]] = {
         "feed": {"title", "subtitle", "base_url", "id", "language", "author_name",
                  "author_email", "max_entries", "entry_url", "timezone", "dayfirst",
-                 "tombstone_days", "archive_page_entries"},
+                 "tombstone_days", "archive_page_entries", "tombstones_max"},
         "paths": {"seeds", "state", "output", "media"},
         "server": {"host", "port", "cache_max_age", "access_log", "workers", "max_connections",
                    "header_timeout_s", "send_timeout_s"},

@@ -29,6 +29,7 @@ def test_empty_file_gives_every_default(tmp_path: Path) -> None:
     assert config.feed.language == "en"
     assert config.feed.max_entries == 50
     assert config.feed.tombstone_days == 30
+    assert config.feed.tombstones_max == 500  # 10 × max_entries
     assert config.feed.archive_page_entries == 50
     assert config.server.cache_max_age == 60
     assert config.server.access_log is False
@@ -78,6 +79,9 @@ def test_base_url_gets_a_trailing_slash_and_templates_use_it(tmp_path: Path) -> 
     ("[feed]\nmax_entries = 0\n", "feed.max_entries", "between 1 and"),
     ("[feed]\ntombstone_days = -1\n", "feed.tombstone_days", "between 0 and"),
     ("[feed]\ntombstone_days = 1.5\n", "feed.tombstone_days", "expected an integer"),
+    ("[feed]\ntombstones_max = 0\n", "feed.tombstones_max", "between 1 and"),
+    ("[feed]\ntombstones_max = 1000001\n", "feed.tombstones_max", "between 1 and"),
+    ("[feed]\ntombstones_max = \"9\"\n", "feed.tombstones_max", "expected an integer"),
     ("[feed]\narchive_page_entries = 0\n", "feed.archive_page_entries", "between 1 and"),
     ("[feed]\narchive_page_entries = 10001\n", "feed.archive_page_entries", "between 1 and"),
     ("[server]\nport = true\n", "server.port", "expected an integer, got a boolean"),

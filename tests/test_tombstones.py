@@ -23,7 +23,7 @@ from feedsvc.publish.docformat import feed_updated
 from feedsvc.publish.formats.atom import ATOM, AtomRenderer, insert_atom, render_atom
 from feedsvc.publish.ids import entry_id, make_item
 from feedsvc.publish.publisher import Publisher
-from feedsvc.publish.tombstones import DAY_US, Tombstones, cutoff, refs
+from feedsvc.publish.tombstones import DAY_US, Tombstones, cutoff, newest, refs
 from feedsvc.state.store import SCHEMA_VERSION, Store
 
 from .conftest import free_port, seed, wait_until, write_config, write_seed
@@ -92,6 +92,32 @@ def test_refs_are_entry_ids_newest_first_in_one_order() -> None:
     assert refs(INFO.id, buried, entry_id) == refs(INFO.id, reversed(buried), entry_id)
     assert [ref for ref, _ in refs(INFO.id, buried, entry_id)] == [
         entry_id(INFO.id, "c"), *sorted((entry_id(INFO.id, "a"), entry_id(INFO.id, "b")))]
+
+
+@pytest.mark.parametrize(("buried", "limit", "kept"), [
+    ([], 3, []),
+    ([("a", 1), ("b", 2)], 5, ["b", "a"]),  # under the bound: all of them
+    ([("a", 1), ("b", 2), ("c", 3)], 3, ["c", "b", "a"]),  # exactly the bound
+    ([("a", 1), ("b", 2), ("c", 3), ("d", 4)], 2, ["d", "c"]),  # the newest by moment
+    ([("d", 4), ("c", 3), ("b", 2), ("a", 1)], 2, ["d", "c"]),  # whatever the input order
+    ([("z", 5), ("y", 5), ("x", 5), ("w", 1)], 2, ["x", "y"]),  # ties: by slug
+    ([("y", 5), ("x", 5), ("z", 5)], 1, ["x"]),
+    ([("old", 1), ("new", 9)], 1, ["new"]),
+])
+def test_at_most_limit_tombstones_the_newest(buried, limit: int, kept: list[str]) -> None:
+    assert [slug for slug, _ in newest(buried, limit)] == kept
+
+
+def test_the_main_feed_carries_the_newest_tombstones_the_state_keeps_all() -> None:
+    shown = {f"s{n}": NOW_US - n for n in range(10)} | {"tie": NOW_US - 2}
+    tombstones = Tombstones(30, lambda after: shown, NOW_US, limit=3)
+    # "s2" and "tie" were deleted at the same moment: "s2" is kept ("s2" < "tie").
+    assert tombstones.refs(INFO.id) == refs(
+        INFO.id, [("s0", NOW_US), ("s1", NOW_US - 1), ("s2", NOW_US - 2)], entry_id)
+    tombstones.bury("late", NOW_US + 1, NOW_US + 1)
+    assert tombstones.refs(INFO.id)[0][0] == entry_id(INFO.id, "late")
+    assert len(tombstones.refs(INFO.id)) == 3 and len(tombstones.shown) == 12
+    assert tombstones.unsaved == {"late": NOW_US + 1}
 
 
 @pytest.mark.parametrize("items", [(), ("a",), ("a", "b", "c")])

@@ -389,7 +389,8 @@ def _tombstones(config: Config, store: Store, clock: Clock) -> Tombstones:
         except StoreError as e:
             log.error("%s", e)
             return {}
-    return Tombstones(config.feed.tombstone_days, load, to_micros(clock()))
+    return Tombstones(config.feed.tombstone_days, load, to_micros(clock()),
+                      config.feed.tombstones_max)
 
 
 class _TagSource:
@@ -404,7 +405,8 @@ class _TagSource:
 
     def deleted(self, tag: str, now_us: int) -> list[tuple[str, int, str]]:
         """(slug, deletion moment, label) of this tag's tombstones shown now, newest first."""
-        return self._store.tag_tombstones(tag, cutoff(now_us, self._tombstones.days))
+        return self._store.tag_tombstones(tag, cutoff(now_us, self._tombstones.days),
+                                          self._tombstones.limit)
 
     def tags_of(self, slugs: list[str]) -> set[str]:
         try:

@@ -14,10 +14,19 @@ Only the tombstones still shown are held in memory (the deletions of the last
 `tombstone_days`); the state keeps every one, so the page of a deleted entry answers 410 Gone
 (longtail.py) after its tombstone has left the documents. The rules here are pure but for the
 storage `load` callable: tested without SQLite.
+
+At most `[feed] tombstones_max` tombstones per document: the newest by deletion moment (ties
+by slug, one choice on every machine). RFC 6721 §1 lets a publisher say of only some deleted
+entries that they were deleted, and the subscription documents are to stay small: deleting most
+of a 100k folder would otherwise put ~16 MB of `at:deleted-entry` in each for `tombstone_days`.
+A tombstone the bound leaves out is still in the state: its entry's page answers 410 all the
+same. Choosing them is a bounded heap (`newest`; the tag feeds: a LIMIT in the query), never a
+sort of every deletion.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from html import escape
@@ -31,6 +40,12 @@ DAY_US = 86_400 * US
 def cutoff(now_us: int, days: int) -> int:
     """Tombstones dated after this moment are shown at `now_us` (with 0 days: none)."""
     return now_us - days * DAY_US
+
+
+def newest(buried: Iterable[tuple[str, int]], limit: int) -> list[tuple[str, int]]:
+    """The `limit` newest of (slug, moment in µs) pairs: latest moment first, ties by slug.
+    A bounded heap: O(n log limit), never a sort of every deletion."""
+    return heapq.nsmallest(limit, buried, key=lambda pair: (-pair[1], pair[0]))
 
 
 def refs(feed_id: str, buried: Iterable[tuple[str, int]],
@@ -47,8 +62,11 @@ class Tombstones:
     `load(cutoff)`: slug → deletion moment of the tombstones dated after `cutoff`, from the
     state (read once, at start)."""
 
-    def __init__(self, days: int, load: Callable[[int], Mapping[str, int]], now_us: int) -> None:
+    def __init__(self, days: int, load: Callable[[int], Mapping[str, int]], now_us: int,
+                 limit: int = 500) -> None:
         self.days = days
+        #: At most this many tombstones in a document (`[feed] tombstones_max`).
+        self.limit = limit
         self.shown: dict[str, int] = dict(load(cutoff(now_us, days)))
         #: slug → deletion moment, or None for a tombstone to delete (the slug came back).
         self.unsaved: dict[str, int | None] = {}
@@ -96,8 +114,8 @@ class Tombstones:
         return changed
 
     def refs(self, feed_id: str) -> tuple[tuple[str, datetime], ...]:
-        """The main feed's tombstones: every shown one (RFC 6721 `ref`, `when`)."""
-        return refs(feed_id, self.shown.items(), entry_id)
+        """The main feed's tombstones: the `limit` newest shown ones (RFC 6721 `ref`, `when`)."""
+        return refs(feed_id, newest(self.shown.items(), self.limit), entry_id)
 
     def sooner(self, due: datetime | None) -> datetime | None:
         """`due` (a scheduled entry's time), or when the next tombstone leaves the documents

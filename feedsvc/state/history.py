@@ -104,9 +104,12 @@ class HistoryQueries:
         rows = self._query("SELECT deleted FROM tombstones WHERE slug = ?", (slug,))
         return int(rows[0][0]) if rows else None
 
-    def tag_tombstones(self, tag: str, cutoff: int) -> list[tuple[str, int, str]]:
+    def tag_tombstones(self, tag: str, cutoff: int,
+                       limit: int = -1) -> list[tuple[str, int, str]]:
         """(slug, deletion moment, label) of the entries with this tag (the tags they had when
-        deleted: a removed slug keeps its tag rows) deleted after `cutoff`, newest first."""
+        deleted: a removed slug keeps its tag rows) deleted after `cutoff`, newest first, ties
+        by slug; at most `limit` of them (-1: all). SQLite keeps only `limit` rows in its
+        sorter (tombstones.py: the bound on each document)."""
         if not self._has_tombstones or not self._has_tags:
             return []
         # CROSS JOIN: the recent tombstones first (their index on `deleted`), then each one's
@@ -114,4 +117,4 @@ class HistoryQueries:
         return [(str(row[0]), int(row[1]), str(row[2])) for row in self._query(
             "SELECT d.slug, d.deleted, t.label FROM tombstones d CROSS JOIN tags t "
             "WHERE d.deleted > ? AND t.tag = ? AND t.slug = d.slug "
-            "ORDER BY d.deleted DESC, d.slug", (cutoff, tag))]
+            "ORDER BY d.deleted DESC, d.slug LIMIT ?", (cutoff, tag, limit))]
