@@ -46,7 +46,7 @@ class FeedConfig:
     #: and a tag that lost its last entry answers 200 with an empty feed (then 410 Gone).
     tombstone_days: int = 30
     #: At most this many tombstones in each Atom document: the newest (tombstones.py). By
-    #: default 10 × max_entries (500 with the default 50): a reader that polls rarely still
+    #: default 10 times max_entries (500 with the default 50): a reader that polls rarely still
     #: learns of every deletion unless more than ten feeds' worth of entries were deleted
     #: between two of its polls, and a document carries at most ~80 KB of them (about 165
     #: bytes each) instead of 16 MB after deleting most of a 100k folder. load_config sets

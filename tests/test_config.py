@@ -29,7 +29,7 @@ def test_empty_file_gives_every_default(tmp_path: Path) -> None:
     assert config.feed.language == "en"
     assert config.feed.max_entries == 50
     assert config.feed.tombstone_days == 30
-    assert config.feed.tombstones_max == 500  # 10 × max_entries
+    assert config.feed.tombstones_max == 500  # 10 times max_entries
     assert config.feed.archive_page_entries == 50
     assert config.server.cache_max_age == 60
     assert config.server.access_log is False

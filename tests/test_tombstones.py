@@ -356,3 +356,36 @@ def test_what_leaves_a_tombstone(site: Path, change: str, gone: str | None,
     refs_sent = [ref for ref, _ in _tombstones(body)]
     assert refs_sent == ([entry_id(publisher.info.id, gone)] if tombstoned else [])
     publisher.close()
+
+
+def test_a_mass_deletion_carries_only_the_newest_tombstones(tmp_path: Path, serve) -> None:
+    write_config(tmp_path, port=free_port(), max_entries=2, tombstones_max=3)
+    config = load_config(tmp_path / "config.toml")
+    seeds = config.paths.seeds
+    slugs = [f"s{n:02}" for n in range(12)]
+    for n, slug in enumerate(slugs):
+        write_seed(seeds, f"{slug}.txt", f"---\ntags: [Lot]\n---\n{slug}\n{slug.upper()}\n\nBody",
+                   mtime=1_700_000_000 + n)
+    server = serve(tmp_path / "config.toml")
+    for slug in slugs[:2]:  # an earlier deletion, then a batch of later ones
+        (seeds / f"{slug}.txt").unlink()
+    wait_until(lambda: server.get(f"/entries/{slugs[1]}")[0] == 410)
+    time.sleep(0.05)  # later deletions get a later moment
+    for slug in slugs[2:10]:
+        (seeds / f"{slug}.txt").unlink()
+    wait_until(lambda: all(server.get(f"/entries/{slug}")[0] == 410 for slug in slugs[:10]))
+    store = Store.open(config.paths.state)
+    deleted = store.tombstones_after(0)  # the state keeps every one
+    store.close()
+    assert sorted(deleted) == slugs[:10]
+    feed_id = feedparser.parse(server.get("/feed.atom")[2]).feed.id  # entry ids derive from it
+    expected = {entry_id(feed_id, slug) for slug, _ in newest(deleted.items(), 3)}
+    assert entry_id(feed_id, slugs[0]) not in expected  # the earlier deletion is left out
+    for path in ("/feed.atom", "/tags/lot.atom"):
+        body = server.get(path)[2]
+        assert {ref for ref, _ in _tombstones(body)} == expected
+        assert check_atom(body, f"{config.feed.base_url}{path[1:]}") == []
+        assert len(body) < 4000  # 10 tombstones would not fit
+        parsed = feedparser.parse(body)
+        assert parsed.bozo == 0 and len(parsed.entries) == 2
+    assert server.get(f"/entries/{slugs[0]}")[0] == 410  # left out of the feeds, still gone
