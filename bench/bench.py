@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -1064,13 +1065,23 @@ def scale_updates(k: int, server: Feedsvc, seeds: Path, feed: Poller, client: Cl
     label = f"{k:,} seeds"
     floor_p50 = pct(floor, 50) if floor else 0.0
     results: dict[str, dict[str, Any]] = {}
-    # The newest seed is in the capped feed; a seed from the middle is only on its own page.
-    for kind, index in (("in feed", k - 1), ("not in feed", k // 2)):
+    shown = {"in feed": "in feed", "not in feed": "not in feed"}
+    # The newest seed is in the capped feed; a seed from the middle is only on its own page
+    # (polled there), and one a quarter in is polled on the archive page that holds it.
+    archived = k // 4
+    archive_path = find_archive_page(client, corpus.seed_text(archived)[0], archived)
+    data["archive_page"] = archive_path
+    shown["archived"] = f"archived, {archive_path}"
+    for kind, index in (("in feed", k - 1), ("not in feed", k // 2), ("archived", archived)):
         name = corpus.file_name(index)
         slug, _ = corpus.seed_text(index)
         original = (seeds / name).read_bytes()
-        poller = feed if kind == "in feed" else Poller(client, f"/entries/{slug}",
-                                                        args.poll_ms / 1000)
+        if kind == "archived" and archive_path is None:
+            report.problem(f"{label}: no archive page holds {slug}")
+            continue
+        poller = (feed if kind == "in feed" else
+                  Poller(client, archive_path if kind == "archived" else f"/entries/{slug}",
+                         args.poll_ms / 1000))
         lat, proc_est = [], []
         renders_before = (healthz(server.port) or {}).get("renders")
         gaps = Gaps(args.drop_gap, args.step_ms)
@@ -1094,8 +1105,8 @@ def scale_updates(k: int, server: Feedsvc, seeds: Path, feed: Poller, client: Cl
                                      if isinstance(renders_before, int)
                                      and isinstance(renders_after, int) else None)}
         if not lat:
-            report.add("scale", f"single-seed update ({kind}), {label}", "no sample",
-                       "< 10 ms", result="DNF")
+            report.add("scale", f"single-seed update ({shown.get(kind, kind)}), {label}",
+                       "no sample", "< 10 ms", result="DNF")
             continue
         med = statistics.median(lat)
         est = med - floor_p50
@@ -1107,7 +1118,7 @@ def scale_updates(k: int, server: Feedsvc, seeds: Path, feed: Poller, client: Cl
             # last_change is stamped when feedsvc starts applying the batch: from it to the
             # first GET that shows the edit is the update itself (+ up to one 1 ms poll).
             upd = statistics.median(proc_est)
-            report.add("scale", f"single-seed update ({kind}), {label}",
+            report.add("scale", f"single-seed update ({shown.get(kind, kind)}), {label}",
                        f"{upd * 1000:.1f} ms p50 (max {max(proc_est) * 1000:.1f}); "
                        f"rename→served p50 {med * 1000:.1f} ms = floor p50 "
                        f"{floor_p50 * 1000:.1f} {est * 1000:+.1f}",
@@ -1115,11 +1126,95 @@ def scale_updates(k: int, server: Feedsvc, seeds: Path, feed: Poller, client: Cl
         else:
             why = ("no render: the edit is served without a new snapshot"
                    if results[kind]["renders"] == 0 else "/healthz last_change unusable")
-            report.add("scale", f"single-seed update ({kind}), {label}",
+            report.add("scale", f"single-seed update ({shown.get(kind, kind)}), {label}",
                        f"~{est * 1000:.1f} ms = rename→served p50 {med * 1000:.1f} - floor p50 "
                        f"{floor_p50 * 1000:.1f} ({why})",
                        "< 10 ms", est < 0.010)
     data["updates"] = results
+    if archive_path is not None:
+        archive_latency(k, archive_path, archived, seeds, client, args, data, report)
+
+
+#: feedsvc's default [feed] archive_page_entries (the bench's config does not set it).
+ARCHIVE_PAGE_ENTRIES = 50
+_PREV_ARCHIVE = re.compile(rb'<link\b[^>]*\brel="prev-archive"[^>]*>')
+_HREF = re.compile(rb'\bhref="([^"]+)"')
+
+
+def find_archive_page(client: Client, slug: str, index: int) -> str | None:
+    """The path of the Atom archive page holding corpus seed `index` (RFC 5005): computed
+    (oldest first, ARCHIVE_PAGE_ENTRIES a page, page 1 the oldest: corpus mtimes follow the
+    index) and checked; else found by walking prev-archive from /feed.atom (once)."""
+    needle = f"/entries/{slug}\"".encode()
+    guess = f"/archive/{index // ARCHIVE_PAGE_ENTRIES + 1}.atom"
+    status, _, body = client.get(guess)
+    if status == 200 and needle in body:
+        return guess
+    path: str | None = "/feed.atom"
+    seen: set[str] = set()
+    while path is not None and path not in seen:
+        seen.add(path)
+        status, _, body = client.get(path)
+        if status != 200:
+            return None
+        if path != "/feed.atom" and needle in body:
+            return path
+        link = _PREV_ARCHIVE.search(body)
+        href = _HREF.search(link.group(0)) if link else None
+        path = urlsplit(href.group(1).decode()).path if href else None
+    return None
+
+
+def timed_get(client: Client, path: str, headers: dict[str, str]) -> tuple[float, int, bytes]:
+    began = time.perf_counter()
+    status, _, body = client.get(path, headers)
+    return time.perf_counter() - began, status, body
+
+
+def archive_latency(k: int, archive_path: str, index: int, seeds: Path, client: Client,
+                    args: argparse.Namespace, data: dict[str, Any], report: Report) -> None:
+    """Request latency of an archive page, cold (the first GET after an edit of one of its
+    entries: read from the state and rendered) and warm (its cache), against /feed.atom (a
+    snapshot document, held in memory) in the same run; gzip, as readers ask."""
+    label = f"{k:,} seeds"
+    gz = {"Accept-Encoding": "gzip"}
+    name, slug = corpus.file_name(index), corpus.seed_text(index)[0]
+    original = (seeds / name).read_bytes()
+    entry = Poller(client, f"/entries/{slug}", args.poll_ms / 1000)
+    cold: list[float] = []
+    warm: list[float] = []
+    snap: list[float] = []
+    gaps = Gaps(args.drop_gap, args.step_ms)
+    for j in range(args.updates):
+        token = f"arch-{k}-{j}-{time.time_ns()}"
+        time.sleep(gaps.next())
+        edit_seed(seeds, name, original, token)
+        # Applied when the entry's page shows it (served from the state on request; the
+        # archive page itself is not asked for until the timed GET).
+        try:
+            entry.until(token.encode(), args.drop_timeout)
+        except TimeoutError as e:
+            report.problem(f"{label} archive latency: {e}")
+            break
+        took, status, body = timed_get(client, archive_path, gz)
+        if status != 200 or token.encode() not in gzip.decompress(body):
+            # Not applied to the page yet: not a cold sample of this edit.
+            continue
+        cold.append(took)
+        warm.extend(timed_get(client, archive_path, gz)[0] for _ in range(3))
+        snap.extend(timed_get(client, "/feed.atom", gz)[0] for _ in range(3))
+    data["archive_latency_ms"] = {"cold": [x * 1000 for x in cold],
+                                  "warm": [x * 1000 for x in warm],
+                                  "snapshot": [x * 1000 for x in snap]}
+    if not cold or not snap:
+        report.add("scale", f"archive page latency, {label}", "no sample", result="DNF")
+        return
+    c, w, f = (statistics.median(x) for x in (cold, warm, snap))
+    say(f"{label}: {archive_path} GET p50 cold {ms(c)} (n={len(cold)}), warm {ms(w)}; "
+        f"/feed.atom {ms(f)}")
+    report.add("scale", f"archive page GET (gzip), {label}",
+               f"cold {c * 1000:.2f} ms = {c / f:.1f}x, warm {w * 1000:.2f} ms = {w / f:.1f}x "
+               f"/feed.atom's {f * 1000:.2f} ms (p50)", "(no target)")
 
 
 def publish_drops(k: int, server: Feedsvc, seeds: Path, feed: Poller, floor: list[float],
