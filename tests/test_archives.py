@@ -107,18 +107,18 @@ def test_walking_prev_archive_reaches_every_entry_once(
         assert len(ids) == SEEDS and len(set(ids)) == SEEDS, ext
         # 18 archived entries in pages of 4: 4 full pages, then the partial newest (2).
         assert [path for path, _ in pages] == [f"/feed.{ext}", *(
-            f"/archive/{n}.{ext}" for n in (5, 4, 3, 2, 1))]
+            f"/archive/4/{n}.{ext}" for n in (5, 4, 3, 2, 1))]
         assert [len(entries) for _, entries in pages] == [5, 2, 4, 4, 4, 4]
     json_pages = _walk_json(server)
     assert sorted(_all_ids(json_pages)) == sorted(_all_ids(_walk_xml(server, "atom")))
     # Oldest first inside a page; page 1 holds the oldest entries.
-    page1 = feedparser.parse(server.get("/archive/1.atom")[2])
+    page1 = feedparser.parse(server.get("/archive/4/1.atom")[2])
     assert [e.title for e in page1.entries] == [f"Titre {i}" for i in range(4)]
-    headers = server.get("/archive/1.atom")[1]
+    headers = server.get("/archive/4/1.atom")[1]
     assert headers["Cache-Control"] == IMMUTABLE
-    assert server.get("/archive/5.atom")[1]["Cache-Control"] == "public, max-age=60"
-    for bad in ("/archive/6.atom", "/archive/0.atom", "/archive/01.atom", "/archive/1.xml",
-                "/archive/x.atom", "/archive/-1.rss"):
+    assert server.get("/archive/4/5.atom")[1]["Cache-Control"] == "public, max-age=60"
+    for bad in ("/archive/4/6.atom", "/archive/4/0.atom", "/archive/4/01.atom", "/archive/4/1.xml",
+                "/archive/4/x.atom", "/archive/4/-1.rss"):
         assert server.get(bad)[0] == 404, bad
 
 
@@ -130,7 +130,7 @@ def test_an_edit_changes_one_page_and_new_entries_no_full_page(
     write_seed(site / "seeds", "00.txt", _seed(0, "Corps corrigé"))
     wait_until(lambda: _etags(server) != before)
     after = _etags(server)
-    page1 = [f"/archive/1.{ext}" for ext in FORMATS]
+    page1 = [f"/archive/4/1.{ext}" for ext in FORMATS]
     assert [path for path in before if before[path] != after[path]] == page1
     for path, etag in before.items():
         status = server.get(path, {"If-None-Match": etag})[0]
@@ -140,12 +140,12 @@ def test_an_edit_changes_one_page_and_new_entries_no_full_page(
     modified = {path: server.get(path)[1]["Last-Modified"] for path in before}
     # A new entry: one more entry leaves the feed for the newest page; full pages stay.
     write_seed(site / "seeds", "99.txt", _seed(25))
-    wait_until(lambda: "/archive/5.atom" in _etags(server)
-               and _etags(server)["/archive/5.atom"] != after["/archive/5.atom"])
+    wait_until(lambda: "/archive/4/5.atom" in _etags(server)
+               and _etags(server)["/archive/4/5.atom"] != after["/archive/4/5.atom"])
     newest = _etags(server)
     for n in (1, 2, 3, 4):
         for ext in FORMATS:
-            path = f"/archive/{n}.{ext}"
+            path = f"/archive/4/{n}.{ext}"
             assert newest[path] == after[path]
             assert server.get(path)[1]["Last-Modified"] == modified[path]
             if n > 1:  # page 1 may have changed twice in one second: then 200 (RFC 9110)
@@ -172,13 +172,13 @@ def test_build_writes_every_page_as_served(site: Path,
     output = load_config(site / "config.toml").paths.output
     for ext in FORMATS:
         for n in range(1, 6):
-            status, _, body = server.get(f"/archive/{n}.{ext}")
+            status, _, body = server.get(f"/archive/4/{n}.{ext}")
             assert status == 200
-            assert (output / f"archive/{n}.{ext}").read_bytes() == body, (n, ext)
-            gz = server.get(f"/archive/{n}.{ext}", {"Accept-Encoding": "gzip"})[2]
-            assert (output / f"archive/{n}.{ext}.gz").read_bytes() == gz
-        assert (output / f"archive/{n}.{ext}.br").exists()
-        assert not (output / f"archive/6.{ext}").exists()
+            assert (output / f"archive/4/{n}.{ext}").read_bytes() == body, (n, ext)
+            gz = server.get(f"/archive/4/{n}.{ext}", {"Accept-Encoding": "gzip"})[2]
+            assert (output / f"archive/4/{n}.{ext}.gz").read_bytes() == gz
+        assert (output / f"archive/4/{n}.{ext}.br").exists()
+        assert not (output / f"archive/4/6.{ext}").exists()
 
 
 _SELF = "http://h/archive/2.atom"
