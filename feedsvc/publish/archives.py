@@ -174,8 +174,8 @@ class ArchiveDates:
         saw it: a restart's first scan changes no page."""
         before = before if before is not None and before.live else None
         after = after if after is not None and after.live else None
-        if before is None and after is None:
-            return
+        if before == after:
+            return  # nothing moved or changed (a restart's first scan: every slug)
         changed = before != after or self._noted.get(slug, (None, False))[1]
         self._noted[slug] = (after.published if after is not None else None, changed)
 

@@ -65,20 +65,6 @@ class HistoryQueries:
             "INSERT OR REPLACE INTO tag_history (tag, label, emptied) VALUES (?, ?, ?)",
             values))
 
-    def archived(self, published: int, slug: str, offset: int, limit: int,
-                 oldest_first: bool) -> list[tuple[str, int, int, str]]:
-        """(slug, published, updated, content_hash) of published entries older than the
-        entry (`published`, `slug`) in the feeds' order (newest `published` first, then by
-        slug), `limit` of them from `offset`: oldest first (published, then slug descending:
-        the feeds' order reversed) or newest first. Through the partial index
-        `stamps_archived`: an index walk of `offset` + `limit` rows, no sort."""
-        order = "published ASC, slug DESC" if oldest_first else "published DESC, slug ASC"
-        return [(row[0], row[1], row[2], row[3]) for row in self._query(
-            f"SELECT slug, published, {self._updated}, content_hash FROM stamps "
-            "WHERE live = 1 AND published <= ? AND (published < ? OR slug > ?) "
-            f"ORDER BY {order} LIMIT ? OFFSET ?",
-            (published, published, slug, limit, offset))]
-
     def last_slot(self) -> int:
         """The newest archive slot numbered (0: none yet)."""
         if not self._has_slots:

@@ -36,7 +36,8 @@ log = logging.getLogger("feedsvc")
 # 4: `tombstones` (RFC 6721: when each deleted entry was removed; a state of 3 gets the table,
 # empty: the moments of deletions made before it were never kept); 5: `archive_slots` (RFC 5005:
 # each archived entry's place in the archive, given when it enters it; a state of 4 gets the
-# table empty, and the publisher numbers its archive at the first batch, oldest first).
+# table empty, and the publisher numbers its archive at the first batch, oldest first; the
+# index `stamps_archived` that cut pages by position goes).
 SCHEMA_VERSION = 5
 
 # A rowid table, not WITHOUT ROWID: a row carries a seed's whole text (~2.4 KB), and SQLite
@@ -63,7 +64,6 @@ CREATE TABLE IF NOT EXISTS stamps (
 );
 CREATE INDEX IF NOT EXISTS stamps_by_source ON stamps (source, updated);
 CREATE INDEX IF NOT EXISTS stamps_by_updated ON stamps (updated);
-CREATE INDEX IF NOT EXISTS stamps_archived ON stamps (published, slug DESC) WHERE live = 1;
 CREATE TABLE IF NOT EXISTS tags (
     tag   TEXT NOT NULL,
     slug  TEXT NOT NULL,
@@ -609,6 +609,7 @@ def create_schema(db: sqlite3.Connection, path: Path | None = None) -> None:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     if had_stamps and version < 3:
         _migrate_to_microseconds(db, path or Path("state"))
+    db.execute("DROP INDEX IF EXISTS stamps_archived")  # schema 5: pages are slot ranges
     # Always written: this write is what tells, at open, a state that cannot be written.
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
