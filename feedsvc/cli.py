@@ -205,11 +205,17 @@ def _write_archives(config: Config, info: FeedInfo, snapshot: Snapshot, output: 
                 _write_variants(output, document.path[1:], document)
     finally:
         archives.close()
-    folder = output / ARCHIVES
-    if folder.is_dir():
+    # Pages of an earlier build beyond the newest, of another page size, or of the layout
+    # before page sizes were in the URL (`archive/{n}.{ext}`).
+    root = output / ARCHIVES
+    size = str(config.feed.archive_page_entries)
+    folders = [root, *(f for f in sorted(root.iterdir()) if f.is_dir() and f.name.isdigit())
+               ] if root.is_dir() else []
+    for folder in folders:
         for stale in sorted(folder.iterdir()):
             number = stale.name.split(".", 1)[0]
-            if number.isdigit() and int(number) > pages and stale.is_file():
+            if (number.isdigit() and stale.is_file()
+                    and (folder.name != size or int(number) > pages)):
                 stale.unlink()
     return pages
 

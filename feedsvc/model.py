@@ -215,16 +215,17 @@ class Snapshot:
 @dataclass(frozen=True, slots=True)
 class ArchiveSpan:
     """What the archive pages hold, as the snapshot's subscription documents leave it: the
-    `count` published entries older than the oldest shown one (`published`, `slug`), in pages
-    of `page_entries` (publish/archives.py)."""
+    `count` archive slots numbered (each holding an entry older than the oldest shown one,
+    `published`, `slug`, or a deleted or departed one's place), in pages of `page_entries`
+    (publish/archives.py)."""
 
-    count: int
-    published: int  # the oldest shown entry's, Unix seconds
+    count: int  # slots numbered
+    published: int  # the oldest shown entry's, Unix seconds (0: none archived now)
     slug: str
     page_entries: int
 
     @property
     def pages(self) -> int:
         """Full pages, then the newest one, partial (possibly empty: a full page never gains
-        a next-archive link later); none while nothing is archived."""
+        a next-archive link later); none while no slot was ever numbered."""
         return self.count // self.page_entries + 1 if self.count else 0

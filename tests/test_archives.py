@@ -4,6 +4,7 @@ Feed checker: walking prev-archive (next_url) reaches every entry once; pages ar
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -107,18 +108,18 @@ def test_walking_prev_archive_reaches_every_entry_once(
         assert len(ids) == SEEDS and len(set(ids)) == SEEDS, ext
         # 18 archived entries in pages of 4: 4 full pages, then the partial newest (2).
         assert [path for path, _ in pages] == [f"/feed.{ext}", *(
-            f"/archive/{n}.{ext}" for n in (5, 4, 3, 2, 1))]
+            f"/archive/4/{n}.{ext}" for n in (5, 4, 3, 2, 1))]
         assert [len(entries) for _, entries in pages] == [5, 2, 4, 4, 4, 4]
     json_pages = _walk_json(server)
     assert sorted(_all_ids(json_pages)) == sorted(_all_ids(_walk_xml(server, "atom")))
     # Oldest first inside a page; page 1 holds the oldest entries.
-    page1 = feedparser.parse(server.get("/archive/1.atom")[2])
+    page1 = feedparser.parse(server.get("/archive/4/1.atom")[2])
     assert [e.title for e in page1.entries] == [f"Titre {i}" for i in range(4)]
-    headers = server.get("/archive/1.atom")[1]
+    headers = server.get("/archive/4/1.atom")[1]
     assert headers["Cache-Control"] == IMMUTABLE
-    assert server.get("/archive/5.atom")[1]["Cache-Control"] == "public, max-age=60"
-    for bad in ("/archive/6.atom", "/archive/0.atom", "/archive/01.atom", "/archive/1.xml",
-                "/archive/x.atom", "/archive/-1.rss"):
+    assert server.get("/archive/4/5.atom")[1]["Cache-Control"] == "public, max-age=60"
+    for bad in ("/archive/4/6.atom", "/archive/4/0.atom", "/archive/4/01.atom", "/archive/4/1.xml",
+                "/archive/4/x.atom", "/archive/4/-1.rss"):
         assert server.get(bad)[0] == 404, bad
 
 
@@ -130,7 +131,7 @@ def test_an_edit_changes_one_page_and_new_entries_no_full_page(
     write_seed(site / "seeds", "00.txt", _seed(0, "Corps corrigé"))
     wait_until(lambda: _etags(server) != before)
     after = _etags(server)
-    page1 = [f"/archive/1.{ext}" for ext in FORMATS]
+    page1 = [f"/archive/4/1.{ext}" for ext in FORMATS]
     assert [path for path in before if before[path] != after[path]] == page1
     for path, etag in before.items():
         status = server.get(path, {"If-None-Match": etag})[0]
@@ -140,12 +141,12 @@ def test_an_edit_changes_one_page_and_new_entries_no_full_page(
     modified = {path: server.get(path)[1]["Last-Modified"] for path in before}
     # A new entry: one more entry leaves the feed for the newest page; full pages stay.
     write_seed(site / "seeds", "99.txt", _seed(25))
-    wait_until(lambda: "/archive/5.atom" in _etags(server)
-               and _etags(server)["/archive/5.atom"] != after["/archive/5.atom"])
+    wait_until(lambda: "/archive/4/5.atom" in _etags(server)
+               and _etags(server)["/archive/4/5.atom"] != after["/archive/4/5.atom"])
     newest = _etags(server)
     for n in (1, 2, 3, 4):
         for ext in FORMATS:
-            path = f"/archive/{n}.{ext}"
+            path = f"/archive/4/{n}.{ext}"
             assert newest[path] == after[path]
             assert server.get(path)[1]["Last-Modified"] == modified[path]
             if n > 1:  # page 1 may have changed twice in one second: then 200 (RFC 9110)
@@ -154,15 +155,110 @@ def test_an_edit_changes_one_page_and_new_entries_no_full_page(
     assert len(ids) == SEEDS + 1 == len(set(ids))
 
 
-def test_deleting_an_old_entry_shifts_later_pages_forward(
+def test_deleting_an_archived_entry_changes_only_its_page(
         site: Path, serve: Callable[[Path], ServeProcess]) -> None:
+    """The deleted entry keeps its slot: Atom page 1 carries an RFC 6721 at:deleted-entry in
+    its place, RSS and JSON Feed page 1 omit it; no other page moves (no shift)."""
     server = serve(site / "config.toml")
-    before = {path: server.get(path)[1] for path in load_pages(server)}
+    before = _etags(server)
+    headers = {path: server.get(path)[1] for path in before}
+    gone_id = feedparser.parse(server.get("/archive/4/1.atom")[2]).entries[1].id
     (site / "seeds" / "01.txt").unlink()
     wait_until(lambda: len(_all_ids(_walk_xml(server, "atom"))) == SEEDS - 1)
-    for path, headers in before.items():
-        status = server.get(path, {"If-Modified-Since": headers["Last-Modified"]})[0]
-        assert status == 200, path  # every page moved: none may answer 304 by date
+    after = _etags(server)
+    page1 = [f"/archive/4/1.{ext}" for ext in FORMATS]
+    assert [path for path in before if before[path] != after[path]] == page1
+    for path in before:
+        status = server.get(path, {"If-Modified-Since": headers[path]["Last-Modified"]})[0]
+        assert status == (200 if path in page1 else 304), path
+    body = server.get("/archive/4/1.atom")[2]
+    assert f'ref="{gone_id}"'.encode() in body and b"at:deleted-entry" in body
+    assert check_atom(body, server.url + "/archive/4/1.atom") == []
+    assert [e.title for e in feedparser.parse(body).entries] == ["Titre 0", "Titre 2", "Titre 3"]
+    assert server.get("/archive/4/1.atom")[1]["Cache-Control"] == IMMUTABLE
+    assert b"Titre 1" not in server.get("/archive/4/1.rss")[2]
+
+
+def _walk_every_format_once(server: ServeProcess, expected: int) -> None:
+    """Walking prev-archive (RSS, Atom) and next_url (JSON Feed) meets every published entry
+    exactly once, the same ones in every format."""
+    atom = _all_ids(_walk_xml(server, "atom"))
+    assert len(atom) == expected == len(set(atom)), sorted(atom)
+    for ids in (_all_ids(_walk_xml(server, "rss")), _all_ids(_walk_json(server))):
+        assert sorted(ids) == sorted(atom)
+
+
+def _count(server: ServeProcess, expected: int) -> Callable[[], bool]:
+    return lambda: len(_all_ids(_walk_xml(server, "atom"))) == expected
+
+
+def test_every_entry_once_after_backdating_deletions_reentries_and_a_new_page_size(
+        site: Path, serve: Callable[[Path], ServeProcess]) -> None:
+    """Slots: a back-dated entry joins the newest page, a deletion leaves a tombstone in its
+    page, entries coming back into the subscription documents leave their slots, a slug that
+    comes back takes a new slot, a new page size gives new URLs: full pages never change and
+    every walk meets every entry exactly once."""
+    server = serve(site / "config.toml")
+    full = {path: server.get(path)[2] for path in _etags(server)
+            if not path.startswith("/archive/4/5.")}
+    write_seed(site / "seeds", "old.txt",  # dated before every archived entry
+               "---\ndate: 2025-06-01 08:00\n---\nentry-old\nVieux\n\nCorps")
+    wait_until(_count(server, SEEDS + 1))
+    _walk_every_format_once(server, SEEDS + 1)
+    newest = feedparser.parse(server.get("/archive/4/5.atom")[2])
+    assert newest.entries[-1].title == "Vieux"  # slot 19: the newest end
+    (site / "seeds" / "10.txt").unlink()  # on page 3
+    wait_until(_count(server, SEEDS))
+    _walk_every_format_once(server, SEEDS)
+    for path, body in full.items():
+        if "/3." not in path:
+            assert server.get(path)[2] == body, path
+    for name in ("22.txt", "21.txt"):  # the newest: entry-17, -16 come back from page 5
+        (site / "seeds" / name).unlink()
+    wait_until(_count(server, SEEDS - 2))
+    _walk_every_format_once(server, SEEDS - 2)
+    shown = [e.title for e in feedparser.parse(server.get("/feed.atom")[2]).entries]
+    assert "Titre 17" in shown and "Titre 16" in shown
+    write_seed(site / "seeds", "10.txt", _seed(10))  # back: a new slot, its tombstone goes
+    wait_until(_count(server, SEEDS - 1))
+    _walk_every_format_once(server, SEEDS - 1)
+    assert b"at:deleted-entry" not in server.get("/archive/4/3.atom")[2]
+    for path, body in full.items():
+        if "/3." not in path and "/4/5" not in path:
+            assert server.get(path)[2] == body, path
+    server.stop()
+    port = load_config(site / "config.toml").server.port
+    write_config(site, port=port, max_entries=MAX_ENTRIES, archive_page_entries=3)
+    server = serve(site / "config.toml")
+    _walk_every_format_once(server, SEEDS - 1)
+    assert server.get("/archive/4/1.atom")[0] == 404  # never other bytes at a held URL
+    page1 = server.get("/archive/3/1.atom")
+    assert page1[1]["Cache-Control"] == IMMUTABLE
+    assert [e.title for e in feedparser.parse(page1[2]).entries] == [
+        "Titre 0", "Titre 1", "Titre 2"]
+
+
+def test_a_schema_4_state_gets_its_archive_numbered_oldest_first(
+        site: Path, serve: Callable[[Path], ServeProcess]) -> None:
+    """A state of schema 4 (no `archive_slots`) is migrated to 5; the first batch numbers its
+    archive in `published` order, oldest first: the pages are those schema 4 served."""
+    assert run_cli("build", "--config", str(site / "config.toml"), cwd=site).returncode == 0
+    state = load_config(site / "config.toml").paths.state
+    db = sqlite3.connect(state)
+    db.execute("DROP TABLE archive_slots")
+    db.execute("PRAGMA user_version = 4")
+    db.commit()
+    db.close()
+    server = serve(site / "config.toml")
+    _walk_every_format_once(server, SEEDS)
+    for n in range(1, 5):
+        titles = [e.title for e in feedparser.parse(server.get(f"/archive/4/{n}.atom")[2]).entries]
+        assert titles == [f"Titre {i}" for i in range(4 * (n - 1), 4 * n)]
+    db = sqlite3.connect(state)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert db.execute("SELECT slot, slug FROM archive_slots ORDER BY slot").fetchall() == [
+        (i + 1, f"entry-{i:02d}") for i in range(SEEDS - MAX_ENTRIES)]
+    db.close()
 
 
 def test_build_writes_every_page_as_served(site: Path,
@@ -172,13 +268,13 @@ def test_build_writes_every_page_as_served(site: Path,
     output = load_config(site / "config.toml").paths.output
     for ext in FORMATS:
         for n in range(1, 6):
-            status, _, body = server.get(f"/archive/{n}.{ext}")
+            status, _, body = server.get(f"/archive/4/{n}.{ext}")
             assert status == 200
-            assert (output / f"archive/{n}.{ext}").read_bytes() == body, (n, ext)
-            gz = server.get(f"/archive/{n}.{ext}", {"Accept-Encoding": "gzip"})[2]
-            assert (output / f"archive/{n}.{ext}.gz").read_bytes() == gz
-        assert (output / f"archive/{n}.{ext}.br").exists()
-        assert not (output / f"archive/6.{ext}").exists()
+            assert (output / f"archive/4/{n}.{ext}").read_bytes() == body, (n, ext)
+            gz = server.get(f"/archive/4/{n}.{ext}", {"Accept-Encoding": "gzip"})[2]
+            assert (output / f"archive/4/{n}.{ext}.gz").read_bytes() == gz
+        assert (output / f"archive/4/{n}.{ext}.br").exists()
+        assert not (output / f"archive/4/6.{ext}").exists()
 
 
 _SELF = "http://h/archive/2.atom"
@@ -239,7 +335,7 @@ def test_feedcheck_archive_rules(rss: bool, extra: str, fh: str | None,
 def test_a_restart_keeps_every_page_and_its_date(site: Path,
                                                   serve: Callable[[Path], ServeProcess]) -> None:
     server = serve(site / "config.toml")
-    paths = [f"/archive/{n}.{ext}" for n in range(1, 6) for ext in FORMATS]
+    paths = [f"/archive/4/{n}.{ext}" for n in range(1, 6) for ext in FORMATS]
     before = {path: server.get(path)[1] for path in paths}
     server.stop()
     again = serve(site / "config.toml")
@@ -261,13 +357,13 @@ async def test_a_plugin_format_gets_its_archive_pages(tmp_path: Path,
     served = {}
     async with aiohttp.ClientSession() as session:
         for n, titles in ((1, ["Titre 0", "Titre 1"]), (2, ["Titre 2"])):
-            async with session.get(f"{base}/archive/{n}.titles") as response:
+            async with session.get(f"{base}/archive/2/{n}.titles") as response:
                 assert response.status == 200
                 body = served[n] = await response.read()
                 assert body.decode().splitlines()[2:] == titles
-        async with session.get(f"{base}/archive/3.titles") as response:
+        async with session.get(f"{base}/archive/2/3.titles") as response:
             assert response.status == 404
     await server.close()
     assert build(config) == 0
     for n, body in served.items():
-        assert (config.paths.output / f"archive/{n}.titles").read_bytes() == body
+        assert (config.paths.output / f"archive/2/{n}.titles").read_bytes() == body

@@ -185,9 +185,8 @@ def test_a_state_of_schema_3_is_migrated_to_4(site: Path) -> None:
     reader.close()
     publisher = Publisher.open(config)  # migrates
     publisher.scan()
-    assert SCHEMA_VERSION == 4
     db = sqlite3.connect(config.paths.state)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 4
     assert db.execute("SELECT slug, live FROM stamps").fetchall() == [("a", 1)]
     db.close()
     (config.paths.seeds / "a.txt").unlink()

@@ -2,49 +2,61 @@
 
 What the pages hold. The subscription documents (`/feed.{ext}` of every registered format) show
 the newest `max_entries` entries, newest `published` first, then by slug (the timeline's
-order). The archive holds exactly the other published (live, not scheduled) entries: the
-timeline's order after them, reversed, so oldest first (`published` ascending, ties by slug
-descending: the feeds' own tie order, reversed). It is cut into pages of `[feed]
-archive_page_entries` (P) from the oldest: page 1 holds positions 0..P-1, page k positions
-(k-1)P..kP-1. With A archived entries there are A // P full pages and one newest page, partial
-(possibly empty): a full page therefore always has a successor, and its `next-archive` link
-never has to appear later. An entry that leaves the subscription document is the newest
-archived one, so it joins the newest page: a full page's entries change only when an entry
-older than them is deleted, re-dated or appears backdated (RFC 5005 §4: such pages "SHOULD NOT
-change"; these are the only ways they do, and then every later page shifts by one entry).
-Walking `prev-archive` from a subscription document (JSON Feed: `next_url` from /feed.json)
-goes newest page → page 1 and meets every archived entry once; together with the subscription
-document, every published entry exactly once.
+order). The archive holds exactly the other published (live, not scheduled) entries. Each
+entry gets a *slot* in the state (`archive_slots`, schema 5) when it enters the archive: when
+it leaves the subscription documents' newest `max_entries`, or arrives back-dated below them.
+Slots are numbered 1, 2, … and only ever at the newest end; the entries entering in one batch
+are numbered oldest first (`published` ascending, ties by slug descending: the feeds' order
+reversed). A state without slots (schema 4, or a new one) numbers its whole archive that way
+at the first batch. Page k of `[feed] archive_page_entries` (P) is slots (k-1)P+1..kP, so a
+page only ever grows at its newest end: with S slots there are S // P full pages and one
+newest page, partial (possibly empty): a full page always has a successor, and its
+`next-archive` link never has to appear later.
 
-Each page, in every registered format (a plugin's too), at `/archive/{k}.{ext}`: its own self
-link, `rel="current"` (the subscription document of its format), `rel="prev-archive"` (k > 1)
-and `rel="next-archive"` (full pages), and `<fh:archive/>` (RSS: as atom:link, RFC 5005
-Appendix B; JSON Feed: `next_url` to the older page, `feed_url` the subscription document's).
-Its bytes are a function of k and its entries alone (its Atom `<updated>` is its newest entry's
-`updated`), so its strong ETag changes only with them.
+A full page's membership never changes (RFC 5005 §4: such pages "SHOULD NOT change"): a
+back-dated entry takes a new slot at the newest end (so pages are in order of arrival into the
+archive, which is `published` order except for back-dated entries); an archived entry deleted
+(or made a draft) keeps its slot, its state 1: the Atom page carries an RFC 6721
+`at:deleted-entry` in its place (`when`: the batch that saw it go), RSS and JSON Feed pages just
+omit it; an archived entry re-dated keeps its slot (an edit). An entry that comes back into the
+subscription documents (newer ones deleted, its date moved later, or scheduled again) leaves
+its slot (state 2: omitted everywhere), and a slug that comes back after its deletion turns
+its tombstoned slot to state 2 (its tombstone goes, RFC 6721 §2, as in the subscription
+documents); either gets a new slot when it enters the archive again. So each of these changes
+only the page holding the slot (like an edit), and every published entry is reachable exactly
+once: in the subscription document, or in the one slot it holds (state 0).
+
+Each page, in every registered format (a plugin's too), at `/archive/{P}/{k}.{ext}`: the page
+size is in the URL, so changing `archive_page_entries` gives new URLs (the old ones answer 404)
+and never rewrites bytes a cache holds as immutable. Its own self link, `rel="current"` (the
+subscription document of its format), `rel="prev-archive"` (k > 1) and `rel="next-archive"`
+(full pages), and `<fh:archive/>` (RSS: as atom:link, RFC 5005 Appendix B; JSON Feed:
+`next_url` to the older page, `feed_url` the subscription document's). Its bytes are a
+function of P, k and its slots alone (its Atom `<updated>` is the newest of its entries'
+`updated` and its tombstones' `when`), so its strong ETag changes only with them.
 
 Memory. Pages are never held in the snapshot (100,000 seeds are 2,000 pages in 3 formats): the
-snapshot carries an `ArchiveSpan` (A, and the oldest shown entry that bounds the archive), and a
-page is read from the state on request (`stamps_archived`, a partial index on (published, slug
-DESC) WHERE live = 1: an index walk of at most half the archive, from whichever end is nearer,
-no sort), rendered in a thread of its own and kept in a small LRU. A cached page is keyed by
-the (slug, published, updated, content_hash) of its rows and its Last-Modified, read again at
-every request (one index walk, no text): a cached page is never served stale.
+snapshot carries an `ArchiveSpan` (the number of slots, P, and the oldest shown entry that
+bounds the archive), and a page is read from the state on request (a rowid range of
+`archive_slots`, each slot's stamp by slug), rendered in a thread of its own and kept in a
+small LRU keyed by its rows and its Last-Modified, read again at every request: a cached page
+is never served stale.
 
-Last-Modified. Derived from the page's entries (their newest `updated`) it would be wrong:
-deleting an entry shifts later pages, whose bytes change while that date stays or even goes
-back, so an If-Modified-Since would get 304 for changed bytes (RFC 9110 §13.1.3, §8.8.2). So
-the pipeline records, in the state's `documents` table, when pages change, without rendering
-them: an edit of an archived entry writes `/archive/{k}` (its page only); anything that moves
-entries (a new archived entry at the top, a deletion, a re-dating, a change of configuration)
-writes one row `/archive/after/{j}`, j the first page it shifts. A page's Last-Modified is the
-latest of its own row and the `after` rows up to it (never before its newest entry's
-`updated`, never after the clock); each row is dated max(now, the last archive date + 1 µs),
-so it only moves forward, and its `previous` makes a same-second If-Modified-Since answer 200
-(make_document). `/archive/` keeps the span the pipeline last dated (and the configuration's
-fingerprint), so a restart records nothing when nothing moved: same state, same dates. Cost
-per batch: a few bisections in the timeline per touched slug and at most one row per edited
-page plus one `after` row; nothing proportional to the number of seeds or pages.
+Last-Modified. The pipeline records, in the state's `documents` table, when pages change,
+without rendering them: `/archive/{P}/{k}` for each page whose slots the batch changed (an
+entry entered, left, was deleted, came back or was edited), and `/archive/after/1` when the
+configuration's fingerprint changed (every page of every size). A page's Last-Modified is the
+latest of these rows (never before its newest entry's `updated`, never after the clock); each
+row is dated max(now, the last archive date + 1 µs), so it only moves forward, and its
+`previous` makes a same-second If-Modified-Since answer 200 (make_document). `/archive/` keeps
+the boundary the pipeline last saw (and the fingerprint), so a restart records nothing when
+nothing moved: same state, same dates.
+
+Cost per batch: the entries that may have crossed the boundary are the batch's own slugs and
+those between the old and the new boundary in the timeline (a few bisections); their slots
+are looked up through the index on slug, new slots appended at the top, one row per changed
+page: nothing proportional to the number of seeds, slots or pages (except once, numbering the
+archive of a state that has no slots yet).
 
 Full pages are served with `Cache-Control: public, max-age=31536000, immutable`; the newest,
 partial page with `[server] cache_max_age`. `build` writes every page of every format.
@@ -77,10 +89,11 @@ from feedsvc.model import (
 )
 from feedsvc.publish.docdates import DocumentDates
 from feedsvc.publish.docformat import FeedFormat, feed_updated
-from feedsvc.publish.ids import make_item, parse_options
+from feedsvc.publish.ids import entry_id, make_item, parse_options
 from feedsvc.publish.registry import ARCHIVES, MAIN, archive_feed_path, formats
 from feedsvc.publish.snapshot import make_document
 from feedsvc.publish.timeline import Timeline
+from feedsvc.publish.tombstones import refs
 from feedsvc.state.store import Store
 
 log = logging.getLogger("feedsvc")
@@ -94,26 +107,29 @@ SPAN_PATH = f"/{ARCHIVES}"
 AFTER_PREFIX = f"/{ARCHIVES}after/"
 
 
-def page_revision_path(page: int) -> str:
-    return f"/{ARCHIVES}{page}"
+def page_revision_path(page: int, per_page: int) -> str:
+    return f"/{archive_feed_path(page, per_page)}"
 
 
-def page_of(position: int, per_page: int) -> int:
-    """The page (1: the oldest) holding archive position `position` (0: the oldest entry)."""
-    return position // per_page + 1
+def page_of(slot: int, per_page: int) -> int:
+    """The page (1: the oldest) holding archive slot `slot` (1: the first numbered)."""
+    return (slot - 1) // per_page + 1
 
 
 def subscription_info(info: FeedInfo, span: ArchiveSpan | None) -> FeedInfo:
     """The subscription documents' head: rel="prev-archive" to the newest archive page."""
-    prev = archive_feed_path(span.pages) if span is not None and span.pages else None
+    prev = (archive_feed_path(span.pages, span.page_entries)
+            if span is not None and span.pages else None)
     return info if info.prev_archive == prev else replace(info, prev_archive=prev)
 
 
-def page_info(info: FeedInfo, page: int, full: bool) -> FeedInfo:
-    """Archive page `page`'s head: its own path, current, its neighbours."""
-    return replace(info, feed_path=archive_feed_path(page), current=MAIN,
-                   prev_archive=archive_feed_path(page - 1) if page > 1 else None,
-                   next_archive=archive_feed_path(page + 1) if full else None)
+def page_info(info: FeedInfo, page: int, per_page: int, full: bool,
+              deleted: tuple[tuple[str, datetime], ...] = ()) -> FeedInfo:
+    """Archive page `page`'s head: its own path, current, its neighbours, its tombstones."""
+    return replace(info, feed_path=archive_feed_path(page, per_page), current=MAIN,
+                   prev_archive=archive_feed_path(page - 1, per_page) if page > 1 else None,
+                   next_archive=archive_feed_path(page + 1, per_page) if full else None,
+                   deleted=deleted)
 
 
 def fingerprint(config: Config, info: FeedInfo) -> str:
@@ -123,24 +139,32 @@ def fingerprint(config: Config, info: FeedInfo) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
+#: A slot's state (`archive_slots.state`).
+HOLDS, DELETED, LEFT = 0, 1, 2
+
+
 @dataclass(frozen=True, slots=True)
-class _Noted:
-    published: int
+class _Slot:
+    slot: int
     slug: str
-    moved: bool  # entered, left or moved in the order; else its text or dates changed
+    state: int
+    changed: int
 
 
 class ArchiveDates:
-    """The pipeline's side: which pages a batch changed, dated in the state without rendering
-    them (`DocumentDates.unsaved`, written with the batch), and the span the snapshot carries."""
+    """The pipeline's side: which slots a batch numbered or changed (`unsaved_slots`, written
+    with the batch), which pages that changed, dated in the state without rendering them
+    (`DocumentDates.unsaved`), and the span the snapshot carries."""
 
     def __init__(self, config: Config, info: FeedInfo, dates: DocumentDates) -> None:
         self._per_page = config.feed.archive_page_entries
         self._max_entries = config.feed.max_entries
         self._fingerprint = fingerprint(config, info)
         self._dates = dates
-        self._noted: list[_Noted] = []
-        self._last: Revision | None = None  # the `/archive/` row: span and latest date
+        self._noted: dict[str, tuple[int | None, bool]] = {}  # slug → (published now, changed)
+        self._last: Revision | None = None  # the `/archive/` row: boundary and latest date
+        self._last_slot: int | None = None
+        self.unsaved_slots: dict[int, _Slot] = {}
         self._loaded = False
         self.span: ArchiveSpan | None = None
 
@@ -150,72 +174,138 @@ class ArchiveDates:
         saw it: a restart's first scan changes no page."""
         before = before if before is not None and before.live else None
         after = after if after is not None and after.live else None
-        if before is None and after is None:
-            return
-        if before is None or after is None or before.published != after.published:
-            self._noted.extend(_Noted(s.published, slug, True) for s in (before, after) if s)
-        elif before != after:
-            self._noted.append(_Noted(after.published, slug, False))
+        if before == after:
+            return  # nothing moved or changed (a restart's first scan: every slug)
+        changed = before != after or self._noted.get(slug, (None, False))[1]
+        self._noted[slug] = (after.published if after is not None else None, changed)
+
+    def saved(self) -> None:
+        """The state now holds every unsaved slot."""
+        self.unsaved_slots.clear()
+
+    def slot_rows(self) -> list[tuple[int, str, int, int]]:
+        return [(s.slot, s.slug, s.state, s.changed) for s in self.unsaved_slots.values()]
 
     def finish(self, timeline: Timeline, start: int, now_us: int) -> ArchiveSpan | None:
-        """The span after this batch; the pages it changed dated (in `unsaved`)."""
+        """The span after this batch; the slots it numbered or changed (`unsaved_slots`) and
+        the pages it changed dated (in `unsaved`)."""
         order, keys = timeline.order, timeline.keys
         first = start + self._max_entries  # the first archived index in the order
         count = max(0, len(order) - first)
-        span = (ArchiveSpan(count, -keys[first - 1], order[first - 1], self._per_page)
-                if count else None)
-        noted, self._noted = self._noted, []
+        boundary = (-keys[first - 1], order[first - 1]) if count else None
+        noted, self._noted = self._noted, {}
         self._load()
-        key = self._key(span)
+        key = self._key(count, boundary)
         old = self._last.digest if self._last is not None else None
-        shift: int | None = None  # the first archive position moved
-        edited: set[int] = set()
-        if old != key:
-            old_count, _, old_fp = _parse(old)
-            if old_fp != self._fingerprint:
-                shift = 0
-            elif old_count != count:
-                shift = min(old_count, count)
-            else:
-                shift = max(0, count - 1)  # the same number, another boundary: the top moved
-        for item in noted:
-            lo = bisect.bisect_left(keys, -item.published)
-            hi = bisect.bisect_right(keys, -item.published, lo)
-            index = bisect.bisect_left(order, item.slug, lo, hi)
-            if index < first:
-                continue  # shown or scheduled: the span's change says what moved
-            present = index < hi and order[index] == item.slug
-            position = len(order) - index - (1 if present else 0)
-            if item.moved:
-                shift = position if shift is None else min(shift, position)
-            elif present:
-                edited.add(page_of(position, self._per_page))
+        old_count, old_boundary, old_fp = _parse(old)
+        assert self._last_slot is not None
+        # Where each candidate stands now: (index in the order, or None: not published).
+        where: dict[str, int | None] = {}
+        for slug, (published, _) in noted.items():
+            where[slug] = _index(order, keys, slug, published) if published is not None else None
+        if self._last_slot == 0 or old is None:
+            crossing = range(first, len(order))  # number the whole archive (once)
+        else:
+            was = len(order)  # the first index archived before, for entries not in the batch
+            if old_count and old_boundary:
+                published, _, slug = old_boundary.partition(" ")
+                _lo, hi, index = _bisect(order, keys, slug, int(published))
+                was = index + (1 if index < hi and order[index] == slug else 0)
+            crossing = range(min(was, first), max(was, first))
+        for index in crossing:
+            where.setdefault(order[index], index)
+        pages: set[int] = set()
+        entering: list[tuple[int, str]] = []
+        held: dict[str, list[_Slot]] = {}
+        for found in self._slots_of(list(where)):
+            held.setdefault(found.slug, []).append(found)
+        for slug, index in where.items():
+            slots = held.get(slug, [])
+            active = next((s for s in slots if s.state == HOLDS), None)
+            archived = index is not None and index >= first
+            if archived and active is None:
+                assert index is not None
+                entering.append((-keys[index], slug))
+            elif active is not None and not archived:
+                self._put(replace(active, state=DELETED if index is None else LEFT,
+                                  changed=now_us))
+                pages.add(page_of(active.slot, self._per_page))
+            elif active is not None and noted.get(slug, (None, False))[1]:
+                pages.add(page_of(active.slot, self._per_page))  # an edit, or re-dated
+            if index is not None:  # published again: its tombstones in the archive go
+                for gone in (s for s in slots if s.state == DELETED):
+                    self._put(replace(gone, state=LEFT, changed=now_us))
+                    pages.add(page_of(gone.slot, self._per_page))
+        entering.sort(key=lambda pair: (pair[0], _descending(pair[1])))
+        for _, slug in entering:
+            self._last_slot += 1
+            self._put(_Slot(self._last_slot, slug, HOLDS, now_us))
+            pages.add(page_of(self._last_slot, self._per_page))
+        span = (ArchiveSpan(self._last_slot, boundary[0], boundary[1], self._per_page)
+                if self._last_slot and boundary is not None else
+                ArchiveSpan(self._last_slot, 0, "", self._per_page) if self._last_slot
+                else None)
         self.span = span
-        if shift is None and not edited and old == key:
+        refingered = old_fp != self._fingerprint
+        if not pages and not refingered and old == key:
             return span
         last = self._last.modified if self._last is not None else None
         moment = now_us if last is None else max(now_us, last + 1)
-        rows = [page_revision_path(page) for page in sorted(edited)]
-        if shift is not None:
-            rows.append(f"{AFTER_PREFIX}{page_of(shift, self._per_page)}")
+        rows = [page_revision_path(page, self._per_page) for page in sorted(pages)]
+        if refingered:
+            rows.append(f"{AFTER_PREFIX}1")
         for path in rows:
             self._dates.unsaved[path] = Revision(path, "", moment, last)
         self._last = self._dates.unsaved[SPAN_PATH] = Revision(SPAN_PATH, key, moment, last)
         return span
 
-    def _key(self, span: ArchiveSpan | None) -> str:
-        if span is None:
+    def _put(self, slot: _Slot) -> None:
+        self.unsaved_slots[slot.slot] = slot
+
+    def _slots_of(self, slugs: list[str]) -> list[_Slot]:
+        """These slugs' slots: the state's, as the unsaved ones change them."""
+        found: dict[int, _Slot] = {}
+        try:
+            found = {row[0]: _Slot(*row) for row in self._dates.store.slots_of(slugs)}
+        except StoreError as e:
+            log.error("%s", e)
+        wanted = set(slugs)
+        found.update((n, s) for n, s in self.unsaved_slots.items() if s.slug in wanted)
+        return [s for s in found.values() if s.slug in wanted]
+
+    def _key(self, count: int, boundary: tuple[int, str] | None) -> str:
+        if boundary is None:
             return f"0||{self._fingerprint}"
-        return f"{span.count}|{span.published} {span.slug}|{self._fingerprint}"
+        return f"{count}|{boundary[0]} {boundary[1]}|{self._fingerprint}"
 
     def _load(self) -> None:
         if self._loaded:
             return
+        self._last_slot = 0
         try:
             self._last = self._dates.store.load_revisions((SPAN_PATH,)).get(SPAN_PATH)
+            self._last_slot = self._dates.store.last_slot()
         except StoreError as e:
             log.error("%s", e)  # dated as new: every page's date moves forward, once
         self._loaded = True
+
+
+def _bisect(order: Sequence[str], keys: Sequence[int], slug: str, published: int
+            ) -> tuple[int, int, int]:
+    lo = bisect.bisect_left(keys, -published)
+    hi = bisect.bisect_right(keys, -published, lo)
+    return lo, hi, bisect.bisect_left(order, slug, lo, hi)
+
+
+def _index(order: Sequence[str], keys: Sequence[int], slug: str, published: int) -> int | None:
+    """The slug's index in the timeline's order, if it is there (published or scheduled)."""
+    _, hi, index = _bisect(order, keys, slug, published)
+    return index if index < hi and order[index] == slug else None
+
+
+def _descending(slug: str) -> tuple[int, ...]:
+    """A sort key ordering slugs descending (ties in `published`: the feeds' order reversed)."""
+    return (*tuple(-ord(c) for c in slug), 1)
 
 
 def _parse(key: str | None) -> tuple[int, str, str | None]:
@@ -261,20 +351,23 @@ class ArchivePages:
     def render(self, span: ArchiveSpan, page: int, fmt: FeedFormat) -> Document | None:
         """The page, from the state (blocking: `build` calls it directly)."""
         assert self.info is not None
+        per_page = span.page_entries
         if not 1 <= page <= span.pages:
             return None
         try:
             if self._store is None:
                 self._store = Store.open_for_reading(self.config.paths.state)
-            rows = self._rows(self._store, span, page)
-            revisions = self._store.load_revisions((page_revision_path(page),))
+            rows = self._store.slot_rows((page - 1) * per_page + 1, page * per_page)
+            revisions = self._store.load_revisions((page_revision_path(page, per_page),))
             recorded = [*revisions.values(), *self._store.archive_shifts(page)]
         except StoreError as e:
             log.error("%s", e)
             self._close_store()
             return None
         now_us = to_micros(datetime.now(UTC))
-        newest = max((row[2] for row in rows), default=to_micros(self.info.created))
+        newest = max((row[5] if row[2] == HOLDS and row[5] is not None else
+                      row[3] if row[2] == DELETED else 0 for row in rows),
+                     default=0) or to_micros(self.info.created)
         latest = max(recorded, key=lambda r: r.modified, default=None)
         if latest is not None and latest.modified >= newest:
             modified, previous = latest.modified, latest.previous
@@ -289,9 +382,14 @@ class ArchivePages:
         items = self._items(self._store, rows)
         if items is None:
             return None
-        full = len(rows) == span.page_entries
-        info = page_info(self.info, page, full)
-        body = fmt.render(info, items, feed_updated(info, items))
+        # Full: every slot of it numbered, in the state too (a page is never called immutable
+        # while the state lacks some of its slots).
+        full = page <= span.count // per_page and len(rows) == per_page
+        deleted = refs(self.info.id, [(row[1], row[3]) for row in rows if row[2] == DELETED],
+                       entry_id)
+        info = page_info(self.info, page, per_page, full, deleted)
+        updated = max([feed_updated(info, items), *(when for _, when in deleted)])
+        body = fmt.render(info, items, updated)
         document = make_document(
             fmt.path(info.feed_path), fmt.content_type, body, from_micros(modified),
             self.config.server.cache_max_age,
@@ -302,24 +400,14 @@ class ArchivePages:
             self._cache.popitem(last=False)
         return document
 
-    @staticmethod
-    def _rows(store: Store, span: ArchiveSpan, page: int) -> list[tuple[str, int, int, str]]:
-        """The page's rows, oldest first, walking the index from the nearer end."""
-        first = (page - 1) * span.page_entries
-        end = min(page * span.page_entries, span.count)
-        if end <= first:
-            return []
-        if first <= span.count - end:
-            return store.archived(span.published, span.slug, first, end - first, True)
-        rows = store.archived(span.published, span.slug, span.count - end, end - first, False)
-        rows.reverse()
-        return rows
-
-    def _items(self, store: Store, rows: Sequence[tuple[str, int, int, str]]
+    def _items(self, store: Store, rows: Sequence[tuple[int, str, int, int, int | None,
+                                                        int | None, str | None]]
                ) -> list[Item] | None:
         assert self.info is not None
         items = []
-        for slug, published, updated, _ in rows:
+        for _, slug, state, _, published, updated, _ in rows:
+            if state != HOLDS or published is None or updated is None:
+                continue  # deleted (Atom: a tombstone), left, or not published now
             try:
                 content = store.load_content(slug)
             except StoreError as e:

@@ -94,7 +94,7 @@ class Publisher:
         self._report = Report(self._ownership, self.catalog.records)
         self._archives = ArchiveDates(config, self.info, self._rendering.dates)  # RFC 5005
         self._writes = StateWrites(store, self._stamps, self._texts, self._rendering.dates,
-                                   self._tombstones)
+                                   self._tombstones, self._archives)
 
     @classmethod
     def open(cls, config: Config, clock: Clock = utc_now) -> Publisher:

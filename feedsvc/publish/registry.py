@@ -22,7 +22,7 @@ TAGS = "tags/"
 #: The front page, and each entry's own page (`/entries/{slug}`): HTML, one per entry.
 INDEX = "/"
 ENTRIES = "entries/"
-#: RFC 5005 archive pages: `/archive/{n}.{extension}` in every registered format.
+#: RFC 5005 archive pages: `/archive/{page size}/{n}.{extension}` in every registered format.
 ARCHIVES = "archive/"
 
 
@@ -31,9 +31,10 @@ def entry_path(slug: str) -> str:
     return f"/{ENTRIES}{slug}"
 
 
-def archive_feed_path(page: int) -> str:
-    """The `FeedInfo.feed_path` of archive page `page` (1: the oldest)."""
-    return f"{ARCHIVES}{page}"
+def archive_feed_path(page: int, per_page: int) -> str:
+    """The `FeedInfo.feed_path` of archive page `page` (1: the oldest) in pages of `per_page`
+    slots: the page size is in the URL, so changing it never rewrites a page a cache holds."""
+    return f"{ARCHIVES}{per_page}/{page}"
 
 
 def format_of(extension: str) -> FeedFormat | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from feedsvc.errors import StoreError
+from feedsvc.publish.archives import ArchiveDates
 from feedsvc.publish.docdates import DocumentDates
 from feedsvc.publish.stamps import StampTable
 from feedsvc.publish.texts import EntryTexts
@@ -20,7 +21,8 @@ log = logging.getLogger("feedsvc")
 
 class StateWrites:
     def __init__(self, store: Store, stamps: StampTable, texts: EntryTexts,
-                 dates: DocumentDates, tombstones: Tombstones) -> None:
+                 dates: DocumentDates, tombstones: Tombstones, archives: ArchiveDates) -> None:
+        self._archives = archives
         self._store = store
         self._tombstones = tombstones
         self._stamps = stamps
@@ -31,22 +33,24 @@ class StateWrites:
     def pending(self) -> int:
         """Changes kept in memory because the state could not be written."""
         return (len(self._stamps.unsaved) + len(self._dates.unsaved)
-                + len(self._tombstones.unsaved))
+                + len(self._tombstones.unsaved) + len(self._archives.unsaved_slots))
 
     @property
     def needed(self) -> bool:
         """Whether the state waits for a write that works (changes, or just its writability)."""
         return (bool(self._stamps.unsaved) or bool(self._dates.unsaved)
-                or bool(self._tombstones.unsaved) or not self._store.writable)
+                or bool(self._tombstones.unsaved) or bool(self._archives.unsaved_slots)
+                or not self._store.writable)
 
     def write(self) -> None:
         unsaved, dates = self._stamps.unsaved, self._dates
-        if not unsaved and not dates.unsaved and not self._tombstones.unsaved:
+        if (not unsaved and not dates.unsaved and not self._tombstones.unsaved
+                and not self._archives.unsaved_slots):
             self._store.retry()
             return
         try:
             self._store.save_stamps(unsaved.values(), self._texts.unsaved, dates.unsaved.values(),
-                                    self._tombstones.unsaved)
+                                    self._tombstones.unsaved, self._archives.slot_rows())
         except StoreError as e:
             # Keep serving from memory; the next successful write catches up. A corrupt state
             # was said once, plainly, when found: not again at every retry.
@@ -58,3 +62,4 @@ class StateWrites:
         self._texts.unsaved.clear()
         dates.unsaved.clear()
         self._tombstones.saved()
+        self._archives.saved()

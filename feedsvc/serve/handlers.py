@@ -55,8 +55,9 @@ async def serve_entry(request: web.Request) -> web.StreamResponse:
 
 
 async def serve_archive(request: web.Request) -> web.StreamResponse:
-    """An RFC 5005 archive page, `{n}.{extension}`: rendered from the state off the event loop
-    (publish/archives.py), bounded by the snapshot's span."""
+    """An RFC 5005 archive page, `{page size}/{n}.{extension}`: rendered from the state off the
+    event loop (publish/archives.py), bounded by the snapshot's span. Pages of another size
+    than the configured one are 404: their URLs are never reused for other bytes."""
     snapshot = request.app[LIVE].current
     number, _, extension = request.match_info["name"].partition(".")
     fmt = format_of(extension)
@@ -64,7 +65,8 @@ async def serve_archive(request: web.Request) -> web.StreamResponse:
     document = None
     # Digits only, no sign or leading zero: one URL per page.
     if (fmt is not None and span is not None and number.isascii() and number.isdigit()
-            and not number.startswith("0") and len(number) < 10):
+            and not number.startswith("0") and len(number) < 10
+            and request.match_info["size"] == str(span.page_entries)):
         document = await request.app[ARCHIVE_PAGES].page(span, int(number), fmt)
     if document is None:
         _not_there(snapshot)

@@ -18,8 +18,8 @@ def setup_routes(app: web.Application) -> None:
     router.add_get(f"/{ENTRIES}{{slug}}", serve_entry)
     # A tag's documents, every format: {tag}.{extension}, as the snapshot holds them.
     router.add_get(f"/{TAGS}{{name}}", serve_document)
-    # RFC 5005 archive pages, every format: {n}.{extension}, rendered from the state.
-    router.add_get(f"/{ARCHIVES}{{name}}", serve_archive)
+    # RFC 5005 archive pages, every format: {page size}/{n}.{extension}, from the state.
+    router.add_get(f"/{ARCHIVES}{{size}}/{{name}}", serve_archive)
     router.add_get("/healthz", serve_health)
     # The media folder's files, from disk (not the snapshot): see media.py.
     router.add_get(ROUTE_PREFIX + "{path:.+}", serve_media)

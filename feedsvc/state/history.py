@@ -22,6 +22,7 @@ class HistoryQueries:
     _has_documents: bool
     _has_tag_history: bool
     _has_tombstones: bool
+    _has_slots: bool
     _updated: str
 
     @property
@@ -64,19 +65,38 @@ class HistoryQueries:
             "INSERT OR REPLACE INTO tag_history (tag, label, emptied) VALUES (?, ?, ?)",
             values))
 
-    def archived(self, published: int, slug: str, offset: int, limit: int,
-                 oldest_first: bool) -> list[tuple[str, int, int, str]]:
-        """(slug, published, updated, content_hash) of published entries older than the
-        entry (`published`, `slug`) in the feeds' order (newest `published` first, then by
-        slug), `limit` of them from `offset`: oldest first (published, then slug descending:
-        the feeds' order reversed) or newest first. Through the partial index
-        `stamps_archived`: an index walk of `offset` + `limit` rows, no sort."""
-        order = "published ASC, slug DESC" if oldest_first else "published DESC, slug ASC"
-        return [(row[0], row[1], row[2], row[3]) for row in self._query(
-            f"SELECT slug, published, {self._updated}, content_hash FROM stamps "
-            "WHERE live = 1 AND published <= ? AND (published < ? OR slug > ?) "
-            f"ORDER BY {order} LIMIT ? OFFSET ?",
-            (published, published, slug, limit, offset))]
+    def last_slot(self) -> int:
+        """The newest archive slot numbered (0: none yet)."""
+        if not self._has_slots:
+            return 0
+        return int(self._query("SELECT COALESCE(MAX(slot), 0) FROM archive_slots")[0][0])
+
+    def slots_of(self, slugs: list[str]) -> list[tuple[int, str, int, int]]:
+        """(slot, slug, state, changed) of these slugs' slots (any state), through the index
+        on slug."""
+        if not self._has_slots or not slugs:
+            return []
+        found: list[tuple[int, str, int, int]] = []
+        for i in range(0, len(slugs), 500):
+            chunk = slugs[i:i + 500]
+            found.extend((int(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in self._query(
+                "SELECT slot, slug, state, changed FROM archive_slots WHERE slug IN "
+                f"({', '.join('?' * len(chunk))})", tuple(chunk)))
+        return found
+
+    def slot_rows(self, first: int, last: int
+                  ) -> list[tuple[int, str, int, int, int | None, int | None, str | None]]:
+        """(slot, slug, state, changed, published, updated, content_hash) of slots `first`..
+        `last`, oldest first: a rowid range (slot is the INTEGER PRIMARY KEY), the stamp
+        looked up by slug for the slots that hold their entry."""
+        if not self._has_slots:
+            return []
+        return [(int(r[0]), str(r[1]), int(r[2]), int(r[3]), r[4], r[5], r[6])  # type: ignore[misc]
+                for r in self._query(
+                    f"SELECT a.slot, a.slug, a.state, a.changed, s.published, {self._updated}, "
+                    "s.content_hash FROM archive_slots a LEFT JOIN stamps s "
+                    "ON a.state = 0 AND s.slug = a.slug AND s.live = 1 "
+                    "WHERE a.slot BETWEEN ? AND ? ORDER BY a.slot", (first, last))]
 
     def archive_shifts(self, page: int) -> list[Revision]:
         """The revisions `/archive/after/{j}` with j <= page: the moments entries moved in

@@ -34,8 +34,11 @@ log = logging.getLogger("feedsvc")
 
 # 2: `text` of authored seeds, `tags`; 3: `updated` in microseconds, `documents`;
 # 4: `tombstones` (RFC 6721: when each deleted entry was removed; a state of 3 gets the table,
-# empty: the moments of deletions made before it were never kept).
-SCHEMA_VERSION = 4
+# empty: the moments of deletions made before it were never kept); 5: `archive_slots` (RFC 5005:
+# each archived entry's place in the archive, given when it enters it; a state of 4 gets the
+# table empty, and the publisher numbers its archive at the first batch, oldest first; the
+# index `stamps_archived` that cut pages by position goes).
+SCHEMA_VERSION = 5
 
 # A rowid table, not WITHOUT ROWID: a row carries a seed's whole text (~2.4 KB), and SQLite
 # stores such rows far better in a rowid table (appended, not spread over overflow pages of the
@@ -61,7 +64,6 @@ CREATE TABLE IF NOT EXISTS stamps (
 );
 CREATE INDEX IF NOT EXISTS stamps_by_source ON stamps (source, updated);
 CREATE INDEX IF NOT EXISTS stamps_by_updated ON stamps (updated);
-CREATE INDEX IF NOT EXISTS stamps_archived ON stamps (published, slug DESC) WHERE live = 1;
 CREATE TABLE IF NOT EXISTS tags (
     tag   TEXT NOT NULL,
     slug  TEXT NOT NULL,
@@ -87,6 +89,17 @@ CREATE TABLE IF NOT EXISTS tombstones (
     deleted INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tombstones_by_deleted ON tombstones (deleted);
+-- RFC 5005 archive slots (publish/archives.py): `slot` (the rowid: pages are slot ranges)
+-- numbered as entries enter the archive, only ever at the newest end. `state`: 0 holds the
+-- entry, 1 its entry was deleted (an at:deleted-entry in Atom), 2 it left (back in the
+-- subscription documents, or its slug came back after deletion): shown nowhere on the page.
+CREATE TABLE IF NOT EXISTS archive_slots (
+    slot    INTEGER PRIMARY KEY,
+    slug    TEXT NOT NULL,
+    state   INTEGER NOT NULL DEFAULT 0,
+    changed INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS archive_slots_by_slug ON archive_slots (slug, state);
 """
 #: Columns added since the first schema, for states made before them: (table, column, type).
 _ADDED_COLUMNS = (("stamps", "text", "TEXT NOT NULL DEFAULT ''"),)
@@ -342,6 +355,7 @@ class Store(StateFile, HistoryQueries):
         self._has_documents = "documents" in tables
         self._has_tag_history = "tag_history" in tables
         self._has_tombstones = "tombstones" in tables
+        self._has_slots = "archive_slots" in tables
         try:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error:
@@ -508,10 +522,13 @@ class Store(StateFile, HistoryQueries):
 
     def save_stamps(self, stamps: Iterable[Stamp], contents: Mapping[str, Content],
                     revisions: Iterable[Revision] = (),
-                    tombstones: Mapping[str, int | None] | None = None) -> None:
+                    tombstones: Mapping[str, int | None] | None = None,
+                    slots: Iterable[tuple[int, str, int, int]] = ()) -> None:
         """Write all of `stamps`, the content of those in `contents`, documents' revisions
         and tombstones (slug → deletion moment; None: the slug came back, its tombstone goes),
-        in one transaction: all of it lands, or none."""
+        and archive slots (slot, slug, state, changed), in one transaction: all of it lands,
+        or none."""
+        slot_rows = list(slots)
         revision_rows = [(r.path, r.digest, r.modified, r.previous) for r in revisions]
         buried = [(slug, when) for slug, when in (tombstones or {}).items() if when is not None]
         lifted = [(slug,) for slug, when in (tombstones or {}).items() if when is None]
@@ -546,6 +563,9 @@ class Store(StateFile, HistoryQueries):
             self._db.executemany("DELETE FROM tombstones WHERE slug = ?", lifted)
             self._db.executemany("INSERT OR REPLACE INTO tombstones (slug, deleted) "
                                  "VALUES (?, ?)", buried)
+            if slot_rows:
+                self._db.executemany("INSERT OR REPLACE INTO archive_slots (slot, slug, state, "
+                                     "changed) VALUES (?, ?, ?, ?)", slot_rows)
 
         self._write(write)
 
@@ -589,6 +609,7 @@ def create_schema(db: sqlite3.Connection, path: Path | None = None) -> None:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     if had_stamps and version < 3:
         _migrate_to_microseconds(db, path or Path("state"))
+    db.execute("DROP INDEX IF EXISTS stamps_archived")  # schema 5: pages are slot ranges
     # Always written: this write is what tells, at open, a state that cannot be written.
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
