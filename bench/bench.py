@@ -1146,7 +1146,7 @@ def find_archive_page(client: Client, slug: str, index: int) -> str | None:
     (oldest first, ARCHIVE_PAGE_ENTRIES a page, page 1 the oldest: corpus mtimes follow the
     index) and checked; else found by walking prev-archive from /feed.atom (once)."""
     needle = f"/entries/{slug}\"".encode()
-    guess = f"/archive/{index // ARCHIVE_PAGE_ENTRIES + 1}.atom"
+    guess = f"/archive/{ARCHIVE_PAGE_ENTRIES}/{index // ARCHIVE_PAGE_ENTRIES + 1}.atom"
     status, _, body = client.get(guess)
     if status == 200 and needle in body:
         return guess
