@@ -64,13 +64,11 @@ partial page with `[server] cache_max_age`. `build` writes every page of every f
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -89,9 +87,10 @@ from feedsvc.model import (
 )
 from feedsvc.publish.docdates import DocumentDates
 from feedsvc.publish.docformat import FeedFormat, feed_updated
-from feedsvc.publish.ids import entry_id, make_item, parse_options
+from feedsvc.publish.ids import entry_id, make_item
 from feedsvc.publish.registry import ARCHIVES, MAIN, archive_feed_path, formats
 from feedsvc.publish.snapshot import make_document
+from feedsvc.publish.statereader import StateReader
 from feedsvc.publish.timeline import Timeline
 from feedsvc.publish.tombstones import refs
 from feedsvc.state.store import Store
@@ -315,38 +314,19 @@ def _parse(key: str | None) -> tuple[int, str, str | None]:
     return int(count), boundary, fp
 
 
-class ArchivePages:
+class ArchivePages(StateReader):
     """The serving side: archive pages read from the state on request, rendered in a thread
     of their own (never on the event loop, never in the pipeline's thread), in a small LRU."""
 
     def __init__(self, config: Config, capacity: int = CACHE_DOCUMENTS) -> None:
-        self.config = config
-        self.options = parse_options(config)
+        super().__init__(config, "feedsvc-archive")
         self.capacity = capacity
-        self.info: FeedInfo | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._store: Store | None = None
         # (page, extension) → (its rows, Last-Modified and previous, the document)
         self._cache: OrderedDict[tuple[int, str], tuple[object, Document]] = OrderedDict()
 
-    def start(self, info: FeedInfo) -> None:
-        self.info = info
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedsvc-archive")
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.submit(self._close_store).result()
-            self._executor.shutdown(wait=True)
-            self._executor = None
-        else:
-            self._close_store()
-
     async def page(self, span: ArchiveSpan, page: int, fmt: FeedFormat) -> Document | None:
         """Archive page `page` in `fmt`, or None (no such page, or the state cannot say)."""
-        if self._executor is None:
-            return None
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self.render, span, page, fmt)
+        return await self._on_thread(self.render, span, page, fmt)
 
     def render(self, span: ArchiveSpan, page: int, fmt: FeedFormat) -> Document | None:
         """The page, from the state (blocking: `build` calls it directly)."""
@@ -355,8 +335,7 @@ class ArchivePages:
         if not 1 <= page <= span.pages:
             return None
         try:
-            if self._store is None:
-                self._store = Store.open_for_reading(self.config.paths.state)
+            self._state()
             rows = self._store.slot_rows((page - 1) * per_page + 1, page * per_page)
             revisions = self._store.load_revisions((page_revision_path(page, per_page),))
             recorded = [*revisions.values(), *self._store.archive_shifts(page)]
@@ -420,7 +399,3 @@ class ArchivePages:
                                    self.config.entry_link))
         return items
 
-    def _close_store(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None

@@ -8,10 +8,8 @@ not in memory: such a page is read from SQLite on request, rendered in a thread 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -19,53 +17,38 @@ from feedsvc.config import Config
 from feedsvc.errors import StoreError
 from feedsvc.ingest.parser import rebuild_entry
 from feedsvc.ingest.seedrules import is_slug
-from feedsvc.model import Document, FeedInfo, from_micros
-from feedsvc.publish.ids import make_item, parse_options
+from feedsvc.model import Document, from_micros
+from feedsvc.publish.ids import make_item
 from feedsvc.publish.pages import HTML_TYPE, render_entry
 from feedsvc.publish.registry import entry_path
 from feedsvc.publish.snapshot import make_document
+from feedsvc.publish.statereader import StateReader
 from feedsvc.publish.tombstones import render_gone
-from feedsvc.state.store import Store
 
 log = logging.getLogger("feedsvc")
 
 CACHE_PAGES = 512
 
 
-class EntryPages:
+class EntryPages(StateReader):
     def __init__(self, config: Config, capacity: int = CACHE_PAGES) -> None:
-        self.config = config
-        self.options = parse_options(config)
+        super().__init__(config, "feedsvc-pages")
         self.capacity = capacity
-        self.info: FeedInfo | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._store: Store | None = None
         # slug → (the `published` it was made with, the page): a change of `date:` alone moves
         # `published` and the page's revision, not `updated`.
         self._cache: OrderedDict[str, tuple[int, Document]] = OrderedDict()
 
-    def start(self, info: FeedInfo) -> None:
-        self.info = info
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedsvc-pages")
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.submit(self._close_store).result()
-            self._executor.shutdown(wait=True)
-            self._executor = None
-
     async def page(self, slug: str) -> Document | None:
         """The page of a published entry; a 410 Gone page for a deleted one (its tombstone
         is in the state); or None (never published, or no text for it)."""
-        if self._executor is None or not is_slug(slug):
+        if not is_slug(slug):
             return None
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._page, slug)
+        return await self._on_thread(self._page, slug)
 
     def _page(self, slug: str) -> Document | None:
         assert self.info is not None
         try:
-            if self._store is None:
-                self._store = Store.open_for_reading(self.config.paths.state)
+            self._state()
             # Not before its time: a scheduled entry's page stays hidden until it is published.
             row = self._store.load_page(slug, int(datetime.now(UTC).timestamp()))
         except StoreError as e:
@@ -134,7 +117,3 @@ class EntryPages:
             self._cache.popitem(last=False)
         return document
 
-    def _close_store(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
