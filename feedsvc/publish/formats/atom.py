@@ -113,7 +113,7 @@ def insert_atom(document: bytes, deleted: Iterable[tuple[str, datetime]]) -> byt
 
 
 class AtomRenderer(EntryReuse):
-    _whole = staticmethod(lambda info, items, updated: _atom_bytes(info, items, updated))
+    _whole = staticmethod(_atom_bytes)
     _opening, _closing, _root_end = b"<entry", b"</entry>", b"</feed>"
 
 

@@ -61,7 +61,7 @@ def _hex_references(match: re.Match[bytes]) -> bytes:
 class RssRenderer(EntryReuse):
     """As Atom (`<lastBuildDate>` has whole seconds: RFC 822)."""
 
-    _whole = staticmethod(lambda info, items, updated: _rss_bytes(info, items, updated))
+    _whole = staticmethod(_rss_bytes)
     _opening, _closing, _root_end = b"<item", b"</item>", b"</channel>"
 
 
