@@ -94,12 +94,40 @@ class WatchConfig:
 
 
 @dataclass(frozen=True)
+class WebSubConfig:
+    """W3C WebSub: hubs to advertise and ping, and the built-in hub's bounds."""
+
+    #: External hubs: advertised in every feed document and sent `hub.mode=publish` on every
+    #: change (WebSub §4, §6).
+    hubs: tuple[str, ...] = ()
+    #: Serve a hub at `{base_url}websub` and advertise it (WebSub §5-§8).
+    builtin_hub: bool = False
+    #: Accept callbacks on loopback, private, link-local or other non-public addresses
+    #: (intranets, tests). Off by default: no request into the operator's own network.
+    allow_private_callbacks: bool = False
+    #: The lease given when a subscriber asks for none, and the bounds of what it may ask.
+    lease_default_s: int = 864_000  # 10 days
+    lease_min_s: int = 300
+    lease_max_s: int = 2_592_000  # 30 days
+    #: Bounds against a flood of subscriptions.
+    max_subscriptions_per_topic: int = 1_000
+    max_subscriptions_per_host: int = 100
+    #: Subscription requests per minute from one client address.
+    subscribe_rate_per_min: int = 60
+    #: One delivery (or verification, or ping) may take this long.
+    request_timeout_s: int = 10
+    #: A subscriber whose deliveries keep failing this long is dropped.
+    give_up_after_s: int = 86_400
+
+
+@dataclass(frozen=True)
 class Config:
     feed: FeedConfig
     paths: PathsConfig
     server: ServerConfig
     watch: WatchConfig
     config_file: Path | None = None  # the file this came from
+    websub: WebSubConfig = WebSubConfig()
 
     def entry_link(self, slug: str) -> str:
         return self.feed.entry_url.format(base_url=self.feed.base_url, slug=slug)
@@ -241,8 +269,43 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
                                   TOMBSTONES_PER_ENTRY * max_entries, _in_range(1, 1_000_000)),
     )
 
+    websub = _websub(tables)
     tables.reject_unknown()
-    return Config(feed=feed, paths=paths, server=server, watch=watch, config_file=path)
+    return Config(feed=feed, paths=paths, server=server, watch=watch, config_file=path,
+                  websub=websub)
+
+
+def _websub(tables: _Tables) -> WebSubConfig:
+    hubs = tables.get("websub", "hubs", list, [], _http_urls)
+    websub = WebSubConfig(
+        hubs=tuple(hubs),
+        builtin_hub=tables.get("websub", "builtin_hub", bool, WebSubConfig.builtin_hub),
+        allow_private_callbacks=tables.get("websub", "allow_private_callbacks", bool,
+                                           WebSubConfig.allow_private_callbacks),
+        lease_default_s=tables.get("websub", "lease_default_s", int,
+                                   WebSubConfig.lease_default_s, _in_range(60, 31_536_000)),
+        lease_min_s=tables.get("websub", "lease_min_s", int, WebSubConfig.lease_min_s,
+                               _in_range(60, 31_536_000)),
+        lease_max_s=tables.get("websub", "lease_max_s", int, WebSubConfig.lease_max_s,
+                               _in_range(60, 31_536_000)),
+        max_subscriptions_per_topic=tables.get(
+            "websub", "max_subscriptions_per_topic", int,
+            WebSubConfig.max_subscriptions_per_topic, _in_range(1, 1_000_000)),
+        max_subscriptions_per_host=tables.get(
+            "websub", "max_subscriptions_per_host", int,
+            WebSubConfig.max_subscriptions_per_host, _in_range(1, 1_000_000)),
+        subscribe_rate_per_min=tables.get("websub", "subscribe_rate_per_min", int,
+                                          WebSubConfig.subscribe_rate_per_min,
+                                          _in_range(1, 1_000_000)),
+        request_timeout_s=tables.get("websub", "request_timeout_s", int,
+                                     WebSubConfig.request_timeout_s, _in_range(1, 300)),
+        give_up_after_s=tables.get("websub", "give_up_after_s", int,
+                                   WebSubConfig.give_up_after_s, _in_range(1, 31_536_000)),
+    )
+    if not websub.lease_min_s <= websub.lease_default_s <= websub.lease_max_s:
+        raise ConfigError(tables.path, "websub.lease_default_s",
+                          "must be between websub.lease_min_s and websub.lease_max_s")
+    return websub
 
 
 class _Tables:
@@ -256,6 +319,10 @@ class _Tables:
         "server": {"host", "port", "cache_max_age", "access_log", "workers", "max_connections",
                    "header_timeout_s", "send_timeout_s"},
         "watch": {"step_ms", "debounce_ms", "rescan_s", "max_seed_bytes"},
+        "websub": {"hubs", "builtin_hub", "allow_private_callbacks", "lease_default_s",
+                   "lease_min_s", "lease_max_s", "max_subscriptions_per_topic",
+                   "max_subscriptions_per_host", "subscribe_rate_per_min",
+                   "request_timeout_s", "give_up_after_s"},
     }
 
     def __init__(self, data: Mapping[str, Any], path: Path) -> None:
@@ -315,6 +382,17 @@ def _http_url(value: str) -> str | None:
         return "must be an absolute http:// or https:// URL"
     if parts.query or parts.fragment:
         return "must not have a query or a fragment"
+    return None
+
+
+def _http_urls(value: list[Any]) -> str | None:
+    for index, url in enumerate(value):
+        if not isinstance(url, str) or not url:
+            return f"item {index + 1}: expected an http:// or https:// URL"
+        if problem := _http_url(url):
+            return f"item {index + 1}: {problem}"
+    if len(set(value)) != len(value):
+        return "lists a hub twice"
     return None
 
 

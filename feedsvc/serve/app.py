@@ -23,7 +23,16 @@ from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.longtail import EntryPages
 from feedsvc.publish.snapshot import Live
 from feedsvc.serve.health import LiveHealth
-from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, FOLLOWERS, LIVE, MEDIA, PAGES, STATUS
+from feedsvc.serve.keys import (
+    ARCHIVE_PAGES,
+    CONFIG,
+    FOLLOWERS,
+    LIVE,
+    MEDIA,
+    PAGES,
+    SNAPSHOT_LISTENERS,
+    STATUS,
+)
 from feedsvc.serve.mediafolder import MediaFolder
 from feedsvc.serve.pipeline import Pipeline
 from feedsvc.serve.routes import setup_routes
@@ -37,6 +46,7 @@ def make_app(config: Config, followers: Sequence[Connection] = ()) -> web.Applic
     Each snapshot is also sent to `followers`, the other worker processes on the port."""
     app = _base_app(config)
     app[FOLLOWERS] = Followers(followers)
+    app[SNAPSHOT_LISTENERS] = []
     app.cleanup_ctx.append(run_pipeline)
     return app
 
@@ -63,7 +73,8 @@ def _base_app(config: Config) -> web.Application:
 
 async def run_pipeline(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx of the leader: the pipeline runs from startup to shutdown."""
-    pipeline = await Pipeline.open(app[CONFIG], app[LIVE], app[STATUS], app[FOLLOWERS])
+    pipeline = await Pipeline.open(app[CONFIG], app[LIVE], app[STATUS], app[FOLLOWERS],
+                                   app[SNAPSHOT_LISTENERS])
     try:
         app[PAGES].start(pipeline.info)
         app[ARCHIVE_PAGES].start(pipeline.info)

@@ -20,6 +20,7 @@ from feedsvc.publish.snapshot import Live
 if TYPE_CHECKING:
     from feedsvc.serve.health import LiveHealth
     from feedsvc.serve.mediafolder import MediaFolder
+    from feedsvc.serve.pipeline import SnapshotListener
     from feedsvc.serve.workers import Followers
 
 CONFIG = web.AppKey("config", Config)
@@ -35,3 +36,6 @@ ARCHIVE_PAGES = web.AppKey("archive_pages", ArchivePages)
 MEDIA: web.AppKey[MediaFolder] = web.AppKey("media")
 #: The leader's: the other worker processes, sent each new snapshot.
 FOLLOWERS: web.AppKey[Followers] = web.AppKey("followers")
+#: Told of every batch that changed feed documents (WebSub); cleanup contexts that run before
+#: the pipeline's add to it.
+SNAPSHOT_LISTENERS: web.AppKey[list[SnapshotListener]] = web.AppKey("snapshot_listeners")

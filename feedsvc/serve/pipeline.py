@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -21,17 +21,22 @@ from feedsvc.config import Config
 from feedsvc.ingest.source import DescriptorsExhausted
 from feedsvc.ingest.watcher import Batch, watch_seeds
 from feedsvc.logtext import escape
-from feedsvc.model import FeedInfo
+from feedsvc.model import FeedInfo, Snapshot
 from feedsvc.publish.publisher import Publisher
 from feedsvc.publish.snapshot import Live
 from feedsvc.serve.connections import RateLimitedLog
 from feedsvc.serve.health import LiveHealth
 from feedsvc.serve.timetable import FAILED_RETRY_S, Timetable, only_a_check
+from feedsvc.serve.websub.topics import ChangedDocuments, changed_feed_paths
 from feedsvc.serve.workers import Followers, SnapshotMessage
 
 log = logging.getLogger("feedsvc")
 
 T = TypeVar("T")
+
+#: Told, on the event loop, of every batch that changed feed documents (WebSub's pings and
+#: deliveries). It must return at once: it queues work, it never waits for it.
+SnapshotListener = Callable[[ChangedDocuments], None]
 
 #: Time a batch may spend reading and parsing seeds before it publishes what it has and
 #: leaves the rest to the next batch, taken at once: seeds within every bound may still cost
@@ -46,8 +51,10 @@ class Pipeline:
     until `stop`. Each snapshot goes to `live`, each status to `health`, both to `followers`."""
 
     def __init__(self, publisher: Publisher, executor: ThreadPoolExecutor, config: Config,
-                 live: Live, health: LiveHealth, followers: Followers) -> None:
+                 live: Live, health: LiveHealth, followers: Followers,
+                 listeners: Sequence[SnapshotListener] = ()) -> None:
         self._publisher = publisher
+        self._listeners = listeners
         self._executor = executor
         self._config = config
         self._live = live
@@ -61,7 +68,8 @@ class Pipeline:
 
     @classmethod
     async def open(cls, config: Config, live: Live, health: LiveHealth,
-                   followers: Followers) -> Pipeline:
+                   followers: Followers, listeners: Sequence[SnapshotListener] = ()
+                   ) -> Pipeline:
         """Open the state and the catalog, on the pipeline's thread."""
         # One thread for all pipeline work: SQLite and feedgen's locale handling stay on it alone.
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedsvc-pipeline")
@@ -71,7 +79,7 @@ class Pipeline:
         except BaseException:
             executor.shutdown(wait=True)
             raise
-        return cls(publisher, executor, config, live, health, followers)
+        return cls(publisher, executor, config, live, health, followers, listeners)
 
     @property
     def info(self) -> FeedInfo:
@@ -180,11 +188,10 @@ class Pipeline:
         try:
             if batch.rescan:
                 timetable.rescanning(loop.time())
-                self._live.current = await self._run(publisher.scan, PARSE_BUDGET_S)
+                self._swap(await self._run(publisher.scan, PARSE_BUDGET_S))
                 self._set_health(rescan_ok=self._live.current.seeds_readable)
             else:
-                self._live.current = await self._run(publisher.update, batch.paths,
-                                                     PARSE_BUDGET_S)
+                self._swap(await self._run(publisher.update, batch.paths, PARSE_BUDGET_S))
                 timetable.updated(loop.time(), len(batch.paths))
             if self._health.current.batch_problem is not None:
                 log.info("applying seed changes works again")
@@ -201,6 +208,18 @@ class Pipeline:
             self._set_health(rescan_ok=self._health.current.rescan_ok and not batch.rescan)
         if publisher.catalog.deferred:
             self._fd_log.note(f"{len(publisher.catalog.deferred)} seeds waiting to be read")
+
+    def _swap(self, snapshot: Snapshot) -> None:
+        """Serve `snapshot` from now on, and tell the listeners which feed documents changed."""
+        old, self._live.current = self._live.current, snapshot
+        if not self._listeners or not (paths := changed_feed_paths(old, snapshot)):
+            return
+        changed = ChangedDocuments(snapshot, paths)
+        for listener in self._listeners:
+            try:
+                listener(changed)
+            except Exception:  # a listener's fault must not stop publishing
+                log.exception("a listener of published changes failed")
 
     def _batch_failed(self, error: Exception, retry_s: float) -> None:
         problem = f"last batch failed: {type(error).__name__}: {escape(str(error))}"

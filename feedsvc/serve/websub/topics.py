@@ -1,0 +1,84 @@
+"""What WebSub calls topics, for this service: the URLs of its feed documents, and which of
+them a batch changed. Pure: no socket, no disk.
+
+A topic is a feed document's `self` URL (WebSub §4): `{base_url}{path}` for the subscription
+documents (`feed.{ext}`), the tags' (`tags/{tag}.{ext}`) and the RFC 5005 archive pages
+(`archive/{size}/{n}.{ext}`), in every registered format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from feedsvc.config import Config
+from feedsvc.model import Snapshot
+from feedsvc.publish.registry import ARCHIVES, MAIN, TAGS, format_of
+
+#: The built-in hub's path under `base_url`.
+HUB_PATH = "websub"
+
+
+def builtin_hub_url(config: Config) -> str:
+    return f"{config.feed.base_url}{HUB_PATH}"
+
+
+def hub_urls(config: Config) -> tuple[str, ...]:
+    """The hubs every feed document advertises: the configured ones, then the built-in one."""
+    builtin = (builtin_hub_url(config),) if config.websub.builtin_hub else ()
+    return (*config.websub.hubs, *builtin)
+
+
+def topic_url(config: Config, path: str) -> str:
+    """The topic (self URL) of the document served at URL path `path` ("/feed.atom")."""
+    return f"{config.feed.base_url}{path.lstrip('/')}"
+
+
+def is_feed_path(path: str) -> bool:
+    """Whether the URL path `path` ("/tags/x.rss") is that of a feed document: a topic."""
+    stem, dot, extension = path.lstrip("/").rpartition(".")
+    if not dot or format_of(extension) is None:
+        return False
+    if stem == MAIN:
+        return True
+    if stem.startswith(TAGS):
+        return bool(stem[len(TAGS):]) and "/" not in stem[len(TAGS):]
+    if stem.startswith(ARCHIVES):
+        size, slash, page = stem[len(ARCHIVES):].partition("/")
+        return bool(slash) and size.isdigit() and page.isdigit()
+    return False
+
+
+def topic_path(config: Config, url: str) -> str | None:
+    """The URL path of the feed document whose topic is `url`, or None if `url` is not one of
+    this service's topics (another host, a page, a query)."""
+    base = config.feed.base_url
+    parts = urlsplit(url)
+    if not url.startswith(base) or parts.query or parts.fragment:
+        return None
+    path = "/" + url[len(base):]
+    return path if is_feed_path(path) else None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedDocuments:
+    """What a batch published: the new snapshot, and the URL paths of the feed documents
+    whose bytes it changed (new ones included; removed ones are not: nothing to deliver)."""
+
+    snapshot: Snapshot
+    paths: frozenset[str]
+
+
+def changed_feed_paths(old: Snapshot, new: Snapshot) -> frozenset[str]:
+    """The feed documents of `new` whose ETag differs from `old`'s (or that `old` lacks)."""
+    if old is new:
+        return frozenset()
+    before = old.documents
+    return frozenset(path for path, doc in new.documents.items()
+                     if is_feed_path(path) and (path not in before
+                                                or before[path].etag != doc.etag))
+
+
+def feed_paths(paths: Iterable[str]) -> frozenset[str]:
+    return frozenset(path for path in paths if is_feed_path(path))
