@@ -330,19 +330,26 @@ class ArchivePages(StateReader):
 
     def render(self, span: ArchiveSpan, page: int, fmt: FeedFormat) -> Document | None:
         """The page, from the state (blocking: `build` calls it directly)."""
-        assert self.info is not None
-        per_page = span.page_entries
         if not 1 <= page <= span.pages:
             return None
         try:
-            self._state()
-            rows = self._store.slot_rows((page - 1) * per_page + 1, page * per_page)
-            revisions = self._store.load_revisions((page_revision_path(page, per_page),))
-            recorded = [*revisions.values(), *self._store.archive_shifts(page)]
+            store = self._state()
+            # One read transaction: the rows, the dates and the texts of one committed state
+            # (the pipeline commits on its own connection meanwhile).
+            with store.reading():
+                return self._render(store, span, page, fmt)
         except StoreError as e:
             log.error("%s", e)
             self._close_store()
             return None
+
+    def _render(self, store: Store, span: ArchiveSpan, page: int, fmt: FeedFormat
+                ) -> Document | None:
+        assert self.info is not None
+        per_page = span.page_entries
+        rows = store.slot_rows((page - 1) * per_page + 1, page * per_page)
+        revisions = store.load_revisions((page_revision_path(page, per_page),))
+        recorded = [*revisions.values(), *store.archive_shifts(page)]
         now_us = to_micros(datetime.now(UTC))
         newest = max((row[5] if row[2] == HOLDS and row[5] is not None else
                       row[3] if row[2] == DELETED else 0 for row in rows),
@@ -358,7 +365,7 @@ class ArchivePages(StateReader):
         if cached is not None and cached[0] == key:
             self._cache.move_to_end((page, fmt.extension))
             return cached[1]
-        items = self._items(self._store, rows)
+        items = self._items(store, rows)
         if items is None:
             return None
         # Full: every slot of it numbered, in the state too (a page is never called immutable

@@ -34,9 +34,11 @@ class EntryPages(StateReader):
     def __init__(self, config: Config, capacity: int = CACHE_PAGES) -> None:
         super().__init__(config, "feedsvc-pages")
         self.capacity = capacity
-        # slug → (the `published` it was made with, the page): a change of `date:` alone moves
-        # `published` and the page's revision, not `updated`.
-        self._cache: OrderedDict[str, tuple[int, Document]] = OrderedDict()
+        # slug → (the version it was made of, the page): published (a change of `date:` alone
+        # moves it and the page's revision, not `updated`), updated, Last-Modified, previous;
+        # None for a 410 page.
+        self._cache: OrderedDict[str, tuple[tuple[int, int, datetime, int | None] | None,
+                                            Document]] = OrderedDict()
 
     async def page(self, slug: str) -> Document | None:
         """The page of a published entry; a 410 Gone page for a deleted one (its tombstone
@@ -47,31 +49,32 @@ class EntryPages(StateReader):
 
     def _page(self, slug: str) -> Document | None:
         assert self.info is not None
+        path = entry_path(slug)
         try:
-            self._state()
-            # Not before its time: a scheduled entry's page stays hidden until it is published.
-            row = self._store.load_page(slug, int(datetime.now(UTC).timestamp()))
+            store = self._state()
+            # One read transaction: the text and the page's date of one and the same version
+            # (the pipeline commits on its own connection meanwhile).
+            with store.reading():
+                # Not before its time: a scheduled entry's page stays hidden until published.
+                row = store.load_page(slug, int(datetime.now(UTC).timestamp()))
+                if row is None:
+                    return self._gone(slug)
+                # The page's own revision, when the publisher moved its date without rendering
+                # it (a change of `date:` alone while no feed showed it): never before the
+                # entry's updated.
+                revision = store.load_revisions((path,)).get(path)
         except StoreError as e:
             log.error("%s", e)
             self._close_store()
             return None
-        if row is None:
-            return self._gone(slug)
         published, updated, content = row
-        # The page's own revision, when the publisher moved its date without rendering it (a
-        # change of `date:` alone while no feed showed it): never before the entry's updated.
-        path = entry_path(slug)
-        try:
-            revision = self._store.load_revisions((path,)).get(path)
-        except StoreError as e:
-            log.error("%s", e)
-            revision = None
         if revision is not None and revision.modified >= updated:
             moment, previous = from_micros(revision.modified), revision.previous
         else:
             moment, previous = from_micros(updated), None
+        version = (published, updated, moment, previous)
         cached = self._cache.get(slug)
-        if cached is not None and cached[0] == published and cached[1].last_modified == moment:
+        if cached is not None and cached[0] == version:
             self._cache.move_to_end(slug)
             return cached[1]
         entry = rebuild_entry(slug, content, self.options)
@@ -86,7 +89,7 @@ class EntryPages(StateReader):
             since = moment - timedelta(microseconds=1) if moment.microsecond else None
         document = make_document(entry_path(slug), HTML_TYPE, render_entry(self.info, item),
                                  moment, self.config.server.cache_max_age, previous=since)
-        self._cache[slug] = (published, document)
+        self._cache[slug] = (version, document)
         while len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
         return document
@@ -112,7 +115,7 @@ class EntryPages(StateReader):
         body = render_gone(info.title, info.language, info.base_url, slug, moment)
         document = replace(make_document(entry_path(slug), HTML_TYPE, body, moment,
                                          self.config.server.cache_max_age), status=410)
-        self._cache[slug] = (-1, document)
+        self._cache[slug] = (None, document)
         while len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
         return document

@@ -19,7 +19,7 @@ import sqlite3
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -143,6 +143,7 @@ class StateFile:
         self._orphaned = False
         self._reader = False  # a second, read-only connection (open_for_reading)
         self._schema_learned = True  # Store's _learn_schema says otherwise when it fails
+        self._in_read = False  # within `reading`: one transaction, no following the file
         self._learn_schema()
 
     @property
@@ -162,6 +163,32 @@ class StateFile:
 
     def _learn_schema(self) -> None:
         """What the schema of the open database offers (Store says)."""
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """The reads within see one committed state: a write committed meanwhile (the
+        pipeline's, on its own connection) is seen by all of them or by none. Without it,
+        each query is a transaction of its own, and a page made of two reads can pair one
+        version's text with the next one's date, and be cached so (SQLite §"Isolation"). A
+        reader follows a replaced file before it starts, never in the middle."""
+        if self._in_read:
+            yield
+            return
+        if self._reader and self._identity is not None and self._moved():
+            self._follow_file()
+        db = self._db
+        try:
+            db.execute("BEGIN")
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: cannot read the state: {e}") from e
+        self._in_read = True
+        try:
+            yield
+        finally:
+            self._in_read = False
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("COMMIT")  # a read transaction: COMMIT only ends it
 
     def retry(self) -> bool:
         """Try to make the state writable again (and write what waits), or write it back to
@@ -321,7 +348,8 @@ class StateFile:
     def _query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         """All rows of a query. A damaged file found on the way is salvaged once, and the
         query answered from what could be read."""
-        if self._reader and self._identity is not None and self._moved():
+        if (self._reader and not self._in_read and self._identity is not None
+                and self._moved()):
             self._follow_file()
         if not self._schema_learned:
             self._learn_schema()  # it failed at open (the file busy a moment): again now
