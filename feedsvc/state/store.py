@@ -527,8 +527,8 @@ class Store(StateFile, HistoryQueries):
         """Write all of `stamps`, the content of those in `contents`, documents' revisions
         and tombstones (slug → deletion moment; None: the slug came back, its tombstone goes),
         and archive slots (slot, slug, state, changed), in one transaction: all of it lands,
-        or none."""
-        slot_rows = list(slots)
+        or none. `slots` is read once, as it is written: a first numbering of the archive
+        streams its rows, never held as a list."""
         revision_rows = [(r.path, r.digest, r.modified, r.previous) for r in revisions]
         buried = [(slug, when) for slug, when in (tombstones or {}).items() if when is not None]
         lifted = [(slug,) for slug, when in (tombstones or {}).items() if when is None]
@@ -563,9 +563,8 @@ class Store(StateFile, HistoryQueries):
             self._db.executemany("DELETE FROM tombstones WHERE slug = ?", lifted)
             self._db.executemany("INSERT OR REPLACE INTO tombstones (slug, deleted) "
                                  "VALUES (?, ?)", buried)
-            if slot_rows:
-                self._db.executemany("INSERT OR REPLACE INTO archive_slots (slot, slug, state, "
-                                     "changed) VALUES (?, ?, ?, ?)", slot_rows)
+            self._db.executemany("INSERT OR REPLACE INTO archive_slots (slot, slug, state, "
+                                 "changed) VALUES (?, ?, ?, ?)", slots)
 
         self._write(write)
 
