@@ -131,3 +131,41 @@ def test_first_numbering_memory_is_a_fraction_of_the_timeline(tmp_path: Path) ->
         assert peak < 0.25 * held, (peak, held)
     finally:
         publisher.close()
+
+
+def _history(folder: Path, blocked: bool) -> list[tuple[int, str, int]]:
+    """A first scan, a back-dated arrival and a deletion of an archived entry, then a write:
+    with `blocked`, the state cannot be written until that last write (its folder's path is
+    a file), so the first numbering waits in memory while the next batch changes it."""
+    config = _site(folder)
+    corpus = {f"e{i:02d}": T + 60 * (i // 2) for i in range(30)}  # pairs share a second
+    _write(config, corpus)
+    blocker = folder / "state"
+    if blocked:
+        blocker.write_text("a file where the state folder should be")
+    publisher = Publisher.open(config)
+    try:
+        publisher.scan()
+        assert publisher.store.writable is not blocked
+        new = write_seed(config.paths.seeds, "old.txt", seed("old", "Vieux", "Corps"),
+                         mtime=T - 60)
+        gone = config.paths.seeds / "e03.txt"
+        gone.unlink()
+        publisher.update([new, gone])
+        if blocked:
+            blocker.unlink()
+        publisher.update([])  # retries the write
+        assert publisher.store.writable
+    finally:
+        publisher.close()
+    return _slots(config)
+
+
+def test_a_first_numbering_the_state_could_not_take_is_changed_and_written_later(
+        tmp_path: Path) -> None:
+    """While the state cannot be written, the first numbering stays in memory; the next
+    batch's changes apply to it (a deletion, a back-dated arrival) and the write that works
+    lands the same slots as a state that took every batch at once."""
+    expected = _history(tmp_path / "writable", blocked=False)
+    assert (3, "e03", 1) in expected and expected[-1][1:] == ("old", 0)
+    assert _history(tmp_path / "blocked", blocked=True) == expected
