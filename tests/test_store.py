@@ -226,7 +226,7 @@ def test_tag_history_knows_the_tags_of_published_entries_and_survives_a_reopen(
 
 def test_live_slugs_are_read_a_part_at_a_time_in_slug_order(tmp_path: Path) -> None:
     """The sweep after a first scan reads the published slugs a part at a time (100,000 at
-    once were 8 MiB of a cold start's peak): the parts, after the last slug of the one
+    once took 8 MiB more at the end of a cold start): the parts, after the last slug of the one
     before, are every live slug once, in order; removed ones never."""
     store = Store.open(tmp_path / "state.sqlite3")
     slugs = [f"{prefix}{n}" for prefix in ("a", "ab", "b", "é", "z-") for n in range(7)]

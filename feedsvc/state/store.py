@@ -494,7 +494,7 @@ class Store(StateFile, HistoryQueries):
     def live_slugs(self, after: str | None = None, limit: int = -1) -> list[str]:
         """The slugs the state has as published now (not removed), in slug order: those after
         `after`, at most `limit` (a caller reads 100,000 of them a part at a time: all at once,
-        their rows and strings were 8 MiB of a cold start's peak)."""
+        their rows and strings took 8 MiB more at the end of a cold start)."""
         if after is None:
             return [str(row[0]) for row in self._query(
                 "SELECT slug FROM stamps WHERE live = 1 ORDER BY slug LIMIT ?", (limit,))]
