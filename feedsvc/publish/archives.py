@@ -56,7 +56,10 @@ Cost per batch: the entries that may have crossed the boundary are the batch's o
 those between the old and the new boundary in the timeline (a few bisections); their slots
 are looked up through the index on slug, new slots appended at the top, one row per changed
 page: nothing proportional to the number of seeds, slots or pages (except once, numbering the
-archive of a state that has no slots yet).
+archive of a state that has no slots yet). That first numbering (100,000 entries at a cold
+start) is the archive's end of the timeline's order, reversed: no slot can be held yet, so no
+slug is looked up, noted or sorted; the batch keeps one slice of the order (a pointer per
+entry) and its rows are made one at a time as the state writes them (`_Numbered`).
 
 Full pages are served with `Cache-Control: public, max-age=31536000, immutable`; the newest,
 partial page with `[server] cache_max_age`. `build` writes every page of every format.
@@ -66,9 +69,10 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -150,6 +154,28 @@ class _Slot:
     changed: int
 
 
+SlotRow = tuple[int, str, int, int]  # (slot, slug, state, changed): an `archive_slots` row
+
+
+class _Numbered:
+    """A state's first numbering: `archived` (the timeline's order from the first archived
+    entry on: newest first, ties by slug) takes slots `first`, `first` + 1, … from its end, so
+    oldest first, ties by slug descending, as every batch numbers the entries it archives.
+    Rows are made as they are read, never held: 100,000 of them would be 100,000 objects."""
+
+    __slots__ = ("archived", "changed", "first")
+
+    def __init__(self, first: int, archived: list[str], changed: int) -> None:
+        self.first, self.archived, self.changed = first, archived, changed
+
+    def __len__(self) -> int:
+        return len(self.archived)
+
+    def rows(self) -> Iterator[SlotRow]:
+        return zip(itertools.count(self.first), reversed(self.archived),
+                   itertools.repeat(HOLDS), itertools.repeat(self.changed))
+
+
 class ArchiveDates:
     """The pipeline's side: which slots a batch numbered or changed (`unsaved_slots`, written
     with the batch), which pages that changed, dated in the state without rendering them
@@ -164,6 +190,7 @@ class ArchiveDates:
         self._last: Revision | None = None  # the `/archive/` row: boundary and latest date
         self._last_slot: int | None = None
         self.unsaved_slots: dict[int, _Slot] = {}
+        self._numbered: _Numbered | None = None  # a first numbering not written yet
         self._loaded = False
         self.span: ArchiveSpan | None = None
 
@@ -175,15 +202,27 @@ class ArchiveDates:
         after = after if after is not None and after.live else None
         if before == after:
             return  # nothing moved or changed (a restart's first scan: every slug)
+        if self._first_numbering():
+            return  # no slot yet: `finish` numbers the whole archive, whatever moved
         changed = before != after or self._noted.get(slug, (None, False))[1]
         self._noted[slug] = (after.published if after is not None else None, changed)
+
+    @property
+    def unsaved_count(self) -> int:
+        """Slots numbered or changed, not written to the state yet."""
+        return len(self.unsaved_slots) + (len(self._numbered) if self._numbered else 0)
 
     def saved(self) -> None:
         """The state now holds every unsaved slot."""
         self.unsaved_slots.clear()
+        self._numbered = None
 
-    def slot_rows(self) -> list[tuple[int, str, int, int]]:
-        return [(s.slot, s.slug, s.state, s.changed) for s in self.unsaved_slots.values()]
+    def slot_rows(self) -> Iterator[SlotRow]:
+        """The unsaved slots' rows, made as they are read (a first numbering's first)."""
+        if self._numbered is not None:
+            yield from self._numbered.rows()
+        for s in self.unsaved_slots.values():
+            yield s.slot, s.slug, s.state, s.changed
 
     def finish(self, timeline: Timeline, start: int, now_us: int) -> ArchiveSpan | None:
         """The span after this batch; the slots it numbered or changed (`unsaved_slots`) and
@@ -198,12 +237,19 @@ class ArchiveDates:
         old = self._last.digest if self._last is not None else None
         old_count, old_boundary, old_fp = _parse(old)
         assert self._last_slot is not None
+        if self._last_slot == 0:
+            pages = self._number_all(order[first:], now_us)
+            return self._dated(pages, count, boundary, key, old, old_fp, now_us)
+        if self._numbered is not None:  # not written (the state could not be): as objects now
+            self.unsaved_slots.update(
+                (row[0], _Slot(*row)) for row in self._numbered.rows())
+            self._numbered = None
         # Where each candidate stands now: (index in the order, or None: not published).
         where: dict[str, int | None] = {}
         for slug, (published, _) in noted.items():
             where[slug] = _index(order, keys, slug, published) if published is not None else None
-        if self._last_slot == 0 or old is None:
-            crossing = range(first, len(order))  # number the whole archive (once)
+        if old is None:
+            crossing = range(first, len(order))  # every archived entry (a lost `/archive/`)
         else:
             was = len(order)  # the first index archived before, for entries not in the batch
             if old_count and old_boundary:
@@ -240,17 +286,40 @@ class ArchiveDates:
             self._last_slot += 1
             self._put(_Slot(self._last_slot, slug, HOLDS, now_us))
             pages.add(page_of(self._last_slot, self._per_page))
+        return self._dated(pages, count, boundary, key, old, old_fp, now_us)
+
+    def _number_all(self, archived: list[str], now_us: int) -> range:
+        """No slot is numbered yet (a new state, or one of schema 4): the whole archive enters
+        now, oldest first (`_Numbered`), whatever the batch noted (no slot to leave or edit).
+        Returns the pages changed: all of them."""
+        if not archived:
+            return range(0)
+        self._numbered = _Numbered(1, archived, now_us)
+        self._last_slot = len(archived)
+        return range(1, page_of(self._last_slot, self._per_page) + 1)
+
+    def _first_numbering(self) -> bool:
+        """Whether no slot is numbered yet: the next `finish` numbers the whole archive."""
+        self._load()
+        return self._last_slot == 0
+
+    def _dated(self, pages: Iterable[int], count: int, boundary: tuple[int, str] | None,
+               key: str, old: str | None, old_fp: str | None, now_us: int
+               ) -> ArchiveSpan | None:
+        """The span after this batch, and the changed pages' dates (`unsaved`)."""
+        assert self._last_slot is not None
         span = (ArchiveSpan(self._last_slot, boundary[0], boundary[1], self._per_page)
                 if self._last_slot and boundary is not None else
                 ArchiveSpan(self._last_slot, 0, "", self._per_page) if self._last_slot
                 else None)
         self.span = span
         refingered = old_fp != self._fingerprint
+        pages = sorted(pages)
         if not pages and not refingered and old == key:
             return span
         last = self._last.modified if self._last is not None else None
         moment = now_us if last is None else max(now_us, last + 1)
-        rows = [page_revision_path(page, self._per_page) for page in sorted(pages)]
+        rows = [page_revision_path(page, self._per_page) for page in pages]
         if refingered:
             rows.append(f"{AFTER_PREFIX}1")
         for path in rows:

@@ -59,6 +59,8 @@ SCAN_CHUNK = 500
 #: Above this many changes in one batch, the order of entries is rebuilt by one sort rather
 #: than kept by insertions (a cold start, a burst).
 _RESORT_ABOVE = 64
+#: Slugs read at a time when looking for those whose file went while feedsvc was stopped.
+_SWEEP_PART = 5000
 
 
 class Publisher:
@@ -453,8 +455,14 @@ def _tag_rules(config: Config, clock: Clock) -> dict[str, int]:
 def _gone(store: Store, owner: Mapping[str, str]) -> list[str] | None:
     """The slugs the state has published whose file no longer claims them (None: the state
     cannot say now)."""
+    gone: list[str] = []
+    after = None
     try:
-        return [slug for slug in store.live_slugs() if slug not in owner]
+        # A part at a time: on a cold start every one of 100,000 slugs is owned.
+        while part := store.live_slugs(after, _SWEEP_PART):
+            gone.extend(slug for slug in part if slug not in owner)
+            after = part[-1]
+        return gone
     except StoreError as e:
         log.error("%s", e)
         return None

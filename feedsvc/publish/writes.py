@@ -33,19 +33,19 @@ class StateWrites:
     def pending(self) -> int:
         """Changes kept in memory because the state could not be written."""
         return (len(self._stamps.unsaved) + len(self._dates.unsaved)
-                + len(self._tombstones.unsaved) + len(self._archives.unsaved_slots))
+                + len(self._tombstones.unsaved) + self._archives.unsaved_count)
 
     @property
     def needed(self) -> bool:
         """Whether the state waits for a write that works (changes, or just its writability)."""
         return (bool(self._stamps.unsaved) or bool(self._dates.unsaved)
-                or bool(self._tombstones.unsaved) or bool(self._archives.unsaved_slots)
+                or bool(self._tombstones.unsaved) or bool(self._archives.unsaved_count)
                 or not self._store.writable)
 
     def write(self) -> None:
         unsaved, dates = self._stamps.unsaved, self._dates
         if (not unsaved and not dates.unsaved and not self._tombstones.unsaved
-                and not self._archives.unsaved_slots):
+                and not self._archives.unsaved_count):
             self._store.retry()
             return
         try:
