@@ -4,8 +4,10 @@ tag's), the front page and the pages of the shown entries, each dated by `Docume
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, wait
 from dataclasses import replace
 from datetime import datetime
 
@@ -31,9 +33,28 @@ class Rendering:
         self.pages: dict[str, Document] = {}  # slug → page, of the shown entries
         # slug → its `updated` before this batch, for the entries whose stamp the batch moved.
         self._moved_pages: dict[str, int] = {}
+        #: When a list: documents are made without waiting for their compressions, whose
+        #: futures go here (see `snapshot.make_documents`, `Publisher.update`).
+        self.later: list[Future[None]] | None = None
 
     def make_documents(self, rendered: list[Rendered]) -> list[Document]:
-        return make_documents(rendered, self._cache_max_age)
+        return make_documents(rendered, self._cache_max_age, self.later)
+
+    @contextlib.contextmanager
+    def deferring(self, coding: list[Future[None]] | None) -> Iterator[None]:
+        """Within: documents are made without waiting for their gzip and br variants, whose
+        compressions' futures are appended to `coding` (None: made whole, as outside); the
+        identity bytes, ETags and dates are all there, and the state's commit is not put off.
+        The caller must let them finish before the next batch. If the batch fails, they are
+        waited for here: its documents may stay in the caches (`pages`) and be served later."""
+        self.later = coding
+        try:
+            yield
+        except BaseException:
+            wait(coding or ())
+            raise
+        finally:
+            self.later = None
 
     def feed_documents(self, info: FeedInfo, items: Sequence[Item], updated: datetime,
                        now_us: int, changed: bool = False) -> list[Rendered]:

@@ -19,6 +19,7 @@ from aiohttp import web
 from feedsvc.logtext import escape
 from feedsvc.model import Document, Snapshot
 from feedsvc.publish.registry import format_of
+from feedsvc.publish.snapshot import CODINGS
 from feedsvc.serve.health import HealthStatus
 from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, LIVE, PAGES, STATUS
 from feedsvc.serve.negotiation import choose_coding, not_modified
@@ -39,7 +40,7 @@ async def serve_document(request: web.Request) -> web.StreamResponse:
     document = snapshot.documents.get(path)
     if document is None:
         _not_there(snapshot)
-    return respond(request, document)
+    return await respond_coded(request, document)
 
 
 async def serve_entry(request: web.Request) -> web.StreamResponse:
@@ -51,7 +52,7 @@ async def serve_entry(request: web.Request) -> web.StreamResponse:
         document = await request.app[PAGES].page(request.match_info["slug"])
     if document is None:
         _not_there(snapshot)
-    return respond(request, document)
+    return await respond_coded(request, document)
 
 
 async def serve_archive(request: web.Request) -> web.StreamResponse:
@@ -70,7 +71,7 @@ async def serve_archive(request: web.Request) -> web.StreamResponse:
         document = await request.app[ARCHIVE_PAGES].page(span, int(number), fmt)
     if document is None:
         _not_there(snapshot)
-    return respond(request, document)
+    return await respond_coded(request, document)
 
 
 def _not_there(snapshot: Snapshot) -> NoReturn:
@@ -89,6 +90,19 @@ STREAM_MIN_BYTES = 256 * 1024
 #: One piece of a large body: what a stalled reader can make the process hold, beyond what
 #: the transport buffers before it stops accepting more (its high-water mark).
 PIECE_BYTES = 256 * 1024
+
+
+async def respond_coded(request: web.Request, document: Document) -> web.StreamResponse:
+    """`respond`, once the document has all its variants: a change is swapped in before its
+    gzip and br variants are made (`Live.coding`), so a request that asks for one of them may
+    wait for it here; identity never waits."""
+    if len(document.variants) < len(CODINGS):
+        coding = choose_coding(request.headers.get("Accept-Encoding"))
+        if coding is not None and coding not in document.variants:
+            await request.app[LIVE].coded()
+            if coding not in document.variants:  # its compression failed: logged
+                raise web.HTTPServiceUnavailable(headers={"Retry-After": "1"})
+    return respond(request, document)
 
 
 def respond(request: web.Request, document: Document) -> web.StreamResponse:
