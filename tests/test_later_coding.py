@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, wait
@@ -120,3 +121,10 @@ async def test_a_request_for_a_coding_waits_for_it_identity_does_not(
             assert response.headers["Content-Encoding"] == coding
             assert response.headers["ETag"] == f'{plain.headers["ETag"][:-1]}-{coding}"'
             assert decode(await response.read()) == body
+
+
+def test_compressor_threads_run_at_a_lower_priority() -> None:
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    theirs = snapshot._COMPRESSORS.submit(
+        lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+    assert theirs == min(19, own + snapshot.COMPRESSOR_NICENESS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -40,9 +41,25 @@ GZIP_LEVEL = 6
 BROTLI_QUALITY = 5
 
 
+#: How much lower the compressor threads' scheduling priority is (Linux nice, per thread).
+#: The gzip and br variants of a change are made after it is served (`make_documents`
+#: `later`): on a machine with few cores they must not take the CPU from the thread that
+#: renders and commits the change, nor from the event loop serving it.
+COMPRESSOR_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    # Without per-thread priorities (not Linux): the same as the other threads.
+    with contextlib.suppress(AttributeError, OSError):
+        thread = threading.get_native_id()
+        niceness = os.getpriority(os.PRIO_PROCESS, thread)  # the process's, inherited
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, niceness + COMPRESSOR_NICENESS))
+
+
 #: zlib and brotli release the GIL: the few documents of a change compress side by side.
 _COMPRESSORS = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
-                                  thread_name_prefix="feedsvc-compress")
+                                  thread_name_prefix="feedsvc-compress",
+                                  initializer=_lower_priority)
 
 
 def _gzip(body: bytes) -> bytes:
