@@ -13,7 +13,7 @@ from datetime import datetime
 
 from feedsvc.model import Document, FeedInfo, Item
 from feedsvc.publish.docdates import DocumentDates
-from feedsvc.publish.docformat import feed_updated
+from feedsvc.publish.docformat import feed_updated, forget
 from feedsvc.publish.pages import HTML_TYPE, render_entry, render_index
 from feedsvc.publish.registry import INDEX, entry_path, formats
 from feedsvc.publish.snapshot import Rendered, make_documents
@@ -33,6 +33,7 @@ class Rendering:
         self.pages: dict[str, Document] = {}  # slug → page, of the shown entries
         # slug → its `updated` before this batch, for the entries whose stamp the batch moved.
         self._moved_pages: dict[str, int] = {}
+        self._index_rows: dict[Item, str] = {}  # each shown item's row on the front page
         #: When a list: documents are made without waiting for their compressions, whose
         #: futures go here (see `snapshot.make_documents`, `Publisher.update`).
         self.later: list[Future[None]] | None = None
@@ -91,7 +92,8 @@ class Rendering:
         changed = bool(before) and _rendered_keys(before) != _rendered_keys(shown)
         capped = [
             *self.feed_documents(info, items, updated, now_us, changed),
-            self.dates.dated(INDEX, HTML_TYPE, updated, now_us, render_index(info, items)),
+            self.dates.dated(INDEX, HTML_TYPE, updated, now_us,
+                             render_index(info, items, self._index_rows)),
         ]
         rendered = capped + [self.dates.dated(entry_path(item.slug), HTML_TYPE, item.updated,
                                               now_us, render_entry(info, item))
@@ -115,6 +117,7 @@ class Rendering:
         """Let the renderers forget what they kept of items no document shows any more."""
         for _, renderer in self._renderers:
             renderer.retain(kept)
+        forget(self._index_rows, kept)
 
     def moved(self, slug: str, before_us: int) -> None:
         """A batch moved this entry's stamp (text, dates or link); `before_us`: its `updated`
