@@ -43,6 +43,12 @@ CASES: list[list[Rendered]] = [
 ]
 
 
+def test_no_documents_no_wait() -> None:
+    later: list[Future[None]] = []
+    assert make_documents([], 60, later) == []
+    assert later[0].result(timeout=5) is None
+
+
 def _view(document: snapshot.Document) -> tuple[object, ...]:
     return (document.path, document.content_type, document.body, document.etag,
             document.last_modified, document.etags, document.unchanged_since,

@@ -148,6 +148,8 @@ def _when_coded(made: Sequence[tuple[Document, Callable[[bytes, bytes], None]]],
 
     for job in jobs.values():
         job.add_done_callback(finished)
+    if not jobs:
+        done.set_result(None)
     return done
 
 
