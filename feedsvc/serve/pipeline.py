@@ -194,7 +194,12 @@ class Pipeline:
                     self._live.current = snapshot
                     timetable.updated(loop.time(), len(batch.paths))
                     # Before the followers get the snapshot, and before the next batch.
-                    await self._live.coded()
+                    try:
+                        await self._live.coded()
+                    except Exception:
+                        # Compressed twice, failed twice (memory): the change is served all
+                        # the same; its gzip and br requests get 503 until it changes again.
+                        log.exception("compressing the changed documents failed")
                 finally:
                     self._live.coding = ()
             if self._health.current.batch_problem is not None:
