@@ -40,7 +40,9 @@ async def serve_document(request: web.Request) -> web.StreamResponse:
     document = snapshot.documents.get(path)
     if document is None:
         _not_there(snapshot)
-    return await respond_coded(request, document)
+    if len(document.variants) < len(CODINGS):  # made a moment ago: see _coded
+        await _coded(request, document)
+    return respond(request, document)
 
 
 async def serve_entry(request: web.Request) -> web.StreamResponse:
@@ -52,7 +54,9 @@ async def serve_entry(request: web.Request) -> web.StreamResponse:
         document = await request.app[PAGES].page(request.match_info["slug"])
     if document is None:
         _not_there(snapshot)
-    return await respond_coded(request, document)
+    if len(document.variants) < len(CODINGS):  # made a moment ago: see _coded
+        await _coded(request, document)
+    return respond(request, document)
 
 
 async def serve_archive(request: web.Request) -> web.StreamResponse:
@@ -71,7 +75,9 @@ async def serve_archive(request: web.Request) -> web.StreamResponse:
         document = await request.app[ARCHIVE_PAGES].page(span, int(number), fmt)
     if document is None:
         _not_there(snapshot)
-    return await respond_coded(request, document)
+    if len(document.variants) < len(CODINGS):  # made a moment ago: see _coded
+        await _coded(request, document)
+    return respond(request, document)
 
 
 def _not_there(snapshot: Snapshot) -> NoReturn:
@@ -92,17 +98,14 @@ STREAM_MIN_BYTES = 256 * 1024
 PIECE_BYTES = 256 * 1024
 
 
-async def respond_coded(request: web.Request, document: Document) -> web.StreamResponse:
-    """`respond`, once the document has all its variants: a change is swapped in before its
-    gzip and br variants are made (`Live.coding`), so a request that asks for one of them may
-    wait for it here; identity never waits."""
-    if len(document.variants) < len(CODINGS):
-        coding = choose_coding(request.headers.get("Accept-Encoding"))
-        if coding is not None and coding not in document.variants:
-            await request.app[LIVE].coded()
-            if coding not in document.variants:  # its compression failed: logged
-                raise web.HTTPServiceUnavailable(headers={"Retry-After": "1"})
-    return respond(request, document)
+async def _coded(request: web.Request, document: Document) -> None:
+    """A change is swapped in before its gzip and br variants are made (`Live.coding`): a
+    request that asks for one of them waits for it here; identity never waits."""
+    coding = choose_coding(request.headers.get("Accept-Encoding"))
+    if coding is not None and coding not in document.variants:
+        await request.app[LIVE].coded()
+        if coding not in document.variants:  # its compression failed twice: logged
+            raise web.HTTPServiceUnavailable(headers={"Retry-After": "1"})
 
 
 def respond(request: web.Request, document: Document) -> web.StreamResponse:
