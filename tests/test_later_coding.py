@@ -101,8 +101,11 @@ def test_before_its_compressions_a_document_has_identity_and_every_etag(
     assert list(document.variants) == ["identity", "gzip", "br"]
 
 
-async def test_a_request_for_a_coding_waits_for_it_identity_does_not(
+async def test_no_reader_waits_for_a_compression_to_see_a_change(
         blocked_compressors: threading.Event) -> None:
+    """Until a change's gzip and br variants are made, a reader that accepts them gets the
+    identity bytes at once (every feed reader accepts identity); once made, its coding. Only
+    a client refusing identity waits for its coding."""
     body = CASES[0][0].body
     later: list[Future[None]] = []
     documents = make_documents(CASES[0], 60, later)
@@ -115,14 +118,28 @@ async def test_a_request_for_a_coding_waits_for_it_identity_does_not(
         plain = await client.get("/feed.atom", headers={"Accept-Encoding": "identity"})
         assert plain.status == 200
         assert await plain.read() == body
-        waiting = {coding: asyncio.create_task(client.get(
-            "/feed.atom", headers={"Accept-Encoding": coding}, auto_decompress=False))
-            for coding in ("br", "gzip")}
+        for accept in ("br", "gzip", "gzip, deflate, br", "br;q=1, gzip;q=0.5"):
+            early = await asyncio.wait_for(client.get(
+                "/feed.atom", headers={"Accept-Encoding": accept}, auto_decompress=False), 5)
+            assert early.status == 200
+            assert "Content-Encoding" not in early.headers
+            assert early.headers["ETag"] == plain.headers["ETag"]
+            assert await early.read() == body
+            revalidated = await client.get("/feed.atom", headers={
+                "Accept-Encoding": accept, "If-None-Match": early.headers["ETag"]})
+            assert revalidated.status == 304
+        strict = asyncio.create_task(client.get(
+            "/feed.atom", headers={"Accept-Encoding": "gzip, identity;q=0"},
+            auto_decompress=False))
         await asyncio.sleep(0.3)
-        assert not any(task.done() for task in waiting.values())
+        assert not strict.done()  # refuses identity: waits for gzip
         blocked_compressors.set()
+        response = await asyncio.wait_for(strict, 30)
+        assert response.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(await response.read()) == body
         for coding, decode in (("br", brotli.decompress), ("gzip", gzip.decompress)):
-            response = await asyncio.wait_for(waiting[coding], 30)
+            response = await client.get("/feed.atom", headers={"Accept-Encoding": coding},
+                                        auto_decompress=False)
             assert response.status == 200
             assert response.headers["Content-Encoding"] == coding
             assert response.headers["ETag"] == f'{plain.headers["ETag"][:-1]}-{coding}"'

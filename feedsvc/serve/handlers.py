@@ -41,7 +41,7 @@ async def serve_document(request: web.Request) -> web.StreamResponse:
     if document is None:
         _not_there(snapshot)
     if len(document.variants) < len(CODINGS):  # made a moment ago: see _coded
-        await _coded(request, document)
+        return await _coded(request, document)
     return respond(request, document)
 
 
@@ -55,7 +55,7 @@ async def serve_entry(request: web.Request) -> web.StreamResponse:
     if document is None:
         _not_there(snapshot)
     if len(document.variants) < len(CODINGS):  # made a moment ago: see _coded
-        await _coded(request, document)
+        return await _coded(request, document)
     return respond(request, document)
 
 
@@ -76,7 +76,7 @@ async def serve_archive(request: web.Request) -> web.StreamResponse:
     if document is None:
         _not_there(snapshot)
     if len(document.variants) < len(CODINGS):  # made a moment ago: see _coded
-        await _coded(request, document)
+        return await _coded(request, document)
     return respond(request, document)
 
 
@@ -98,19 +98,23 @@ STREAM_MIN_BYTES = 256 * 1024
 PIECE_BYTES = 256 * 1024
 
 
-async def _coded(request: web.Request, document: Document) -> None:
-    """A change is swapped in before its gzip and br variants are made (`Live.coding`): a
-    request that asks for one of them waits for it here; identity never waits."""
-    coding = choose_coding(request.headers.get("Accept-Encoding"))
-    if coding is not None and coding not in document.variants:
+async def _coded(request: web.Request, document: Document) -> web.StreamResponse:
+    """A change is swapped in before its gzip and br variants are made (`Live.coding`): until
+    they are, a request gets the best coding it accepts among those made (identity, then
+    gzip: a few milliseconds of larger bodies), so no reader waits for a compression to see a
+    change. Only a client that refuses identity (`identity;q=0`) waits for its coding."""
+    accept = request.headers.get("Accept-Encoding")
+    if choose_coding(accept, tuple(document.variants)) is None and choose_coding(accept):
         await request.app[LIVE].coded()
-        if coding not in document.variants:  # its compression failed twice: logged
+        if choose_coding(accept, tuple(document.variants)) is None:  # failed twice: logged
             raise web.HTTPServiceUnavailable(headers={"Retry-After": "1"})
+    return respond(request, document, tuple(document.variants))
 
 
-def respond(request: web.Request, document: Document) -> web.StreamResponse:
+def respond(request: web.Request, document: Document,
+            available: tuple[str, ...] = CODINGS) -> web.StreamResponse:
     headers = request.headers
-    coding = choose_coding(headers.get("Accept-Encoding"))
+    coding = choose_coding(headers.get("Accept-Encoding"), available)
     if coding is None:
         raise web.HTTPNotAcceptable(headers={"Vary": "Accept-Encoding"})
     variant = document.variants[coding]
