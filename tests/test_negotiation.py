@@ -169,3 +169,16 @@ async def test_if_modified_since_in_each_form_gets_304(session_and_base) -> None
                   f"{earlier:%a %b} {earlier.day:2d} {earlier:%H:%M:%S %Y} junk"):
         status, _, body = await get(session, base + "/feed.atom", **{"If-Modified-Since": value})
         assert status == 200 and body, value
+
+
+@pytest.mark.parametrize(("accept", "available", "expected"), [
+    ("gzip, br", ("identity",), "identity"),
+    ("gzip, br", ("identity", "gzip"), "gzip"),
+    ("br", ("identity", "gzip"), "identity"),  # gzip not named: not sent
+    ("gzip, identity;q=0", ("identity",), None),
+    ("*;q=0", ("identity",), None),
+    (None, ("identity",), "identity"),
+])
+def test_the_best_coding_among_those_made(accept: str | None, available: tuple[str, ...],
+                                          expected: str | None) -> None:
+    assert choose_coding(accept, available) == expected

@@ -7,6 +7,7 @@ from datetime import datetime
 from html import escape
 
 from feedsvc.model import FeedInfo, Item
+from feedsvc.publish.docformat import reuse
 from feedsvc.publish.registry import formats
 
 _STYLE = (
@@ -19,16 +20,22 @@ _STYLE = (
 HTML_TYPE = "text/html; charset=utf-8"
 
 
-def render_index(info: FeedInfo, items: Sequence[Item]) -> bytes:
-    """The front page: newest entries, with autodiscovery links to every feed format."""
-    rows = "\n".join(
-        f'<li><a href="{escape(item.link)}">{escape(item.entry.title)}</a><br>'
-        f"{_time(item.published)}<br>{escape(item.entry.summary, quote=False)}</li>"
-        for item in items
-    )
+def render_index(info: FeedInfo, items: Sequence[Item],
+                 rows_made: dict[Item, str] | None = None) -> bytes:
+    """The front page: newest entries, with autodiscovery links to every feed format.
+    `rows_made`: each item's row, kept between calls (see `docformat.reuse`; the caller
+    forgets the rows of items no longer shown)."""
+    rows = "\n".join(map(index_row, items) if rows_made is None
+                     else reuse(rows_made, items, index_row))
     body = f"<ul>\n{rows}\n</ul>" if items else "<p>Nothing published yet.</p>"
     return _page(info, escape(info.title), f"<h1>{escape(info.title)}</h1>\n"
                  f"<p>{escape(info.subtitle, quote=False)}</p>\n{body}\n{_feeds(info)}")
+
+
+def index_row(item: Item) -> str:
+    """An entry's row on the front page: a function of the item alone."""
+    return (f'<li><a href="{escape(item.link)}">{escape(item.entry.title)}</a><br>'
+            f"{_time(item.published)}<br>{escape(item.entry.summary, quote=False)}</li>")
 
 
 def render_entry(info: FeedInfo, item: Item) -> bytes:

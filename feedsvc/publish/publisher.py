@@ -21,6 +21,7 @@ import ctypes
 import ctypes.util
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,11 +146,15 @@ class Publisher:
             self._commit()
         self._unswept = False
 
-    def update(self, paths: Iterable[Path], budget_s: float | None = None) -> Snapshot:
+    def update(self, paths: Iterable[Path], budget_s: float | None = None,
+               coding: list[Future[None]] | None = None) -> Snapshot:
         """Apply changes to the named files only (created, modified, deleted or renamed).
         With no paths, it only retries writing the state. With a parsing budget, the files
-        not read once it is spent are left in `catalog.left_over` (see Catalog.update)."""
-        return self._apply(self.catalog.update(paths, budget_s), self._snapshot.seeds_readable)
+        not read once it is spent are left in `catalog.left_over` (see Catalog.update).
+        `coding`: see `Rendering.deferring` (returns before the gzip and br variants)."""
+        with self._rendering.deferring(coding):
+            return self._apply(self.catalog.update(paths, budget_s),
+                               self._snapshot.seeds_readable)
 
     @property
     def snapshot(self) -> Snapshot:

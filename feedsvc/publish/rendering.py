@@ -4,14 +4,16 @@ tag's), the front page and the pages of the shown entries, each dated by `Docume
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, wait
 from dataclasses import replace
 from datetime import datetime
 
 from feedsvc.model import Document, FeedInfo, Item
 from feedsvc.publish.docdates import DocumentDates
-from feedsvc.publish.docformat import feed_updated
+from feedsvc.publish.docformat import feed_updated, forget
 from feedsvc.publish.pages import HTML_TYPE, render_entry, render_index
 from feedsvc.publish.registry import INDEX, entry_path, formats
 from feedsvc.publish.snapshot import Rendered, make_documents
@@ -31,9 +33,29 @@ class Rendering:
         self.pages: dict[str, Document] = {}  # slug → page, of the shown entries
         # slug → its `updated` before this batch, for the entries whose stamp the batch moved.
         self._moved_pages: dict[str, int] = {}
+        self._index_rows: dict[Item, str] = {}  # each shown item's row on the front page
+        #: When a list: documents are made without waiting for their compressions, whose
+        #: futures go here (see `snapshot.make_documents`, `Publisher.update`).
+        self.later: list[Future[None]] | None = None
 
     def make_documents(self, rendered: list[Rendered]) -> list[Document]:
-        return make_documents(rendered, self._cache_max_age)
+        return make_documents(rendered, self._cache_max_age, self.later)
+
+    @contextlib.contextmanager
+    def deferring(self, coding: list[Future[None]] | None) -> Iterator[None]:
+        """Within: documents are made without waiting for their gzip and br variants, whose
+        compressions' futures are appended to `coding` (None: made whole, as outside); the
+        identity bytes, ETags and dates are all there, and the state's commit is not put off.
+        The caller must let them finish before the next batch. If the batch fails, they are
+        waited for here: its documents may stay in the caches (`pages`) and be served later."""
+        self.later = coding
+        try:
+            yield
+        except BaseException:
+            wait(coding or ())
+            raise
+        finally:
+            self.later = None
 
     def feed_documents(self, info: FeedInfo, items: Sequence[Item], updated: datetime,
                        now_us: int, changed: bool = False) -> list[Rendered]:
@@ -70,7 +92,8 @@ class Rendering:
         changed = bool(before) and _rendered_keys(before) != _rendered_keys(shown)
         capped = [
             *self.feed_documents(info, items, updated, now_us, changed),
-            self.dates.dated(INDEX, HTML_TYPE, updated, now_us, render_index(info, items)),
+            self.dates.dated(INDEX, HTML_TYPE, updated, now_us,
+                             render_index(info, items, self._index_rows)),
         ]
         rendered = capped + [self.dates.dated(entry_path(item.slug), HTML_TYPE, item.updated,
                                               now_us, render_entry(info, item))
@@ -94,6 +117,7 @@ class Rendering:
         """Let the renderers forget what they kept of items no document shows any more."""
         for _, renderer in self._renderers:
             renderer.retain(kept)
+        forget(self._index_rows, kept)
 
     def moved(self, slug: str, before_us: int) -> None:
         """A batch moved this entry's stamp (text, dates or link); `before_us`: its `updated`

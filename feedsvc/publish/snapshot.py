@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -38,9 +41,25 @@ GZIP_LEVEL = 6
 BROTLI_QUALITY = 5
 
 
+#: How much lower the compressor threads' scheduling priority is (Linux nice, per thread).
+#: The gzip and br variants of a change are made after it is served (`make_documents`
+#: `later`): on a machine with few cores they must not take the CPU from the thread that
+#: renders and commits the change, nor from the event loop serving it.
+COMPRESSOR_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    # Without per-thread priorities (not Linux): the same as the other threads.
+    with contextlib.suppress(AttributeError, OSError):
+        thread = threading.get_native_id()
+        niceness = os.getpriority(os.PRIO_PROCESS, thread)  # the process's, inherited
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, niceness + COMPRESSOR_NICENESS))
+
+
 #: zlib and brotli release the GIL: the few documents of a change compress side by side.
 _COMPRESSORS = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
-                                  thread_name_prefix="feedsvc-compress")
+                                  thread_name_prefix="feedsvc-compress",
+                                  initializer=_lower_priority)
 
 
 def _gzip(body: bytes) -> bytes:
@@ -72,9 +91,17 @@ class Rendered:
     digest: str | None = None  # of `body`, when already computed
 
 
-def make_documents(rendered: Sequence[Rendered], cache_max_age: int = 60) -> list[Document]:
-    """Several documents at once, their compressions run in parallel."""
-    if len(rendered) == 1:
+def make_documents(rendered: Sequence[Rendered], cache_max_age: int = 60,
+                   later: list[Future[None]] | None = None) -> list[Document]:
+    """Several documents at once, their compressions run in parallel.
+
+    `later`: return as soon as the identity bodies are hashed, without waiting for the
+    compressions. Each document then has its identity variant only (all its ETags are known:
+    they derive from the hash); its gzip and br variants are added to it, in place, once every
+    compression of the call is done, and a future appended to `later` completes then (the
+    server publishes the identity bytes first, and a request for a coding waits for that
+    future: see `Live.coding`). The variants are the same bytes as without `later`."""
+    if len(rendered) == 1 and later is None:
         doc = rendered[0]
         return [make_document(doc.path, doc.content_type, doc.body, doc.last_modified,
                               cache_max_age, digest=doc.digest, previous=doc.previous)]
@@ -83,10 +110,55 @@ def make_documents(rendered: Sequence[Rendered], cache_max_age: int = 60) -> lis
     jobs = {(i, coder): _COMPRESSORS.submit(coder, rendered[i].body)
             for i in largest_first for coder in (_brotli, _gzip)}
     digests = [d.digest or _digest(d.body) for d in rendered]  # meanwhile, on this thread
-    return [make_document(d.path, d.content_type, d.body, d.last_modified, cache_max_age,
-                          coded=(jobs[i, _gzip].result(), jobs[i, _brotli].result()),
-                          digest=digests[i], previous=d.previous)
+    if later is None:
+        return [make_document(d.path, d.content_type, d.body, d.last_modified, cache_max_age,
+                              coded=(jobs[i, _gzip].result(), jobs[i, _brotli].result()),
+                              digest=digests[i], previous=d.previous)
+                for i, d in enumerate(rendered)]
+    made = [_made(d.path, d.content_type, d.body, d.last_modified, cache_max_age, None,
+                  digests[i], d.previous)
             for i, d in enumerate(rendered)]
+    later.append(_when_coded(made, jobs))
+    return [document for document, _ in made]
+
+
+Job = tuple[int, Callable[[bytes], bytes]]
+
+
+def _when_coded(made: Sequence[tuple[Document, Callable[[bytes, bytes], None]]],
+                jobs: Mapping[Job, Future[bytes]]) -> Future[None]:
+    """A future done once every job is and the documents' coded variants are added."""
+    done: Future[None] = Future()
+    remaining = [len(jobs)]
+    lock = threading.Lock()
+
+    def finished(_: Future[bytes]) -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0]:
+                return
+        try:
+            for i, (document, add_coded) in enumerate(made):
+                add_coded(_result_or_again(jobs[i, _gzip], _gzip, document.body),
+                          _result_or_again(jobs[i, _brotli], _brotli, document.body))
+        except BaseException as e:
+            done.set_exception(e)  # for whoever waits for it
+        else:
+            done.set_result(None)
+
+    for job in jobs.values():
+        job.add_done_callback(finished)
+    if not jobs:
+        done.set_result(None)
+    return done
+
+
+def _result_or_again(job: Future[bytes], coder: Callable[[bytes], bytes], body: bytes) -> bytes:
+    """A job's bytes; compressed once more, here, if the job failed (out of memory, say)."""
+    try:
+        return job.result()
+    except Exception:
+        return coder(body)
 
 
 def make_document(path: str, content_type: str, body: bytes, last_modified: datetime,
@@ -106,6 +178,21 @@ def make_document(path: str, content_type: str, body: bytes, last_modified: date
     `cache_control`: instead of `public, max-age={cache_max_age}` (a full archive page's
     `immutable`)."""
     digest = digest or _digest(body)
+    document, add_coded = _made(path, content_type, body, last_modified, cache_max_age,
+                                cache_control, digest, previous)
+    add_coded(*(coded if coded is not None else (_gzip(body), _brotli(body))))
+    return document
+
+
+#: The content codings of every document, in the order of its variants.
+CODINGS = ("identity", "gzip", "br")
+
+
+def _made(path: str, content_type: str, body: bytes, last_modified: datetime,
+          cache_max_age: int, cache_control: str | None, digest: str,
+          previous: datetime | None) -> tuple[Document, Callable[[bytes, bytes], None]]:
+    """The document with its identity variant, and the function that adds the coded ones (to
+    its variants' mapping, read-only to everyone else: each variant goes in whole)."""
     second = last_modified.replace(microsecond=0)
     same_second = previous is not None and previous.replace(microsecond=0) == second
     unchanged_since = second + timedelta(seconds=1) if same_second else second
@@ -114,20 +201,31 @@ def make_document(path: str, content_type: str, body: bytes, last_modified: date
         "Cache-Control": cache_control or f"public, max-age={cache_max_age}",
         "Vary": "Accept-Encoding",
     }
-    gzipped, brotlied = coded if coded is not None else (_gzip(body), _brotli(body))
-    variants: dict[str, Variant] = {}
-    for coding, coded_body in (("identity", body), ("gzip", gzipped), ("br", brotlied)):
-        etag = f'"{digest}"' if coding == "identity" else f'"{digest}-{coding}"'
+
+    def variant(coding: str, coded_body: bytes) -> Variant:
+        etag = _etag(digest, coding)
         validators = {"ETag": etag, **common}
         headers = {"Content-Type": content_type, **validators}
         if coding != "identity":
             headers["Content-Encoding"] = coding
-        variants[coding] = Variant(coding, coded_body, etag, MappingProxyType(headers),
-                                   MappingProxyType(validators))
-    return Document(path=path, content_type=content_type, body=body, etag=f'"{digest}"',
-                    last_modified=last_modified, variants=MappingProxyType(variants),
-                    etags=frozenset(v.etag for v in variants.values()),
-                    unchanged_since=unchanged_since)
+        return Variant(coding, coded_body, etag, MappingProxyType(headers),
+                       MappingProxyType(validators))
+
+    variants = {"identity": variant("identity", body)}
+
+    def add_coded(gzipped: bytes, brotlied: bytes) -> None:
+        variants["gzip"] = variant("gzip", gzipped)
+        variants["br"] = variant("br", brotlied)
+
+    document = Document(path=path, content_type=content_type, body=body, etag=f'"{digest}"',
+                        last_modified=last_modified, variants=MappingProxyType(variants),
+                        etags=frozenset(_etag(digest, coding) for coding in CODINGS),
+                        unchanged_since=unchanged_since)
+    return document, add_coded
+
+
+def _etag(digest: str, coding: str) -> str:
+    return f'"{digest}"' if coding == "identity" else f'"{digest}-{coding}"'
 
 
 def make_snapshot(documents: Iterable[Document], published_count: int,
@@ -152,10 +250,21 @@ def make_snapshot(documents: Iterable[Document], published_count: int,
 
 class Live:
     """Holds the current snapshot. Replacing the reference is the atomic swap: a request reads
-    `current` once and answers from that snapshot alone, so a body always matches its ETag."""
+    `current` once and answers from that snapshot alone, so a body always matches its ETag.
+
+    `coding`: the compressions still running for the documents of `current` that have their
+    identity variant only (`make_documents(later=…)`): the server swaps a change in as soon as
+    its bytes are dated, hashed and durable, and a request for gzip or br of such a document
+    waits for these (`coded`). Set before `current`; replaced only once they are done."""
 
     def __init__(self, snapshot: Snapshot | None = None) -> None:
         self.current = snapshot if snapshot is not None else Snapshot()
+        self.coding: tuple[Future[None], ...] = ()
+
+    async def coded(self) -> None:
+        """Wait, off the event loop's time, for the compressions of the current documents."""
+        if self.coding:
+            await asyncio.gather(*(asyncio.wrap_future(f) for f in self.coding))
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -19,6 +19,7 @@ from aiohttp import web
 from feedsvc.logtext import escape
 from feedsvc.model import Document, Snapshot
 from feedsvc.publish.registry import format_of
+from feedsvc.publish.snapshot import CODINGS
 from feedsvc.serve.health import HealthStatus
 from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, LIVE, PAGES, STATUS
 from feedsvc.serve.negotiation import choose_coding, not_modified
@@ -39,6 +40,8 @@ async def serve_document(request: web.Request) -> web.StreamResponse:
     document = snapshot.documents.get(path)
     if document is None:
         _not_there(snapshot)
+    if len(document.variants) < len(CODINGS):  # made a moment ago: see _coded
+        return await _coded(request, document)
     return respond(request, document)
 
 
@@ -51,6 +54,8 @@ async def serve_entry(request: web.Request) -> web.StreamResponse:
         document = await request.app[PAGES].page(request.match_info["slug"])
     if document is None:
         _not_there(snapshot)
+    if len(document.variants) < len(CODINGS):  # made a moment ago: see _coded
+        return await _coded(request, document)
     return respond(request, document)
 
 
@@ -70,6 +75,8 @@ async def serve_archive(request: web.Request) -> web.StreamResponse:
         document = await request.app[ARCHIVE_PAGES].page(span, int(number), fmt)
     if document is None:
         _not_there(snapshot)
+    if len(document.variants) < len(CODINGS):  # made a moment ago: see _coded
+        return await _coded(request, document)
     return respond(request, document)
 
 
@@ -91,9 +98,23 @@ STREAM_MIN_BYTES = 256 * 1024
 PIECE_BYTES = 256 * 1024
 
 
-def respond(request: web.Request, document: Document) -> web.StreamResponse:
+async def _coded(request: web.Request, document: Document) -> web.StreamResponse:
+    """A change is swapped in before its gzip and br variants are made (`Live.coding`): until
+    they are, a request gets the best coding it accepts among those made (identity, then
+    gzip: a few milliseconds of larger bodies), so no reader waits for a compression to see a
+    change. Only a client that refuses identity (`identity;q=0`) waits for its coding."""
+    accept = request.headers.get("Accept-Encoding")
+    if choose_coding(accept, tuple(document.variants)) is None and choose_coding(accept):
+        await request.app[LIVE].coded()
+        if choose_coding(accept, tuple(document.variants)) is None:  # failed twice: logged
+            raise web.HTTPServiceUnavailable(headers={"Retry-After": "1"})
+    return respond(request, document, tuple(document.variants))
+
+
+def respond(request: web.Request, document: Document,
+            available: tuple[str, ...] = CODINGS) -> web.StreamResponse:
     headers = request.headers
-    coding = choose_coding(headers.get("Accept-Encoding"))
+    coding = choose_coding(headers.get("Accept-Encoding"), available)
     if coding is None:
         raise web.HTTPNotAcceptable(headers={"Vary": "Accept-Encoding"})
     variant = document.variants[coding]

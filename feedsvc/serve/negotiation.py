@@ -19,11 +19,13 @@ _QVALUE_RE = re.compile(r"^\s*q\s*=\s*([01](?:\.\d{0,3})?)\s*$", re.IGNORECASE)
 
 
 @lru_cache(maxsize=512)
-def choose_coding(accept_encoding: str | None) -> str | None:
-    """The coding to send for this Accept-Encoding value, or None when none is acceptable
-    (406). No header: identity (any coding is allowed, but a client that does not ask may not
-    decode). `identity` is acceptable unless excluded by `identity;q=0` or by `*;q=0`; on equal
-    weights br beats gzip beats identity (smaller first)."""
+def choose_coding(accept_encoding: str | None,
+                  available: tuple[str, ...] = CODINGS) -> str | None:
+    """The coding to send for this Accept-Encoding value, among the `available` ones, or None
+    when none is acceptable (406). No header: identity (any coding is allowed, but a client
+    that does not ask may not decode). `identity` is acceptable unless excluded by
+    `identity;q=0` or by `*;q=0`; on equal weights br beats gzip beats identity (smaller
+    first)."""
     if accept_encoding is None:
         return "identity"
     weights: dict[str, float] = {}
@@ -43,6 +45,8 @@ def choose_coding(accept_encoding: str | None) -> str | None:
     star = weights.get("*")
     best, best_q = None, 0.0
     for coding in CODINGS:
+        if coding not in available:
+            continue
         if coding in weights:
             q = weights[coding]
         elif star is not None:
