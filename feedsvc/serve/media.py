@@ -199,11 +199,21 @@ class MediaBody(web.StreamResponse):
         if transport is None:
             raise ConnectionResetError("connection lost")
         offset, end = self._offset, self._offset + self._count
+        kernel_copies = True
         while offset < end:
             piece = min(PIECE_BYTES, end - offset)
             try:
                 async with asyncio.timeout(self._send_timeout):
-                    sent = await loop.sendfile(transport, self._file, offset, piece)
+                    if kernel_copies:
+                        try:
+                            sent = await loop.sendfile(transport, self._file, offset, piece)
+                        except NotImplementedError:
+                            # uvloop has no sendfile at all (AbstractEventLoop's raises this):
+                            # read each piece on a thread and write it, never the whole file.
+                            kernel_copies = False
+                            sent = await self._read_and_write(loop, offset, piece)
+                    else:
+                        sent = await self._read_and_write(loop, offset, piece)
             except TimeoutError:
                 log.debug("a reader took nothing for %.0f s; connection dropped",
                           self._send_timeout)
@@ -212,6 +222,13 @@ class MediaBody(web.StreamResponse):
             if not sent:
                 raise ConnectionResetError("the file shrank while it was sent")
             offset += sent
+
+    async def _read_and_write(self, loop: asyncio.AbstractEventLoop, offset: int,
+                              count: int) -> int:
+        data = await loop.run_in_executor(None, os.pread, self._file.fileno(), count, offset)
+        if data:
+            await self.write(data)  # waits for the transport to drain
+        return len(data)
 
     def __del__(self) -> None:  # a response never prepared (the client went away first)
         file = getattr(self, "_file", None)
