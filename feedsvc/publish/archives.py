@@ -87,7 +87,7 @@ from feedsvc.model import (
 )
 from feedsvc.publish.docdates import DocumentDates
 from feedsvc.publish.docformat import FeedFormat, feed_updated
-from feedsvc.publish.ids import entry_id, make_item
+from feedsvc.publish.ids import discovery_link, entry_id, make_item
 from feedsvc.publish.registry import ARCHIVES, MAIN, archive_feed_path, formats
 from feedsvc.publish.snapshot import make_document
 from feedsvc.publish.statereader import StateReader
@@ -135,6 +135,8 @@ def fingerprint(config: Config, info: FeedInfo) -> str:
     """What every page's bytes depend on beyond its entries: when it changes, all pages may."""
     text = repr((info, config.feed.entry_url, config.feed.max_entries,
                  config.feed.archive_page_entries, [f.extension for f in formats()]))
+    if info.hubs:  # out of FeedInfo's repr: no hub, the fingerprint it always had
+        text += repr(info.hubs)
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
@@ -373,7 +375,8 @@ class ArchivePages(StateReader):
             fmt.path(info.feed_path), fmt.content_type, body, from_micros(modified),
             self.config.server.cache_max_age,
             previous=from_micros(previous) if previous is not None else None,
-            cache_control=IMMUTABLE if full else None)
+            cache_control=IMMUTABLE if full else None,
+            link=discovery_link(info.hubs, fmt.url(info)))
         self._cache[(page, fmt.extension)] = (key, document)
         while len(self._cache) > self.capacity:
             self._cache.popitem(last=False)

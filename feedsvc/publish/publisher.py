@@ -32,7 +32,7 @@ from feedsvc.ingest.parser import stored_content
 from feedsvc.ingest.source import FolderMissing
 from feedsvc.model import Entry, Item, Snapshot, to_micros
 from feedsvc.publish.archives import ArchiveDates, subscription_info
-from feedsvc.publish.ids import make_feed_info, parse_options
+from feedsvc.publish.ids import hub_urls, make_feed_info, parse_options
 from feedsvc.publish.ownership import Ownership
 from feedsvc.publish.rendering import Rendering
 from feedsvc.publish.report import Report
@@ -76,7 +76,7 @@ class Publisher:
         self._stamps = StampTable(store)
         self._ownership = Ownership(self.catalog.folder, _StateHistory(store, self._stamps))
         self._timeline = Timeline()
-        self.info = make_feed_info(config.feed, store.setdefault_meta, clock())
+        self.info = make_feed_info(config.feed, store.setdefault_meta, clock(), hub_urls(config))
         self._tombstones = _tombstones(config, store, clock)
         self._texts = EntryTexts(store, self._stamps, self._ownership, self.catalog.read_entry,
                                  self.options, self.info, config.entry_link)

@@ -70,6 +70,8 @@ class Rendered:
     #: The document's modified moment before this one, when known (same-second changes).
     previous: datetime | None = None
     digest: str | None = None  # of `body`, when already computed
+    #: The HTTP `Link` header of a feed document that advertises hubs (ids.discovery_link).
+    link: str | None = None
 
 
 def make_documents(rendered: Sequence[Rendered], cache_max_age: int = 60) -> list[Document]:
@@ -77,7 +79,8 @@ def make_documents(rendered: Sequence[Rendered], cache_max_age: int = 60) -> lis
     if len(rendered) == 1:
         doc = rendered[0]
         return [make_document(doc.path, doc.content_type, doc.body, doc.last_modified,
-                              cache_max_age, digest=doc.digest, previous=doc.previous)]
+                              cache_max_age, digest=doc.digest, previous=doc.previous,
+                              link=doc.link)]
     # Largest first: the two feeds' jobs start at once and the small pages fill the gaps.
     largest_first = sorted(range(len(rendered)), key=lambda i: -len(rendered[i].body))
     jobs = {(i, coder): _COMPRESSORS.submit(coder, rendered[i].body)
@@ -85,14 +88,14 @@ def make_documents(rendered: Sequence[Rendered], cache_max_age: int = 60) -> lis
     digests = [d.digest or _digest(d.body) for d in rendered]  # meanwhile, on this thread
     return [make_document(d.path, d.content_type, d.body, d.last_modified, cache_max_age,
                           coded=(jobs[i, _gzip].result(), jobs[i, _brotli].result()),
-                          digest=digests[i], previous=d.previous)
+                          digest=digests[i], previous=d.previous, link=d.link)
             for i, d in enumerate(rendered)]
 
 
 def make_document(path: str, content_type: str, body: bytes, last_modified: datetime,
                   cache_max_age: int = 60, coded: tuple[bytes, bytes] | None = None,
                   digest: str | None = None, previous: datetime | None = None,
-                  cache_control: str | None = None) -> Document:
+                  cache_control: str | None = None, link: str | None = None) -> Document:
     """A document in every coding, compressed once here and never per request.
 
     Its strong ETag is a hash of the identity bytes; a coded variant's ETag is that hash with
@@ -104,7 +107,7 @@ def make_document(path: str, content_type: str, body: bytes, last_modified: date
     the same second, a client holding that second may hold the previous bytes, so an
     If-Modified-Since of that second must get 200 (RFC 9110 §8.8.2.2, §13.1.3).
     `cache_control`: instead of `public, max-age={cache_max_age}` (a full archive page's
-    `immutable`)."""
+    `immutable`). `link`: a `Link` header (WebSub §4 discovery), on 200 and 304 alike."""
     digest = digest or _digest(body)
     second = last_modified.replace(microsecond=0)
     same_second = previous is not None and previous.replace(microsecond=0) == second
@@ -114,6 +117,8 @@ def make_document(path: str, content_type: str, body: bytes, last_modified: date
         "Cache-Control": cache_control or f"public, max-age={cache_max_age}",
         "Vary": "Accept-Encoding",
     }
+    if link is not None:
+        common["Link"] = link
     gzipped, brotlied = coded if coded is not None else (_gzip(body), _brotli(body))
     variants: dict[str, Variant] = {}
     for coding, coded_body in (("identity", body), ("gzip", gzipped), ("br", brotlied)):

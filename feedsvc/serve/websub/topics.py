@@ -14,21 +14,12 @@ from urllib.parse import urlsplit
 
 from feedsvc.config import Config
 from feedsvc.model import Snapshot
+from feedsvc.publish.ids import HUB_PATH, builtin_hub_url, hub_urls
 from feedsvc.publish.registry import ARCHIVES, MAIN, TAGS, format_of
 
-#: The built-in hub's path under `base_url`.
-HUB_PATH = "websub"
-
-
-def builtin_hub_url(config: Config) -> str:
-    return f"{config.feed.base_url}{HUB_PATH}"
-
-
-def hub_urls(config: Config) -> tuple[str, ...]:
-    """The hubs every feed document advertises: the configured ones, then the built-in one."""
-    builtin = (builtin_hub_url(config),) if config.websub.builtin_hub else ()
-    return (*config.websub.hubs, *builtin)
-
+# The hubs are the documents' (FeedInfo.hubs): named in the publish stage, re-exported here.
+__all__ = ["HUB_PATH", "ChangedDocuments", "builtin_hub_url", "changed_feed_paths",
+           "feed_paths", "hub_urls", "is_feed_path", "topic_path", "topic_url"]
 
 def topic_url(config: Config, path: str) -> str:
     """The topic (self URL) of the document served at URL path `path` ("/feed.atom")."""
