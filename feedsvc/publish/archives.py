@@ -68,7 +68,7 @@ import bisect
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -257,6 +257,7 @@ class ArchiveDates:
             rows.append(f"{AFTER_PREFIX}1")
         for path in rows:
             self._dates.unsaved[path] = Revision(path, "", moment, last)
+        self._dates.redated.update(rows)  # their bytes changed: WebSub announces them
         self._last = self._dates.unsaved[SPAN_PATH] = Revision(SPAN_PATH, key, moment, last)
         return span
 
@@ -289,6 +290,36 @@ class ArchiveDates:
         except StoreError as e:
             log.error("%s", e)  # dated as new: every page's date moves forward, once
         self._loaded = True
+
+
+def changed_documents(redated: Iterable[str], span: ArchiveSpan | None) -> set[str]:
+    """The URL paths of the documents whose bytes changed, from the paths DocumentDates
+    re-dated: a feed's or a page's as they are; an archive page row `/archive/{P}/{k}` as the
+    page in every format, while it is served (page size P now, k within the span); the
+    fingerprint's row `/archive/after/1` as every page served (a new fingerprint: new bytes
+    everywhere; the only case that costs one path per page, and only on a configuration
+    change)."""
+    extensions = [fmt.extension for fmt in formats()]
+    per_page, pages = (span.page_entries, span.pages) if span is not None else (0, 0)
+    served = range(1, pages + 1)
+    changed: set[str] = set()
+    for path in redated:
+        if path == SPAN_PATH:
+            continue
+        if path.startswith(AFTER_PREFIX):
+            numbers: Iterable[int] = served
+        elif path.startswith(SPAN_PATH):
+            size, _, page = path[len(SPAN_PATH):].partition("/")
+            if not (size.isdigit() and page.isdigit() and int(size) == per_page
+                    and int(page) in served):
+                continue
+            numbers = (int(page),)
+        else:
+            changed.add(path)
+            continue
+        changed.update(f"{page_revision_path(n, per_page)}.{ext}"
+                       for n in numbers for ext in extensions)
+    return changed
 
 
 def _bisect(order: Sequence[str], keys: Sequence[int], slug: str, published: int

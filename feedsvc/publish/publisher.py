@@ -31,7 +31,7 @@ from feedsvc.ingest.catalog import Catalog, Changes, Record
 from feedsvc.ingest.parser import stored_content
 from feedsvc.ingest.source import FolderMissing
 from feedsvc.model import Entry, Item, Snapshot, to_micros
-from feedsvc.publish.archives import ArchiveDates, subscription_info
+from feedsvc.publish.archives import ArchiveDates, changed_documents, subscription_info
 from feedsvc.publish.ids import hub_urls, make_feed_info, parse_options
 from feedsvc.publish.ownership import Ownership
 from feedsvc.publish.rendering import Rendering
@@ -152,6 +152,10 @@ class Publisher:
     @property
     def snapshot(self) -> Snapshot:
         return self._snapshot
+
+    def take_changed(self) -> set[str]:
+        """URL paths of the documents whose bytes changed since the last call (WebSub)."""
+        return changed_documents(self._rendering.dates.take_redated(), self._archives.span)
 
     @property
     def pending_writes(self) -> int:
