@@ -14,7 +14,14 @@ import pytest
 
 from feedsvc.config import load_config
 from feedsvc.publish.ids import discovery_link
-from tests.conftest import ServeProcess, free_port, wait_until, write_config, write_seed
+from tests.conftest import (
+    ServeProcess,
+    free_port,
+    run_cli,
+    wait_until,
+    write_config,
+    write_seed,
+)
 from tests.feedcheck import check_atom, check_rss
 from tests.jsonfeedcheck import check_json_feed
 
@@ -205,3 +212,18 @@ def test_jsonfeedcheck_hub_rules(hubs: object, problem: str | None) -> None:
         assert problems == []
     else:
         assert any(problem in p for p in problems), problems
+
+
+def test_check_lists_the_hubs(tmp_path: Path) -> None:
+    port = free_port()
+    websub_config(tmp_path, port, [HUB, "https://b.example/hub"], builtin=True)
+    result = run_cli("check", "--config", str(tmp_path / "config.toml"), cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.splitlines()[-3:] == [
+        f"websub hub: {HUB} (pinged on every change)",
+        "websub hub: https://b.example/hub (pinged on every change)",
+        f"websub hub: http://127.0.0.1:{port}/websub (built-in)",
+    ]
+    websub_config(tmp_path, port, [])
+    result = run_cli("check", "--config", str(tmp_path / "config.toml"), cwd=tmp_path)
+    assert "websub" not in result.stdout
