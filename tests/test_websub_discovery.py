@@ -13,6 +13,7 @@ import feedparser
 import pytest
 
 from feedsvc.config import load_config
+from feedsvc.errors import ConfigError
 from feedsvc.publish.ids import discovery_link
 from tests.conftest import (
     ServeProcess,
@@ -141,6 +142,9 @@ def test_a_hub_change_redates_the_archive_pages(
     (("https://a/", "http://h/websub"), "http://h/tags/x.rss",
      '<https://a/>; rel="hub", <http://h/websub>; rel="hub", <http://h/tags/x.rss>; '
      'rel="self"'),
+    # RFC 8288 wants URI-References: an IRI's characters percent-encoded (RFC 3987 §3.1).
+    (("https://a/",), "http://h/café/feed.atom",
+     '<https://a/>; rel="hub", <http://h/caf%C3%A9/feed.atom>; rel="self"'),
 ])
 def test_discovery_link_syntax(hubs: tuple[str, ...], self_url: str,
                                expected: str | None) -> None:
@@ -227,3 +231,19 @@ def test_check_lists_the_hubs(tmp_path: Path) -> None:
     websub_config(tmp_path, port, [])
     result = run_cli("check", "--config", str(tmp_path / "config.toml"), cwd=tmp_path)
     assert "websub" not in result.stdout
+
+
+@pytest.mark.parametrize(("hubs", "problem"), [
+    ('["https://hub.example/a b"]', "must be a URI"),
+    ('["https://hub.example/<x>"]', "must be a URI"),
+    ('["https://hub.example/é"]', "must be a URI"),
+    ('["https://hub.example/x\\u000a"]', "must be a URI"),
+    ('["ftp://hub.example/"]', "http:// or https://"),
+    ('["https://a/", "https://a/"]', "lists a hub twice"),
+])
+def test_hub_urls_in_the_config_must_be_uris(tmp_path: Path, hubs: str, problem: str) -> None:
+    path = write_config(tmp_path, port=free_port())
+    with path.open("a", encoding="utf-8") as f:
+        f.write(f"\n[websub]\nhubs = {hubs}\n")
+    with pytest.raises(ConfigError, match=problem):
+        load_config(path)

@@ -11,6 +11,7 @@ import functools
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from urllib.parse import quote
 
 from feedsvc.config import Config, FeedConfig
 from feedsvc.ingest.parser import ParseOptions
@@ -46,7 +47,14 @@ def discovery_link(hubs: tuple[str, ...], self_url: str) -> str | None:
     8288 §3 syntax, one field value; None without hubs (nothing advertised)."""
     if not hubs:
         return None
-    return ", ".join([*(f'<{hub}>; rel="hub"' for hub in hubs), f'<{self_url}>; rel="self"'])
+    return ", ".join([*(f'<{_uri(hub)}>; rel="hub"' for hub in hubs),
+                      f'<{_uri(self_url)}>; rel="self"'])
+
+
+def _uri(url: str) -> str:
+    """`url` as a URI (RFC 3987 §3.1): a base_url or a tag may hold non-ASCII characters,
+    which a header cannot carry; spaces, `<`, `>` and `"` would end the `<…>` early."""
+    return quote(url, safe="/:?#[]@!$&'()*+,;=%~")
 
 
 def derive_feed_id(base_url: str) -> str:
