@@ -201,3 +201,22 @@ def test_a_hub_that_is_down_gets_the_ping_once_it_is_up(
         wait_until(lambda: _health(server)["status"] == "ok")
     finally:
         down.stop()
+
+
+def test_a_scheduled_entry_appearing_is_pinged(
+        tmp_path: Path, hub: Hub, serve: Callable[[Path], ServeProcess]) -> None:
+    websub_config(tmp_path, free_port(), [hub.url])
+    seeds = tmp_path / "seeds"
+    write_seed(seeds, "a.txt", _seed("a", "ciel"))
+    server = serve(tmp_path / "config.toml")
+    hub.take(1)
+    due = int(time.time()) + 3  # front matter dates have whole seconds
+    moment = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(due))
+    write_seed(seeds, "s.txt", f"---\ndate: {moment}\ntags: [plus-tard]\n---\ns\nPlus tard\n\n"
+                               "Corps.\n")
+    time.sleep(1.0)
+    assert hub.pings == []  # scheduled: in no document yet, nothing changed
+    (ping,) = hub.take(1, timeout=15)
+    received = time.time() - (time.monotonic() - ping.at)  # wall-clock time of the ping
+    assert received >= due - 0.05  # not before its time
+    assert ping.topics == _topics(server, "feed", "tags/plus-tard")
