@@ -26,7 +26,7 @@ from feedsvc.ingest.source import FolderMissing
 from feedsvc.logtext import EscapingFormatter, escape
 from feedsvc.model import Document, FeedInfo, Snapshot
 from feedsvc.publish.archives import ArchivePages
-from feedsvc.publish.ids import parse_options
+from feedsvc.publish.ids import builtin_hub_url, hub_urls, parse_options
 from feedsvc.publish.mediacopy import copy_media
 from feedsvc.publish.ownership import resolve_owners
 from feedsvc.publish.publisher import Publisher
@@ -233,8 +233,8 @@ def _write_variants(output: Path, name: str, document: Document) -> None:
 
 
 def check(config: Config, args: argparse.Namespace | None = None) -> int:
-    """Print every seed that would be rejected as path:line: message, and the scheduled
-    entries with their times; exit 1 if a seed is rejected."""
+    """Print every seed that would be rejected as path:line: message, the scheduled entries
+    with their times and the WebSub hubs the feeds advertise; exit 1 if a seed is rejected."""
     catalog = Catalog(config.paths.seeds, config.watch.max_seed_bytes, parse_options(config))
     try:
         for _ in catalog.scan():
@@ -262,6 +262,10 @@ def check(config: Config, args: argparse.Namespace | None = None) -> int:
     print(f"{len(results)} seeds: {len(owners) - len(scheduled)} publishable now, "
           f"{len(scheduled)} scheduled, {draft_count} draft{'s' if draft_count != 1 else ''}, "
           f"{len(rejected)} rejected")
+    builtin = builtin_hub_url(config) if config.websub.builtin_hub else None
+    for hub in hub_urls(config):  # WebSub §4: what every feed document advertises
+        print(f"websub hub: {escape(hub)}" + (" (built-in)" if hub == builtin else
+                                               " (pinged on every change)"))
     return EXIT_FAILURE if rejected else EXIT_OK
 
 

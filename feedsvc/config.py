@@ -391,6 +391,12 @@ def _http_urls(value: list[Any]) -> str | None:
             return f"item {index + 1}: expected an http:// or https:// URL"
         if problem := _http_url(url):
             return f"item {index + 1}: {problem}"
+        # Written as is into XML attributes and the HTTP Link header (`<url>`): RFC 3986
+        # characters only.
+        if not url.isascii() or any(c.isspace() or not c.isprintable() or c in '<>"\\^`{|}'
+                                    for c in url):
+            return (f"item {index + 1}: must be a URI: no spaces, control or non-ASCII "
+                    "characters, nor any of < > \" \\ ^ ` { | } (percent-encode them)")
     if len(set(value)) != len(value):
         return "lists a hub twice"
     return None

@@ -143,6 +143,10 @@ class FeedInfo:
     #: RFC 6721 tombstones this document carries (Atom only): (entry id, deletion moment),
     #: newest first.
     deleted: tuple[tuple[str, datetime], ...] = ()
+    #: WebSub §4: the hubs every document advertises (`rel="hub"`, JSON Feed `hubs`), in
+    #: order; none by default. Out of the repr: archives.fingerprint adds them only when there
+    #: are some, so a state written before hubs existed keeps its archive dates.
+    hubs: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,7 @@ def check_atom(body: bytes, self_url: str, now: datetime | None = None) -> list[
     problems += _language(root.get("{http://www.w3.org/XML/1998/namespace}lang"), "xml:lang")
     problems += _self_link(root.findall(f"{A}link[@rel='self']"), self_url, "application/atom+xml")
     problems += _archived_feed(root, f"{A}link", self_url)
+    problems += _hub_links(root, f"{A}link", self_url)
     problems += _id(root.findtext(f"{A}id"), "feed id")
     problems += _rfc3339(root.findtext(f"{A}updated"), "feed updated", now)
     lines = body.splitlines()
@@ -157,6 +158,7 @@ def check_rss(body: bytes, self_url: str, now: datetime | None = None) -> list[s
     problems += _self_link(channel.findall(f"{A}link[@rel='self']"), self_url,
                            "application/rss+xml")
     problems += _archived_feed(channel, f"{A}link", self_url)
+    problems += _hub_links(channel, f"{A}link", self_url)
     lines = body.splitlines()
     for name in ("title", "description"):
         problems += _plain_text(channel.findtext(name) or "", f"channel {name}", rss=True,
@@ -280,6 +282,29 @@ def _archived_feed(head: etree._Element, link_tag: str, self_url: str) -> list[s
         problems.append("archive document without rel=current")
     if not archive and "next-archive" in links:
         problems.append("subscription document (no fh:archive) with rel=next-archive")
+    return problems
+
+
+def _hub_links(head: etree._Element, link_tag: str, self_url: str) -> list[str]:
+    """W3C WebSub §4: a feed names its hubs with `<link rel="hub" href>` (atom:link in RSS)
+    beside exactly one `rel="self"` (the topic): each hub an absolute http(s) URL, named
+    once, neither the document itself; and the links are the feed's own (in the feed or
+    channel, not in an entry)."""
+    problems = []
+    hubs = [link.get("href") or "" for link in head.findall(link_tag) if link.get("rel") == "hub"]
+    for href in hubs:
+        if not re.match(r"^https?://[^/\s]+(/\S*)?$", href):
+            problems.append(f"rel=hub: {href!r} is not an absolute http(s) URL")
+        if href == self_url:
+            problems.append("rel=hub names the document itself")
+    if len(set(hubs)) != len(hubs):
+        problems.append("rel=hub: the same hub twice")
+    if hubs and len([link for link in head.findall(link_tag)
+                     if link.get("rel") == "self"]) != 1:
+        problems.append("rel=hub without exactly one rel=self (WebSub §4)")
+    for element in head.iter(link_tag):
+        if element.get("rel") == "hub" and element.getparent() is not head:
+            problems.append("rel=hub inside an entry or item: hubs are the feed's")
     return problems
 
 

@@ -173,7 +173,17 @@ def _objects(value: Any, where: str, fields: dict[str, str], required: tuple[str
 
 
 def _hubs(value: Any, where: str) -> list[str]:
-    return _objects(value, where, {"type": "str", "url": "url"}, ("type", "url"))
+    problems = _objects(value, where, {"type": "str", "url": "url"}, ("type", "url"))
+    if problems:
+        return problems
+    # JSON Feed 1.1: both fields required; WebSub's `type` is "WebSub" (W3C WebSub §4, the
+    # JSON Feed spec's own example), and a hub named twice is an error of the publisher.
+    problems += [f"{where}[{n}].type: empty" for n, hub in enumerate(value, 1)
+                 if not hub["type"].strip()]
+    urls = [hub["url"] for hub in value]
+    if len(set(urls)) != len(urls):
+        problems.append(f"{where}: the same hub url twice")
+    return problems
 
 
 def _attachments(value: Any, where: str) -> list[str]:

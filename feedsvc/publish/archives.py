@@ -91,7 +91,7 @@ from feedsvc.model import (
 )
 from feedsvc.publish.docdates import DocumentDates
 from feedsvc.publish.docformat import FeedFormat, feed_updated
-from feedsvc.publish.ids import entry_id, make_item
+from feedsvc.publish.ids import discovery_link, entry_id, make_item
 from feedsvc.publish.registry import ARCHIVES, MAIN, archive_feed_path, formats
 from feedsvc.publish.snapshot import make_document
 from feedsvc.publish.statereader import StateReader
@@ -139,6 +139,8 @@ def fingerprint(config: Config, info: FeedInfo) -> str:
     """What every page's bytes depend on beyond its entries: when it changes, all pages may."""
     text = repr((info, config.feed.entry_url, config.feed.max_entries,
                  config.feed.archive_page_entries, [f.extension for f in formats()]))
+    if info.hubs:  # out of FeedInfo's repr: no hub, the fingerprint it always had
+        text += repr(info.hubs)
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
@@ -324,6 +326,7 @@ class ArchiveDates:
             rows.append(f"{AFTER_PREFIX}1")
         for path in rows:
             self._dates.unsaved[path] = Revision(path, "", moment, last)
+        self._dates.redated.update(rows)  # their bytes changed: WebSub announces them
         self._last = self._dates.unsaved[SPAN_PATH] = Revision(SPAN_PATH, key, moment, last)
         return span
 
@@ -356,6 +359,36 @@ class ArchiveDates:
         except StoreError as e:
             log.error("%s", e)  # dated as new: every page's date moves forward, once
         self._loaded = True
+
+
+def changed_documents(redated: Iterable[str], span: ArchiveSpan | None) -> set[str]:
+    """The URL paths of the documents whose bytes changed, from the paths DocumentDates
+    re-dated: a feed's or a page's as they are; an archive page row `/archive/{P}/{k}` as the
+    page in every format, while it is served (page size P now, k within the span); the
+    fingerprint's row `/archive/after/1` as every page served (a new fingerprint: new bytes
+    everywhere; the only case that costs one path per page, and only on a configuration
+    change)."""
+    extensions = [fmt.extension for fmt in formats()]
+    per_page, pages = (span.page_entries, span.pages) if span is not None else (0, 0)
+    served = range(1, pages + 1)
+    changed: set[str] = set()
+    for path in redated:
+        if path == SPAN_PATH:
+            continue
+        if path.startswith(AFTER_PREFIX):
+            numbers: Iterable[int] = served
+        elif path.startswith(SPAN_PATH):
+            size, _, page = path[len(SPAN_PATH):].partition("/")
+            if not (size.isdigit() and page.isdigit() and int(size) == per_page
+                    and int(page) in served):
+                continue
+            numbers = (int(page),)
+        else:
+            changed.add(path)
+            continue
+        changed.update(f"{page_revision_path(n, per_page)}.{ext}"
+                       for n in numbers for ext in extensions)
+    return changed
 
 
 def _bisect(order: Sequence[str], keys: Sequence[int], slug: str, published: int
@@ -449,7 +482,8 @@ class ArchivePages(StateReader):
             fmt.path(info.feed_path), fmt.content_type, body, from_micros(modified),
             self.config.server.cache_max_age,
             previous=from_micros(previous) if previous is not None else None,
-            cache_control=IMMUTABLE if full else None)
+            cache_control=IMMUTABLE if full else None,
+            link=discovery_link(info.hubs, fmt.url(info)))
         self._cache[(page, fmt.extension)] = (key, document)
         while len(self._cache) > self.capacity:
             self._cache.popitem(last=False)

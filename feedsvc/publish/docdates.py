@@ -29,6 +29,15 @@ class DocumentDates:
         self.store = store
         self._revisions: dict[str, Revision] = {}
         self.unsaved: dict[str, Revision] = {}
+        #: The paths `dated` anew (their bytes changed) since `take_redated`: what WebSub
+        #: announces. ArchiveDates adds its page rows (`/archive/{P}/{k}`, `/archive/after/1`);
+        #: `touch` adds none (an entry's page, never a feed).
+        self.redated: set[str] = set()
+
+    def take_redated(self) -> set[str]:
+        """The paths dated anew since the last call (whether written to the state or not)."""
+        taken, self.redated = self.redated, set()
+        return taken
 
     def load(self, paths: Iterable[str]) -> None:
         """Read the stored revisions of these documents, for the `dated` calls that follow."""
@@ -91,6 +100,7 @@ class DocumentDates:
         digest = body_digest(body)
         revision = Revision(path, digest, moment, stored.modified if stored else None)
         self._revisions[path] = self.unsaved[path] = revision
+        self.redated.add(path)
         return Rendered(path, content_type, body, from_micros(moment), _or_none(revision.previous),
                      digest)
 

@@ -11,6 +11,7 @@ import functools
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from urllib.parse import quote
 
 from feedsvc.config import Config, FeedConfig
 from feedsvc.ingest.parser import ParseOptions
@@ -23,6 +24,37 @@ def parse_options(config: Config) -> ParseOptions:
     feed = config.feed
     return ParseOptions.from_feed(feed.timezone, feed.dayfirst, feed.language, feed.base_url,
                                   config.paths.media)
+
+
+#: The built-in WebSub hub's path under `base_url` (serve/websub/topics.py names it HUB_PATH).
+HUB_PATH = "websub"
+
+
+def builtin_hub_url(config: Config) -> str:
+    return f"{config.feed.base_url}{HUB_PATH}"
+
+
+def hub_urls(config: Config) -> tuple[str, ...]:
+    """The hubs every feed document advertises (WebSub §4): the configured ones, then the
+    built-in one."""
+    builtin = (builtin_hub_url(config),) if config.websub.builtin_hub else ()
+    return (*config.websub.hubs, *builtin)
+
+
+def discovery_link(hubs: tuple[str, ...], self_url: str) -> str | None:
+    """The HTTP `Link` header of a feed document (WebSub §4: "the publisher MUST include at
+    least one Link Header with rel=hub … and exactly one Link Header with rel=self"), in RFC
+    8288 §3 syntax, one field value; None without hubs (nothing advertised)."""
+    if not hubs:
+        return None
+    return ", ".join([*(f'<{_uri(hub)}>; rel="hub"' for hub in hubs),
+                      f'<{_uri(self_url)}>; rel="self"'])
+
+
+def _uri(url: str) -> str:
+    """`url` as a URI (RFC 3987 §3.1): a base_url or a tag may hold non-ASCII characters,
+    which a header cannot carry; spaces, `<`, `>` and `"` would end the `<…>` early."""
+    return quote(url, safe="/:?#[]@!$&'()*+,;=%~")
 
 
 def derive_feed_id(base_url: str) -> str:
@@ -52,7 +84,7 @@ def make_item(info: FeedInfo, entry: Entry, published: int, updated: datetime,
 
 
 def make_feed_info(feed: FeedConfig, setdefault_meta: Callable[[str, str], str],
-                   now: datetime) -> FeedInfo:
+                   now: datetime, hubs: tuple[str, ...] = ()) -> FeedInfo:
     """The feed's info; its creation time and derived id are kept in the state's meta table
     (`setdefault_meta(key, default)` returns the value kept, storing the default first)."""
     created = int(setdefault_meta("created", str(int(now.timestamp()))))
@@ -67,4 +99,5 @@ def make_feed_info(feed: FeedConfig, setdefault_meta: Callable[[str, str], str],
         base_url=feed.base_url,
         created=datetime_of(created),
         feed_path=MAIN,
+        hubs=hubs,
     )

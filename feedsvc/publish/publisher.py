@@ -32,8 +32,8 @@ from feedsvc.ingest.catalog import Catalog, Changes, Record
 from feedsvc.ingest.parser import stored_content
 from feedsvc.ingest.source import FolderMissing
 from feedsvc.model import Entry, Item, Snapshot, to_micros
-from feedsvc.publish.archives import ArchiveDates, subscription_info
-from feedsvc.publish.ids import make_feed_info, parse_options
+from feedsvc.publish.archives import ArchiveDates, changed_documents, subscription_info
+from feedsvc.publish.ids import hub_urls, make_feed_info, parse_options
 from feedsvc.publish.ownership import Ownership
 from feedsvc.publish.rendering import Rendering
 from feedsvc.publish.report import Report
@@ -79,7 +79,7 @@ class Publisher:
         self._stamps = StampTable(store)
         self._ownership = Ownership(self.catalog.folder, _StateHistory(store, self._stamps))
         self._timeline = Timeline()
-        self.info = make_feed_info(config.feed, store.setdefault_meta, clock())
+        self.info = make_feed_info(config.feed, store.setdefault_meta, clock(), hub_urls(config))
         self._tombstones = _tombstones(config, store, clock)
         self._texts = EntryTexts(store, self._stamps, self._ownership, self.catalog.read_entry,
                                  self.options, self.info, config.entry_link)
@@ -159,6 +159,10 @@ class Publisher:
     @property
     def snapshot(self) -> Snapshot:
         return self._snapshot
+
+    def take_changed(self) -> set[str]:
+        """URL paths of the documents whose bytes changed since the last call (WebSub)."""
+        return changed_documents(self._rendering.dates.take_redated(), self._archives.span)
 
     @property
     def pending_writes(self) -> int:

@@ -14,6 +14,7 @@ from datetime import datetime
 from feedsvc.model import Document, FeedInfo, Item
 from feedsvc.publish.docdates import DocumentDates
 from feedsvc.publish.docformat import feed_updated, forget
+from feedsvc.publish.ids import discovery_link
 from feedsvc.publish.pages import HTML_TYPE, render_entry, render_index
 from feedsvc.publish.registry import INDEX, entry_path, formats
 from feedsvc.publish.snapshot import Rendered, make_documents
@@ -66,9 +67,11 @@ class Rendering:
         rendered = []
         for fmt, renderer in self._renderers:
             render = functools.partial(renderer.render, items, info=info)
-            rendered.append(self.dates.dated(fmt.path(info.feed_path), fmt.content_type,
-                                             updated, now_us,
-                                             render if fmt.dated else render(updated), changed))
+            dated = self.dates.dated(fmt.path(info.feed_path), fmt.content_type, updated,
+                                     now_us, render if fmt.dated else render(updated), changed)
+            if info.hubs:
+                dated = replace(dated, link=discovery_link(info.hubs, fmt.url(info)))
+            rendered.append(dated)
         return rendered
 
     def tag_feed(self, info: FeedInfo, items: Sequence[Item], now_us: int) -> list[Rendered]:

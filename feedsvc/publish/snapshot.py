@@ -89,6 +89,8 @@ class Rendered:
     #: The document's modified moment before this one, when known (same-second changes).
     previous: datetime | None = None
     digest: str | None = None  # of `body`, when already computed
+    #: The HTTP `Link` header of a feed document that advertises hubs (ids.discovery_link).
+    link: str | None = None
 
 
 def make_documents(rendered: Sequence[Rendered], cache_max_age: int = 60,
@@ -104,7 +106,8 @@ def make_documents(rendered: Sequence[Rendered], cache_max_age: int = 60,
     if len(rendered) == 1 and later is None:
         doc = rendered[0]
         return [make_document(doc.path, doc.content_type, doc.body, doc.last_modified,
-                              cache_max_age, digest=doc.digest, previous=doc.previous)]
+                              cache_max_age, digest=doc.digest, previous=doc.previous,
+                              link=doc.link)]
     # Largest first: the two feeds' jobs start at once and the small pages fill the gaps.
     largest_first = sorted(range(len(rendered)), key=lambda i: -len(rendered[i].body))
     jobs = {(i, coder): _COMPRESSORS.submit(coder, rendered[i].body)
@@ -113,10 +116,10 @@ def make_documents(rendered: Sequence[Rendered], cache_max_age: int = 60,
     if later is None:
         return [make_document(d.path, d.content_type, d.body, d.last_modified, cache_max_age,
                               coded=(jobs[i, _gzip].result(), jobs[i, _brotli].result()),
-                              digest=digests[i], previous=d.previous)
+                              digest=digests[i], previous=d.previous, link=d.link)
                 for i, d in enumerate(rendered)]
     made = [_made(d.path, d.content_type, d.body, d.last_modified, cache_max_age, None,
-                  digests[i], d.previous)
+                  digests[i], d.previous, d.link)
             for i, d in enumerate(rendered)]
     later.append(_when_coded(made, jobs))
     return [document for document, _ in made]
@@ -164,7 +167,7 @@ def _result_or_again(job: Future[bytes], coder: Callable[[bytes], bytes], body: 
 def make_document(path: str, content_type: str, body: bytes, last_modified: datetime,
                   cache_max_age: int = 60, coded: tuple[bytes, bytes] | None = None,
                   digest: str | None = None, previous: datetime | None = None,
-                  cache_control: str | None = None) -> Document:
+                  cache_control: str | None = None, link: str | None = None) -> Document:
     """A document in every coding, compressed once here and never per request.
 
     Its strong ETag is a hash of the identity bytes; a coded variant's ETag is that hash with
@@ -176,7 +179,7 @@ def make_document(path: str, content_type: str, body: bytes, last_modified: date
     the same second, a client holding that second may hold the previous bytes, so an
     If-Modified-Since of that second must get 200 (RFC 9110 §8.8.2.2, §13.1.3).
     `cache_control`: instead of `public, max-age={cache_max_age}` (a full archive page's
-    `immutable`)."""
+    `immutable`). `link`: a `Link` header (WebSub §4 discovery), on 200 and 304 alike."""
     digest = digest or _digest(body)
     document, add_coded = _made(path, content_type, body, last_modified, cache_max_age,
                                 cache_control, digest, previous)
@@ -190,7 +193,8 @@ CODINGS = ("identity", "gzip", "br")
 
 def _made(path: str, content_type: str, body: bytes, last_modified: datetime,
           cache_max_age: int, cache_control: str | None, digest: str,
-          previous: datetime | None) -> tuple[Document, Callable[[bytes, bytes], None]]:
+          previous: datetime | None, link: str | None = None
+          ) -> tuple[Document, Callable[[bytes, bytes], None]]:
     """The document with its identity variant, and the function that adds the coded ones (to
     its variants' mapping, read-only to everyone else: each variant goes in whole)."""
     second = last_modified.replace(microsecond=0)
@@ -201,6 +205,8 @@ def _made(path: str, content_type: str, body: bytes, last_modified: datetime,
         "Cache-Control": cache_control or f"public, max-age={cache_max_age}",
         "Vary": "Accept-Encoding",
     }
+    if link is not None:
+        common["Link"] = link
 
     def variant(coding: str, coded_body: bytes) -> Variant:
         etag = _etag(digest, coding)

@@ -36,6 +36,7 @@ from feedsvc.serve.keys import (
 from feedsvc.serve.mediafolder import MediaFolder
 from feedsvc.serve.pipeline import Pipeline
 from feedsvc.serve.routes import setup_routes
+from feedsvc.serve.websub.pinger import run_pinger
 from feedsvc.serve.workers import Followers, MessageError, receive
 
 log = logging.getLogger("feedsvc")
@@ -47,6 +48,8 @@ def make_app(config: Config, followers: Sequence[Connection] = ()) -> web.Applic
     app = _base_app(config)
     app[FOLLOWERS] = Followers(followers)
     app[SNAPSHOT_LISTENERS] = []
+    if config.websub.hubs:  # WebSub §6: ping the external hubs (before the pipeline starts)
+        app.cleanup_ctx.append(run_pinger)
     app.cleanup_ctx.append(run_pipeline)
     return app
 

@@ -20,7 +20,7 @@ from feedsvc.logtext import escape
 from feedsvc.model import Document, Snapshot
 from feedsvc.publish.registry import format_of
 from feedsvc.publish.snapshot import CODINGS
-from feedsvc.serve.health import HealthStatus
+from feedsvc.serve.health import HealthStatus, HubHealth
 from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, LIVE, PAGES, STATUS
 from feedsvc.serve.negotiation import choose_coding, not_modified
 
@@ -172,14 +172,30 @@ HEALTH_SCHEDULED_MAX = 100
 HEALTH_REJECTED_MAX = 100
 
 
+def _hub_health(hub: HubHealth) -> dict[str, object]:
+    return {
+        "url": hub.url,
+        "state": ("failing" if hub.failing_since is not None
+                  else "ok" if hub.last_ok is not None else "not pinged yet"),
+        "last_ok": hub.last_ok.isoformat() if hub.last_ok else None,
+        "failing_since": hub.failing_since.isoformat() if hub.failing_since else None,
+        "last_error": escape(hub.last_error) if hub.last_error is not None else None,
+        "failures": hub.failures,
+        "pending_topics": hub.pending,
+        "dropped_topics": hub.dropped,
+    }
+
+
 async def serve_health(request: web.Request) -> web.Response:
     """200 while feeds are served; 503 when the watch is down and the last rescan failed too,
     so nothing on disk can reach readers."""
     snapshot: Snapshot = request.app[LIVE].current
     status: HealthStatus = request.app[STATUS].current  # read once, as the snapshot
     down = not status.watching and not status.rescan_ok
+    # A hub refusing pings: readers lose push (they still poll): degraded, never down.
     healthy = (status.watching and snapshot.seeds_readable and not status.pending_writes
-               and status.state_problem is None and status.batch_problem is None)
+               and status.state_problem is None and status.batch_problem is None
+               and all(hub.failing_since is None for hub in status.hubs))
     body = {
         "status": "down" if down else "ok" if healthy else "degraded",
         "watching": status.watching,
@@ -203,6 +219,7 @@ async def serve_health(request: web.Request) -> web.Response:
         "last_change": snapshot.changed_at.isoformat() if snapshot.changed_at else None,
         "renders": snapshot.generation,
         "pid": os.getpid(),  # which worker process answered
+        "websub_hubs": [_hub_health(hub) for hub in status.hubs],
     }
     return web.Response(text=json.dumps(body, ensure_ascii=False, indent=1),
                         status=503 if down else 200, content_type="application/json",

@@ -8,6 +8,20 @@ the fields it answers with always belong together.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HubHealth:
+    """An external WebSub hub's pings (serve/websub/pinger.py)."""
+
+    url: str
+    last_ok: datetime | None = None  # the last ping it accepted
+    failing_since: datetime | None = None  # None: its last ping was accepted (or none yet)
+    last_error: str | None = None
+    failures: int = 0  # failed pings since start
+    pending: int = 0  # topics waiting for it
+    dropped: int = 0  # topics dropped: too many waited
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +35,8 @@ class HealthStatus:
     state_problem: str | None = None
     #: Why the last batch of changes could not be applied; None once one works again.
     batch_problem: str | None = None
+    #: The external WebSub hubs pinged on each change, in the configuration's order.
+    hubs: tuple[HubHealth, ...] = ()
 
 
 class LiveHealth:

@@ -27,7 +27,7 @@ from feedsvc.publish.snapshot import Live
 from feedsvc.serve.connections import RateLimitedLog
 from feedsvc.serve.health import LiveHealth
 from feedsvc.serve.timetable import FAILED_RETRY_S, Timetable, only_a_check
-from feedsvc.serve.websub.topics import ChangedDocuments, changed_feed_paths
+from feedsvc.serve.websub.topics import ChangedDocuments, changed_feed_documents
 from feedsvc.serve.workers import Followers, SnapshotMessage
 
 log = logging.getLogger("feedsvc")
@@ -88,7 +88,9 @@ class Pipeline:
     async def start(self) -> None:
         """The initial scan, then the loop runs until `stop`."""
         try:
-            self._live.current = await self._run(self._publisher.scan)
+            # Announced too: the seeds may have changed while feedsvc was stopped (the state
+            # holds each document's digest: only documents whose bytes differ are re-dated).
+            self._swap(*await self._run(self._published, self._publisher.scan))
         except Exception as e:
             # A start-up that meets a fault still starts: it serves what it has, says why on
             # /healthz, and tries again (systemd restarting it would meet the same fault).
@@ -188,7 +190,7 @@ class Pipeline:
         try:
             if batch.rescan:
                 timetable.rescanning(loop.time())
-                self._swap(await self._run(publisher.scan, PARSE_BUDGET_S))
+                self._swap(*await self._run(self._published, publisher.scan, PARSE_BUDGET_S))
                 self._set_health(rescan_ok=self._live.current.seeds_readable)
             else:
                 # Swapped in once dated, hashed and written to the state; their gzip and br
@@ -196,10 +198,10 @@ class Pipeline:
                 # of a 50-entry feed's compressions spent on 2 cores off the way to readers.
                 coding: list[Future[None]] = []
                 try:
-                    snapshot = await self._run(publisher.update, batch.paths, PARSE_BUDGET_S,
-                                               coding)
+                    snapshot, paths = await self._run(self._published, publisher.update,
+                                                      batch.paths, PARSE_BUDGET_S, coding)
                     self._live.coding = tuple(coding)
-                    self._swap(snapshot)
+                    self._swap(snapshot, paths)
                     timetable.updated(loop.time(), len(batch.paths))
                     # Before the followers get the snapshot, and before the next batch.
                     try:
@@ -226,10 +228,20 @@ class Pipeline:
         if publisher.catalog.deferred:
             self._fd_log.note(f"{len(publisher.catalog.deferred)} seeds waiting to be read")
 
-    def _swap(self, snapshot: Snapshot) -> None:
-        """Serve `snapshot` from now on, and tell the listeners which feed documents changed."""
-        old, self._live.current = self._live.current, snapshot
-        if not self._listeners or not (paths := changed_feed_paths(old, snapshot)):
+    def _published(self, apply: Callable[..., Snapshot], *args: Any
+                   ) -> tuple[Snapshot, frozenset[str]]:
+        """On the pipeline's thread: `apply(*args)`, and the feed documents whose bytes the
+        publisher changed since the last batch (when `apply` fails half-way, what it re-dated
+        stays with the publisher: the next batch announces it)."""
+        snapshot = apply(*args)
+        return snapshot, changed_feed_documents(snapshot, self._publisher.take_changed())
+
+    def _swap(self, snapshot: Snapshot, paths: frozenset[str] = frozenset()) -> None:
+        """Serve `snapshot` from now on, and tell the listeners which feed documents changed
+        (also when the snapshot is the same object: an edit of an archived entry changes an
+        archive page only)."""
+        self._live.current = snapshot
+        if not self._listeners or not paths:
             return
         changed = ChangedDocuments(snapshot, paths)
         for listener in self._listeners:

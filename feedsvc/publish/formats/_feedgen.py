@@ -96,19 +96,21 @@ def new_feed(info: FeedInfo, updated: datetime, fmt: FeedFormat) -> FeedGenerato
     feed.register_extension("media_elements", MediaElements, MediaElements)
     # Sets Atom <updated> and RSS <lastBuildDate>; otherwise feedgen writes the current time.
     feed.updated(updated)
-    if info.prev_archive or info.next_archive or info.current:
+    if info.prev_archive or info.next_archive or info.current or info.hubs:
         _ArchiveLinks.add_to(feed, info, fmt)
     return feed
 
 
 class _ArchiveLinks(BaseExtension):
-    """RFC 5005 §4 links of an archived feed (feedgen allows no such `rel`): after the feed's
-    own links, `rel="current"` (an archive page's subscription document), `prev-archive` and
-    `next-archive`, then `<fh:archive/>` on an archive page. RSS carries them as atom:link
-    (RFC 5005 Appendix B). Inserted after the last link, not appended: the same place
-    whatever follows, so a document's head is the same with or without entries."""
+    """WebSub §4 discovery and RFC 5005 §4 links (feedgen allows no such `rel`): after the
+    feed's own links, one `rel="hub"` per hub (no type: a hub is not a feed), `rel="current"`
+    (an archive page's subscription document), `prev-archive` and `next-archive`, then
+    `<fh:archive/>` on an archive page. RSS carries them as atom:link (RFC 5005 Appendix B).
+    Inserted after the last link, not appended: the same place whatever follows, so a
+    document's head is the same with or without entries."""
 
     links: tuple[tuple[str, str], ...] = ()
+    hubs: tuple[str, ...] = ()
     link_type = ""
     archive = False
 
@@ -119,6 +121,7 @@ class _ArchiveLinks(BaseExtension):
         feed.register_extension("archive_links", ext, BaseEntryExtension)
         inst = feed.archive_links
         inst.link_type = fmt.link_type
+        inst.hubs = info.hubs
         inst.links = tuple((rel, f"{info.base_url}{path}.{fmt.extension}") for rel, path in (
             ("current", info.current), ("prev-archive", info.prev_archive),
             ("next-archive", info.next_archive)) if path)
@@ -139,6 +142,8 @@ class _ArchiveLinks(BaseExtension):
         index = max((i for i, child in enumerate(children) if child.tag == after_tag),
                     default=len(children) - 1) + 1
         made = []
+        for href in self.hubs:  # WebSub §4: `<link rel="hub" href="…"/>`, atom:link in RSS
+            made.append(etree.Element(link_tag, href=href, rel="hub"))
         for rel, href in self.links:
             link = etree.Element(link_tag)
             link.set("href", href)

@@ -64,6 +64,10 @@ def _document(info: FeedInfo, items: list[str]) -> bytes:
         "description": info.subtitle,
         "language": info.language,
         "authors": [{"name": info.author_name}],
+        # JSON Feed 1.1 `hubs`: "endpoints that can be used to subscribe to real-time
+        # notifications"; WebSub §4 discovery, type "WebSub".
+        **({"hubs": [{"type": "WebSub", "url": hub} for hub in info.hubs]} if info.hubs
+           else {}),
     })
     body = ",\n".join(items)
     return f'{head[:-1]},"items":[\n{body}\n]}}\n'.encode() if items else \

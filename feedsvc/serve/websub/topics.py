@@ -14,21 +14,13 @@ from urllib.parse import urlsplit
 
 from feedsvc.config import Config
 from feedsvc.model import Snapshot
+from feedsvc.publish.ids import HUB_PATH, builtin_hub_url, hub_urls
 from feedsvc.publish.registry import ARCHIVES, MAIN, TAGS, format_of
 
-#: The built-in hub's path under `base_url`.
-HUB_PATH = "websub"
-
-
-def builtin_hub_url(config: Config) -> str:
-    return f"{config.feed.base_url}{HUB_PATH}"
-
-
-def hub_urls(config: Config) -> tuple[str, ...]:
-    """The hubs every feed document advertises: the configured ones, then the built-in one."""
-    builtin = (builtin_hub_url(config),) if config.websub.builtin_hub else ()
-    return (*config.websub.hubs, *builtin)
-
+# The hubs are the documents' (FeedInfo.hubs): named in the publish stage, re-exported here.
+__all__ = ["HUB_PATH", "ChangedDocuments", "builtin_hub_url", "changed_feed_documents",
+           "changed_feed_paths",
+           "feed_paths", "hub_urls", "is_feed_path", "topic_path", "topic_url"]
 
 def topic_url(config: Config, path: str) -> str:
     """The topic (self URL) of the document served at URL path `path` ("/feed.atom")."""
@@ -78,6 +70,15 @@ def changed_feed_paths(old: Snapshot, new: Snapshot) -> frozenset[str]:
     return frozenset(path for path, doc in new.documents.items()
                      if is_feed_path(path) and (path not in before
                                                 or before[path].etag != doc.etag))
+
+
+def changed_feed_documents(snapshot: Snapshot, paths: Iterable[str]) -> frozenset[str]:
+    """Of the documents a batch changed (Publisher.take_changed), the feed documents served
+    now: those of `snapshot`, and archive pages (rendered on request, never in a snapshot;
+    take_changed names only the pages within the span)."""
+    documents = snapshot.documents
+    return frozenset(path for path in paths if is_feed_path(path) and (
+        path in documents or path.startswith(f"/{ARCHIVES}")))
 
 
 def feed_paths(paths: Iterable[str]) -> frozenset[str]:
