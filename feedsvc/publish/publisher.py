@@ -134,9 +134,8 @@ class Publisher:
         """After the first full scan: the entries the state still has published whose file is
         gone (deleted while feedsvc was stopped) are removed, as if their deletion had been
         seen (tombstones dated now). Put off while a seed could not be read (fds, budget)."""
-        if self.catalog.deferred or self.catalog.left_over:
-            return
-        if (gone := _gone(self.store, self._ownership.owner)) is None:
+        if (self.catalog.deferred or self.catalog.left_over
+                or (gone := _gone(self.store, self._ownership.owner)) is None):
             return
         for start in range(0, len(gone), SCAN_CHUNK):
             part = gone[start:start + SCAN_CHUNK]
@@ -148,10 +147,9 @@ class Publisher:
 
     def update(self, paths: Iterable[Path], budget_s: float | None = None,
                coding: list[Future[None]] | None = None) -> Snapshot:
-        """Apply changes to the named files only (created, modified, deleted or renamed).
-        With no paths, it only retries writing the state. With a parsing budget, the files
-        not read once it is spent are left in `catalog.left_over` (see Catalog.update).
-        `coding`: see `Rendering.deferring` (returns before the gzip and br variants)."""
+        """Apply changes to the named files only (created, modified, deleted or renamed);
+        none: only retry writing the state. Files not read once `budget_s` is spent are left
+        in `catalog.left_over`. `coding`: see `Rendering.deferring` (no wait for gzip, br)."""
         with self._rendering.deferring(coding):
             return self._apply(self.catalog.update(paths, budget_s),
                                self._snapshot.seeds_readable)

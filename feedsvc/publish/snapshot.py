@@ -182,7 +182,7 @@ def make_document(path: str, content_type: str, body: bytes, last_modified: date
     `immutable`). `link`: a `Link` header (WebSub §4 discovery), on 200 and 304 alike."""
     digest = digest or _digest(body)
     document, add_coded = _made(path, content_type, body, last_modified, cache_max_age,
-                                cache_control, digest, previous)
+                                cache_control, digest, previous, link)
     add_coded(*(coded if coded is not None else (_gzip(body), _brotli(body))))
     return document
 
