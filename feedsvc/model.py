@@ -143,6 +143,8 @@ class FeedInfo:
     #: RFC 6721 tombstones this document carries (Atom only): (entry id, deletion moment),
     #: newest first.
     deleted: tuple[tuple[str, datetime], ...] = ()
+    #: `[feed] timezone` (IANA): the pages' dates are shown in it.
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True, slots=True)
