@@ -235,3 +235,61 @@ def _port() -> int:
     from .conftest import free_port
 
     return free_port()
+
+
+def _links(page: bytes, rel: str) -> list[str]:
+    return [m.decode() for m in re.findall(rb'<a href="([^"]+)" rel="' + rel.encode() + b'"', page)]
+
+
+@pytest.mark.parametrize(("language", "older", "tagged"), [
+    ("fr", "Articles plus anciens", "Articles classés «\u00a0Ciel\u00a0»"),
+    ("en", "Older entries", "Entries tagged “Ciel”"),
+])
+def test_following_links_from_the_front_page_reaches_every_entry_and_tag(
+        tmp_path: Path, serve, language: str, older: str, tagged: str) -> None:
+    """7 entries, 2 per page: `/` → /page/2 → /page/3 → /page/4, each entry once; a tag's page
+    lists its entries and announces its feeds; `/tags/` lists every tag with its count."""
+    write_config(tmp_path, port=_port(), language=language, max_entries=2,
+                 timezone="Europe/Paris")
+    seeds = tmp_path / "seeds"
+    for n in range(7):
+        tags = "tags: [Ciel]\n" if n % 2 == 0 else ""
+        write_seed(seeds, f"e{n}.md", f"---\ntitle: Entry {n}\n{tags}---\nBody {n}.\n",
+                   mtime=1_790_000_000 + n * 3600)
+    server = serve(tmp_path / "config.toml")
+    seen: list[str] = []
+    url, pages_seen = "/", 0
+    while url:
+        status, headers, page = server.get(url)
+        assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8", url
+        strict_parse(page)
+        seen += re.findall(r'<h2><a href="[^"]+/entries/(e\d)">', page.decode())
+        nexts = _links(page, "next")
+        assert (older in page.decode()) == bool(nexts)
+        url = nexts[0].removeprefix(server.url) if nexts else ""
+        pages_seen += 1
+    assert seen == [f"e{n}" for n in range(6, -1, -1)] and pages_seen == 4
+    assert server.get("/page/5")[0] == 404 and server.get("/page/02")[0] == 404
+    assert _links(server.get("/page/2")[2], "prev") == [f"{server.url}/"]
+    # A tag's page: its entries and its feeds, in every format.
+    status, _, page = server.get("/tags/ciel")
+    assert status == 200 and f"<h1>{tagged}</h1>" in page.decode()
+    strict_parse(page)
+    assert re.findall(r'entries/(e\d)"', page.decode()) == ["e6", "e4"]
+    for ext, kind in [("atom", "application/atom+xml"), ("rss", "application/rss+xml"),
+                      ("json", "application/feed+json")]:
+        assert (f'<link rel="alternate" type="{kind}" title="Test feed — Ciel'
+                in page.decode()), ext
+        assert f'href="{server.url}/tags/ciel.{ext}"' in page.decode()
+    assert re.findall(r'entries/(e\d)"', server.get("/tags/ciel/page/2")[2].decode()) == [
+        "e2", "e0"]
+    assert server.get("/tags/ciel.atom")[1]["Content-Type"].startswith("application/atom+xml")
+    assert server.get("/tags/nope")[0] == 404
+    status, _, page = server.get("/tags/")
+    assert status == 200
+    strict_parse(page)
+    count = "4 articles" if language == "fr" else "4 entries"
+    assert f'<a href="{server.url}/tags/ciel">Ciel</a> <span class="meta">({count})' in \
+        page.decode()
+    # Every page links to the list of tags.
+    assert f'href="{server.url}/tags/"'.encode() in server.get("/")[2]

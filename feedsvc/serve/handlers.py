@@ -27,9 +27,10 @@ from feedsvc.publish.pages import (
     STYLESHEET_PATH,
 )
 from feedsvc.publish.registry import format_of
+from feedsvc.publish.sitepages import page_number
 from feedsvc.publish.snapshot import make_document
 from feedsvc.serve.health import HealthStatus
-from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, LIVE, PAGES, STATUS
+from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, LIVE, PAGES, SITE_PAGES, STATUS
 from feedsvc.serve.negotiation import choose_coding, not_modified
 
 log = logging.getLogger("feedsvc")
@@ -77,6 +78,28 @@ async def serve_archive(request: web.Request) -> web.StreamResponse:
             and not number.startswith("0") and len(number) < 10
             and request.match_info["size"] == str(span.page_entries)):
         document = await request.app[ARCHIVE_PAGES].page(span, int(number), fmt)
+    if document is None:
+        _not_there(request, snapshot)
+    return respond(request, document)
+
+
+async def serve_site_page(request: web.Request) -> web.StreamResponse:
+    """The site's pages made from the state (publish/sitepages.py), off the event loop:
+    `/page/{n}`, `/tags/`, `/tags/{tag}`, `/tags/{tag}/page/{n}`."""
+    snapshot = request.app[LIVE].current
+    site = request.app[SITE_PAGES]
+    match = request.match_info
+    document = None
+    if snapshot.documents:
+        number = page_number(match.get("number", "1"))
+        if number is None:
+            pass
+        elif "tag" in match:
+            document = await site.tag_page(match["tag"], number)
+        elif "number" in match:
+            document = await site.index_page(number)
+        else:
+            document = await site.tags_index()
     if document is None:
         _not_there(request, snapshot)
     return respond(request, document)
