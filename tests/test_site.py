@@ -6,6 +6,7 @@ in UTC; the routes (stylesheet, 404) against a real server.
 
 from __future__ import annotations
 
+import http.client
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -293,3 +294,38 @@ def test_following_links_from_the_front_page_reaches_every_entry_and_tag(
         page.decode()
     # Every page links to the list of tags.
     assert f'href="{server.url}/tags/"'.encode() in server.get("/")[2]
+
+
+def test_an_entry_page_links_to_the_newer_and_the_older_entry(tmp_path: Path, serve) -> None:
+    """The links answer 303 to the neighbour (published order, ties by slug), or home."""
+    write_config(tmp_path, port=_port(), max_entries=2)
+    seeds = tmp_path / "seeds"
+    for n in range(4):  # e3 newest; e1 and e0 share a date (ties: by slug, e0 first)
+        write_seed(seeds, f"e{n}.txt", f"e{n}\nEntry {n}\n\nBody.",
+                   mtime=1_790_000_000 + max(n, 1) * 3600)
+    server = serve(tmp_path / "config.toml")
+    page = server.get("/entries/e2")[2].decode()
+    assert f'<a href="{server.url}/entries/e2/newer" rel="prev">← Article plus récent</a>' in page
+    assert f'<a href="{server.url}/entries/e2/older" rel="next">Article plus ancien →</a>' in page
+    chain = [("e3", "older", "/entries/e2"), ("e2", "older", "/entries/e0"),
+             ("e0", "older", "/entries/e1"), ("e1", "older", "/"),
+             ("e1", "newer", "/entries/e0"), ("e0", "newer", "/entries/e2"),
+             ("e3", "newer", "/")]
+    for slug, direction, target in chain:
+        status, headers, _ = _no_redirect(server.url, f"/entries/{slug}/{direction}")
+        assert status == 303, (slug, direction)
+        assert headers["Location"] == f"{server.url}{target}", (slug, direction)
+    assert _no_redirect(server.url, "/entries/nope/older")[0] == 404
+    assert _no_redirect(server.url, "/entries/e1/sideways")[0] == 404
+
+
+def _no_redirect(base: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    """A GET that does not follow a redirect."""
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()

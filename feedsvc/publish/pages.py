@@ -182,7 +182,13 @@ def render_entry(info: FeedInfo, item: Item) -> bytes:
         parts.append(f"<h2>{_t(loc, 'Attachments')}</h2>\n<ul>{rows}</ul>\n")
     if entry.link:
         parts.append(f'<p><a href="{escape(entry.link)}">{_t(loc, "Read the original")}</a></p>\n')
-    parts.append("</article>")
+    parts.append("</article>\n")
+    # Links that the server answers with a 303 to the neighbour (never the neighbour itself:
+    # this page's bytes depend on this entry only).
+    parts.append(f'<nav class="pager"><a href="{escape(url)}/newer" rel="prev">'
+                 f'← {_t(loc, "Newer entry")}</a>'
+                 f'<a href="{escape(url)}/older" rel="next">{_t(loc, "Older entry")} →</a>'
+                 "</nav>")
     head = _open_graph(info, item, url)
     return _page(info, loc, f"{escape(entry.title)} · {escape(info.title)}", "".join(parts),
                  canonical=url, head=head)

@@ -74,6 +74,21 @@ class SitePages(StateReader):
     async def tags_index(self) -> Document | None:
         return await self._on_thread(self._made, "tags", "", 1)
 
+    async def neighbour(self, slug: str, newer: bool) -> str | None:
+        """The slug of the entry just newer (or older) than this one, if any."""
+        if not is_slug(slug):
+            return None
+        return await self._on_thread(self._neighbour, slug, newer)
+
+    def _neighbour(self, slug: str, newer: bool) -> str | None:
+        now = int(datetime.now(UTC).timestamp())
+        try:
+            return self._state().neighbour(slug, now, newer)
+        except StoreError as e:
+            log.error("%s", e)
+            self._close_store()
+            return None
+
     def render_now(self, kind: str, key: str, number: int) -> Document | None:
         """The same, synchronously (`build`)."""
         return self._made(kind, key, number)

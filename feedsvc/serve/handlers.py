@@ -26,7 +26,7 @@ from feedsvc.publish.pages import (
     STYLESHEET_CACHE,
     STYLESHEET_PATH,
 )
-from feedsvc.publish.registry import format_of
+from feedsvc.publish.registry import entry_path, format_of
 from feedsvc.publish.sitepages import page_number
 from feedsvc.publish.snapshot import make_document
 from feedsvc.serve.health import HealthStatus
@@ -103,6 +103,25 @@ async def serve_site_page(request: web.Request) -> web.StreamResponse:
     if document is None:
         _not_there(request, snapshot)
     return respond(request, document)
+
+
+async def serve_neighbour(request: web.Request) -> web.StreamResponse:
+    """`/entries/{slug}/newer` and `/older`: 303 See Other (RFC 9110 §15.4.4) to the entry
+    just newer or older, or to the front page past either end. Entry pages link to these
+    instead of to their neighbours, so a page's bytes never depend on other entries (a new
+    entry re-renders no other page) and its dates stay its own."""
+    snapshot = request.app[LIVE].current
+    slug, direction = request.match_info["slug"], request.match_info["direction"]
+    if not snapshot.documents or direction not in ("newer", "older"):
+        _not_there(request, snapshot)
+    site = request.app[SITE_PAGES]
+    if (snapshot.documents.get(entry_path(slug)) is None
+            and await request.app[PAGES].page(slug) is None):
+        _not_there(request, snapshot)
+    other = await site.neighbour(slug, direction == "newer")
+    base = request.app[CONFIG].feed.base_url
+    target = f"{base}{entry_path(other)[1:]}" if other else base
+    raise web.HTTPSeeOther(target, headers={"Cache-Control": "no-cache"})
 
 
 def _not_there(request: web.Request, snapshot: Snapshot) -> NoReturn:

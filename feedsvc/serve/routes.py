@@ -12,6 +12,7 @@ from feedsvc.serve.handlers import (
     serve_document,
     serve_entry,
     serve_health,
+    serve_neighbour,
     serve_not_found,
     serve_site_page,
     serve_stylesheet,
@@ -25,6 +26,8 @@ def setup_routes(app: web.Application) -> None:
     for fmt in formats():  # the feed in every registered format
         router.add_get(fmt.path(MAIN), serve_document)
     router.add_get(f"/{ENTRIES}{{slug}}", serve_entry)
+    # An entry page's "previous"/"next" links: 303 to the neighbour (handlers.py).
+    router.add_get(f"/{ENTRIES}{{slug}}/{{direction}}", serve_neighbour)
     # The site's pages made from the state: older front pages, the tags (HTML; a tag slug
     # has no dot, so `/tags/{tag}.{ext}` still goes to the documents below).
     router.add_get("/page/{number}", serve_site_page)

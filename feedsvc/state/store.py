@@ -524,6 +524,25 @@ class Store(StateFile, HistoryQueries):
         return [(str(row[0]), int(row[1]), int(row[2]), content) for row in rows
                 if (content := _content(row[3:])) is not None]
 
+    def neighbour(self, slug: str, now: int, newer: bool) -> str | None:
+        """The entry published by `now` just newer (or older) than this published one, in the
+        site's order (newest `published` first, ties by slug); None at either end."""
+        rows = self._query("SELECT published FROM stamps WHERE slug = ? AND live = 1 "
+                           "AND published <= ?", (slug, now))
+        if not rows:
+            return None
+        published = rows[0][0]
+        if newer:
+            where, order = "(published > ? OR (published = ? AND slug < ?))", \
+                "published ASC, slug DESC"
+        else:
+            where, order = "(published < ? OR (published = ? AND slug > ?))", \
+                "published DESC, slug ASC"
+        found = self._query(f"SELECT slug FROM stamps WHERE live = 1 AND published <= ? "
+                            f"AND {where} ORDER BY {order} LIMIT 1",
+                            (now, published, published, slug))
+        return str(found[0][0]) if found else None
+
     def site_counts(self, now: int) -> tuple[int, int | None, int | None]:
         """(entries published by `now`, the newest `updated` among them, the newest
         deletion): what the site's pages made from the state change with."""
