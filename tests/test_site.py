@@ -329,3 +329,33 @@ def _no_redirect(base: str, path: str) -> tuple[int, dict[str, str], bytes]:
         return response.status, dict(response.getheaders()), response.read()
     finally:
         connection.close()
+
+
+def test_build_writes_every_page(tmp_path: Path) -> None:
+    from .conftest import run_cli
+
+    write_config(tmp_path, max_entries=2, language="en")
+    seeds = tmp_path / "seeds"
+    for n in range(5):
+        tags = "tags: [Sky]\n" if n % 2 == 0 else ""
+        write_seed(seeds, f"e{n}.md", f"---\ntitle: Entry {n}\n{tags}---\nBody {n}.\n",
+                   mtime=1_790_000_000 + n * 3600)
+    result = run_cli("build", "--config", str(tmp_path / "config.toml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    public = tmp_path / "public"
+    names = {p.relative_to(public).as_posix() for p in public.rglob("*.html")}
+    assert names == {"index.html", "404.html", "page/2.html", "page/3.html",
+                     *(f"entries/e{n}.html" for n in range(5)),
+                     "tags/index.html", "tags/sky.html", "tags/sky/page/2.html"}
+    for name in names:
+        strict_parse((public / name).read_bytes())
+        assert (public / f"{name}.gz").is_file() and (public / f"{name}.br").is_file()
+    assert (public / STYLESHEET_PATH[1:]).read_bytes() == pages.STYLESHEET.encode()
+    assert b"Page not found" in (public / "404.html").read_bytes()
+    # An entry removed: its page goes with the next build.
+    (seeds / "e1.md").unlink()
+    result = run_cli("build", "--config", str(tmp_path / "config.toml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (public / "entries/e1.html").exists()
+    assert not (public / "entries/e1.html.gz").exists()
+    assert (public / "entries/e0.html").exists()

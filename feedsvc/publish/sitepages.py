@@ -90,8 +90,12 @@ class SitePages(StateReader):
             return None
 
     def render_now(self, kind: str, key: str, number: int) -> Document | None:
-        """The same, synchronously (`build`)."""
+        """The same, synchronously (`build`): kind "index", "tag" (key: the tag) or "tags"."""
         return self._made(kind, key, number)
+
+    def tag_rows(self) -> list[tuple[str, str, int]]:
+        """(tag, label, count) of every tag with published entries (`build`)."""
+        return self._state().tag_counts(int(datetime.now(UTC).timestamp()))
 
     def _made(self, kind: str, key: str, number: int) -> Document | None:
         assert self.info is not None

@@ -12,7 +12,6 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import NoReturn
 
 from aiohttp import web
@@ -20,15 +19,11 @@ from aiohttp import web
 from feedsvc.logtext import escape
 from feedsvc.model import Document, Snapshot
 from feedsvc.publish.pages import (
-    CSS_TYPE,
     HTML_TYPE,
-    STYLESHEET,
-    STYLESHEET_CACHE,
-    STYLESHEET_PATH,
 )
 from feedsvc.publish.registry import entry_path, format_of
+from feedsvc.publish.sitebuild import stylesheet_document
 from feedsvc.publish.sitepages import page_number
-from feedsvc.publish.snapshot import make_document
 from feedsvc.serve.health import HealthStatus
 from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, LIVE, PAGES, SITE_PAGES, STATUS
 from feedsvc.serve.negotiation import choose_coding, not_modified
@@ -143,9 +138,8 @@ def not_found(request: web.Request) -> web.HTTPNotFound:
 
 
 #: The site's stylesheet (publish/pages.py), made once: its URL carries its hash, so it is
-#: cached for a year, `immutable` (RFC 8246). Its date is the stylesheet's, not the clock's.
-_STYLESHEET = make_document(STYLESHEET_PATH, CSS_TYPE, STYLESHEET.encode(),
-                            datetime(2026, 11, 30, tzinfo=UTC), cache_control=STYLESHEET_CACHE)
+#: cached for a year, `immutable` (RFC 8246).
+_STYLESHEET = stylesheet_document()
 
 
 async def serve_stylesheet(request: web.Request) -> web.StreamResponse:
