@@ -17,12 +17,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from html import escape
-
-from babel.numbers import format_decimal
+from typing import TYPE_CHECKING
 
 from feedsvc.model import FeedInfo, Item
-from feedsvc.publish.locale import PageLocale, page_locale
 from feedsvc.publish.registry import ENTRIES, TAGS, formats
+
+if TYPE_CHECKING:
+    from feedsvc.publish.locale import PageLocale
 
 #: The Content-Type of the HTML pages (the feeds' live with their formats: `registry`).
 HTML_TYPE = "text/html; charset=utf-8"
@@ -83,6 +84,8 @@ def page_url(info: FeedInfo, slug: str) -> str:
 
 
 def locale_of(info: FeedInfo) -> PageLocale:
+    from feedsvc.publish.locale import page_locale  # Babel (60 ms) once a page is rendered
+
     return page_locale(info.language, info.timezone)
 
 
@@ -308,10 +311,10 @@ def _footer(info: FeedInfo, loc: PageLocale) -> str:
 
 def _size(loc: PageLocale, length: int) -> str:
     if length < 1024 * 1024:
-        return escape(_t_raw(loc, "{size} KB", size=format_decimal(
-            round(length / 1024, 1), locale=loc.locale)), quote=False)
-    return escape(_t_raw(loc, "{size} MB", size=format_decimal(
-        round(length / 1024 / 1024, 1), locale=loc.locale)), quote=False)
+        return escape(_t_raw(loc, "{size} KB", size=loc.number(round(length / 1024, 1))),
+                      quote=False)
+    return escape(_t_raw(loc, "{size} MB", size=loc.number(round(length / 1024 / 1024, 1))),
+                  quote=False)
 
 
 def _t(loc: PageLocale, msgid: str, **values: object) -> str:
