@@ -208,6 +208,14 @@ def render_gone(info: FeedInfo, slug: str, when: datetime) -> bytes:
     return _page(info, loc, f"{_t(loc, 'Removed')} · {escape(info.title)}", main)
 
 
+def render_removed(info: FeedInfo) -> bytes:
+    """The page of a 410 for a tag gone for good: removed on purpose (RFC 9110 §15.5.11)."""
+    loc = locale_of(info)
+    main = (f"<h1>{_t(loc, 'Removed')}</h1>\n"
+            f"<p>{_t(loc, 'This page was removed on purpose.')}</p>\n{_home_link(info, loc)}")
+    return _page(info, loc, f"{_t(loc, 'Removed')} · {escape(info.title)}", main)
+
+
 def render_not_found(info: FeedInfo) -> bytes:
     """The page of a 404: nothing was ever published at this address."""
     loc = locale_of(info)
@@ -306,7 +314,11 @@ def _discovery_links(info: FeedInfo) -> str:
 def _footer(info: FeedInfo, loc: PageLocale) -> str:
     links = " ".join(f'<a href="{escape(fmt.url(info))}">{escape(fmt.name, quote=False)}</a>'
                      for fmt in formats())
-    return f'<footer>\n<p class="subscribe">{_t(loc, "Subscribe:")} {links}</p>\n</footer>'
+    # /feeds.opml: every feed of the site, for a reader's import (publish/opml.py).
+    opml = (f'<a href="{escape(info.base_url)}feeds.opml" type="text/x-opml">'
+            f'{_t(loc, "All feeds (OPML)")}</a>')
+    return (f'<footer>\n<p class="subscribe">{_t(loc, "Subscribe:")} {links}</p>\n'
+            f"<p>{opml}</p>\n</footer>")
 
 
 def _size(loc: PageLocale, length: int) -> str:

@@ -40,7 +40,9 @@ async def serve_document(request: web.Request) -> web.StreamResponse:
     if gone_at is not None and time.time() >= gone_at:
         # A tag that lost its last entry `tombstone_days` ago: gone for good, and known to
         # have existed (RFC 9110 §15.5.11), so readers can drop the subscription.
-        raise web.HTTPGone()
+        gone = web.HTTPGone(headers={"Content-Type": HTML_TYPE})
+        gone.body = request.app[PAGES].removed() or b""
+        raise gone
     document = snapshot.documents.get(path)
     if document is None:
         _not_there(request, snapshot)
