@@ -77,7 +77,7 @@ def test_past_tombstone_days_the_tag_is_gone_for_good(tmp_path: Path, serve) -> 
     for path in ("/tags/x.atom", "/tags/x.rss", "/tags/x.json"):
         assert server.get(path)[0] == 410, path
     # An HTML page in the site's language (fr), with a link home.
-    status, headers, body = server.get("/tags/x.atom")
+    _, headers, body = server.get("/tags/x.atom")
     assert headers["Content-Type"] == "text/html; charset=utf-8"
     assert "<h1>Supprimé</h1>".encode() in body and "Retour à la une".encode() in body
     assert server.get("/tags/y.atom")[0] == 200
