@@ -147,6 +147,8 @@ class FeedInfo:
     #: order; none by default. Out of the repr: archives.fingerprint adds them only when there
     #: are some, so a state written before hubs existed keeps its archive dates.
     hubs: tuple[str, ...] = field(default=(), repr=False)
+    #: `[feed] timezone` (IANA): the pages' dates are shown in it.
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True, slots=True)

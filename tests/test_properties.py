@@ -24,11 +24,10 @@ from lxml import etree
 from feedsvc.errors import Rejection
 from feedsvc.ingest.parser import parse_seed
 from feedsvc.model import Entry, FeedInfo, Item
-from feedsvc.publish.docformat import feed_updated, forget
+from feedsvc.publish.docformat import feed_updated
 from feedsvc.publish.formats.atom import ATOM, render_atom
 from feedsvc.publish.formats.rss import RSS, render_rss
 from feedsvc.publish.ids import entry_id
-from feedsvc.publish.pages import render_index
 from feedsvc.publish.registry import formats
 
 from .feedcheck import check_atom, check_rss
@@ -270,18 +269,6 @@ def test_reused_entries_give_the_one_pass_bytes(lists: list[list[Item]], email: 
                                                                 render_rss(info, items))
         for fmt, renderer in renderers.values():
             assert renderer.render(items, updated) == fmt.render(info, items, updated)
-
-
-@SLOWER
-@given(lists=item_lists())
-def test_reused_index_rows_give_the_one_pass_bytes(lists: list[list[Item]]) -> None:
-    """The front page from rows kept between changes (those of items no longer shown
-    forgotten, as the publisher does): whatever came before, the bytes of a fresh render."""
-    rows: dict[Item, str] = {}
-    for items in lists:
-        assert render_index(INFO, items, rows) == render_index(INFO, items)
-        forget(rows, set(items))
-        assert set(rows) <= set(items)
 
 
 def _without_offsets(result: Entry | Rejection) -> Any:

@@ -100,4 +100,5 @@ def make_feed_info(feed: FeedConfig, setdefault_meta: Callable[[str, str], str],
         created=datetime_of(created),
         feed_path=MAIN,
         hubs=hubs,
+        timezone=feed.timezone,
     )

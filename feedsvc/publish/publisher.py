@@ -90,7 +90,8 @@ class Publisher:
         self._shown: tuple[Item, ...] = ()
         self._rejected: tuple[Rejection, ...] = ()
         self._snapshot = Snapshot()
-        self._rendering = Rendering(self.info, store, config.server.cache_max_age)
+        self._rendering = Rendering(self.info, store, config.server.cache_max_age,
+                                    config.feed.max_entries)
         self._tags = TagDocuments(_TagSource(store, self._stamps, self._texts, self._tombstones),
                                   self.info, config.feed.max_entries, self._rendering.tag_feed,
                                   self._rendering.make_documents, **_tag_rules(config, clock))
@@ -110,8 +111,7 @@ class Publisher:
     # -- the two entry points -------------------------------------------------------------
 
     def scan(self, budget_s: float | None = None) -> Snapshot:
-        """Make what is published equal to what is in the seeds folder (with a parsing
-        budget: the files not compared once it is spent are left in `catalog.left_over`)."""
+        """Publish what the seeds folder holds (past `budget_s`: see `catalog.left_over`)."""
         now = self._clock()
         try:
             # In chunks: a cold start of many seeds never holds all their text at once; each
@@ -192,8 +192,7 @@ class Publisher:
             raise
 
     def _absorb_or_retry(self, changes: Changes, now: datetime) -> dict[str, Entry]:
-        """_absorb; if it fails all the same, the catalog hands these files out again with
-        the next batch or scan."""
+        """_absorb; if it fails, the catalog hands these files out again (next batch, scan)."""
         try:
             return self._absorb(changes, now)
         except Exception:

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from feedsvc.model import Document, FeedInfo, Item
 from feedsvc.publish.docdates import DocumentDates
-from feedsvc.publish.docformat import feed_updated, forget
+from feedsvc.publish.docformat import feed_updated
 from feedsvc.publish.ids import discovery_link
 from feedsvc.publish.pages import HTML_TYPE, render_entry, render_index
 from feedsvc.publish.registry import INDEX, entry_path, formats
@@ -23,8 +23,12 @@ from feedsvc.state.store import Store
 
 
 class Rendering:
-    def __init__(self, info: FeedInfo, store: Store, cache_max_age: int) -> None:
+    def __init__(self, info: FeedInfo, store: Store, cache_max_age: int,
+                 page_entries: int = 0) -> None:
         self.info = info
+        # Entries per page of the site (`[feed] max_entries`): a full front page links to
+        # the older ones (sitepages.py).
+        self._page_entries = page_entries
         self._cache_max_age = cache_max_age
         # Each document's Last-Modified, kept in the state with a hash of its bytes.
         self.dates = DocumentDates(store)
@@ -34,7 +38,6 @@ class Rendering:
         self.pages: dict[str, Document] = {}  # slug → page, of the shown entries
         # slug → its `updated` before this batch, for the entries whose stamp the batch moved.
         self._moved_pages: dict[str, int] = {}
-        self._index_rows: dict[Item, str] = {}  # each shown item's row on the front page
         #: When a list: documents are made without waiting for their compressions, whose
         #: futures go here (see `snapshot.make_documents`, `Publisher.update`).
         self.later: list[Future[None]] | None = None
@@ -95,8 +98,8 @@ class Rendering:
         changed = bool(before) and _rendered_keys(before) != _rendered_keys(shown)
         capped = [
             *self.feed_documents(info, items, updated, now_us, changed),
-            self.dates.dated(INDEX, HTML_TYPE, updated, now_us,
-                             render_index(info, items, self._index_rows)),
+            self.dates.dated(INDEX, HTML_TYPE, updated, now_us, render_index(
+                info, items, older=bool(self._page_entries) and len(items) >= self._page_entries)),
         ]
         rendered = capped + [self.dates.dated(entry_path(item.slug), HTML_TYPE, item.updated,
                                               now_us, render_entry(info, item))
@@ -120,7 +123,6 @@ class Rendering:
         """Let the renderers forget what they kept of items no document shows any more."""
         for _, renderer in self._renderers:
             renderer.retain(kept)
-        forget(self._index_rows, kept)
 
     def moved(self, slug: str, before_us: int) -> None:
         """A batch moved this entry's stamp (text, dates or link); `before_us`: its `updated`

@@ -18,10 +18,15 @@ from aiohttp import web
 
 from feedsvc.logtext import escape
 from feedsvc.model import Document, Snapshot
-from feedsvc.publish.registry import format_of
+from feedsvc.publish.pages import (
+    HTML_TYPE,
+)
+from feedsvc.publish.registry import entry_path, format_of
+from feedsvc.publish.sitebuild import stylesheet_document
+from feedsvc.publish.sitepages import page_number
 from feedsvc.publish.snapshot import CODINGS
 from feedsvc.serve.health import HealthStatus, HubHealth
-from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, LIVE, PAGES, STATUS
+from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, LIVE, PAGES, SITE_PAGES, STATUS
 from feedsvc.serve.negotiation import choose_coding, not_modified
 
 log = logging.getLogger("feedsvc")
@@ -36,10 +41,12 @@ async def serve_document(request: web.Request) -> web.StreamResponse:
     if gone_at is not None and time.time() >= gone_at:
         # A tag that lost its last entry `tombstone_days` ago: gone for good, and known to
         # have existed (RFC 9110 §15.5.11), so readers can drop the subscription.
-        raise web.HTTPGone()
+        gone = web.HTTPGone(headers={"Content-Type": HTML_TYPE})
+        gone.body = request.app[PAGES].removed() or b""
+        raise gone
     document = snapshot.documents.get(path)
     if document is None:
-        _not_there(snapshot)
+        _not_there(request, snapshot)
     if len(document.variants) < len(CODINGS):  # made a moment ago: see _coded
         return await _coded(request, document)
     return respond(request, document)
@@ -53,7 +60,7 @@ async def serve_entry(request: web.Request) -> web.StreamResponse:
     if document is None and snapshot.documents:
         document = await request.app[PAGES].page(request.match_info["slug"])
     if document is None:
-        _not_there(snapshot)
+        _not_there(request, snapshot)
     if len(document.variants) < len(CODINGS):  # made a moment ago: see _coded
         return await _coded(request, document)
     return respond(request, document)
@@ -74,18 +81,83 @@ async def serve_archive(request: web.Request) -> web.StreamResponse:
             and request.match_info["size"] == str(span.page_entries)):
         document = await request.app[ARCHIVE_PAGES].page(span, int(number), fmt)
     if document is None:
-        _not_there(snapshot)
+        _not_there(request, snapshot)
     if len(document.variants) < len(CODINGS):  # made a moment ago: see _coded
         return await _coded(request, document)
     return respond(request, document)
 
 
-def _not_there(snapshot: Snapshot) -> NoReturn:
+async def serve_site_page(request: web.Request) -> web.StreamResponse:
+    """The site's pages made from the state (publish/sitepages.py), off the event loop:
+    `/page/{n}`, `/tags/`, `/tags/{tag}`, `/tags/{tag}/page/{n}`."""
+    snapshot = request.app[LIVE].current
+    site = request.app[SITE_PAGES]
+    match = request.match_info
+    document = None
+    if snapshot.documents:
+        number = page_number(match.get("number", "1"))
+        if number is None:
+            pass
+        elif "tag" in match:
+            document = await site.tag_page(match["tag"], number)
+        elif "number" in match:
+            document = await site.index_page(number)
+        else:
+            document = await site.tags_index()
+    if document is None:
+        _not_there(request, snapshot)
+    return respond(request, document)
+
+
+async def serve_neighbour(request: web.Request) -> web.StreamResponse:
+    """`/entries/{slug}/newer` and `/older`: 303 See Other (RFC 9110 §15.4.4) to the entry
+    just newer or older, or to the front page past either end. Entry pages link to these
+    instead of to their neighbours, so a page's bytes never depend on other entries (a new
+    entry re-renders no other page) and its dates stay its own."""
+    snapshot = request.app[LIVE].current
+    slug, direction = request.match_info["slug"], request.match_info["direction"]
+    if not snapshot.documents or direction not in ("newer", "older"):
+        _not_there(request, snapshot)
+    site = request.app[SITE_PAGES]
+    if (snapshot.documents.get(entry_path(slug)) is None
+            and await request.app[PAGES].page(slug) is None):
+        _not_there(request, snapshot)
+    other = await site.neighbour(slug, direction == "newer")
+    base = request.app[CONFIG].feed.base_url
+    target = f"{base}{entry_path(other)[1:]}" if other else base
+    raise web.HTTPSeeOther(target, headers={"Cache-Control": "no-cache"})
+
+
+def _not_there(request: web.Request, snapshot: Snapshot) -> NoReturn:
     if not snapshot.documents:
         # Nothing published since start (the seeds folder was missing): say "not yet",
         # not "gone", so readers and caches try again.
         raise web.HTTPServiceUnavailable(headers={"Retry-After": "5"})
-    raise web.HTTPNotFound()
+    raise not_found(request)
+
+
+def not_found(request: web.Request) -> web.HTTPNotFound:
+    """A 404 with the site's HTML page (in its language, with a link home)."""
+    body = request.app[PAGES].not_found()
+    if body is None:
+        return web.HTTPNotFound()
+    error = web.HTTPNotFound(headers={"Content-Type": HTML_TYPE})
+    error.body = body  # (the `body` argument of an HTTP exception is deprecated)
+    return error
+
+
+#: The site's stylesheet (publish/pages.py), made once: its URL carries its hash, so it is
+#: cached for a year, `immutable` (RFC 8246).
+_STYLESHEET = stylesheet_document()
+
+
+async def serve_stylesheet(request: web.Request) -> web.StreamResponse:
+    return respond(request, _STYLESHEET)
+
+
+async def serve_not_found(request: web.Request) -> web.StreamResponse:
+    """Every path no other route takes."""
+    _not_there(request, request.app[LIVE].current)
 
 
 #: Bodies larger than this are sent in pieces with back-pressure (LargeBody); smaller ones in

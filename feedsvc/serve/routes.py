@@ -5,8 +5,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from feedsvc.publish.pages import STYLESHEET_PATH
 from feedsvc.publish.registry import ARCHIVES, ENTRIES, INDEX, MAIN, TAGS, formats
-from feedsvc.serve.handlers import serve_archive, serve_document, serve_entry, serve_health
+from feedsvc.serve.handlers import (
+    serve_archive,
+    serve_document,
+    serve_entry,
+    serve_health,
+    serve_neighbour,
+    serve_not_found,
+    serve_site_page,
+    serve_stylesheet,
+)
 from feedsvc.serve.media import ROUTE_PREFIX, serve_media
 
 
@@ -16,6 +26,14 @@ def setup_routes(app: web.Application) -> None:
     for fmt in formats():  # the feed in every registered format
         router.add_get(fmt.path(MAIN), serve_document)
     router.add_get(f"/{ENTRIES}{{slug}}", serve_entry)
+    # An entry page's "previous"/"next" links: 303 to the neighbour (handlers.py).
+    router.add_get(f"/{ENTRIES}{{slug}}/{{direction}}", serve_neighbour)
+    # The site's pages made from the state: older front pages, the tags (HTML; a tag slug
+    # has no dot, so `/tags/{tag}.{ext}` still goes to the documents below).
+    router.add_get("/page/{number}", serve_site_page)
+    router.add_get(f"/{TAGS}", serve_site_page)
+    router.add_get(f"/{TAGS}{{tag:[^./]+}}", serve_site_page)
+    router.add_get(f"/{TAGS}{{tag:[^./]+}}/page/{{number}}", serve_site_page)
     # A tag's documents, every format: {tag}.{extension}, as the snapshot holds them.
     router.add_get(f"/{TAGS}{{name}}", serve_document)
     # RFC 5005 archive pages, every format: {page size}/{n}.{extension}, from the state.
@@ -23,3 +41,7 @@ def setup_routes(app: web.Application) -> None:
     router.add_get("/healthz", serve_health)
     # The media folder's files, from disk (not the snapshot): see media.py.
     router.add_get(ROUTE_PREFIX + "{path:.+}", serve_media)
+    # The site's one stylesheet, at its hashed URL (publish/pages.py).
+    router.add_get(STYLESHEET_PATH, serve_stylesheet)
+    # Anything else: the site's 404 page (last: routes match in the order added).
+    router.add_get("/{tail:.*}", serve_not_found)

@@ -29,6 +29,7 @@ from feedsvc.errors import StoreError
 from feedsvc.model import US, Content, Revision, Stamp
 from feedsvc.state.history import HistoryQueries
 from feedsvc.state.salvage import SalvageReport, copy_readable, is_corruption
+from feedsvc.state.sitequeries import SiteQueries
 
 log = logging.getLogger("feedsvc")
 
@@ -64,6 +65,9 @@ CREATE TABLE IF NOT EXISTS stamps (
 );
 CREATE INDEX IF NOT EXISTS stamps_by_source ON stamps (source, updated);
 CREATE INDEX IF NOT EXISTS stamps_by_updated ON stamps (updated);
+-- The site's pages (publish/sitepages.py) read the published entries newest first, a page at
+-- a time: without it, each page sorted every stamp (65 ms at 100,000 entries).
+CREATE INDEX IF NOT EXISTS stamps_by_published ON stamps (published DESC, slug);
 CREATE TABLE IF NOT EXISTS tags (
     tag   TEXT NOT NULL,
     slug  TEXT NOT NULL,
@@ -362,7 +366,7 @@ class StateFile:
             raise StoreError(f"{self.path}: cannot read the state: {e}") from e
 
 
-class Store(StateFile, HistoryQueries):
+class Store(StateFile, HistoryQueries, SiteQueries):
     """One state file: feed id, stamps, texts and tags. Use from one thread at a time."""
 
     def _learn_schema(self) -> None:
@@ -506,6 +510,9 @@ class Store(StateFile, HistoryQueries):
         if not rows or (content := _content((row := rows[0])[2:])) is None:
             return None
         return row[0], row[1], content
+
+    def _row_content(self, row: Sequence[object]) -> Content | None:
+        return _content(row)  # type: ignore[arg-type]
 
     def tags_of(self, slugs: Iterable[str]) -> set[str]:
         """The tags (slugs) these entries have in the state."""
