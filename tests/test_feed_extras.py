@@ -67,7 +67,7 @@ def test_every_xml_feed_carries_the_stylesheet_served_with_a_long_cache(
         site: Path, serve: Callable[[Path], ServeProcess], path: str) -> None:
     server = serve(site / "config.toml")
     wait_until(lambda: _health(server)["entries_published"] == 4)
-    status, headers, body = server.get(path)
+    status, _, body = server.get(path)
     assert status == 200
     # Right after the XML declaration, before the root element (XML 1.0 §2.8).
     declaration, instruction, root = body.split(b"\n", 3)[:3]
