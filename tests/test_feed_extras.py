@@ -101,10 +101,13 @@ def test_a_browser_like_accept_header_still_gets_the_feed(
         browser = server.get(path, {"Accept": BROWSER_ACCEPT})
         assert browser[0] == 200
         assert browser[1]["Content-Type"] == plain[1]["Content-Type"]
-        assert browser[1]["Content-Type"].startswith(("application/atom+xml",
-                                                      "application/rss+xml"))
+        # application/xml: Chromium shows application/atom+xml and rss+xml as plain text.
+        assert browser[1]["Content-Type"] == "application/xml; charset=utf-8"
         assert browser[2] == plain[2]
     assert b"xml-stylesheet" not in server.get("/feed.json")[2]  # JSON has no such thing
+    # Only the current stylesheet's URL: another language's or version's is 404.
+    assert server.get(stylesheet_path("en"))[0] == 404
+    assert server.get("/feed-style.0123456789abcdef.css")[0] == 404
 
 
 #: (language, a text of its stylesheet): English for a language without texts.
