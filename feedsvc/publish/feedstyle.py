@@ -13,6 +13,7 @@ is served with a year's `immutable` cache and a change gives a new URL. Pure.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 from datetime import UTC, datetime
@@ -104,6 +105,7 @@ def _css_string(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
+@functools.lru_cache(maxsize=8)  # one language per process, asked for at every render
 def stylesheet_css(language: str) -> bytes:
     """The stylesheet's bytes for a feed in this language."""
     texts = _TEXTS.get(language.split("-")[0].lower(), _TEXTS["en"])
@@ -114,6 +116,7 @@ def stylesheet_css(language: str) -> bytes:
 STYLESHEET_ROUTE = "/feed-style.{digest}.css"
 
 
+@functools.lru_cache(maxsize=8)
 def stylesheet_path(language: str) -> str:
     """Its URL path: the hash of its bytes is in it, so a cached copy is never stale."""
     digest = hashlib.blake2b(stylesheet_css(language), digest_size=8).hexdigest()
