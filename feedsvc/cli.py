@@ -32,6 +32,7 @@ from feedsvc.publish.ownership import resolve_owners
 from feedsvc.publish.publisher import Publisher
 from feedsvc.publish.registry import ARCHIVES, MAIN, formats, tag_of
 from feedsvc.publish.sitebuild import write_site
+from feedsvc.publish.sitefiles import SiteFiles
 from feedsvc.publish.snapshot import write_atomically
 from feedsvc.state.store import backup_state, peek_stamps, repair_state
 
@@ -184,10 +185,26 @@ def build(config: Config, args: argparse.Namespace | None = None) -> int:
     archive_pages = _write_archives(config, publisher.info, snapshot, output)
     site_files = write_site(config, publisher.info, snapshot, output, _write_variants)
     log.info("wrote %d site files (HTML pages, stylesheet) to %s", site_files, output)
+    _write_site_files(config, publisher.info, snapshot, output)
     log.info("wrote %s to %s (%d entries, %d tag feeds, %d archive pages, %d seeds rejected)",
              _and(path[1:] for path in feeds), output, snapshot.published_count,
              len({tag_of(path) for path in tag_paths}), archive_pages, len(snapshot.rejected))
     return EXIT_OK
+
+
+def _write_site_files(config: Config, info: FeedInfo, snapshot: Snapshot, output: Path) -> None:
+    """The feeds' stylesheet, feeds.opml, sitemap.xml (and its files), as `serve` sends them."""
+    site_files = SiteFiles(config)
+    site_files.start(info)
+    try:
+        documents = [site_files.stylesheet, *(site_files.render(path, snapshot)
+                                              for path in site_files.paths(snapshot))]
+    finally:
+        site_files.close()
+    for document in documents:
+        if document is None:
+            raise FeedsvcError("cannot read the state to write feeds.opml and sitemap.xml")
+        _write_variants(output, document.path[1:], document)
 
 
 def _write_archives(config: Config, info: FeedInfo, snapshot: Snapshot, output: Path) -> int:
@@ -236,8 +253,9 @@ def _write_variants(output: Path, name: str, document: Document) -> None:
 
 
 def check(config: Config, args: argparse.Namespace | None = None) -> int:
-    """Print every seed that would be rejected as path:line: message, the scheduled entries
-    with their times and the WebSub hubs the feeds advertise; exit 1 if a seed is rejected."""
+    """Print every seed that would be rejected as path:line: message, every warning, the
+    scheduled entries with their times and the WebSub hubs the feeds advertise; exit 1 if a
+    seed is rejected (with --strict, also if a seed has a warning)."""
     catalog = Catalog(config.paths.seeds, config.watch.max_seed_bytes, parse_options(config))
     try:
         for _ in catalog.scan():
@@ -254,6 +272,9 @@ def check(config: Config, args: argparse.Namespace | None = None) -> int:
     # and nothing reaches the terminal as a control sequence.
     for error in rejected:
         print(escape(str(error)))
+    warnings = catalog.all_warnings()
+    for warning in warnings:
+        print(escape(f"{warning.path}:{warning.line}: warning: {warning.message}"))
     now = datetime.now(UTC).timestamp()
     draft_count = sum(1 for record in results.values() if record.draft)
     scheduled = sorted((record.date, slug, owners[slug]) for slug in owners
@@ -264,12 +285,14 @@ def check(config: Config, args: argparse.Namespace | None = None) -> int:
               f"({escape(str(path))})")
     print(f"{len(results)} seeds: {len(owners) - len(scheduled)} publishable now, "
           f"{len(scheduled)} scheduled, {draft_count} draft{'s' if draft_count != 1 else ''}, "
-          f"{len(rejected)} rejected")
+          f"{len(rejected)} rejected"
+          + (f", {len(warnings)} warning{'s' if len(warnings) != 1 else ''}" if warnings else ""))
     builtin = builtin_hub_url(config) if config.websub.builtin_hub else None
     for hub in hub_urls(config):  # WebSub §4: what every feed document advertises
         print(f"websub hub: {escape(hub)}" + (" (built-in)" if hub == builtin else
                                                " (pinged on every change)"))
-    return EXIT_FAILURE if rejected else EXIT_OK
+    strict = args is not None and getattr(args, "strict", False)
+    return EXIT_FAILURE if rejected or (strict and warnings) else EXIT_OK
 
 
 def new(config: Config, args: argparse.Namespace) -> int:
@@ -343,6 +366,9 @@ def _argument_parser() -> argparse.ArgumentParser:
                                                 "future: scheduled)")
             command.add_argument("--tags", help="comma-separated tags")
             command.add_argument("--edit", action="store_true", help="open it in $EDITOR")
+        if fn is check:
+            command.add_argument("--strict", action="store_true",
+                                 help="exit 1 on any warning too (an unknown front-matter key)")
     state = commands.add_parser("state", help="look after the state file",
                                 description="Look after the state file (SQLite).")
     actions = state.add_subparsers(title="actions", required=True, metavar="ACTION")

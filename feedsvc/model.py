@@ -216,6 +216,8 @@ class Snapshot:
     gone_at: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     #: The archived entries (RFC 5005 archive pages, rendered on request); None: none.
     archive: ArchiveSpan | None = None
+    #: Publishable seeds' warnings (an unknown front-matter key…), by file name and line.
+    warnings: tuple[Rejection, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

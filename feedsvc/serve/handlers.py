@@ -242,6 +242,7 @@ class LargeBody(web.StreamResponse):
 #: Scheduled entries and rejected seeds listed by /healthz (all are counted).
 HEALTH_SCHEDULED_MAX = 100
 HEALTH_REJECTED_MAX = 100
+HEALTH_WARNINGS_MAX = 100
 
 
 def _hub_health(hub: HubHealth) -> dict[str, object]:
@@ -269,7 +270,10 @@ async def serve_health(request: web.Request) -> web.Response:
                and status.state_problem is None and status.batch_problem is None
                and all(hub.failing_since is None for hub in status.hubs))
     body = {
-        "status": "down" if down else "ok" if healthy else "degraded",
+        # `warnings`: all is served, but a seed says something its author did not mean
+        # (`tittle:`); listed below.
+        "status": "down" if down else "degraded" if not healthy
+        else "warnings" if snapshot.warnings else "ok",
         "watching": status.watching,
         "seeds_folder": "ok" if snapshot.seeds_readable else "missing",
         "state": status.state_problem or "ok",
@@ -288,6 +292,10 @@ async def serve_health(request: web.Request) -> web.Response:
         "rejected": [{"path": escape(e.path), "line": e.line, "message": escape(e.message)}
                      for e in snapshot.rejected[:HEALTH_REJECTED_MAX]],
         "rejected_truncated": len(snapshot.rejected) > HEALTH_REJECTED_MAX,
+        "warnings": [{"path": escape(w.path), "line": w.line, "message": escape(w.message)}
+                     for w in snapshot.warnings[:HEALTH_WARNINGS_MAX]],
+        "warnings_count": len(snapshot.warnings),
+        "warnings_truncated": len(snapshot.warnings) > HEALTH_WARNINGS_MAX,
         "last_change": snapshot.changed_at.isoformat() if snapshot.changed_at else None,
         "renders": snapshot.generation,
         "pid": os.getpid(),  # which worker process answered
