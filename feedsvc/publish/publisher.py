@@ -332,18 +332,16 @@ class Publisher:
         rejected = self._ownership.rejected()
         self._report.batch(rejected, appeared)
         published_count = len(self._ownership.owner) - start
-        scheduled = self._timeline.scheduled(start)
-        draft_count = len(self._ownership.drafts)
-        warnings = self.catalog.all_warnings()
+        # What /healthz says beside the documents: a new value alone makes no new documents.
+        aside = {"draft_count": len(self._ownership.drafts), "seeds_readable": seeds_readable,
+                 "scheduled": self._timeline.scheduled(start),
+                 "warnings": self.catalog.all_warnings()}
         if (shown == self._shown and rejected == self._rejected and not tags_changed
                 and feeds is None and published_count == self._snapshot.published_count
                 and not relinked and archive == self._snapshot.archive
                 and self._snapshot.documents):
-            old = self._snapshot
-            if (old.draft_count, old.scheduled, old.seeds_readable, old.warnings) != (
-                    draft_count, scheduled, seeds_readable, warnings):
-                self._snapshot = replace(old, draft_count=draft_count, scheduled=scheduled,
-                                         seeds_readable=seeds_readable, warnings=warnings)
+            if any(getattr(self._snapshot, key) != value for key, value in aside.items()):
+                self._snapshot = replace(self._snapshot, **aside)
             return self._snapshot  # nothing shown changed: same object, no swap, same ETags
         if feeds is not None:
             rendering.feeds = feeds
@@ -351,17 +349,9 @@ class Publisher:
         rendering.retain({*shown, *self._tags.items()})  # hashed once
         self._snapshot = make_snapshot(
             documents=[*rendering.documents(), *self._tags.documents()],
-            published_count=published_count,
-            rejected=rejected,
-            changed_at=now,
-            seeds_readable=seeds_readable,
-            generation=self._snapshot.generation + 1,
-            draft_count=draft_count,
-            scheduled=scheduled,
-            gone_at=self._tags.gone_at,
-            archive=archive,
-            warnings=warnings,
-        )
+            published_count=published_count, rejected=rejected, changed_at=now,
+            generation=self._snapshot.generation + 1, gone_at=self._tags.gone_at,
+            archive=archive, **aside)
         if rendering.retain_dates(self._snapshot.documents) and self.store.writable:
             self._writes.write()  # the tag documents' new dates
         return self._snapshot
