@@ -57,8 +57,9 @@ FR = Site(
     date="2026-11-24 08:30", date_shown="24 novembre 2026 à 08:30",
     date_rfc3339="2026-11-24T08:30:00+01:00", author="Zoé Martin",
     tags=("Astronomie", "Vie du projet"), other_slug="english-visitors", other_lang="en",
-    foreign_labels=("Subscribe", "Nothing published yet", "Not Found", "Tags", "Next",
-                    "Previous", "Home"))
+    foreign_labels=("Subscribe", "Nothing published", "Not Found", "Page not found",
+                    "Removed", "was removed", "Tags", "Next", "Previous", "Older", "Newer",
+                    "Home", "Published", "Updated", "Archive of"))
 EN = Site(
     key="en", language="en", timezone="America/New_York", title="The Test Gazette",
     slug="first-light", headline="The telescope sees its “first light”",
@@ -102,6 +103,8 @@ abcdefghijklmnopqrstuvwxyz"
 #: Older entries than `max_entries` lets the front page show: paging must reach them.
 OLDER = 5
 MAX_ENTRIES = 3
+#: An entry deleted once published: its page answers 410 Gone.
+GONE = "gone-entry"
 
 
 def _seeds(site: Site) -> dict[str, str]:
@@ -117,6 +120,7 @@ def _seeds(site: Site) -> dict[str, str]:
             f"date: 2026-11-23 10:00\nlang: {site.other_lang}\ntags: [{site.tags[0]}]\n---\n\n"
             "One paragraph, written in the other language of the site."),
     }
+    seeds[f"{GONE}.txt"] = f"{GONE}\nDeleted soon\n\nThis entry is deleted at start."
     for n in range(OLDER):
         seeds[f"old-{n}.txt"] = (
             f"---\nslug: old-{n}\ntitle: Archive {n}\ndate: 2026-10-{n + 1:02d} 12:00\n---\n\n"
@@ -160,7 +164,10 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
             process = ServeProcess(config)
             started[site.key] = process
             wait_until(lambda p=process, s=site: all(
-                p.get(f"/entries/{slug}")[0] == 200 for slug in _slugs(s)), timeout=30)
+                p.get(f"/entries/{slug}")[0] == 200 for slug in _slugs(s) | {GONE}),
+                timeout=30)
+            (folder / "seeds" / f"{GONE}.txt").unlink()  # its page answers 410 from now on
+            wait_until(lambda p=process: p.get(f"/entries/{GONE}")[0] == 410, timeout=30)
         yield started
     finally:
         for process in started.values():
@@ -260,8 +267,16 @@ def test_front_page_dates_and_labels(browser, servers, key, viewport):
     site = SITES[key]
     page = _page(browser, servers, key, "front", "/", viewport)
     _assert_date(page, site)
+    _assert_labels(page, site)
+
+
+def _assert_labels(page: Page, site: Site) -> None:
+    """No label of another language (a French page saying "Subscribe"), and no date written
+    the old way (`2026-11-24 07:30 UTC`) on any page."""
     for label in site.foreign_labels:
-        assert label not in page.text, f"English label {label!r} on a {site.language} page"
+        assert not re.search(rf"\b{label}\b", page.text), (
+            f"English label {label!r} on a {site.language} page: {page.text[:300]!r}")
+    assert not re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", page.text), page.text[:300]
 
 
 def _assert_date(page: Page, site: Site) -> None:
@@ -323,8 +338,7 @@ def test_entry_page_shows_what_a_newsroom_shows(browser, servers, key, viewport)
     assert page.js("return document.querySelector('link[rel=canonical]').href") == url
     # The older entry is one click away (previous/next).
     assert f"{servers[key].url}/entries/{site.other_slug}" in links
-    for label in site.foreign_labels:
-        assert label not in page.text, f"English label {label!r} on a {site.language} page"
+    _assert_labels(page, site)
     assert page.js("return document.querySelectorAll('[align]').length") == 0
     align = page.js("const c = document.querySelectorAll('table tr')[1].cells;"
                     "return [...c].map(td => getComputedStyle(td).textAlign)")
@@ -421,9 +435,90 @@ def test_not_found_page_is_a_page_of_the_site(browser, servers, key, viewport):
     page = _page(browser, servers, key, "404", "/no/such/page", viewport)
     assert page.js("return document.documentElement.lang") == site.language
     assert f"{servers[key].url}/" in page.links()
-    for label in site.foreign_labels:
-        assert label not in page.text, f"English label {label!r} on a {site.language} page"
+    _assert_labels(page, site)
     page.assert_fits()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+@pytest.mark.parametrize("key", SITES)
+def test_gone_page(browser, servers, key, viewport):
+    """A deleted entry's page answers 410 with an HTML page."""
+    status, headers, _ = servers[key].get(f"/entries/{GONE}")
+    assert status == 410 and headers["Content-Type"].startswith("text/html")
+    page = _page(browser, servers, key, "410", f"/entries/{GONE}", viewport)
+    assert page.text
+
+
+@SITE_PENDING
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+@pytest.mark.parametrize("key", SITES)
+def test_gone_page_is_a_page_of_the_site(browser, servers, key, viewport):
+    """410 in the site's language, with a link home, fitting the width."""
+    site = SITES[key]
+    page = _page(browser, servers, key, "410", f"/entries/{GONE}", viewport)
+    assert page.js("return document.documentElement.lang") == site.language
+    assert f"{servers[key].url}/" in page.links()
+    _assert_labels(page, site)
+    page.assert_fits()
+
+
+# -- one stylesheet, cached for good; OPML and sitemap --------------------------------------
+
+
+@SITE_PENDING
+@pytest.mark.parametrize("key", SITES)
+def test_one_stylesheet_with_a_hashed_url_and_a_long_cache(browser, servers, key):
+    """Every kind of page uses the same stylesheet, from this server, at a URL carrying its
+    hash, served with `Cache-Control: public, max-age=31536000, immutable`."""
+    site, server = SITES[key], servers[key]
+    sheets = set()
+    for kind in ("front", "entry", "tag", "404"):
+        path = PAGE_KINDS[kind].format(slug=site.slug, other=site.other_slug,
+                                       tag=_tag_slug(site.tags[0]))
+        page = _page(browser, servers, key, f"css-{kind}", path, "desktop")
+        hrefs = page.js("return [...document.querySelectorAll('link[rel~=stylesheet]')]"
+                        ".map(l => l.href)")
+        assert len(hrefs) == 1, (kind, hrefs)
+        sheets.add(hrefs[0])
+        # The stylesheet is applied: the page's text is not in the browser's default font.
+        assert page.js("return getComputedStyle(document.body).fontFamily") != "\"Times New Roman\""
+    assert len(sheets) == 1, sheets
+    url = urlsplit(sheets.pop())
+    assert f"{url.scheme}://{url.netloc}" == server.url
+    assert re.search(r"[0-9a-f]{8,}", url.path + url.query), url
+    status, headers, body = server.get(url.path + (f"?{url.query}" if url.query else ""))
+    assert status == 200 and headers["Content-Type"].startswith("text/css")
+    cache = {part.strip() for part in headers["Cache-Control"].split(",")}
+    assert {"public", "max-age=31536000", "immutable"} <= cache, cache
+    assert b"url(http" not in body and b"@import" not in body  # nothing from elsewhere
+
+
+@EXTRAS_PENDING
+@pytest.mark.parametrize("key", SITES)
+def test_opml_and_sitemap_from_the_pages(servers, key):
+    """The front page links /feeds.opml (OPML 2.0: the main feeds and every tag's) and the
+    sitemap lists every published entry's page with its lastmod."""
+    from lxml import etree
+
+    site, server = SITES[key], servers[key]
+    front = server.get("/")[2].decode()
+    assert re.search(r'href="[^"]*feeds\.opml"', front), "no link to /feeds.opml"
+    status, _, body = server.get("/feeds.opml")
+    assert status == 200
+    opml = etree.fromstring(body)
+    assert opml.tag == "opml" and opml.get("version") == "2.0"
+    feeds = {o.get("xmlUrl") for o in opml.iter("outline") if o.get("xmlUrl")}
+    assert any(url.startswith(f"{server.url}/feed.") for url in feeds), feeds
+    for tag in site.tags:
+        assert any(f"/tags/{_tag_slug(tag)}." in url for url in feeds), (tag, feeds)
+    status, _, body = server.get("/sitemap.xml")
+    assert status == 200
+    ns = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
+    urls = {u.findtext(f"{ns}loc"): u.findtext(f"{ns}lastmod")
+            for u in etree.fromstring(body).iter(f"{ns}url")}
+    for slug in _slugs(site):
+        assert urls.get(f"{server.url}/entries/{slug}"), (slug, urls)
+    assert f"{server.url}/entries/{GONE}" not in urls
 
 
 # -- the feed in a browser ------------------------------------------------------------------
@@ -468,6 +563,18 @@ def test_feed_in_browser_explains_itself(browser, servers, key, viewport):
     page.assert_no_third_party()
 
 
+@EXTRAS_PENDING
+@pytest.mark.parametrize("key", SITES)
+def test_rss_in_browser_explains_itself(browser, servers, key):
+    site = SITES[key]
+    page = _page(browser, servers, key, "feed-rss", "/feed.rss", "phone")
+    assert page.js("return document.documentElement.localName") == "rss", "shown as raw text"
+    assert _norm(site.headline) in page.text and "<item" not in page.text
+    words = ("feed reader", "subscribe", "lecteur de flux", "abonner")
+    assert any(word in page.text.lower() for word in words), page.text[:500]
+    page.assert_fits()
+
+
 # -- HTML validity of every page kind -------------------------------------------------------
 
 PAGE_KINDS = {
@@ -477,6 +584,7 @@ PAGE_KINDS = {
     "tag": "/tags/{tag}",
     "tags": "/tags/",
     "404": "/no/such/page",
+    "410": f"/entries/{GONE}",
 }
 PAGE_KINDS_TODAY = {"front", "entry-other-lang"}
 
