@@ -233,8 +233,9 @@ def _write_variants(output: Path, name: str, document: Document) -> None:
 
 
 def check(config: Config, args: argparse.Namespace | None = None) -> int:
-    """Print every seed that would be rejected as path:line: message, and the scheduled
-    entries with their times; exit 1 if a seed is rejected."""
+    """Print every seed that would be rejected as path:line: message, every warning, and the
+    scheduled entries with their times; exit 1 if a seed is rejected (with --strict, also if
+    a seed has a warning)."""
     catalog = Catalog(config.paths.seeds, config.watch.max_seed_bytes, parse_options(config))
     try:
         for _ in catalog.scan():
@@ -251,6 +252,9 @@ def check(config: Config, args: argparse.Namespace | None = None) -> int:
     # and nothing reaches the terminal as a control sequence.
     for error in rejected:
         print(escape(str(error)))
+    warnings = catalog.all_warnings()
+    for warning in warnings:
+        print(escape(f"{warning.path}:{warning.line}: warning: {warning.message}"))
     now = datetime.now(UTC).timestamp()
     draft_count = sum(1 for record in results.values() if record.draft)
     scheduled = sorted((record.date, slug, owners[slug]) for slug in owners
@@ -261,8 +265,10 @@ def check(config: Config, args: argparse.Namespace | None = None) -> int:
               f"({escape(str(path))})")
     print(f"{len(results)} seeds: {len(owners) - len(scheduled)} publishable now, "
           f"{len(scheduled)} scheduled, {draft_count} draft{'s' if draft_count != 1 else ''}, "
-          f"{len(rejected)} rejected")
-    return EXIT_FAILURE if rejected else EXIT_OK
+          f"{len(rejected)} rejected"
+          + (f", {len(warnings)} warning{'s' if len(warnings) != 1 else ''}" if warnings else ""))
+    strict = args is not None and getattr(args, "strict", False)
+    return EXIT_FAILURE if rejected or (strict and warnings) else EXIT_OK
 
 
 def new(config: Config, args: argparse.Namespace) -> int:
@@ -336,6 +342,9 @@ def _argument_parser() -> argparse.ArgumentParser:
                                                 "future: scheduled)")
             command.add_argument("--tags", help="comma-separated tags")
             command.add_argument("--edit", action="store_true", help="open it in $EDITOR")
+        if fn is check:
+            command.add_argument("--strict", action="store_true",
+                                 help="exit 1 on any warning too (an unknown front-matter key)")
     state = commands.add_parser("state", help="look after the state file",
                                 description="Look after the state file (SQLite).")
     actions = state.add_subparsers(title="actions", required=True, metavar="ACTION")

@@ -143,6 +143,8 @@ class FeedInfo:
     #: RFC 6721 tombstones this document carries (Atom only): (entry id, deletion moment),
     #: newest first.
     deleted: tuple[tuple[str, datetime], ...] = ()
+    #: `[feed] timezone` (IANA): the pages' dates are shown in it.
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +212,8 @@ class Snapshot:
     gone_at: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     #: The archived entries (RFC 5005 archive pages, rendered on request); None: none.
     archive: ArchiveSpan | None = None
+    #: Publishable seeds' warnings (an unknown front-matter key…), by file name and line.
+    warnings: tuple[Rejection, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -179,6 +179,18 @@ def test_deleting_an_archived_entry_changes_only_its_page(
     assert b"Titre 1" not in server.get("/archive/4/1.rss")[2]
 
 
+def test_deleting_most_entries_at_once_leaves_fewer_than_the_feed_shows(
+        site: Path, serve: Callable[[Path], ServeProcess]) -> None:
+    """Fewer entries left than `max_entries`: the archived ones all come back into the feed
+    (this batch used to fail with an IndexError, retried forever)."""
+    server = serve(site / "config.toml")
+    for i in range(SEEDS - 2):
+        (site / "seeds" / f"{i:02d}.txt").unlink()
+    wait_until(lambda: json.loads(server.get("/healthz")[2])["entries_published"] == 2)
+    assert json.loads(server.get("/healthz")[2])["pipeline"] == "ok"
+    _walk_every_format_once(server, 2)
+
+
 def _walk_every_format_once(server: ServeProcess, expected: int) -> None:
     """Walking prev-archive (RSS, Atom) and next_url (JSON Feed) meets every published entry
     exactly once, the same ones in every format."""

@@ -317,9 +317,37 @@ def test_unknown_keys_are_warnings_with_their_line() -> None:
     assert result.author_name == "A"
     assert result.warnings == (
         (3, "unknown front matter key 'foo' ignored"),
-        (4, "unknown front matter key 'categories' ignored"),
+        (4, "unknown front matter key 'categories' ignored (did you mean 'tags'?)"),
         (5, "unknown front matter key 'Title' ignored (keys are lowercase: 'title')"),
         (6, "unknown author key 'url' ignored (author has name and email)"),
+    )
+
+
+#: An unknown key → the known key its warning suggests (None: no suggestion).
+TYPOS = [
+    ("tittle", "title"), ("titel", "title"), ("tilte", "title"), ("slgu", "slug"),
+    ("dat", "date"), ("udpated", "updated"), ("updatd", "updated"), ("auhtor", "author"),
+    ("tag", "tags"), ("tagz", "tags"), ("sumary", "summary"), ("summery", "summary"),
+    ("language", "lang"), ("darft", "draft"), ("drfat", "draft"), ("lnik", "link"),
+    ("imgae", "image"), ("enclosures", "enclosure"), ("categories", "tags"),
+    ("description", "summary"), ("lastmod", "updated"), ("Draft-", "draft"),
+    ("foo", None), ("x-custom", None), ("layout", None), ("priority", None),
+    ("weight", None), ("zz", None),
+]
+
+
+@pytest.mark.parametrize(("key", "meant"), TYPOS, ids=[key for key, _ in TYPOS])
+def test_an_unknown_key_names_the_closest_known_one(key: str, meant: str | None) -> None:
+    result = front(f"title: a\n{key}: 1")
+    hint = f" (did you mean '{meant}'?)" if meant else ""
+    assert result.warnings == ((3, f"unknown front matter key '{key}' ignored{hint}"),)
+
+
+def test_an_unknown_author_key_names_the_closest_one() -> None:
+    result = front("author: {nmae: A, name: B, emial: b@example.org}")
+    assert result.warnings == (
+        (2, "unknown author key 'nmae' ignored (did you mean 'name'?)"),
+        (2, "unknown author key 'emial' ignored (did you mean 'email'?)"),
     )
 
 

@@ -49,6 +49,7 @@ LAZY_IMPORTS = {
     # python-slugify only once a seed has tags: its state (4 ms), its categories (3 ms).
     ("feedsvc.ingest.parser", "feedsvc.ingest.slugs"),
     ("feedsvc.publish.formats._feedgen", "feedsvc.ingest.slugs"),
+    ("feedsvc.publish.pages", "feedsvc.ingest.slugs"),  # the tags' links on an entry page
     ("feedsvc", "importlib.metadata"),  # only `--version` wants it
 }
 

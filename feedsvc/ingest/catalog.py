@@ -92,6 +92,11 @@ class Catalog:
         #: whether its stat may spare the read (a rescan's may; an event's may not): the
         #: pipeline hands them to the very next batch, at once (no event will name them again).
         self.left_over: dict[str, bool] = {}
+        #: name → its warnings (`path:line: warning: …`: an unknown front-matter key, removed
+        #: characters), for the publishable files that have some: few, so kept apart from
+        #: the records.
+        self.warnings: dict[str, tuple[Rejection, ...]] = {}
+        self._all_warnings: tuple[Rejection, ...] | None = ()  # None: to list again
 
     def scan(self, chunk: int = 2000, budget_s: float | None = None) -> Iterator[Changes]:
         """Compare the whole folder with what is known, `chunk` files at a time (the first
@@ -109,6 +114,7 @@ class Catalog:
                             if not _listed(names, name)}
         for name in changes:
             self.records.pop(name, None)
+            self._set_warnings(name, ())
         if self.deferred:  # …and so is a deferred name that is not listed any more
             self.deferred = {name for name in self.deferred if _listed(names, name)}
         # A left-over name not listed any more is gone: reported above if it was known.
@@ -295,8 +301,32 @@ class Catalog:
             self.records.pop(name, None)
         else:
             self.records[name] = record
+        if record is None or record.error is not None:
+            self._set_warnings(name, ())  # a rejected file is reported as that
+        elif entry is not None:  # parsed just now (else: unchanged since it was)
+            self._set_warnings(name, tuple(Rejection(str(self.folder / name), line, message)
+                                           for line, message in entry.warnings))
         if force or not _same(known, record):  # read again and nothing new: not a change
             changes[name] = (record, entry)
+
+
+    def _set_warnings(self, name: str, warnings: tuple[Rejection, ...]) -> None:
+        if self.warnings.get(name, ()) == warnings:
+            return
+        if warnings:
+            self.warnings[name] = warnings
+        else:
+            del self.warnings[name]
+        self._all_warnings = None
+
+    def all_warnings(self) -> tuple[Rejection, ...]:
+        """Every publishable file's warnings, by file name and line: listed again only when
+        one changed (a batch costs nothing per seed)."""
+        if self._all_warnings is None:
+            self._all_warnings = tuple(sorted(
+                (warning for warnings in self.warnings.values() for warning in warnings),
+                key=lambda warning: (warning.path, warning.line, warning.message)))
+        return self._all_warnings
 
 
 def _listed(names: list[str], name: str) -> bool:

@@ -17,6 +17,7 @@ warning names the line of the file it is about.
 from __future__ import annotations
 
 import datetime
+import difflib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -200,9 +201,14 @@ class _FrontMatterReader:
         return [(name, key, value) for name, (key, value) in pairs.items()]
 
     def _warn_unknown_key(self, name: str, key: yaml.Node) -> None:
-        # `Title:` is the likeliest unknown key: say what was meant.
-        hint = f" (keys are lowercase: '{name.lower()}')" if name.lower() in self._FIELD_READERS \
-            else ""
+        # A typo must not go quietly (`tittle:` would publish without its title): say which
+        # key was meant. `Title:` is the likeliest: keys are lowercase.
+        if name.lower() in self._FIELD_READERS:
+            hint = f" (keys are lowercase: '{name.lower()}')"
+        elif (meant := closest_key(name, self._FIELD_READERS)) is not None:
+            hint = f" (did you mean '{meant}'?)"
+        else:
+            hint = ""
         self.warnings.append((_line(key), f"unknown front matter key '{name}' ignored{hint}"))
 
     def _error(self, node: yaml.Node, message: str) -> SeedError:
@@ -304,8 +310,10 @@ class _FrontMatterReader:
             if part in ("name", "email"):
                 parts[part] = (part_key, part_value)
             else:
-                self.warnings.append((_line(part_key), f"unknown author key '{part}' ignored "
-                                                       "(author has name and email)"))
+                meant = closest_key(part, ("name", "email"))
+                hint = f"did you mean '{meant}'?" if meant else "author has name and email"
+                self.warnings.append((_line(part_key),
+                                      f"unknown author key '{part}' ignored ({hint})"))
         if "name" not in parts:
             raise self._error(key, "author: a mapping needs a name (name: …)")
         name_key, name_value = parts["name"]
@@ -423,6 +431,32 @@ class _FrontMatterReader:
         "image": _read_image,
         "enclosure": _read_enclosure,
     }
+
+
+#: Keys other site generators (Jekyll, Hugo, Pelican) use for what ours are called: no
+#: spelling is close, yet the author meant ours.
+_KEY_ALIASES = {
+    "categories": "tags", "category": "tags", "keywords": "tags",
+    "description": "summary", "excerpt": "summary", "abstract": "summary",
+    "language": "lang", "locale": "lang",
+    "published": "date", "pubdate": "date", "publishdate": "date",
+    "modified": "updated", "lastmod": "updated",
+    "authors": "author", "url": "link", "permalink": "link",
+    "cover": "image", "thumbnail": "image", "featured_image": "image",
+    "enclosures": "enclosure", "attachment": "enclosure", "attachments": "enclosure",
+    "headline": "title",
+}
+
+
+def closest_key(name: str, known: Sequence[str] | dict[str, object]) -> str | None:
+    """The known key `name` most likely misspells (`tittle` → `title`, by difflib's ratio,
+    0.6 at least), or that another generator calls `name` (`categories` → `tags`); None."""
+    folded = name.strip().lower().replace("-", "_")
+    alias = _KEY_ALIASES.get(folded)
+    if alias is not None and alias in known:
+        return alias
+    matches = difflib.get_close_matches(folded, list(known), n=1, cutoff=0.6)
+    return matches[0] if matches else None
 
 
 def _is_web_url(text: str) -> bool:

@@ -256,7 +256,9 @@ class ArchiveDates:
                 published, _, slug = old_boundary.partition(" ")
                 _lo, hi, index = _bisect(order, keys, slug, int(published))
                 was = index + (1 if index < hi and order[index] == slug else 0)
-            crossing = range(min(was, first), max(was, first))
+            # Not past the order's end: with fewer entries left than the feeds show, `first`
+            # is beyond it (every archived entry came back into the feeds).
+            crossing = range(min(was, first), min(max(was, first), len(order)))
         for index in crossing:
             where.setdefault(order[index], index)
         pages: set[int] = set()

@@ -67,4 +67,5 @@ def make_feed_info(feed: FeedConfig, setdefault_meta: Callable[[str, str], str],
         base_url=feed.base_url,
         created=datetime_of(created),
         feed_path=MAIN,
+        timezone=feed.timezone,
     )

@@ -17,13 +17,12 @@ from feedsvc.config import Config
 from feedsvc.errors import StoreError
 from feedsvc.ingest.parser import rebuild_entry
 from feedsvc.ingest.seedrules import is_slug
-from feedsvc.model import Document, from_micros
+from feedsvc.model import Document, FeedInfo, from_micros
 from feedsvc.publish.ids import make_item
-from feedsvc.publish.pages import HTML_TYPE, render_entry
+from feedsvc.publish.pages import HTML_TYPE, render_entry, render_gone, render_not_found
 from feedsvc.publish.registry import entry_path
 from feedsvc.publish.snapshot import make_document
 from feedsvc.publish.statereader import StateReader
-from feedsvc.publish.tombstones import render_gone
 
 log = logging.getLogger("feedsvc")
 
@@ -37,8 +36,18 @@ class EntryPages(StateReader):
         # slug → (the version it was made of, the page): published (a change of `date:` alone
         # moves it and the page's revision, not `updated`), updated, Last-Modified, previous;
         # None for a 410 page.
+        self._not_found: tuple[FeedInfo, bytes] | None = None
         self._cache: OrderedDict[str, tuple[tuple[int, int, datetime, int | None] | None,
                                             Document]] = OrderedDict()
+
+    def not_found(self) -> bytes | None:
+        """The body of a 404, in the site's language (None before the feed's info is known).
+        Made once: it depends on the feed's info only."""
+        if self.info is None:
+            return None
+        if self._not_found is None or self._not_found[0] is not self.info:
+            self._not_found = (self.info, render_not_found(self.info))
+        return self._not_found[1]
 
     async def page(self, slug: str) -> Document | None:
         """The page of a published entry; a 410 Gone page for a deleted one (its tombstone
@@ -112,7 +121,7 @@ class EntryPages(StateReader):
             self._cache.move_to_end(slug)
             return cached[1]
         info = self.info
-        body = render_gone(info.title, info.language, info.base_url, slug, moment)
+        body = render_gone(info, slug, moment)
         document = replace(make_document(entry_path(slug), HTML_TYPE, body, moment,
                                          self.config.server.cache_max_age), status=410)
         self._cache[slug] = (None, document)

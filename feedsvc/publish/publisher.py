@@ -328,15 +328,16 @@ class Publisher:
         published_count = len(self._ownership.owner) - start
         scheduled = self._timeline.scheduled(start)
         draft_count = len(self._ownership.drafts)
+        warnings = self.catalog.all_warnings()
         if (shown == self._shown and rejected == self._rejected and not tags_changed
                 and feeds is None and published_count == self._snapshot.published_count
                 and not relinked and archive == self._snapshot.archive
                 and self._snapshot.documents):
             old = self._snapshot
-            if (old.draft_count, old.scheduled, old.seeds_readable) != (draft_count, scheduled,
-                                                                   seeds_readable):
+            if (old.draft_count, old.scheduled, old.seeds_readable, old.warnings) != (
+                    draft_count, scheduled, seeds_readable, warnings):
                 self._snapshot = replace(old, draft_count=draft_count, scheduled=scheduled,
-                                         seeds_readable=seeds_readable)
+                                         seeds_readable=seeds_readable, warnings=warnings)
             return self._snapshot  # nothing shown changed: same object, no swap, same ETags
         if feeds is not None:
             rendering.feeds = feeds
@@ -353,6 +354,7 @@ class Publisher:
             scheduled=scheduled,
             gone_at=self._tags.gone_at,
             archive=archive,
+            warnings=warnings,
         )
         if rendering.retain_dates(self._snapshot.documents) and self.store.writable:
             self._writes.write()  # the tag documents' new dates

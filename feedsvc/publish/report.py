@@ -53,4 +53,11 @@ class Report:
                                 error, slug)
                 else:
                     log.warning("%s", error)
+        # A file that was rejected and now reads well: one line, so that whoever watched the
+        # log for its error sees it is over (a file deleted meanwhile is not "fixed").
+        still = {error.path for error in rejected}
+        for error in sorted(self._reported, key=lambda error: (error.path, error.line)):
+            record = self._records.get(Path(error.path).name)
+            if error.path not in still and record is not None and record.error is None:
+                log.info("%s: fixed (was line %d: %s)", error.path, error.line, error.message)
         self._reported = set(rejected)

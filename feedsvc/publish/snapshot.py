@@ -135,7 +135,8 @@ def make_snapshot(documents: Iterable[Document], published_count: int,
                   seeds_readable: bool = True, generation: int = 0, draft_count: int = 0,
                   scheduled: tuple[tuple[str, datetime], ...] = (),
                   gone_at: Mapping[str, int] | None = None,
-                  archive: ArchiveSpan | None = None) -> Snapshot:
+                  archive: ArchiveSpan | None = None,
+                  warnings: tuple[Rejection, ...] = ()) -> Snapshot:
     return Snapshot(
         documents=MappingProxyType({doc.path: doc for doc in documents}),
         published_count=published_count,
@@ -147,6 +148,7 @@ def make_snapshot(documents: Iterable[Document], published_count: int,
         scheduled=scheduled,
         gone_at=MappingProxyType(gone_at if gone_at is not None else {}),
         archive=archive,
+        warnings=warnings,
     )
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from html import escape
 
 from feedsvc.model import US, from_micros
 from feedsvc.publish.ids import entry_id
@@ -125,16 +124,3 @@ class Tombstones:
             return due
         return from_micros(expiry) if due is None else min(due, from_micros(expiry))
 
-
-def render_gone(title: str, language: str, base_url: str, slug: str, when: datetime) -> bytes:
-    """The small HTML page a deleted entry's URL answers with 410 Gone."""
-    stamp = f'<time datetime="{when.isoformat()}">{when:%Y-%m-%d %H:%M} UTC</time>'
-    return (
-        "<!DOCTYPE html>\n"
-        f'<html lang="{escape(language)}">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>Removed · {escape(title)}</title>\n</head>\n<body>\n<main>\n"
-        f"<h1>Removed</h1>\n<p>The entry <code>{escape(slug)}</code> was removed on {stamp}.</p>\n"
-        f'<p><a href="{escape(base_url)}">{escape(title, quote=False)}</a></p>\n'
-        "</main>\n</body>\n</html>\n"
-    ).encode()

@@ -12,13 +12,22 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import NoReturn
 
 from aiohttp import web
 
 from feedsvc.logtext import escape
 from feedsvc.model import Document, Snapshot
+from feedsvc.publish.pages import (
+    CSS_TYPE,
+    HTML_TYPE,
+    STYLESHEET,
+    STYLESHEET_CACHE,
+    STYLESHEET_PATH,
+)
 from feedsvc.publish.registry import format_of
+from feedsvc.publish.snapshot import make_document
 from feedsvc.serve.health import HealthStatus
 from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, LIVE, PAGES, STATUS
 from feedsvc.serve.negotiation import choose_coding, not_modified
@@ -38,7 +47,7 @@ async def serve_document(request: web.Request) -> web.StreamResponse:
         raise web.HTTPGone()
     document = snapshot.documents.get(path)
     if document is None:
-        _not_there(snapshot)
+        _not_there(request, snapshot)
     return respond(request, document)
 
 
@@ -50,7 +59,7 @@ async def serve_entry(request: web.Request) -> web.StreamResponse:
     if document is None and snapshot.documents:
         document = await request.app[PAGES].page(request.match_info["slug"])
     if document is None:
-        _not_there(snapshot)
+        _not_there(request, snapshot)
     return respond(request, document)
 
 
@@ -69,16 +78,41 @@ async def serve_archive(request: web.Request) -> web.StreamResponse:
             and request.match_info["size"] == str(span.page_entries)):
         document = await request.app[ARCHIVE_PAGES].page(span, int(number), fmt)
     if document is None:
-        _not_there(snapshot)
+        _not_there(request, snapshot)
     return respond(request, document)
 
 
-def _not_there(snapshot: Snapshot) -> NoReturn:
+def _not_there(request: web.Request, snapshot: Snapshot) -> NoReturn:
     if not snapshot.documents:
         # Nothing published since start (the seeds folder was missing): say "not yet",
         # not "gone", so readers and caches try again.
         raise web.HTTPServiceUnavailable(headers={"Retry-After": "5"})
-    raise web.HTTPNotFound()
+    raise not_found(request)
+
+
+def not_found(request: web.Request) -> web.HTTPNotFound:
+    """A 404 with the site's HTML page (in its language, with a link home)."""
+    body = request.app[PAGES].not_found()
+    if body is None:
+        return web.HTTPNotFound()
+    error = web.HTTPNotFound(headers={"Content-Type": HTML_TYPE})
+    error.body = body  # (the `body` argument of an HTTP exception is deprecated)
+    return error
+
+
+#: The site's stylesheet (publish/pages.py), made once: its URL carries its hash, so it is
+#: cached for a year, `immutable` (RFC 8246). Its date is the stylesheet's, not the clock's.
+_STYLESHEET = make_document(STYLESHEET_PATH, CSS_TYPE, STYLESHEET.encode(),
+                            datetime(2026, 11, 30, tzinfo=UTC), cache_control=STYLESHEET_CACHE)
+
+
+async def serve_stylesheet(request: web.Request) -> web.StreamResponse:
+    return respond(request, _STYLESHEET)
+
+
+async def serve_not_found(request: web.Request) -> web.StreamResponse:
+    """Every path no other route takes."""
+    _not_there(request, request.app[LIVE].current)
 
 
 #: Bodies larger than this are sent in pieces with back-pressure (LargeBody); smaller ones in
@@ -149,6 +183,7 @@ class LargeBody(web.StreamResponse):
 #: Scheduled entries and rejected seeds listed by /healthz (all are counted).
 HEALTH_SCHEDULED_MAX = 100
 HEALTH_REJECTED_MAX = 100
+HEALTH_WARNINGS_MAX = 100
 
 
 async def serve_health(request: web.Request) -> web.Response:
@@ -160,7 +195,10 @@ async def serve_health(request: web.Request) -> web.Response:
     healthy = (status.watching and snapshot.seeds_readable and not status.pending_writes
                and status.state_problem is None and status.batch_problem is None)
     body = {
-        "status": "down" if down else "ok" if healthy else "degraded",
+        # `warnings`: all is served, but a seed says something its author did not mean
+        # (`tittle:`); listed below.
+        "status": "down" if down else "degraded" if not healthy
+        else "warnings" if snapshot.warnings else "ok",
         "watching": status.watching,
         "seeds_folder": "ok" if snapshot.seeds_readable else "missing",
         "state": status.state_problem or "ok",
@@ -179,6 +217,10 @@ async def serve_health(request: web.Request) -> web.Response:
         "rejected": [{"path": escape(e.path), "line": e.line, "message": escape(e.message)}
                      for e in snapshot.rejected[:HEALTH_REJECTED_MAX]],
         "rejected_truncated": len(snapshot.rejected) > HEALTH_REJECTED_MAX,
+        "warnings": [{"path": escape(w.path), "line": w.line, "message": escape(w.message)}
+                     for w in snapshot.warnings[:HEALTH_WARNINGS_MAX]],
+        "warnings_count": len(snapshot.warnings),
+        "warnings_truncated": len(snapshot.warnings) > HEALTH_WARNINGS_MAX,
         "last_change": snapshot.changed_at.isoformat() if snapshot.changed_at else None,
         "renders": snapshot.generation,
         "pid": os.getpid(),  # which worker process answered

@@ -5,8 +5,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from feedsvc.publish.pages import STYLESHEET_PATH
 from feedsvc.publish.registry import ARCHIVES, ENTRIES, INDEX, MAIN, TAGS, formats
-from feedsvc.serve.handlers import serve_archive, serve_document, serve_entry, serve_health
+from feedsvc.serve.handlers import (
+    serve_archive,
+    serve_document,
+    serve_entry,
+    serve_health,
+    serve_not_found,
+    serve_stylesheet,
+)
 from feedsvc.serve.media import ROUTE_PREFIX, serve_media
 
 
@@ -23,3 +31,7 @@ def setup_routes(app: web.Application) -> None:
     router.add_get("/healthz", serve_health)
     # The media folder's files, from disk (not the snapshot): see media.py.
     router.add_get(ROUTE_PREFIX + "{path:.+}", serve_media)
+    # The site's one stylesheet, at its hashed URL (publish/pages.py).
+    router.add_get(STYLESHEET_PATH, serve_stylesheet)
+    # Anything else: the site's 404 page (last: routes match in the order added).
+    router.add_get("/{tail:.*}", serve_not_found)

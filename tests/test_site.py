@@ -1,0 +1,237 @@
+"""The site's HTML pages (issue 13): in the feed's language and time zone, complete, valid HTML5.
+
+Pure rendering is checked from data tables, for a French feed in Europe/Paris and an English one
+in UTC; the routes (stylesheet, 404) against a real server.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import html5lib
+import pytest
+
+from feedsvc.ingest.parser import parse_seed
+from feedsvc.model import Entry, FeedInfo, Item
+from feedsvc.publish import pages
+from feedsvc.publish.ids import entry_id
+from feedsvc.publish.locale import page_locale
+from feedsvc.publish.pages import (
+    STYLESHEET_PATH,
+    render_entry,
+    render_gone,
+    render_index,
+    render_not_found,
+)
+
+from .conftest import write_config, write_seed
+
+LOCALES = Path(pages.__file__).parent / "locales"
+T0 = datetime(2026, 11, 24, 7, 30, tzinfo=UTC)  # 8h30 in Paris
+
+FR = FeedInfo(id="urn:uuid:9b4c5a52-1f6e-5d0e-8a55-5b8d6c1e2f00", title="Les dépêches",
+              subtitle="Actualité « internationale »", language="fr",
+              author_name="La rédaction", author_email=None, base_url="https://news.example.fr/",
+              created=T0 - timedelta(days=30), timezone="Europe/Paris")
+EN = replace(FR, title="The Wire", subtitle="News", language="en", author_name="The desk",
+             base_url="https://news.example.com/", timezone="UTC")
+
+MARKDOWN = """\
+---
+title: Des étoiles et des tableaux
+author: Marie Curie
+tags: [Astronomie, Vie du projet]
+image: https://news.example.fr/media/ciel.jpg
+enclosure: https://news.example.fr/media/episode.mp3
+lang: en
+---
+A *first* paragraph, in English.
+
+| left | centre | right |
+|:-----|:------:|------:|
+| a    | b      | c     |
+
+> A quote.
+
+```
+code()
+```
+"""
+
+
+def _entry(info: FeedInfo, name: str = "etoiles.md", text: str = MARKDOWN) -> Item:
+    entry = parse_seed(name, text.encode())
+    assert isinstance(entry, Entry), entry
+    return Item(entry=entry, id=entry_id(info.id, entry.slug),
+                link=f"{info.base_url}entries/{entry.slug}", published=T0, updated=T0)
+
+
+def _plain(info: FeedInfo, slug: str, published: datetime) -> Item:
+    entry = parse_seed(f"{slug}.txt", f"{slug}\nTitre {slug}\n\nUn corps.".encode())
+    assert isinstance(entry, Entry), entry
+    return Item(entry=entry, id=entry_id(info.id, slug), link=f"{info.base_url}entries/{slug}",
+                published=published, updated=published)
+
+
+def strict_parse(page: bytes) -> None:
+    """html5lib in strict mode: any parse error (broken markup) raises."""
+    html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(page)
+
+
+# (language, zone, moment) → what the page shows, and the RFC 3339 of its <time datetime>.
+DATES = [
+    ("fr", "Europe/Paris", T0, "24 novembre 2026 à 08:30", "2026-11-24T08:30:00+01:00"),
+    ("fr", "Europe/Paris", datetime(2026, 7, 1, 6, 5, tzinfo=UTC), "1 juillet 2026 à 08:05",
+     "2026-07-01T08:05:00+02:00"),  # summer time
+    ("en", "UTC", T0, "November 24, 2026 at 7:30\u202fAM", "2026-11-24T07:30:00+00:00"),
+    ("en", "America/New_York", T0, "November 24, 2026 at 2:30\u202fAM",
+     "2026-11-24T02:30:00-05:00"),
+    ("de", "Europe/Berlin", T0, "24. November 2026 um 08:30", "2026-11-24T08:30:00+01:00"),
+    ("es", "UTC", T0, "24 de noviembre de 2026, 7:30", "2026-11-24T07:30:00+00:00"),
+    ("xx", "UTC", T0, "November 24, 2026 at 7:30\u202fAM", "2026-11-24T07:30:00+00:00"),
+]
+
+
+@pytest.mark.parametrize(("language", "zone", "moment", "shown", "rfc3339"), DATES)
+def test_dates_are_written_as_the_language_writes_them_in_the_feeds_zone(
+        language: str, zone: str, moment: datetime, shown: str, rfc3339: str) -> None:
+    loc = page_locale(language, zone)
+    assert loc.date_text(moment) == shown
+    assert loc.when(moment) == f'<time datetime="{rfc3339}">{shown}</time>'
+    assert datetime.fromisoformat(rfc3339) == moment
+
+
+# language → labels of the pages, as its catalog says them (English for a language without one).
+LABELS = [
+    ("fr", "Rien n’a encore été publié.", "S’abonner\u00a0:"),
+    ("fr-CA", "Rien n’a encore été publié.", "S’abonner\u00a0:"),
+    ("en", "Nothing published yet.", "Subscribe:"),
+    ("de", "Nothing published yet.", "Subscribe:"),
+]
+
+
+@pytest.mark.parametrize(("language", "empty", "subscribe"), LABELS)
+def test_labels_come_from_the_catalog_of_the_feeds_language(
+        language: str, empty: str, subscribe: str) -> None:
+    page = render_index(replace(FR, language=language), []).decode()
+    assert f'<html lang="{language}">' in page
+    assert f"<p>{empty}</p>" in page and f'<p class="subscribe">{subscribe} ' in page
+
+
+def _catalog(language: str) -> dict[str, str | tuple[str, ...]]:
+    from babel.messages.pofile import read_po
+
+    with (LOCALES / language / "LC_MESSAGES" / "feedsvc.po").open("rb") as handle:
+        return {(m.id if isinstance(m.id, str) else m.id[0]): m.string
+                for m in read_po(handle) if m.id}
+
+
+def test_french_and_english_catalogs_are_complete() -> None:
+    """Every label the pages use is in both catalogs, translated."""
+    source = Path(pages.__file__).read_text("utf-8")
+    used = set(re.findall(r'_t(?:_raw)?\(loc, "([^"]+)"', source))
+    used |= set(re.findall(r"_t(?:_raw)?\(loc, '([^']+)'", source))
+    used |= set(re.findall(r'loc\.plural\("([^"]+)"', source))
+    assert len(used) > 10
+    for language in ("fr", "en"):
+        catalog = _catalog(language)
+        assert used <= set(catalog), (language, used - set(catalog))
+        assert all(catalog.values()), language
+    assert set(_catalog("fr")) == set(_catalog("en"))
+
+
+@pytest.mark.parametrize("info", [FR, EN], ids=["fr", "en"])
+def test_every_page_is_valid_html5(info: FeedInfo) -> None:
+    items = [_entry(info), _plain(info, "plain", T0 - timedelta(days=1))]
+    for page in (render_index(info, items), render_index(info, []),
+                 *(render_entry(info, item) for item in items),
+                 render_gone(info, "gone", T0), render_not_found(info)):
+        strict_parse(page)
+        assert b" align=" not in page  # obsolete in HTML5 (§16)
+
+
+def test_the_strict_parse_fails_on_broken_markup() -> None:
+    good = render_not_found(FR)
+    strict_parse(good)
+    with pytest.raises(html5lib.html5parser.ParseError):
+        strict_parse(good.replace(b"</h1>", b"</h2>"))
+
+
+def test_an_entry_page_shows_author_tags_image_enclosures_and_previews() -> None:
+    item = _entry(FR)
+    page = render_entry(FR, item).decode()
+    url = "https://news.example.fr/entries/etoiles"
+    assert item.slug == "etoiles"
+    assert '<article lang="en">' in page  # its own language, on its element
+    assert '<html lang="fr">' in page
+    assert "Par Marie Curie" in page
+    assert '<time datetime="2026-11-24T08:30:00+01:00">24 novembre 2026 à 08:30</time>' in page
+    assert ('<a href="https://news.example.fr/tags/astronomie" rel="tag">Astronomie</a>' in page
+            and 'href="https://news.example.fr/tags/vie-du-projet"' in page)
+    assert '<img src="https://news.example.fr/media/ciel.jpg" alt="">' in page
+    assert 'href="https://news.example.fr/media/episode.mp3" type="audio/mpeg"' in page
+    assert "<h2>Pièces jointes</h2>" in page
+    assert f'<link rel="canonical" href="{url}">' in page
+    for name, value in [("og:type", "article"), ("og:title", "Des étoiles et des tableaux"),
+                        ("og:url", url), ("og:image", "https://news.example.fr/media/ciel.jpg"),
+                        ("og:description", "A first paragraph, in English."),
+                        ("article:published_time", "2026-11-24T07:30:00+00:00")]:
+        assert f'<meta property="{name}" content="{value}">' in page
+    # Table alignment as classes, styled by the stylesheet.
+    assert '<th class="align-center">centre</th>' in page
+    assert '<td class="align-right">c</td>' in page
+    assert ".align-center{text-align:center}" in pages.STYLESHEET
+    assert f'<link rel="stylesheet" href="https://news.example.fr{STYLESHEET_PATH}">' in page
+
+
+def test_the_front_page_lists_entries_with_localized_dates() -> None:
+    items = [_plain(EN, "b", T0), _plain(EN, "a", T0 - timedelta(days=1))]
+    page = render_index(EN, items).decode()
+    assert '<a href="https://news.example.com/entries/b">Titre b</a>' in page
+    assert ">November 24, 2026 at 7:30\u202fAM</time>" in page
+    assert ">November 23, 2026 at 7:30\u202fAM</time>" in page
+
+
+@pytest.mark.parametrize(("language", "title", "home"), [
+    ("fr", "Page introuvable", "Retour à la une"),
+    ("en", "Page not found", "Back to the front page"),
+])
+def test_a_404_is_a_page_in_the_sites_language_with_a_link_home(
+        language: str, title: str, home: str) -> None:
+    info = replace(FR, language=language)
+    page = render_not_found(info).decode()
+    assert f"<h1>{title}</h1>" in page
+    assert f'<a href="https://news.example.fr/">{home}</a>' in page
+
+
+def test_the_server_sends_the_404_page_and_the_stylesheet_with_a_long_cache(
+        tmp_path: Path, serve) -> None:
+    write_config(tmp_path, port=_port(), timezone="Europe/Paris")
+    write_seed(tmp_path / "seeds", "un.txt", "un\nUn titre\n\nUn corps.", mtime=1_790_000_000)
+    server = serve(tmp_path / "config.toml")
+    status, headers, body = server.get("/nowhere/at/all")
+    assert status == 404 and headers["Content-Type"] == "text/html; charset=utf-8"
+    assert b"<h1>Page introuvable</h1>" in body
+    strict_parse(body)
+    status, headers, page = server.get("/entries/un")
+    assert status == 200
+    assert "2026 à".encode() in page  # 2026-09-21 14:13 UTC: 16:13 in Paris
+    assert b">21 septembre 2026 \xc3\xa0 16:13</time>" in page
+    href = re.search(rb'<link rel="stylesheet" href="([^"]+)">', page)
+    assert href is not None
+    path = href.group(1).decode().removeprefix(server.url)
+    assert path == STYLESHEET_PATH
+    status, headers, css = server.get(path)
+    assert status == 200 and headers["Content-Type"] == "text/css; charset=utf-8"
+    assert headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert css == pages.STYLESHEET.encode()
+    assert server.get("/assets/site.0000000000000000.css")[0] == 404
+
+
+def _port() -> int:
+    from .conftest import free_port
+
+    return free_port()
