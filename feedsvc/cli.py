@@ -31,6 +31,7 @@ from feedsvc.publish.mediacopy import copy_media
 from feedsvc.publish.ownership import resolve_owners
 from feedsvc.publish.publisher import Publisher
 from feedsvc.publish.registry import ARCHIVES, MAIN, formats, tag_of
+from feedsvc.publish.sitebuild import write_site
 from feedsvc.publish.snapshot import write_atomically
 from feedsvc.state.store import backup_state, peek_stamps, repair_state
 
@@ -181,6 +182,8 @@ def build(config: Config, args: argparse.Namespace | None = None) -> int:
             log.info("media: %d files linked, %d copied, %d unchanged into %s/media",
                      copied.linked, copied.copied, copied.unchanged, output)
     archive_pages = _write_archives(config, publisher.info, snapshot, output)
+    site_files = write_site(config, publisher.info, snapshot, output, _write_variants)
+    log.info("wrote %d site files (HTML pages, stylesheet) to %s", site_files, output)
     log.info("wrote %s to %s (%d entries, %d tag feeds, %d archive pages, %d seeds rejected)",
              _and(path[1:] for path in feeds), output, snapshot.published_count,
              len({tag_of(path) for path in tag_paths}), archive_pages, len(snapshot.rejected))

@@ -6,6 +6,7 @@ in UTC; the routes (stylesheet, 404) against a real server.
 
 from __future__ import annotations
 
+import http.client
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -235,3 +236,126 @@ def _port() -> int:
     from .conftest import free_port
 
     return free_port()
+
+
+def _links(page: bytes, rel: str) -> list[str]:
+    return [m.decode() for m in re.findall(rb'<a href="([^"]+)" rel="' + rel.encode() + b'"', page)]
+
+
+@pytest.mark.parametrize(("language", "older", "tagged"), [
+    ("fr", "Articles plus anciens", "Articles classés «\u00a0Ciel\u00a0»"),
+    ("en", "Older entries", "Entries tagged “Ciel”"),
+])
+def test_following_links_from_the_front_page_reaches_every_entry_and_tag(
+        tmp_path: Path, serve, language: str, older: str, tagged: str) -> None:
+    """7 entries, 2 per page: `/` → /page/2 → /page/3 → /page/4, each entry once; a tag's page
+    lists its entries and announces its feeds; `/tags/` lists every tag with its count."""
+    write_config(tmp_path, port=_port(), language=language, max_entries=2,
+                 timezone="Europe/Paris")
+    seeds = tmp_path / "seeds"
+    for n in range(7):
+        tags = "tags: [Ciel]\n" if n % 2 == 0 else ""
+        write_seed(seeds, f"e{n}.md", f"---\ntitle: Entry {n}\n{tags}---\nBody {n}.\n",
+                   mtime=1_790_000_000 + n * 3600)
+    server = serve(tmp_path / "config.toml")
+    seen: list[str] = []
+    url, pages_seen = "/", 0
+    while url:
+        status, headers, page = server.get(url)
+        assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8", url
+        strict_parse(page)
+        seen += re.findall(r'<h2><a href="[^"]+/entries/(e\d)">', page.decode())
+        nexts = _links(page, "next")
+        assert (older in page.decode()) == bool(nexts)
+        url = nexts[0].removeprefix(server.url) if nexts else ""
+        pages_seen += 1
+    assert seen == [f"e{n}" for n in range(6, -1, -1)] and pages_seen == 4
+    assert server.get("/page/5")[0] == 404 and server.get("/page/02")[0] == 404
+    assert _links(server.get("/page/2")[2], "prev") == [f"{server.url}/"]
+    # A tag's page: its entries and its feeds, in every format.
+    status, _, page = server.get("/tags/ciel")
+    assert status == 200 and f"<h1>{tagged}</h1>" in page.decode()
+    strict_parse(page)
+    assert re.findall(r'entries/(e\d)"', page.decode()) == ["e6", "e4"]
+    for ext, kind in [("atom", "application/atom+xml"), ("rss", "application/rss+xml"),
+                      ("json", "application/feed+json")]:
+        assert (f'<link rel="alternate" type="{kind}" title="Test feed — Ciel'
+                in page.decode()), ext
+        assert f'href="{server.url}/tags/ciel.{ext}"' in page.decode()
+    assert re.findall(r'entries/(e\d)"', server.get("/tags/ciel/page/2")[2].decode()) == [
+        "e2", "e0"]
+    assert server.get("/tags/ciel.atom")[1]["Content-Type"].startswith("application/atom+xml")
+    assert server.get("/tags/nope")[0] == 404
+    status, _, page = server.get("/tags/")
+    assert status == 200
+    strict_parse(page)
+    count = "4 articles" if language == "fr" else "4 entries"
+    assert f'<a href="{server.url}/tags/ciel">Ciel</a> <span class="meta">({count})' in \
+        page.decode()
+    # Every page links to the list of tags.
+    assert f'href="{server.url}/tags/"'.encode() in server.get("/")[2]
+
+
+def test_an_entry_page_links_to_the_newer_and_the_older_entry(tmp_path: Path, serve) -> None:
+    """The links answer 303 to the neighbour (published order, ties by slug), or home."""
+    write_config(tmp_path, port=_port(), max_entries=2)
+    seeds = tmp_path / "seeds"
+    for n in range(4):  # e3 newest; e1 and e0 share a date (ties: by slug, e0 first)
+        write_seed(seeds, f"e{n}.txt", f"e{n}\nEntry {n}\n\nBody.",
+                   mtime=1_790_000_000 + max(n, 1) * 3600)
+    server = serve(tmp_path / "config.toml")
+    page = server.get("/entries/e2")[2].decode()
+    assert f'<a href="{server.url}/entries/e2/newer" rel="prev">← Article plus récent</a>' in page
+    assert f'<a href="{server.url}/entries/e2/older" rel="next">Article plus ancien →</a>' in page
+    chain = [("e3", "older", "/entries/e2"), ("e2", "older", "/entries/e0"),
+             ("e0", "older", "/entries/e1"), ("e1", "older", "/"),
+             ("e1", "newer", "/entries/e0"), ("e0", "newer", "/entries/e2"),
+             ("e3", "newer", "/")]
+    for slug, direction, target in chain:
+        status, headers, _ = _no_redirect(server.url, f"/entries/{slug}/{direction}")
+        assert status == 303, (slug, direction)
+        assert headers["Location"] == f"{server.url}{target}", (slug, direction)
+    assert _no_redirect(server.url, "/entries/nope/older")[0] == 404
+    assert _no_redirect(server.url, "/entries/e1/sideways")[0] == 404
+
+
+def _no_redirect(base: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    """A GET that does not follow a redirect."""
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def test_build_writes_every_page(tmp_path: Path) -> None:
+    from .conftest import run_cli
+
+    write_config(tmp_path, max_entries=2, language="en")
+    seeds = tmp_path / "seeds"
+    for n in range(5):
+        tags = "tags: [Sky]\n" if n % 2 == 0 else ""
+        write_seed(seeds, f"e{n}.md", f"---\ntitle: Entry {n}\n{tags}---\nBody {n}.\n",
+                   mtime=1_790_000_000 + n * 3600)
+    result = run_cli("build", "--config", str(tmp_path / "config.toml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    public = tmp_path / "public"
+    names = {p.relative_to(public).as_posix() for p in public.rglob("*.html")}
+    assert names == {"index.html", "404.html", "page/2.html", "page/3.html",
+                     *(f"entries/e{n}.html" for n in range(5)),
+                     "tags/index.html", "tags/sky.html", "tags/sky/page/2.html"}
+    for name in names:
+        strict_parse((public / name).read_bytes())
+        assert (public / f"{name}.gz").is_file() and (public / f"{name}.br").is_file()
+    assert (public / STYLESHEET_PATH[1:]).read_bytes() == pages.STYLESHEET.encode()
+    assert b"Page not found" in (public / "404.html").read_bytes()
+    # An entry removed: its page goes with the next build.
+    (seeds / "e1.md").unlink()
+    result = run_cli("build", "--config", str(tmp_path / "config.toml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (public / "entries/e1.html").exists()
+    assert not (public / "entries/e1.html.gz").exists()
+    assert (public / "entries/e0.html").exists()

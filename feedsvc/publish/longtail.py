@@ -49,6 +49,14 @@ class EntryPages(StateReader):
             self._not_found = (self.info, render_not_found(self.info))
         return self._not_found[1]
 
+    def render_now(self, slug: str) -> Document | None:
+        """`page`, synchronously (`build`)."""
+        return self._page(slug) if is_slug(slug) else None
+
+    def live_slugs(self, after: str | None, limit: int) -> list[str]:
+        """The published slugs after `after`, in slug order, at most `limit` (`build`)."""
+        return self._state().live_slugs(after, limit)
+
     async def page(self, slug: str) -> Document | None:
         """The page of a published entry; a 410 Gone page for a deleted one (its tombstone
         is in the state); or None (never published, or no text for it)."""

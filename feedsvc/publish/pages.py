@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from html import escape
 
@@ -85,15 +86,73 @@ def locale_of(info: FeedInfo) -> PageLocale:
     return page_locale(info.language, info.timezone)
 
 
-def render_index(info: FeedInfo, items: Sequence[Item]) -> bytes:
-    """The front page: newest entries, with autodiscovery links to every feed format."""
+def render_index(info: FeedInfo, items: Sequence[Item], number: int = 1,
+                 older: bool = False) -> bytes:
+    """The front page (`number` 1: the newest entries, as the feeds show them) or one of its
+    older pages, made from the state (sitepages.py); `older`: an older page follows. Following
+    "older entries" from `/` reaches every published entry."""
     loc = locale_of(info)
     empty = f"<p>{_t(loc, 'Nothing published yet.')}</p>"
     body = _entry_list(info, loc, items) if items else empty
     subtitle = f"<p>{escape(info.subtitle, quote=False)}</p>\n" if info.subtitle else ""
-    return _page(info, loc, escape(info.title),
-                 f"<h1>{escape(info.title, quote=False)}</h1>\n{subtitle}{body}",
-                 canonical=info.base_url)
+    pager = _pager(info, loc, "", number, older)
+    if number == 1:
+        return _page(info, loc, escape(info.title),
+                     f"<h1>{escape(info.title, quote=False)}</h1>\n{subtitle}{body}{pager}",
+                     canonical=info.base_url)
+    heading = _t(loc, "Page {number}", number=number)
+    return _page(info, loc, f"{heading} · {escape(info.title)}",
+                 f"<h1>{escape(info.title, quote=False)} · {heading}</h1>\n{body}{pager}",
+                 canonical=f"{info.base_url}page/{number}")
+
+
+def tag_info(info: FeedInfo, tag: str, label: str) -> FeedInfo:
+    """A tag's feeds (`tags/{tag}.{ext}`), which its page announces and links to."""
+    return replace(info, title=f"{info.title} — {label}", feed_path=f"{TAGS}{tag}")
+
+
+def render_tag(info: FeedInfo, tag: str, label: str, items: Sequence[Item], number: int = 1,
+               older: bool = False) -> bytes:
+    """A tag's page: its entries, newest first, in pages; autodiscovery links to the tag's
+    feeds in every registered format."""
+    loc = locale_of(info)
+    own = tag_info(info, tag, label)
+    heading = _t(loc, "Entries tagged “{tag}”", tag=label)
+    if number > 1:
+        heading += " · " + _t(loc, "Page {number}", number=number)
+    feeds = " ".join(f'<a href="{escape(fmt.url(own))}">{escape(fmt.name, quote=False)}</a>'
+                     for fmt in formats())
+    main = (f"<h1>{heading}</h1>\n<p>{_t(loc, 'Feeds of this tag:')} {feeds}</p>\n"
+            f"{_entry_list(info, loc, items)}{_pager(info, loc, TAGS + tag, number, older)}"
+            f'<p><a href="{escape(info.base_url + TAGS)}">{_t(loc, "All tags")}</a></p>')
+    url = f"{info.base_url}{TAGS}{tag}" + (f"/page/{number}" if number > 1 else "")
+    return _page(own, loc, f"{heading} · {escape(info.title)}", main, canonical=url,
+                 home=info)
+
+
+def render_tags(info: FeedInfo, tags: Sequence[tuple[str, str, int]]) -> bytes:
+    """Every tag with its number of entries: (tag, label, count), in the order given."""
+    loc = locale_of(info)
+    rows = "\n".join(
+        f'<li><a href="{escape(info.base_url + TAGS + tag)}">{escape(label, quote=False)}</a> '
+        f'<span class="meta">({escape(loc.plural("{count} entry", "{count} entries", count))})'
+        "</span></li>" for tag, label, count in tags)
+    body = f"<ul>\n{rows}\n</ul>" if tags else f"<p>{_t(loc, 'Nothing published yet.')}</p>"
+    return _page(info, loc, f"{_t(loc, 'All tags')} · {escape(info.title)}",
+                 f"<h1>{_t(loc, 'All tags')}</h1>\n{body}", canonical=info.base_url + TAGS)
+
+
+def _pager(info: FeedInfo, loc: PageLocale, base: str, number: int, older: bool) -> str:
+    """Links to the newer and the older page (`base`: "" for the front page's, "tags/{tag}")."""
+    first = info.base_url + base
+    links = []
+    if number > 1:
+        newer = first if number == 2 else f"{first.rstrip('/')}/page/{number - 1}"
+        links.append(f'<a href="{escape(newer)}" rel="prev">← {_t(loc, "Newer entries")}</a>')
+    if older:
+        links.append(f'<a href="{escape(first.rstrip("/"))}/page/{number + 1}" rel="next">'
+                     f"{_t(loc, 'Older entries')} →</a>")
+    return f'\n<nav class="pager">{"".join(links)}</nav>' if links else ""
 
 
 def render_entry(info: FeedInfo, item: Item) -> bytes:
@@ -123,7 +182,13 @@ def render_entry(info: FeedInfo, item: Item) -> bytes:
         parts.append(f"<h2>{_t(loc, 'Attachments')}</h2>\n<ul>{rows}</ul>\n")
     if entry.link:
         parts.append(f'<p><a href="{escape(entry.link)}">{_t(loc, "Read the original")}</a></p>\n')
-    parts.append("</article>")
+    parts.append("</article>\n")
+    # Links that the server answers with a 303 to the neighbour (never the neighbour itself:
+    # this page's bytes depend on this entry only).
+    parts.append(f'<nav class="pager"><a href="{escape(url)}/newer" rel="prev">'
+                 f'← {_t(loc, "Newer entry")}</a>'
+                 f'<a href="{escape(url)}/older" rel="next">{_t(loc, "Older entry")} →</a>'
+                 "</nav>")
     head = _open_graph(info, item, url)
     return _page(info, loc, f"{escape(entry.title)} · {escape(info.title)}", "".join(parts),
                  canonical=url, head=head)
@@ -207,7 +272,10 @@ def _home_link(info: FeedInfo, loc: PageLocale) -> str:
 
 
 def _page(info: FeedInfo, loc: PageLocale, title: str, main: str, canonical: str | None = None,
-          head: str = "") -> bytes:
+          head: str = "", home: FeedInfo | None = None) -> bytes:
+    """A whole page. `info`: the feed its autodiscovery links and subscribe line are for (a
+    tag's, on a tag's page); `home`: the site's (when it is not `info`)."""
+    site = home or info
     canonical_link = f'<link rel="canonical" href="{escape(canonical)}">\n' if canonical else ""
     return (
         "<!DOCTYPE html>\n"
@@ -217,8 +285,9 @@ def _page(info: FeedInfo, loc: PageLocale, title: str, main: str, canonical: str
         f'<link rel="stylesheet" href="{escape(info.base_url + STYLESHEET_PATH[1:])}">\n'
         f"{canonical_link}{head}{_discovery_links(info)}"
         "</head>\n<body>\n"
-        f'<header class="site"><a href="{escape(info.base_url)}">'
-        f"{escape(info.title, quote=False)}</a></header>\n"
+        f'<header class="site"><a href="{escape(site.base_url)}">'
+        f"{escape(site.title, quote=False)}</a> · "
+        f'<a href="{escape(site.base_url + TAGS)}">{_t(loc, "All tags")}</a></header>\n'
         f"<main>\n{main}\n</main>\n{_footer(info, loc)}\n</body>\n</html>\n"
     ).encode()
 

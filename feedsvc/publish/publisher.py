@@ -89,7 +89,8 @@ class Publisher:
         self._shown: tuple[Item, ...] = ()
         self._rejected: tuple[Rejection, ...] = ()
         self._snapshot = Snapshot()
-        self._rendering = Rendering(self.info, store, config.server.cache_max_age)
+        self._rendering = Rendering(self.info, store, config.server.cache_max_age,
+                                    config.feed.max_entries)
         self._tags = TagDocuments(_TagSource(store, self._stamps, self._texts, self._tombstones),
                                   self.info, config.feed.max_entries, self._rendering.tag_feed,
                                   self._rendering.make_documents, **_tag_rules(config, clock))

@@ -20,8 +20,12 @@ from feedsvc.state.store import Store
 
 
 class Rendering:
-    def __init__(self, info: FeedInfo, store: Store, cache_max_age: int) -> None:
+    def __init__(self, info: FeedInfo, store: Store, cache_max_age: int,
+                 page_entries: int = 0) -> None:
         self.info = info
+        # Entries per page of the site (`[feed] max_entries`): a full front page links to
+        # the older ones (sitepages.py).
+        self._page_entries = page_entries
         self._cache_max_age = cache_max_age
         # Each document's Last-Modified, kept in the state with a hash of its bytes.
         self.dates = DocumentDates(store)
@@ -70,7 +74,8 @@ class Rendering:
         changed = bool(before) and _rendered_keys(before) != _rendered_keys(shown)
         capped = [
             *self.feed_documents(info, items, updated, now_us, changed),
-            self.dates.dated(INDEX, HTML_TYPE, updated, now_us, render_index(info, items)),
+            self.dates.dated(INDEX, HTML_TYPE, updated, now_us, render_index(
+                info, items, older=bool(self._page_entries) and len(items) >= self._page_entries)),
         ]
         rendered = capped + [self.dates.dated(entry_path(item.slug), HTML_TYPE, item.updated,
                                               now_us, render_entry(info, item))

@@ -21,6 +21,7 @@ from feedsvc.config import Config
 from feedsvc.errors import FeedsvcError
 from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.longtail import EntryPages
+from feedsvc.publish.sitepages import SitePages
 from feedsvc.publish.snapshot import Live
 from feedsvc.serve.health import LiveHealth
 from feedsvc.serve.keys import (
@@ -30,6 +31,7 @@ from feedsvc.serve.keys import (
     LIVE,
     MEDIA,
     PAGES,
+    SITE_PAGES,
     SNAPSHOT_LISTENERS,
     STATUS,
 )
@@ -66,6 +68,7 @@ def _base_app(config: Config) -> web.Application:
     app[STATUS] = LiveHealth()
     app[PAGES] = EntryPages(config)
     app[ARCHIVE_PAGES] = ArchivePages(config)
+    app[SITE_PAGES] = SitePages(config)
     app[MEDIA] = MediaFolder(config.paths.media)
     setup_routes(app)
     return app
@@ -78,12 +81,14 @@ async def run_pipeline(app: web.Application) -> AsyncIterator[None]:
     try:
         app[PAGES].start(pipeline.info)
         app[ARCHIVE_PAGES].start(pipeline.info)
+        app[SITE_PAGES].start(pipeline.info)
         await pipeline.start()
         yield
     finally:
         await pipeline.stop()
         app[PAGES].close()
         app[ARCHIVE_PAGES].close()
+        app[SITE_PAGES].close()
 
 
 def follow(leader: Connection) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -98,6 +103,7 @@ def follow(leader: Connection) -> Callable[[web.Application], AsyncIterator[None
         app[STATUS].current = first.status
         app[PAGES].start(first.info)
         app[ARCHIVE_PAGES].start(first.info)
+        app[SITE_PAGES].start(first.info)
 
         async def keep_following() -> None:
             try:
@@ -116,6 +122,7 @@ def follow(leader: Connection) -> Callable[[web.Application], AsyncIterator[None
             task.cancel()
             app[PAGES].close()
             app[ARCHIVE_PAGES].close()
+            app[SITE_PAGES].close()
 
     return following
 

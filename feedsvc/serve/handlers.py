@@ -12,7 +12,6 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import NoReturn
 
 from aiohttp import web
@@ -20,16 +19,13 @@ from aiohttp import web
 from feedsvc.logtext import escape
 from feedsvc.model import Document, Snapshot
 from feedsvc.publish.pages import (
-    CSS_TYPE,
     HTML_TYPE,
-    STYLESHEET,
-    STYLESHEET_CACHE,
-    STYLESHEET_PATH,
 )
-from feedsvc.publish.registry import format_of
-from feedsvc.publish.snapshot import make_document
+from feedsvc.publish.registry import entry_path, format_of
+from feedsvc.publish.sitebuild import stylesheet_document
+from feedsvc.publish.sitepages import page_number
 from feedsvc.serve.health import HealthStatus
-from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, LIVE, PAGES, STATUS
+from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, LIVE, PAGES, SITE_PAGES, STATUS
 from feedsvc.serve.negotiation import choose_coding, not_modified
 
 log = logging.getLogger("feedsvc")
@@ -82,6 +78,47 @@ async def serve_archive(request: web.Request) -> web.StreamResponse:
     return respond(request, document)
 
 
+async def serve_site_page(request: web.Request) -> web.StreamResponse:
+    """The site's pages made from the state (publish/sitepages.py), off the event loop:
+    `/page/{n}`, `/tags/`, `/tags/{tag}`, `/tags/{tag}/page/{n}`."""
+    snapshot = request.app[LIVE].current
+    site = request.app[SITE_PAGES]
+    match = request.match_info
+    document = None
+    if snapshot.documents:
+        number = page_number(match.get("number", "1"))
+        if number is None:
+            pass
+        elif "tag" in match:
+            document = await site.tag_page(match["tag"], number)
+        elif "number" in match:
+            document = await site.index_page(number)
+        else:
+            document = await site.tags_index()
+    if document is None:
+        _not_there(request, snapshot)
+    return respond(request, document)
+
+
+async def serve_neighbour(request: web.Request) -> web.StreamResponse:
+    """`/entries/{slug}/newer` and `/older`: 303 See Other (RFC 9110 §15.4.4) to the entry
+    just newer or older, or to the front page past either end. Entry pages link to these
+    instead of to their neighbours, so a page's bytes never depend on other entries (a new
+    entry re-renders no other page) and its dates stay its own."""
+    snapshot = request.app[LIVE].current
+    slug, direction = request.match_info["slug"], request.match_info["direction"]
+    if not snapshot.documents or direction not in ("newer", "older"):
+        _not_there(request, snapshot)
+    site = request.app[SITE_PAGES]
+    if (snapshot.documents.get(entry_path(slug)) is None
+            and await request.app[PAGES].page(slug) is None):
+        _not_there(request, snapshot)
+    other = await site.neighbour(slug, direction == "newer")
+    base = request.app[CONFIG].feed.base_url
+    target = f"{base}{entry_path(other)[1:]}" if other else base
+    raise web.HTTPSeeOther(target, headers={"Cache-Control": "no-cache"})
+
+
 def _not_there(request: web.Request, snapshot: Snapshot) -> NoReturn:
     if not snapshot.documents:
         # Nothing published since start (the seeds folder was missing): say "not yet",
@@ -101,9 +138,8 @@ def not_found(request: web.Request) -> web.HTTPNotFound:
 
 
 #: The site's stylesheet (publish/pages.py), made once: its URL carries its hash, so it is
-#: cached for a year, `immutable` (RFC 8246). Its date is the stylesheet's, not the clock's.
-_STYLESHEET = make_document(STYLESHEET_PATH, CSS_TYPE, STYLESHEET.encode(),
-                            datetime(2026, 11, 30, tzinfo=UTC), cache_control=STYLESHEET_CACHE)
+#: cached for a year, `immutable` (RFC 8246).
+_STYLESHEET = stylesheet_document()
 
 
 async def serve_stylesheet(request: web.Request) -> web.StreamResponse:

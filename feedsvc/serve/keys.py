@@ -15,6 +15,7 @@ from aiohttp import web
 from feedsvc.config import Config
 from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.longtail import EntryPages
+from feedsvc.publish.sitepages import SitePages
 from feedsvc.publish.snapshot import Live
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ STATUS: web.AppKey[LiveHealth] = web.AppKey("status")
 PAGES = web.AppKey("pages", EntryPages)
 #: RFC 5005 archive pages, read from the state and rendered on request.
 ARCHIVE_PAGES = web.AppKey("archive_pages", ArchivePages)
+#: The site's pages made from the state: older front pages, tag pages, the list of tags.
+SITE_PAGES = web.AppKey("site_pages", SitePages)
 #: The media folder served at /media/, with the ETags of its files.
 MEDIA: web.AppKey[MediaFolder] = web.AppKey("media")
 #: The leader's: the other worker processes, sent each new snapshot.

@@ -12,7 +12,9 @@ from feedsvc.serve.handlers import (
     serve_document,
     serve_entry,
     serve_health,
+    serve_neighbour,
     serve_not_found,
+    serve_site_page,
     serve_stylesheet,
 )
 from feedsvc.serve.media import ROUTE_PREFIX, serve_media
@@ -24,6 +26,14 @@ def setup_routes(app: web.Application) -> None:
     for fmt in formats():  # the feed in every registered format
         router.add_get(fmt.path(MAIN), serve_document)
     router.add_get(f"/{ENTRIES}{{slug}}", serve_entry)
+    # An entry page's "previous"/"next" links: 303 to the neighbour (handlers.py).
+    router.add_get(f"/{ENTRIES}{{slug}}/{{direction}}", serve_neighbour)
+    # The site's pages made from the state: older front pages, the tags (HTML; a tag slug
+    # has no dot, so `/tags/{tag}.{ext}` still goes to the documents below).
+    router.add_get("/page/{number}", serve_site_page)
+    router.add_get(f"/{TAGS}", serve_site_page)
+    router.add_get(f"/{TAGS}{{tag:[^./]+}}", serve_site_page)
+    router.add_get(f"/{TAGS}{{tag:[^./]+}}/page/{{number}}", serve_site_page)
     # A tag's documents, every format: {tag}.{extension}, as the snapshot holds them.
     router.add_get(f"/{TAGS}{{name}}", serve_document)
     # RFC 5005 archive pages, every format: {page size}/{n}.{extension}, from the state.

@@ -507,6 +507,60 @@ class Store(StateFile, HistoryQueries):
             return None
         return row[0], row[1], content
 
+    def published_page(self, now: int, offset: int, limit: int, tag: str | None = None
+                       ) -> list[tuple[str, int, int, Content]]:
+        """(slug, published, updated, content) of the entries published by `now` (with this
+        tag), newest first, ties by slug: those after the first `offset`, at most `limit`
+        (the site's pages: publish/sitepages.py)."""
+        if tag is not None and not self._has_tags:
+            return []
+        join, args = ("JOIN tags t ON t.slug = s.slug AND t.tag = ? ", (tag,)) if tag else ("", ())
+        updated = "s.updated" if self._updated == "updated" else f"(s.updated * {US})"
+        text = "s.text" if self._text == "text" else "''"
+        rows = self._query(
+            f"SELECT s.slug, s.published, {updated}, s.title, s.body, {text}, s.source "
+            f"FROM stamps s {join}WHERE s.live = 1 AND s.published <= ? "
+            "ORDER BY s.published DESC, s.slug LIMIT ? OFFSET ?", (*args, now, limit, offset))
+        return [(str(row[0]), int(row[1]), int(row[2]), content) for row in rows
+                if (content := _content(row[3:])) is not None]
+
+    def neighbour(self, slug: str, now: int, newer: bool) -> str | None:
+        """The entry published by `now` just newer (or older) than this published one, in the
+        site's order (newest `published` first, ties by slug); None at either end."""
+        rows = self._query("SELECT published FROM stamps WHERE slug = ? AND live = 1 "
+                           "AND published <= ?", (slug, now))
+        if not rows:
+            return None
+        published = rows[0][0]
+        if newer:
+            where, order = "(published > ? OR (published = ? AND slug < ?))", \
+                "published ASC, slug DESC"
+        else:
+            where, order = "(published < ? OR (published = ? AND slug > ?))", \
+                "published DESC, slug ASC"
+        found = self._query(f"SELECT slug FROM stamps WHERE live = 1 AND published <= ? "
+                            f"AND {where} ORDER BY {order} LIMIT 1",
+                            (now, published, published, slug))
+        return str(found[0][0]) if found else None
+
+    def site_counts(self, now: int) -> tuple[int, int | None, int | None]:
+        """(entries published by `now`, the newest `updated` among them, the newest
+        deletion): what the site's pages made from the state change with."""
+        rows = self._query(f"SELECT COUNT(*), MAX({self._updated}) FROM stamps "
+                           "WHERE live = 1 AND published <= ?", (now,))
+        deleted = (self._query("SELECT MAX(deleted) FROM tombstones") if self._has_tombstones
+                   else [(None,)])
+        count, updated = rows[0]
+        return int(count or 0), updated, deleted[0][0]  # type: ignore[return-value]
+
+    def tag_counts(self, now: int) -> list[tuple[str, str, int]]:
+        """(tag, label, entries published by `now`) of every tag that has some, by tag."""
+        if not self._has_tags:
+            return []
+        return [(str(row[0]), str(row[1]), int(row[2])) for row in self._query(
+            "SELECT t.tag, MIN(t.label), COUNT(*) FROM tags t JOIN stamps s ON s.slug = t.slug "
+            "WHERE s.live = 1 AND s.published <= ? GROUP BY t.tag ORDER BY t.tag", (now,))]
+
     def tags_of(self, slugs: Iterable[str]) -> set[str]:
         """The tags (slugs) these entries have in the state."""
         if not self._has_tags:
