@@ -32,6 +32,7 @@ from feedsvc.publish.ownership import resolve_owners
 from feedsvc.publish.publisher import Publisher
 from feedsvc.publish.registry import ARCHIVES, MAIN, formats, tag_of
 from feedsvc.publish.sitebuild import write_site
+from feedsvc.publish.sitefiles import SiteFiles
 from feedsvc.publish.snapshot import write_atomically
 from feedsvc.state.store import backup_state, peek_stamps, repair_state
 
@@ -184,10 +185,26 @@ def build(config: Config, args: argparse.Namespace | None = None) -> int:
     archive_pages = _write_archives(config, publisher.info, snapshot, output)
     site_files = write_site(config, publisher.info, snapshot, output, _write_variants)
     log.info("wrote %d site files (HTML pages, stylesheet) to %s", site_files, output)
+    _write_site_files(config, publisher.info, snapshot, output)
     log.info("wrote %s to %s (%d entries, %d tag feeds, %d archive pages, %d seeds rejected)",
              _and(path[1:] for path in feeds), output, snapshot.published_count,
              len({tag_of(path) for path in tag_paths}), archive_pages, len(snapshot.rejected))
     return EXIT_OK
+
+
+def _write_site_files(config: Config, info: FeedInfo, snapshot: Snapshot, output: Path) -> None:
+    """The feeds' stylesheet, feeds.opml, sitemap.xml (and its files), as `serve` sends them."""
+    site_files = SiteFiles(config)
+    site_files.start(info)
+    try:
+        documents = [site_files.stylesheet, *(site_files.render(path, snapshot)
+                                              for path in site_files.paths(snapshot))]
+    finally:
+        site_files.close()
+    for document in documents:
+        if document is None:
+            raise FeedsvcError("cannot read the state to write feeds.opml and sitemap.xml")
+        _write_variants(output, document.path[1:], document)
 
 
 def _write_archives(config: Config, info: FeedInfo, snapshot: Snapshot, output: Path) -> int:

@@ -21,6 +21,7 @@ from feedsvc.config import Config
 from feedsvc.errors import FeedsvcError
 from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.longtail import EntryPages
+from feedsvc.publish.sitefiles import SiteFiles
 from feedsvc.publish.sitepages import SitePages
 from feedsvc.publish.snapshot import Live
 from feedsvc.serve.health import LiveHealth
@@ -31,6 +32,7 @@ from feedsvc.serve.keys import (
     LIVE,
     MEDIA,
     PAGES,
+    SITE_FILES,
     SITE_PAGES,
     SNAPSHOT_LISTENERS,
     STATUS,
@@ -69,6 +71,7 @@ def _base_app(config: Config) -> web.Application:
     app[PAGES] = EntryPages(config)
     app[ARCHIVE_PAGES] = ArchivePages(config)
     app[SITE_PAGES] = SitePages(config)
+    app[SITE_FILES] = SiteFiles(config)
     app[MEDIA] = MediaFolder(config.paths.media)
     setup_routes(app)
     return app
@@ -82,6 +85,7 @@ async def run_pipeline(app: web.Application) -> AsyncIterator[None]:
         app[PAGES].start(pipeline.info)
         app[ARCHIVE_PAGES].start(pipeline.info)
         app[SITE_PAGES].start(pipeline.info)
+        app[SITE_FILES].start(pipeline.info)
         await pipeline.start()
         yield
     finally:
@@ -89,6 +93,7 @@ async def run_pipeline(app: web.Application) -> AsyncIterator[None]:
         app[PAGES].close()
         app[ARCHIVE_PAGES].close()
         app[SITE_PAGES].close()
+        app[SITE_FILES].close()
 
 
 def follow(leader: Connection) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -104,6 +109,7 @@ def follow(leader: Connection) -> Callable[[web.Application], AsyncIterator[None
         app[PAGES].start(first.info)
         app[ARCHIVE_PAGES].start(first.info)
         app[SITE_PAGES].start(first.info)
+        app[SITE_FILES].start(first.info)
 
         async def keep_following() -> None:
             try:
@@ -123,6 +129,7 @@ def follow(leader: Connection) -> Callable[[web.Application], AsyncIterator[None
             app[PAGES].close()
             app[ARCHIVE_PAGES].close()
             app[SITE_PAGES].close()
+            app[SITE_FILES].close()
 
     return following
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from feedsvc.config import Config
 from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.longtail import EntryPages
+from feedsvc.publish.sitefiles import SiteFiles
 from feedsvc.publish.sitepages import SitePages
 from feedsvc.publish.snapshot import Live
 
@@ -35,6 +36,8 @@ PAGES = web.AppKey("pages", EntryPages)
 ARCHIVE_PAGES = web.AppKey("archive_pages", ArchivePages)
 #: The site's pages made from the state: older front pages, tag pages, the list of tags.
 SITE_PAGES = web.AppKey("site_pages", SitePages)
+#: The feeds' stylesheet, /feeds.opml and /sitemap.xml.
+SITE_FILES = web.AppKey("site_files", SiteFiles)
 #: The media folder served at /media/, with the ETags of its files.
 MEDIA: web.AppKey[MediaFolder] = web.AppKey("media")
 #: The leader's: the other worker processes, sent each new snapshot.

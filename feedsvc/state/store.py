@@ -584,6 +584,26 @@ class Store(StateFile, HistoryQueries):
             "SELECT slug FROM stamps WHERE live = 1 AND slug > ? ORDER BY slug LIMIT ?",
             (after, limit))]
 
+    def published_pages(self, now: int, offset: int, limit: int) -> list[tuple[str, int]]:
+        """(slug, updated in microseconds) of the entries published by `now` (Unix seconds),
+        in slug order, `limit` of them from `offset`: a sitemap's file (publish/sitemap.py)."""
+        return [(str(row[0]), int(row[1])) for row in self._query(  # type: ignore[call-overload]
+            f"SELECT slug, {self._updated} FROM stamps WHERE live = 1 AND published <= ? "
+            "ORDER BY slug LIMIT ? OFFSET ?", (now, limit, offset))]
+
+    def count_published(self, now: int) -> tuple[int, int]:
+        """How many entries are published by `now`, and the newest `updated` among them."""
+        row = self._query(f"SELECT COUNT(*), MAX({self._updated}) FROM stamps "
+                          "WHERE live = 1 AND published <= ?", (now,))[0]
+        return int(row[0]), int(row[1] or 0)  # type: ignore[call-overload]
+
+    def tag_labels(self) -> dict[str, str]:
+        """tag → its label (as first written, by text order), of the tags entries have now."""
+        if not self._has_tags:
+            return {}
+        return {str(row[0]): str(row[1]) for row in self._query(
+            "SELECT tag, MIN(label) FROM tags GROUP BY tag")}
+
     def tagged(self, tag: str, now: int, limit: int) -> list[tuple[str, str]]:
         """(slug, label) of the newest published entries with this tag, newest first."""
         if not self._has_tags:

@@ -14,6 +14,7 @@ from lxml import etree
 
 from feedsvc.model import FeedInfo, Item
 from feedsvc.publish.docformat import FeedFormat, feed_updated
+from feedsvc.publish.feedstyle import add_stylesheet
 from feedsvc.publish.formats._feedgen import EntryReuse, add_entry, new_feed
 
 #: RFC 6721 §2: the namespace of `at:deleted-entry`.
@@ -83,7 +84,9 @@ def _atom_bytes(info: FeedInfo, items: Sequence[Item], updated: datetime) -> byt
         entry.content(item.entry.content_html, type="html")
         if item.entry.lang and item.entry.lang != info.language:
             entry.markup.lang = item.entry.lang
-    document = feed.atom_str(pretty=True, encoding="UTF-8")
+    # A person who opens the feed in a browser sees a page, not raw XML (feedstyle.py).
+    document = add_stylesheet(feed.atom_str(pretty=True, encoding="UTF-8"), info.base_url,
+                              info.language)
     # RFC 6721 tombstones: feedgen cannot write them; added to its bytes (see insert_atom).
     return insert_atom(document, info.deleted) if info.deleted else document
 

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from feedsvc.model import FeedInfo, Item
 from feedsvc.publish.docformat import FeedFormat, feed_updated
+from feedsvc.publish.feedstyle import add_stylesheet
 from feedsvc.publish.formats._feedgen import EntryReuse, add_entry, entry_author, new_feed
 
 # In RSS, element text that is plain text but shows "<" or "&": say so with hex references
@@ -44,7 +45,9 @@ def _rss_bytes(info: FeedInfo, items: Sequence[Item], updated: datetime) -> byte
         if not email:
             entry.dc.dc_creator(name)
     # Element by element, so the same on a whole document and on its parts.
-    return _plain_text_references(feed.rss_str(pretty=True, encoding="UTF-8"))
+    # A person who opens the feed in a browser sees a page, not raw XML (feedstyle.py).
+    return add_stylesheet(_plain_text_references(feed.rss_str(pretty=True, encoding="UTF-8")),
+                          info.base_url, info.language)
 
 
 def _plain_text_references(document: bytes) -> bytes:
