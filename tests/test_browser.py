@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -77,14 +78,18 @@ def pending(part: str, what: str) -> pytest.MarkDecorator:
     return pytest.mark.xfail(strict=True, reason=f"issue 13, {part}: {what} not merged yet")
 
 
-EXTRAS_PENDING = pending("EXTRAS", "the feed's <?xml-stylesheet?> CSS")
-TAG_PAGES_PENDING = pending("SITE", "HTML tag pages /tags/{tag} and /tags/")
-PAGING_PENDING = pending("SITE", "paging or archives from the front page")
-NEIGHBOURS_PENDING = pending("SITE", "previous/next entry links")
 #: The issue writes English dates `November 24, 2026, 8:30 AM` (CLDR's standard long
 #: date-time glue "{1}, {0}"); SITE joins them with the "at time" glue "{1} 'at' {0}" that
 #: gives French its `à`, hence `November 24, 2026 at 8:30 AM`.
 EN_DATE_PENDING = pending("SITE", "English dates as the issue writes them")
+#: EXTRAS's feed CSS is linked by <?xml-stylesheet?>, but the feeds are served as
+#: application/atom+xml and application/rss+xml, which Chromium shows as plain text (its MIME
+#: sniffer treats feed types as text/plain), so the CSS is never applied: a person sees raw
+#: XML. Served as `application/xml` (or `text/xml`), Chromium renders the XML and applies the
+#: CSS (checked here by hand with the same harness). Readers accept either type.
+FEED_CSS_PENDING = pending("EXTRAS", "a feed Chromium renders with its CSS (Content-Type)")
+#: /feeds.opml exists, but no page links it.
+OPML_LINK_PENDING = pending("SITE/EXTRAS", "a link to /feeds.opml on the pages")
 DATED_KEYS = [pytest.param("fr"), pytest.param("en", marks=EN_DATE_PENDING)]
 
 #: A Markdown body with what a newsroom's article has: a table with aligned columns (Markdown
@@ -201,12 +206,15 @@ class Page:
     def js(self, script: str) -> object:
         return self.browser.js(script)
 
-    def assert_fits(self) -> None:
+    def assert_fits(self, device_width: bool = True) -> None:
         """Readable without horizontal scroll: laid out at the device's width (the phone
-        honours the viewport meta, else it lays out at 980 px), nothing wider than that."""
+        honours the viewport meta, else it lays out at 980 px), nothing wider than that.
+        An XML document (a feed styled by CSS) can carry no viewport meta: a phone lays it out
+        at 980 px and zooms out, so there only "no horizontal scroll" is asked."""
         inner = self.js("return window.innerWidth")
         scroll = self.js("return document.scrollingElement.scrollWidth")
-        assert inner == self.width, f"{self.path}: laid out at {inner} px, not {self.width}"
+        if device_width:
+            assert inner == self.width, f"{self.path}: laid out at {inner} px, not {self.width}"
         assert scroll <= inner, f"{self.path}: {scroll} px wide in a {inner} px window"
 
     def assert_no_third_party(self) -> None:
@@ -357,15 +365,25 @@ def test_entry_page_date(browser, servers, key, viewport):
     _assert_date(page, site)
 
 
-@NEIGHBOURS_PENDING
 @pytest.mark.parametrize("key", SITES)
 def test_entry_page_links_its_neighbours(browser, servers, key):
-    """Previous/next: the next older entry is one click away, and it links back."""
+    """Previous/next: the next older entry is one click away, and it links back (the links
+    may go through a redirect: where they land is what counts)."""
     site, url = SITES[key], servers[key].url
     page = _page(browser, servers, key, "entry", f"/entries/{site.slug}", "desktop")
-    assert f"{url}/entries/{site.other_slug}" in page.links()
+    assert f"{url}/entries/{site.other_slug}" in _landings(page.links(), url)
     other = _page(browser, servers, key, "entry-lang", f"/entries/{site.other_slug}", "desktop")
-    assert f"{url}/entries/{site.slug}" in other.links()
+    assert f"{url}/entries/{site.slug}" in _landings(other.links(), url)
+
+
+def _landings(links: list[str], origin: str) -> set[str]:
+    """Where each of the site's own entry links lands, redirects followed."""
+    landed = set()
+    for link in links:
+        if link.startswith(f"{origin}/entries/"):
+            with urllib.request.urlopen(link, timeout=10) as response:
+                landed.add(response.geturl())
+    return landed
 
 
 @pytest.mark.parametrize("key", SITES)
@@ -380,7 +398,6 @@ def test_entry_in_another_language_carries_its_lang(browser, servers, key):
 # -- a tag ----------------------------------------------------------------------------------
 
 
-@TAG_PAGES_PENDING
 @pytest.mark.parametrize("viewport", VIEWPORTS)
 @pytest.mark.parametrize("key", SITES)
 def test_tag_page(browser, servers, key, viewport):
@@ -409,7 +426,6 @@ def test_tag_page(browser, servers, key, viewport):
 # -- every entry reachable ------------------------------------------------------------------
 
 
-@PAGING_PENDING
 @pytest.mark.parametrize("key", SITES)
 def test_every_entry_reachable_from_the_front_page(servers, key):
     """Following the site's own links from `/` (paging or archives) reaches every published
@@ -512,16 +528,25 @@ def test_one_stylesheet_with_a_hashed_url_and_a_long_cache(browser, servers, key
     assert b"url(http" not in body and b"@import" not in body  # nothing from elsewhere
 
 
-@EXTRAS_PENDING
+@OPML_LINK_PENDING
 @pytest.mark.parametrize("key", SITES)
-def test_opml_and_sitemap_from_the_pages(servers, key):
-    """The front page links /feeds.opml (OPML 2.0: the main feeds and every tag's) and the
-    sitemap lists every published entry's page with its lastmod."""
+def test_the_pages_link_the_opml(browser, servers, key):
+    """The front page and an entry page offer /feeds.opml, for one-click import."""
+    site = SITES[key]
+    for kind, path in (("front", "/"), ("entry", f"/entries/{site.slug}")):
+        page = _page(browser, servers, key, kind, path, "desktop")
+        hrefs = page.links() + list(page.js(
+            "return [...document.querySelectorAll('link[href]')].map(l => l.href)"))
+        assert f"{servers[key].url}/feeds.opml" in hrefs, (kind, hrefs)
+
+
+@pytest.mark.parametrize("key", SITES)
+def test_opml_and_sitemap(servers, key):
+    """/feeds.opml (OPML 2.0: the main feeds and every tag's) and /sitemap.xml (every
+    published entry's page with its lastmod, not the deleted one)."""
     from lxml import etree
 
     site, server = SITES[key], servers[key]
-    front = server.get("/")[2].decode()
-    assert re.search(r'href="[^"]*feeds\.opml"', front), "no link to /feeds.opml"
     status, _, body = server.get("/feeds.opml")
     assert status == 200
     opml = etree.fromstring(body)
@@ -561,7 +586,7 @@ def test_feed_in_browser_is_the_feed(browser, servers, key, viewport):
     assert root == [ATOM, "feed"] or '<feed xmlns="http://www.w3.org/2005/Atom"' in raw
 
 
-@EXTRAS_PENDING
+@FEED_CSS_PENDING
 @pytest.mark.parametrize("viewport", VIEWPORTS)
 @pytest.mark.parametrize("key", SITES)
 def test_feed_in_browser_explains_itself(browser, servers, key, viewport):
@@ -578,11 +603,11 @@ def test_feed_in_browser_explains_itself(browser, servers, key, viewport):
     assert "<entry" not in page.text
     words = ("feed reader", "subscribe", "lecteur de flux", "abonner")
     assert any(word in page.text.lower() for word in words), page.text[:500]
-    page.assert_fits()
+    page.assert_fits(device_width=False)
     page.assert_no_third_party()
 
 
-@EXTRAS_PENDING
+@FEED_CSS_PENDING
 @pytest.mark.parametrize("key", SITES)
 def test_rss_in_browser_explains_itself(browser, servers, key):
     site = SITES[key]
@@ -591,7 +616,7 @@ def test_rss_in_browser_explains_itself(browser, servers, key):
     assert _norm(site.headline) in page.text and "<item" not in page.text
     words = ("feed reader", "subscribe", "lecteur de flux", "abonner")
     assert any(word in page.text.lower() for word in words), page.text[:500]
-    page.assert_fits()
+    page.assert_fits(device_width=False)
 
 
 # -- HTML validity of every page kind -------------------------------------------------------
@@ -609,8 +634,7 @@ _STATUS = {"404": 404, "410": 410}
 
 
 @pytest.mark.parametrize("kind", [
-    pytest.param(kind, marks=TAG_PAGES_PENDING if kind.startswith("tag") else ())
-    for kind in PAGE_KINDS])
+    pytest.param(kind) for kind in PAGE_KINDS])
 @pytest.mark.parametrize("key", SITES)
 def test_pages_are_valid_html(servers, key, kind):
     """Each kind of page, as served, passes the strict HTML5 check (tests/htmlcheck.py)."""
@@ -643,8 +667,7 @@ def nu_report(servers) -> dict[tuple[str, str], list[str]]:
 
 
 @pytest.mark.parametrize("kind", [
-    pytest.param(kind, marks=TAG_PAGES_PENDING if kind.startswith("tag") else ())
-    for kind in PAGE_KINDS])
+    pytest.param(kind) for kind in PAGE_KINDS])
 @pytest.mark.parametrize("key", SITES)
 def test_pages_pass_the_nu_checker(nu_report, key, kind):
     """The W3C's Nu HTML checker, offline, finds no error on each kind of page."""
