@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import html
 import re
+import struct
 import unicodedata
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -115,6 +117,23 @@ abcdefghijklmnopqrstuvwxyz"
 #: Older entries than `max_entries` lets the front page show: paging must reach them.
 OLDER = 5
 MAX_ENTRIES = 3
+#: The main entry's feature image (wider than any screen) and its enclosure, in media/.
+IMAGE, IMAGE_SIZE = "couverture.png", (1600, 900)
+EPISODE = "episode-1.mp3"
+
+
+def _png(width: int, height: int) -> bytes:
+    """A plain PNG image (one colour), written by hand: no imaging library needed."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\x00" + bytes((30, 90, 160)) * width
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(row * height, 9)) + chunk(b"IEND", b""))
+
+
 #: An entry deleted once published: its page answers 410 Gone.
 GONE = "gone-entry"
 
@@ -126,7 +145,8 @@ def _seeds(site: Site) -> dict[str, str]:
     seeds = {
         f"{site.slug}.md": (
             f"---\ntitle: \"{site.headline}\"\nslug: {site.slug}\ndate: {site.date}\n"
-            f"author: {site.author}\ntags: [{tags}]\n---\n\n{MARKDOWN_BODY}"),
+            f"author: {site.author}\ntags: [{tags}]\nimage: media/{IMAGE}\n"
+            f"enclosure: media/{EPISODE}\n---\n\n{MARKDOWN_BODY}"),
         f"{site.other_slug}.txt": (
             f"---\nslug: {site.other_slug}\ntitle: {other_title}\n"
             f"date: 2026-11-23 10:00\nlang: {site.other_lang}\ntags: [{site.tags[0]}]\n---\n\n"
@@ -171,6 +191,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
             port = free_port()
             config = write_config(folder, port=port, title=site.title, language=site.language,
                                   timezone=site.timezone, max_entries=MAX_ENTRIES)
+            (folder / "media").mkdir()
+            (folder / "media" / IMAGE).write_bytes(_png(*IMAGE_SIZE))
+            (folder / "media" / EPISODE).write_bytes(b"ID3" + bytes(4093))
             for name, text in _seeds(site).items():
                 write_seed(folder / "seeds", name, text)
             process = ServeProcess(config)
@@ -347,6 +370,13 @@ def test_entry_page_shows_what_a_newsroom_shows(browser, servers, key, viewport)
     assert meta.get("og:type") == "article"
     assert meta.get("og:description")
     assert meta.get("article:published_time", "").startswith("2026-11-24T")
+    assert meta.get("og:image") == f"{servers[key].url}/media/{IMAGE}"
+    # The feature image is there, loaded, and shrinks to the width; the enclosure is offered.
+    image = page.js(f"const i = document.querySelector('img[src$=\"{IMAGE}\"]');"
+                    "return i && [i.complete, i.naturalWidth, i.getBoundingClientRect().right]")
+    assert image and image[0] and image[1] == IMAGE_SIZE[0], image
+    assert image[2] <= page.width, f"the image reaches {image[2]} px in {page.width}"
+    assert f"{servers[key].url}/media/{EPISODE}" in links
     assert page.js("return document.querySelector('link[rel=canonical]').href") == url
     _assert_labels(page, site)
     assert page.js("return document.querySelectorAll('[align]').length") == 0
@@ -393,6 +423,12 @@ def test_entry_in_another_language_carries_its_lang(browser, servers, key):
     lang = page.js("const h = document.querySelector('h1');"
                    "return h.closest('[lang]').getAttribute('lang')")
     assert lang == site.other_lang
+    # On the front page too, its headline's element says its language; the page's stays.
+    front = _page(browser, servers, key, "front", "/", "desktop")
+    langs = front.js(f"const a = document.querySelector('a[href$=\"/entries/{site.other_slug}\"]');"
+                     "return [a.closest('[lang]').getAttribute('lang'),"
+                     " document.documentElement.lang]")
+    assert langs == [site.other_lang, site.language]
 
 
 # -- a tag ----------------------------------------------------------------------------------
