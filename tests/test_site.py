@@ -28,7 +28,7 @@ from feedsvc.publish.pages import (
     render_not_found,
 )
 
-from .conftest import write_config, write_seed
+from .conftest import wait_until, write_config, write_seed
 
 LOCALES = Path(pages.__file__).parent / "locales"
 T0 = datetime(2026, 11, 24, 7, 30, tzinfo=UTC)  # 8h30 in Paris
@@ -294,6 +294,16 @@ def test_following_links_from_the_front_page_reaches_every_entry_and_tag(
         page.decode()
     # Every page links to the list of tags.
     assert f'href="{server.url}/tags/"'.encode() in server.get("/")[2]
+    # A new entry moves every older page by one, and the pages served say so at once.
+    before = server.get("/page/2")
+    write_seed(seeds, "e7.md", "---\ntitle: Entry 7\ntags: [Ciel]\n---\nBody 7.\n",
+               mtime=1_790_000_000 + 7 * 3600)
+    wait_until(lambda: b"entries/e7" in server.get("/")[2])
+    after = server.get("/page/2")
+    assert re.findall(r'entries/(e\d)"', after[2].decode()) == ["e5", "e4"]
+    assert after[1]["ETag"] != before[1]["ETag"]
+    assert server.get("/page/4")[0] == 200  # e0, now alone on it
+    assert re.findall(r'entries/(e\d)"', server.get("/tags/ciel")[2].decode()) == ["e7", "e6"]
 
 
 def test_an_entry_page_links_to_the_newer_and_the_older_entry(tmp_path: Path, serve) -> None:
@@ -359,3 +369,18 @@ def test_build_writes_every_page(tmp_path: Path) -> None:
     assert not (public / "entries/e1.html").exists()
     assert not (public / "entries/e1.html.gz").exists()
     assert (public / "entries/e0.html").exists()
+
+
+@pytest.mark.parametrize(("info", "length", "shown"), [
+    (FR, 1_572_864, "(audio/mpeg, 1,5\u00a0Mo)"), (EN, 1_572_864, "(audio/mpeg, 1.5 MB)"),
+    (FR, 2048, "(audio/mpeg, 2\u00a0Ko)"), (EN, None, "(audio/mpeg)"),
+])
+def test_enclosure_sizes_are_written_as_the_language_writes_them(
+        info: FeedInfo, length: int | None, shown: str) -> None:
+    from feedsvc.model import Enclosure
+
+    item = _entry(info)
+    enclosure = Enclosure("https://news.example.fr/media/episode.mp3", "audio/mpeg", length)
+    item = replace(item, entry=replace(item.entry, enclosures=(enclosure,)))
+    page = render_entry(info, item).decode()
+    assert f'<span class="meta">{shown}</span>' in page

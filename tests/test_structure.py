@@ -50,6 +50,8 @@ LAZY_IMPORTS = {
     ("feedsvc.ingest.parser", "feedsvc.ingest.slugs"),
     ("feedsvc.publish.formats._feedgen", "feedsvc.ingest.slugs"),
     ("feedsvc.publish.pages", "feedsvc.ingest.slugs"),  # the tags' links on an entry page
+    # Babel (60 ms) only once a page is rendered: `check`, `new` and `state` render none.
+    ("feedsvc.publish.pages", "feedsvc.publish.locale"),
     ("feedsvc", "importlib.metadata"),  # only `--version` wants it
 }
 

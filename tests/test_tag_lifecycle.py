@@ -76,6 +76,10 @@ def test_past_tombstone_days_the_tag_is_gone_for_good(tmp_path: Path, serve) -> 
     server = serve(config)
     for path in ("/tags/x.atom", "/tags/x.rss", "/tags/x.json"):
         assert server.get(path)[0] == 410, path
+    # An HTML page in the site's language (fr), with a link home.
+    _, headers, body = server.get("/tags/x.atom")
+    assert headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "<h1>Supprimé</h1>".encode() in body and "Retour à la une".encode() in body
     assert server.get("/tags/y.atom")[0] == 200
     assert server.get("/tags/never.atom")[0] == 404
     # While served: the tag that loses its entries now is gone at once, never 404.
@@ -90,7 +94,9 @@ def test_past_tombstone_days_the_tag_is_gone_for_good(tmp_path: Path, serve) -> 
     from .conftest import run_cli
     result = run_cli("build", "--config", str(config), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in public.iterdir()) == []
+    # Only the (empty) list of tags (publish/sitebuild.py).
+    assert sorted(p.name for p in public.iterdir()) == ["index.html", "index.html.br",
+                                                        "index.html.gz"]
 
 
 def test_build_writes_the_empty_feed_of_a_tag_that_lost_its_entries(tmp_path: Path) -> None:

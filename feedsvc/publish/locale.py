@@ -28,6 +28,7 @@ from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_skeleton, format_time
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
 
 #: The language of the msgids, and of every page whose language Babel does not know.
 FALLBACK = "en"
@@ -55,6 +56,10 @@ class PageLocale:
         """The label for `count` of something, in the plural form the language uses for it
         (the catalog's `Plural-Forms`: fr says `1 article`, `0 article`, `2 articles`)."""
         return self._messages.ngettext(singular, plural, count).format(count=count, **values)
+
+    def number(self, value: float) -> str:
+        """A number as the language writes it (fr `1,5`, en `1.5`)."""
+        return format_decimal(value, locale=self.locale)
 
     def date_text(self, moment: datetime) -> str:
         """`moment` as this language writes a date and time, in the feed's zone."""

@@ -19,7 +19,13 @@ from feedsvc.ingest.parser import rebuild_entry
 from feedsvc.ingest.seedrules import is_slug
 from feedsvc.model import Document, FeedInfo, from_micros
 from feedsvc.publish.ids import make_item
-from feedsvc.publish.pages import HTML_TYPE, render_entry, render_gone, render_not_found
+from feedsvc.publish.pages import (
+    HTML_TYPE,
+    render_entry,
+    render_gone,
+    render_not_found,
+    render_removed,
+)
 from feedsvc.publish.registry import entry_path
 from feedsvc.publish.snapshot import make_document
 from feedsvc.publish.statereader import StateReader
@@ -37,6 +43,7 @@ class EntryPages(StateReader):
         # moves it and the page's revision, not `updated`), updated, Last-Modified, previous;
         # None for a 410 page.
         self._not_found: tuple[FeedInfo, bytes] | None = None
+        self._removed: tuple[FeedInfo, bytes] | None = None
         self._cache: OrderedDict[str, tuple[tuple[int, int, datetime, int | None] | None,
                                             Document]] = OrderedDict()
 
@@ -56,6 +63,14 @@ class EntryPages(StateReader):
     def live_slugs(self, after: str | None, limit: int) -> list[str]:
         """The published slugs after `after`, in slug order, at most `limit` (`build`)."""
         return self._state().live_slugs(after, limit)
+
+    def removed(self) -> bytes | None:
+        """The body of a 410 for a tag's documents gone for good (None before the info)."""
+        if self.info is None:
+            return None
+        if self._removed is None or self._removed[0] is not self.info:
+            self._removed = (self.info, render_removed(self.info))
+        return self._removed[1]
 
     async def page(self, slug: str) -> Document | None:
         """The page of a published entry; a 410 Gone page for a deleted one (its tombstone

@@ -17,12 +17,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from html import escape
-
-from babel.numbers import format_decimal
+from typing import TYPE_CHECKING
 
 from feedsvc.model import FeedInfo, Item
-from feedsvc.publish.locale import PageLocale, page_locale
 from feedsvc.publish.registry import ENTRIES, TAGS, formats
+
+if TYPE_CHECKING:
+    from feedsvc.publish.locale import PageLocale
 
 #: The Content-Type of the HTML pages (the feeds' live with their formats: `registry`).
 HTML_TYPE = "text/html; charset=utf-8"
@@ -83,6 +84,8 @@ def page_url(info: FeedInfo, slug: str) -> str:
 
 
 def locale_of(info: FeedInfo) -> PageLocale:
+    from feedsvc.publish.locale import page_locale  # Babel (60 ms) once a page is rendered
+
     return page_locale(info.language, info.timezone)
 
 
@@ -205,6 +208,14 @@ def render_gone(info: FeedInfo, slug: str, when: datetime) -> bytes:
     return _page(info, loc, f"{_t(loc, 'Removed')} · {escape(info.title)}", main)
 
 
+def render_removed(info: FeedInfo) -> bytes:
+    """The page of a 410 for a tag gone for good: removed on purpose (RFC 9110 §15.5.11)."""
+    loc = locale_of(info)
+    main = (f"<h1>{_t(loc, 'Removed')}</h1>\n"
+            f"<p>{_t(loc, 'This page was removed on purpose.')}</p>\n{_home_link(info, loc)}")
+    return _page(info, loc, f"{_t(loc, 'Removed')} · {escape(info.title)}", main)
+
+
 def render_not_found(info: FeedInfo) -> bytes:
     """The page of a 404: nothing was ever published at this address."""
     loc = locale_of(info)
@@ -303,15 +314,19 @@ def _discovery_links(info: FeedInfo) -> str:
 def _footer(info: FeedInfo, loc: PageLocale) -> str:
     links = " ".join(f'<a href="{escape(fmt.url(info))}">{escape(fmt.name, quote=False)}</a>'
                      for fmt in formats())
-    return f'<footer>\n<p class="subscribe">{_t(loc, "Subscribe:")} {links}</p>\n</footer>'
+    # /feeds.opml: every feed of the site, for a reader's import (publish/opml.py).
+    opml = (f'<a href="{escape(info.base_url)}feeds.opml" type="text/x-opml">'
+            f'{_t(loc, "All feeds (OPML)")}</a>')
+    return (f'<footer>\n<p class="subscribe">{_t(loc, "Subscribe:")} {links}</p>\n'
+            f"<p>{opml}</p>\n</footer>")
 
 
 def _size(loc: PageLocale, length: int) -> str:
     if length < 1024 * 1024:
-        return escape(_t_raw(loc, "{size} KB", size=format_decimal(
-            round(length / 1024, 1), locale=loc.locale)), quote=False)
-    return escape(_t_raw(loc, "{size} MB", size=format_decimal(
-        round(length / 1024 / 1024, 1), locale=loc.locale)), quote=False)
+        return escape(_t_raw(loc, "{size} KB", size=loc.number(round(length / 1024, 1))),
+                      quote=False)
+    return escape(_t_raw(loc, "{size} MB", size=loc.number(round(length / 1024 / 1024, 1))),
+                  quote=False)
 
 
 def _t(loc: PageLocale, msgid: str, **values: object) -> str:

@@ -56,23 +56,31 @@ class SitePages(StateReader):
         super().__init__(config, "feedsvc-site")
         self.capacity = capacity
         self.page_entries = config.feed.max_entries
-        self._cache: OrderedDict[tuple[str, str, int], tuple[tuple[object, ...], Document]] = \
-            OrderedDict()
+        # (kind, key, number) → (the snapshot generation it was last asked for in, what the
+        # page was made of, the page).
+        self._cache: OrderedDict[tuple[str, str, int],
+                                 tuple[int | None, tuple[object, ...], Document]] = OrderedDict()
 
-    async def index_page(self, number: int) -> Document | None:
+    # `generation`: the snapshot's (Snapshot.generation). A page asked for again in the same
+    # generation is sent from the cache without a query (the state only changes with a new
+    # snapshot); in another, its version is read (two aggregates over the published entries)
+    # and it is made again only if that moved.
+
+    async def index_page(self, number: int, generation: int | None = None) -> Document | None:
         """`/page/{number}` (number ≥ 2); None past the last page."""
         if number < 2:
             return None
-        return await self._on_thread(self._made, "index", "", number)
+        return await self._on_thread(self._made, "index", "", number, generation)
 
-    async def tag_page(self, tag: str, number: int = 1) -> Document | None:
+    async def tag_page(self, tag: str, number: int = 1,
+                       generation: int | None = None) -> Document | None:
         """A tag's HTML page; None for a tag with no published entry, or past its last page."""
         if not is_slug(tag):
             return None
-        return await self._on_thread(self._made, "tag", tag, number)
+        return await self._on_thread(self._made, "tag", tag, number, generation)
 
-    async def tags_index(self) -> Document | None:
-        return await self._on_thread(self._made, "tags", "", 1)
+    async def tags_index(self, generation: int | None = None) -> Document | None:
+        return await self._on_thread(self._made, "tags", "", 1, generation)
 
     async def neighbour(self, slug: str, newer: bool) -> str | None:
         """The slug of the entry just newer (or older) than this one, if any."""
@@ -97,18 +105,23 @@ class SitePages(StateReader):
         """(tag, label, count) of every tag with published entries (`build`)."""
         return self._state().tag_counts(int(datetime.now(UTC).timestamp()))
 
-    def _made(self, kind: str, key: str, number: int) -> Document | None:
+    def _made(self, kind: str, key: str, number: int, generation: int | None = None
+              ) -> Document | None:
         assert self.info is not None
         now = int(datetime.now(UTC).timestamp())
+        cached = self._cache.get((kind, key, number))
+        if cached is not None and generation is not None and cached[0] == generation:
+            self._cache.move_to_end((kind, key, number))
+            return cached[2]
         try:
             store = self._state()
             with store.reading():
                 count, updated, deleted = store.site_counts(now)
                 version = (count, updated, deleted)
-                cached = self._cache.get((kind, key, number))
-                if cached is not None and cached[0] == version:
+                if cached is not None and cached[1] == version:
+                    self._cache[(kind, key, number)] = (generation, version, cached[2])
                     self._cache.move_to_end((kind, key, number))
-                    return cached[1]
+                    return cached[2]
                 body = self._render(store, now, kind, key, number)
         except StoreError as e:
             log.error("%s", e)
@@ -122,7 +135,7 @@ class SitePages(StateReader):
                 "tags": f"/{TAGS}"}[kind]
         document = make_document(path, HTML_TYPE, body, modified,
                                  self.config.server.cache_max_age)
-        self._cache[(kind, key, number)] = (version, document)
+        self._cache[(kind, key, number)] = (generation, version, document)
         while len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
         return document

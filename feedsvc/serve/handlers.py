@@ -40,7 +40,9 @@ async def serve_document(request: web.Request) -> web.StreamResponse:
     if gone_at is not None and time.time() >= gone_at:
         # A tag that lost its last entry `tombstone_days` ago: gone for good, and known to
         # have existed (RFC 9110 §15.5.11), so readers can drop the subscription.
-        raise web.HTTPGone()
+        gone = web.HTTPGone(headers={"Content-Type": HTML_TYPE})
+        gone.body = request.app[PAGES].removed() or b""
+        raise gone
     document = snapshot.documents.get(path)
     if document is None:
         _not_there(request, snapshot)
@@ -90,11 +92,11 @@ async def serve_site_page(request: web.Request) -> web.StreamResponse:
         if number is None:
             pass
         elif "tag" in match:
-            document = await site.tag_page(match["tag"], number)
+            document = await site.tag_page(match["tag"], number, snapshot.generation)
         elif "number" in match:
-            document = await site.index_page(number)
+            document = await site.index_page(number, snapshot.generation)
         else:
-            document = await site.tags_index()
+            document = await site.tags_index(snapshot.generation)
     if document is None:
         _not_there(request, snapshot)
     return respond(request, document)
