@@ -21,6 +21,7 @@ from feedsvc.model import Snapshot
 from feedsvc.publish.feedstyle import add_stylesheet, stylesheet_css, stylesheet_path
 from feedsvc.publish.publisher import Publisher
 from feedsvc.publish.sitefiles import SiteFiles
+from feedsvc.publish.sitelinks import head_links, opml_url
 from feedsvc.publish.sitemap import SITEMAP_PATH, sitemap_file_path
 from tests.conftest import ServeProcess, free_port, wait_until, write_config, write_seed
 from tests.feedcheck import check_atom, check_rss
@@ -101,10 +102,13 @@ def test_a_browser_like_accept_header_still_gets_the_feed(
         browser = server.get(path, {"Accept": BROWSER_ACCEPT})
         assert browser[0] == 200
         assert browser[1]["Content-Type"] == plain[1]["Content-Type"]
-        assert browser[1]["Content-Type"].startswith(("application/atom+xml",
-                                                      "application/rss+xml"))
+        # application/xml: Chromium shows application/atom+xml and rss+xml as plain text.
+        assert browser[1]["Content-Type"] == "application/xml; charset=utf-8"
         assert browser[2] == plain[2]
     assert b"xml-stylesheet" not in server.get("/feed.json")[2]  # JSON has no such thing
+    # Only the current stylesheet's URL: another language's or version's is 404.
+    assert server.get(stylesheet_path("en"))[0] == 404
+    assert server.get("/feed-style.0123456789abcdef.css")[0] == 404
 
 
 #: (language, a text of its stylesheet): English for a language without texts.
@@ -244,3 +248,19 @@ def test_build_writes_the_stylesheet_the_opml_and_the_sitemap(
         assert (output / path[1:]).read_bytes() == server.get(path)[2], path
         assert (output / f"{path[1:]}.gz").exists() and (output / f"{path[1:]}.br").exists()
     assert PI_RE.search((output / "feed.atom").read_bytes())
+
+
+def test_the_pages_links_to_the_list_and_the_sitemap_answer(
+        site: Path, serve: Callable[[Path], ServeProcess]) -> None:
+    """What `pages` puts in a page's head: each link leads to its file."""
+    server = serve(site / "config.toml")
+    wait_until(lambda: _health(server)["entries_published"] == 4)
+    links = re.findall(r'<link rel="([a-z]+)" type="([^"]+)" href="([^"]+)"',
+                       head_links(f"{server.url}/", "Tous les flux « x & y »"))
+    assert [(rel, kind) for rel, kind, _ in links] == [("alternate", "text/x-opml"),
+                                                       ("sitemap", "application/xml")]
+    for _, kind, href in links:
+        status, headers, _ = server.get(href.removeprefix(server.url))
+        assert status == 200 and headers["Content-Type"].startswith(kind)
+    assert opml_url(f"{server.url}/") == f"{server.url}/feeds.opml"
+    assert "« x &amp; y »" in head_links("http://x/", "« x & y »")

@@ -13,6 +13,7 @@ is served with a year's `immutable` cache and a change gives a new URL. Pure.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 from datetime import UTC, datetime
@@ -21,6 +22,13 @@ from datetime import UTC, datetime
 #: or the clock, so a constant that is never later than the clock.
 STYLESHEET_DATE = datetime(2026, 11, 30, tzinfo=UTC)
 CSS_TYPE = "text/css; charset=utf-8"
+#: The Content-Type of the Atom and RSS documents, for readers and browsers alike (no
+#: negotiation on Accept): Chromium shows `application/atom+xml` and `application/rss+xml` as
+#: plain text and never applies their stylesheet; `application/xml` it renders with it. Feed
+#: readers take `application/xml` (feedparser, and the W3C validator: mediaTypes.py lists it
+#: among FEED_TYPES, with no NonSpecificMediaType warning when `<feed` or `<rss` is in the first
+#: 512 bytes, as here). Autodiscovery links keep the registered types (RFC 4287 §7).
+FEED_XML_TYPE = "application/xml; charset=utf-8"
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 #: The texts the stylesheet shows, per language (the first subtag of `[feed] language`);
@@ -53,7 +61,7 @@ _TEXTS = {
 _CSS = """\
 @charset "utf-8";
 /* feedsvc: an Atom or RSS feed opened in a browser (see <?xml-stylesheet?>) */
-:root {{ display: block; margin: 0 auto; padding: 1rem; max-width: 42rem;
+:root {{ margin: 0 auto; padding: 1rem; max-width: 42rem;
   font: 1rem/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
   color: #1a1a1a; background: #fff; overflow-wrap: anywhere; }}
 feed > *, channel > *, entry > *, item > * {{ display: none; }}
@@ -62,7 +70,14 @@ feed > *, channel > *, entry > *, item > * {{ display: none; }}
 feed > title, channel > title {{ display: block; font-size: 1.75rem; font-weight: 700;
   line-height: 1.2; margin: 0 0 0.25rem; }}
 feed > subtitle, channel > description {{ display: block; color: #555; margin: 0 0 1rem; }}
-rss > channel {{ display: block; }}
+rss > channel {{ display: flex; }}
+/* The elements in a reader's order: a feed's metadata is in no fixed order (RFC 4287 §4.1.1). */
+rss {{ display: block; }}
+feed, channel {{ display: flex; flex-direction: column; }}
+feed > title, channel > title {{ order: 1; }}
+feed > subtitle, channel > description {{ order: 2; }}
+feed > link[rel="self"], channel > link[rel="self"] {{ order: 3; }}
+feed > entry, channel > item {{ order: 4; }}
 feed > entry, channel > item {{ display: block; margin: 0 0 1.25rem; }}
 feed > link[rel="self"], channel > link[rel="self"] {{ display: block; margin: 0 0 1.5rem;
   font-family: ui-monospace, monospace; font-size: 0.9rem; }}
@@ -78,9 +93,10 @@ entry > title, item > title {{ display: block; font-size: 1.1rem; font-weight: 6
 entry > published::before, item > pubDate::before {{ content: "{published}"; }}
 entry > published, item > pubDate {{ display: block; color: #555; font-size: 0.9rem; }}
 entry > summary, item > description {{ display: block; margin: 0.25rem 0 0; }}
-entry > link[rel="alternate"], item > link {{ display: block; font-size: 0.9rem;
-  color: #2a6ebb; }}
-entry > link[rel="alternate"]::after {{ content: attr(href); }}
+entry > link:not([rel]), entry > link[rel="alternate"], item > link {{ display: block;
+  font-size: 0.9rem; color: #2a6ebb; }}
+entry > link:not([rel])::after, entry > link[rel="alternate"]::after {{
+  content: attr(href); }}
 """
 
 
@@ -89,12 +105,18 @@ def _css_string(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
+@functools.lru_cache(maxsize=8)  # one language per process, asked for at every render
 def stylesheet_css(language: str) -> bytes:
     """The stylesheet's bytes for a feed in this language."""
     texts = _TEXTS.get(language.split("-")[0].lower(), _TEXTS["en"])
     return _CSS.format(**{key: _css_string(value) for key, value in texts.items()}).encode()
 
 
+#: Its route: one digest is served (the current stylesheet's), any other is 404.
+STYLESHEET_ROUTE = "/feed-style.{digest}.css"
+
+
+@functools.lru_cache(maxsize=8)
 def stylesheet_path(language: str) -> str:
     """Its URL path: the hash of its bytes is in it, so a cached copy is never stale."""
     digest = hashlib.blake2b(stylesheet_css(language), digest_size=8).hexdigest()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from feedsvc.publish.feedstyle import stylesheet_path
+from feedsvc.publish.feedstyle import STYLESHEET_ROUTE
 from feedsvc.publish.opml import OPML_PATH
 from feedsvc.publish.pages import STYLESHEET_PATH
 from feedsvc.publish.registry import ARCHIVES, ENTRIES, INDEX, MAIN, TAGS, formats
@@ -20,7 +20,6 @@ from feedsvc.serve.handlers import (
     serve_site_page,
     serve_stylesheet,
 )
-from feedsvc.serve.keys import CONFIG
 from feedsvc.serve.media import ROUTE_PREFIX, serve_media
 from feedsvc.serve.sitehandlers import serve_feed_style, serve_opml, serve_sitemap
 
@@ -45,7 +44,7 @@ def setup_routes(app: web.Application) -> None:
     router.add_get(f"/{ARCHIVES}{{size}}/{{name}}", serve_archive)
     router.add_get("/healthz", serve_health)
     # The feeds' stylesheet (its URL carries its hash), the subscription list, the sitemap.
-    router.add_get(stylesheet_path(app[CONFIG].feed.language), serve_feed_style)
+    router.add_get(STYLESHEET_ROUTE, serve_feed_style)
     router.add_get(OPML_PATH, serve_opml)
     router.add_get(SITEMAP_PATH, serve_sitemap)
     router.add_get(f"{SITEMAPS}{{name}}", serve_sitemap)

@@ -11,7 +11,10 @@ from feedsvc.serve.keys import LIVE, SITE_FILES
 
 
 async def serve_feed_style(request: web.Request) -> web.StreamResponse:
-    return respond(request, request.app[SITE_FILES].stylesheet)
+    document = request.app[SITE_FILES].stylesheet
+    if request.rel_url.path != document.path:  # another version's URL: never other bytes
+        raise web.HTTPNotFound()
+    return respond(request, document)
 
 
 async def serve_opml(request: web.Request) -> web.StreamResponse:

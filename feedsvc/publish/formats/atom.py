@@ -14,7 +14,7 @@ from lxml import etree
 
 from feedsvc.model import FeedInfo, Item
 from feedsvc.publish.docformat import FeedFormat, feed_updated
-from feedsvc.publish.feedstyle import add_stylesheet
+from feedsvc.publish.feedstyle import FEED_XML_TYPE, add_stylesheet
 from feedsvc.publish.formats._feedgen import EntryReuse, add_entry, new_feed
 
 #: RFC 6721 §2: the namespace of `at:deleted-entry`.
@@ -121,5 +121,5 @@ class AtomRenderer(EntryReuse):
 
 
 ATOM = FeedFormat(name="Atom", extension="atom",
-                  content_type="application/atom+xml; charset=utf-8",
+                  content_type=FEED_XML_TYPE,  # so that browsers apply the stylesheet
                   link_type="application/atom+xml", render=_atom_bytes, renderer=AtomRenderer)

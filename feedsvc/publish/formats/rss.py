@@ -9,7 +9,7 @@ from datetime import datetime
 
 from feedsvc.model import FeedInfo, Item
 from feedsvc.publish.docformat import FeedFormat, feed_updated
-from feedsvc.publish.feedstyle import add_stylesheet
+from feedsvc.publish.feedstyle import FEED_XML_TYPE, add_stylesheet
 from feedsvc.publish.formats._feedgen import EntryReuse, add_entry, entry_author, new_feed
 
 # In RSS, element text that is plain text but shows "<" or "&": say so with hex references
@@ -69,5 +69,5 @@ class RssRenderer(EntryReuse):
 
 
 RSS = FeedFormat(name="RSS", extension="rss",
-                 content_type="application/rss+xml; charset=utf-8",
+                 content_type=FEED_XML_TYPE,  # so that browsers apply the stylesheet
                  link_type="application/rss+xml", render=_rss_bytes, renderer=RssRenderer)
