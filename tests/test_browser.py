@@ -84,14 +84,6 @@ def pending(part: str, what: str) -> pytest.MarkDecorator:
 #: date-time glue "{1}, {0}"); SITE joins them with the "at time" glue "{1} 'at' {0}" that
 #: gives French its `à`, hence `November 24, 2026 at 8:30 AM`.
 EN_DATE_PENDING = pending("SITE", "English dates as the issue writes them")
-#: EXTRAS's feed CSS is linked by <?xml-stylesheet?>, but the feeds are served as
-#: application/atom+xml and application/rss+xml, which Chromium shows as plain text (its MIME
-#: sniffer treats feed types as text/plain), so the CSS is never applied: a person sees raw
-#: XML. Served as `application/xml` (or `text/xml`), Chromium renders the XML and applies the
-#: CSS (checked here by hand with the same harness). Readers accept either type.
-FEED_CSS_PENDING = pending("EXTRAS", "a feed Chromium renders with its CSS (Content-Type)")
-#: /feeds.opml exists, but no page links it.
-OPML_LINK_PENDING = pending("SITE/EXTRAS", "a link to /feeds.opml on the pages")
 DATED_KEYS = [pytest.param("fr"), pytest.param("en", marks=EN_DATE_PENDING)]
 
 #: A Markdown body with what a newsroom's article has: a table with aligned columns (Markdown
@@ -564,7 +556,6 @@ def test_one_stylesheet_with_a_hashed_url_and_a_long_cache(browser, servers, key
     assert b"url(http" not in body and b"@import" not in body  # nothing from elsewhere
 
 
-@OPML_LINK_PENDING
 @pytest.mark.parametrize("key", SITES)
 def test_the_pages_link_the_opml(browser, servers, key):
     """The front page and an entry page offer /feeds.opml, for one-click import."""
@@ -622,7 +613,6 @@ def test_feed_in_browser_is_the_feed(browser, servers, key, viewport):
     assert root == [ATOM, "feed"] or '<feed xmlns="http://www.w3.org/2005/Atom"' in raw
 
 
-@FEED_CSS_PENDING
 @pytest.mark.parametrize("viewport", VIEWPORTS)
 @pytest.mark.parametrize("key", SITES)
 def test_feed_in_browser_explains_itself(browser, servers, key, viewport):
@@ -632,8 +622,8 @@ def test_feed_in_browser_explains_itself(browser, servers, key, viewport):
     site = SITES[key]
     page = _page(browser, servers, key, "feed-atom", "/feed.atom", viewport)
     assert page.js("return document.documentElement.localName") == "feed", (
-        "shown as raw text: Chromium renders application/atom+xml as text/plain and never "
-        "applies its stylesheet")
+        "shown as raw text: Chromium shows application/atom+xml as text/plain and never "
+        "applies its stylesheet; served as application/xml it renders it")
     assert page.js("return document.styleSheets.length") >= 1
     assert _norm(site.headline) in page.text
     assert "<entry" not in page.text
@@ -643,7 +633,6 @@ def test_feed_in_browser_explains_itself(browser, servers, key, viewport):
     page.assert_no_third_party()
 
 
-@FEED_CSS_PENDING
 @pytest.mark.parametrize("key", SITES)
 def test_rss_in_browser_explains_itself(browser, servers, key):
     site = SITES[key]
