@@ -22,7 +22,14 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from tests import chromium
-from tests.conftest import ServeProcess, free_port, wait_until, write_config, write_seed
+from tests.conftest import (
+    ServeProcess,
+    free_port,
+    run_cli,
+    wait_until,
+    write_config,
+    write_seed,
+)
 from tests.htmlcheck import html_problems, nu_errors, vnu
 
 pytestmark = pytest.mark.slow
@@ -697,3 +704,28 @@ def nu_report(servers) -> dict[tuple[str, str], list[str]]:
 def test_pages_pass_the_nu_checker(nu_report, key, kind):
     """The W3C's Nu HTML checker, offline, finds no error on each kind of page."""
     assert nu_report[(key, kind)] == []
+
+
+def test_built_pages_are_valid_html(tmp_path):
+    """`feedsvc build` writes the same kinds of page: every .html it writes passes the strict
+    check, and the Nu checker when it can run; the pages it must write are there."""
+    site = FR
+    write_config(tmp_path, port=free_port(), title=site.title, language=site.language,
+                 timezone=site.timezone, max_entries=MAX_ENTRIES)
+    (tmp_path / "media").mkdir()
+    (tmp_path / "media" / IMAGE).write_bytes(_png(*IMAGE_SIZE))
+    (tmp_path / "media" / EPISODE).write_bytes(b"ID3" + bytes(4093))
+    for name, text in _seeds(site).items():
+        write_seed(tmp_path / "seeds", name, text)
+    done = run_cli("build", "--config", str(tmp_path / "config.toml"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    output = tmp_path / "public"
+    pages = {str(path.relative_to(output)): path.read_bytes()
+             for path in sorted(output.rglob("*.html"))}
+    for name in ("index.html", "404.html", f"entries/{site.slug}.html", "tags/index.html",
+                 f"tags/{_tag_slug(site.tags[0])}.html", "page/2.html"):
+        assert name in pages, sorted(pages)
+    problems = {name: html_problems(data) for name, data in pages.items()}
+    assert {name: p for name, p in problems.items() if p} == {}
+    if vnu() is not None:
+        assert {name: e for name, e in nu_errors(pages).items() if e} == {}
