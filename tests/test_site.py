@@ -271,6 +271,7 @@ def test_following_links_from_the_front_page_reaches_every_entry_and_tag(
         pages_seen += 1
     assert seen == [f"e{n}" for n in range(6, -1, -1)] and pages_seen == 4
     assert server.get("/page/5")[0] == 404 and server.get("/page/02")[0] == 404
+    assert server.get("/page/1")[0] == 404 and server.get("/page/x")[0] == 404
     assert _links(server.get("/page/2")[2], "prev") == [f"{server.url}/"]
     # A tag's page: its entries and its feeds, in every format.
     status, _, page = server.get("/tags/ciel")
@@ -304,6 +305,18 @@ def test_following_links_from_the_front_page_reaches_every_entry_and_tag(
     assert after[1]["ETag"] != before[1]["ETag"]
     assert server.get("/page/4")[0] == 200  # e0, now alone on it
     assert re.findall(r'entries/(e\d)"', server.get("/tags/ciel")[2].decode()) == ["e7", "e6"]
+    # An edit of an entry no feed shows: its older page follows (the snapshot does not move).
+    status, headers, page = server.get("/page/4")
+    assert status == 200 and b"Entry 0<" in page
+    assert server.get("/page/4", {"If-None-Match": headers["ETag"]})[0] == 304
+    # No Last-Modified: no date in the state moves with every change of such a page.
+    assert "Last-Modified" not in headers
+    assert server.get("/page/4", {"If-Modified-Since": "Fri, 31 Dec 9998 00:00:00 GMT"})[0] \
+        == 200
+    write_seed(seeds, "e0.md", "---\ntitle: Entry zero\ntags: [Ciel]\n---\nBody 0.\n",
+               mtime=1_790_000_000)
+    wait_until(lambda: b"Entry zero<" in server.get("/page/4")[2])
+    assert b"Entry zero<" in server.get("/tags/ciel/page/3")[2]  # e7 e6, e4 e2, e0
 
 
 def test_an_entry_page_links_to_the_newer_and_the_older_entry(tmp_path: Path, serve) -> None:

@@ -95,8 +95,8 @@ def render_index(info: FeedInfo, items: Sequence[Item], number: int = 1,
     older pages, made from the state (sitepages.py); `older`: an older page follows. Following
     "older entries" from `/` reaches every published entry."""
     loc = locale_of(info)
-    empty = f"<p>{_t(loc, 'Nothing published yet.')}</p>"
-    body = _entry_list(info, loc, items) if items else empty
+    empty = _t(loc, "Nothing published yet." if number == 1 else "No older entries.")
+    body = _entry_list(info, loc, items) if items else f"<p>{empty}</p>"
     subtitle = f"<p>{escape(info.subtitle, quote=False)}</p>\n" if info.subtitle else ""
     pager = _pager(info, loc, "", number, older)
     if number == 1:

@@ -4,16 +4,26 @@
 
 As the long tail's entry pages (longtail.py): read from SQLite on a thread of their own, never
 on the event loop, one page of entries at a time (memory stays bounded at any number of seeds),
-kept in a small LRU cache keyed by what the site's pages change with (the number of entries
-published, the newest `updated`, the newest deletion), which is also their Last-Modified: a
-page's bytes only change when one of them does.
+kept in a small LRU cache keyed by what the site's pages change with (`Store.site_version`:
+read at each request, aggregates over the stamps on the reader's thread; the snapshot's
+generation would not do, as an edit of an entry no feed shows changes the state, not the
+snapshot).
+
+They are sent with a strong ETag and no Last-Modified (RFC 9110 §8.8.2: only "if a last
+modification date can be reasonably and consistently determined"): a page's membership shifts
+with entries published, removed or back-dated elsewhere, and no date kept in the state moves
+forward with every such change (the newest `updated` does not when an old entry is edited),
+so a date could make If-Modified-Since answer 304 for changed bytes.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 from feedsvc.config import Config
 from feedsvc.errors import StoreError
@@ -56,31 +66,23 @@ class SitePages(StateReader):
         super().__init__(config, "feedsvc-site")
         self.capacity = capacity
         self.page_entries = config.feed.max_entries
-        # (kind, key, number) → (the snapshot generation it was last asked for in, what the
-        # page was made of, the page).
-        self._cache: OrderedDict[tuple[str, str, int],
-                                 tuple[int | None, tuple[object, ...], Document]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, int], tuple[tuple[object, ...], Document]] = \
+            OrderedDict()
 
-    # `generation`: the snapshot's (Snapshot.generation). A page asked for again in the same
-    # generation is sent from the cache without a query (the state only changes with a new
-    # snapshot); in another, its version is read (two aggregates over the published entries)
-    # and it is made again only if that moved.
-
-    async def index_page(self, number: int, generation: int | None = None) -> Document | None:
+    async def index_page(self, number: int) -> Document | None:
         """`/page/{number}` (number ≥ 2); None past the last page."""
         if number < 2:
             return None
-        return await self._on_thread(self._made, "index", "", number, generation)
+        return await self._on_thread(self._made, "index", "", number)
 
-    async def tag_page(self, tag: str, number: int = 1,
-                       generation: int | None = None) -> Document | None:
+    async def tag_page(self, tag: str, number: int = 1) -> Document | None:
         """A tag's HTML page; None for a tag with no published entry, or past its last page."""
         if not is_slug(tag):
             return None
-        return await self._on_thread(self._made, "tag", tag, number, generation)
+        return await self._on_thread(self._made, "tag", tag, number)
 
-    async def tags_index(self, generation: int | None = None) -> Document | None:
-        return await self._on_thread(self._made, "tags", "", 1, generation)
+    async def tags_index(self) -> Document | None:
+        return await self._on_thread(self._made, "tags", "", 1)
 
     async def neighbour(self, slug: str, newer: bool) -> str | None:
         """The slug of the entry just newer (or older) than this one, if any."""
@@ -105,42 +107,36 @@ class SitePages(StateReader):
         """(tag, label, count) of every tag with published entries (`build`)."""
         return self._state().tag_counts(int(datetime.now(UTC).timestamp()))
 
-    def _made(self, kind: str, key: str, number: int, generation: int | None = None
-              ) -> Document | None:
+    def _made(self, kind: str, key: str, number: int) -> Document | None:
         assert self.info is not None
         now = int(datetime.now(UTC).timestamp())
-        cached = self._cache.get((kind, key, number))
-        if cached is not None and generation is not None and cached[0] == generation:
-            self._cache.move_to_end((kind, key, number))
-            return cached[2]
         try:
             store = self._state()
             with store.reading():
-                count, updated, deleted = store.site_counts(now)
-                version = (count, updated, deleted)
-                if cached is not None and cached[1] == version:
-                    self._cache[(kind, key, number)] = (generation, version, cached[2])
+                version = store.site_version(now)
+                count = version[0]
+                cached = self._cache.get((kind, key, number))
+                if cached is not None and cached[0] == version:
                     self._cache.move_to_end((kind, key, number))
-                    return cached[2]
-                body = self._render(store, now, kind, key, number)
+                    return cached[1]
+                body = self._render(store, now, kind, key, number, count)
         except StoreError as e:
             log.error("%s", e)
             self._close_store()
             return None
         if body is None:
             return None
-        moments = [m for m in (updated, deleted) if m is not None]
-        modified = from_micros(max(moments)) if moments else self.info.created
         path = {"index": index_page_path(number), "tag": tag_page_path(key, number),
                 "tags": f"/{TAGS}"}[kind]
-        document = make_document(path, HTML_TYPE, body, modified,
-                                 self.config.server.cache_max_age)
-        self._cache[(kind, key, number)] = (generation, version, document)
+        document = _etag_only(make_document(path, HTML_TYPE, body, self.info.created,
+                                            self.config.server.cache_max_age))
+        self._cache[(kind, key, number)] = (version, document)
         while len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
         return document
 
-    def _render(self, store: Store, now: int, kind: str, key: str, number: int) -> bytes | None:
+    def _render(self, store: Store, now: int, kind: str, key: str, number: int, count: int
+                ) -> bytes | None:
         assert self.info is not None
         size = self.page_entries
         if kind == "tags":
@@ -148,7 +144,9 @@ class SitePages(StateReader):
         tag = key if kind == "tag" else None
         # One more than a page: whether an older page follows.
         rows = store.published_page(now, (number - 1) * size, size + 1, tag)
-        if not rows and (number > 1 or tag is not None):
+        # The front page links to page 2 when it is full: with exactly `max_entries`
+        # entries, page 2 is there, empty ("no older entries"), never a dead link.
+        if not rows and (number > 2 or tag is not None or (number == 2 and count < size)):
             return None
         items = self._items(rows[:size])
         older = len(rows) > size
@@ -172,3 +170,21 @@ class SitePages(StateReader):
         found = store.tagged(tag, now, 1)
         return found[0][1] if found else tag
 
+
+
+#: `Document.unchanged_since` of a document sent without Last-Modified: If-Modified-Since
+#: never gets 304 (only If-None-Match can).
+_NEVER = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def _etag_only(document: Document) -> Document:
+    """The document without its Last-Modified header (its ETags stay)."""
+    variants = {
+        coding: replace(variant, headers=_without_date(variant.headers),
+                        not_modified_headers=_without_date(variant.not_modified_headers))
+        for coding, variant in document.variants.items()}
+    return replace(document, variants=MappingProxyType(variants), unchanged_since=_NEVER)
+
+
+def _without_date(headers: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType({k: v for k, v in headers.items() if k != "Last-Modified"})

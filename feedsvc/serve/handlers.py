@@ -92,11 +92,11 @@ async def serve_site_page(request: web.Request) -> web.StreamResponse:
         if number is None:
             pass
         elif "tag" in match:
-            document = await site.tag_page(match["tag"], number, snapshot.generation)
+            document = await site.tag_page(match["tag"], number)
         elif "number" in match:
-            document = await site.index_page(number, snapshot.generation)
+            document = await site.index_page(number)
         else:
-            document = await site.tags_index(snapshot.generation)
+            document = await site.tags_index()
     if document is None:
         _not_there(request, snapshot)
     return respond(request, document)

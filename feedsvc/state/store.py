@@ -543,15 +543,19 @@ class Store(StateFile, HistoryQueries):
                             (now, published, published, slug))
         return str(found[0][0]) if found else None
 
-    def site_counts(self, now: int) -> tuple[int, int | None, int | None]:
-        """(entries published by `now`, the newest `updated` among them, the newest
-        deletion): what the site's pages made from the state change with."""
-        rows = self._query(f"SELECT COUNT(*), MAX({self._updated}) FROM stamps "
+    def site_version(self, now: int) -> tuple[int, ...]:
+        """What the site's pages made from the state change with (publish/sitepages.py): the
+        entries published by `now`, a sum of their `updated` (each only ever moves forward:
+        any edit moves the sum; its low 32 bits each, so that 100,000 of them cannot overflow
+        SQLite's integers), the newest deletion, and the tags' rows."""
+        updated = "updated" if self._updated == "updated" else f"(updated * {US})"
+        rows = self._query(f"SELECT COUNT(*), SUM({updated} % 4294967296) FROM stamps "
                            "WHERE live = 1 AND published <= ?", (now,))
         deleted = (self._query("SELECT MAX(deleted) FROM tombstones") if self._has_tombstones
                    else [(None,)])
-        count, updated = rows[0]
-        return int(count or 0), updated, deleted[0][0]  # type: ignore[return-value]
+        tags = (self._query("SELECT COUNT(*), SUM(length(tag) + length(label)) FROM tags")
+                if self._has_tags else [(0, 0)])
+        return tuple(int(value or 0) for value in (*rows[0], deleted[0][0], *tags[0]))
 
     def tag_counts(self, now: int) -> list[tuple[str, str, int]]:
         """(tag, label, entries published by `now`) of every tag that has some, by tag."""
