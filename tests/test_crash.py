@@ -262,16 +262,23 @@ def test_kill_9_during_build_never_leaves_half_a_feed(tmp_path: Path, serve) -> 
                 assert root.tag in ("{http://www.w3.org/2005/Atom}feed", "rss"), name
             elif name == "feed.json":
                 assert json.loads((output / name).read_bytes())["items"]  # whole JSON
+            elif name in ("index.html", "404.html"):  # the site's pages (sitebuild.py): whole
+                assert (output / name).read_bytes().endswith(b"</html>\n"), name
+            elif name in ("entries", "assets", "page", "tags") and (output / name).is_dir():
+                pass  # the site's other pages, written the same way
             elif name.endswith((".gz", ".br")) and not name.startswith("."):
                 # Precompressed copies: whole too (a cut stream fails to decompress).
                 data = (output / name).read_bytes()
                 plain = gzip.decompress(data) if name.endswith(".gz") else brotli.decompress(data)
                 if name.startswith("feed.json"):
                     json.loads(plain)
+                elif ".html." in name:
+                    assert plain.endswith(b"</html>\n"), name
                 else:
                     etree.fromstring(plain)
             else:
-                assert name.startswith((".feed.atom.", ".feed.rss.", ".feed.json.")) and \
+                assert name.startswith((".feed.atom.", ".feed.rss.", ".feed.json.",
+                                        ".index.html.", ".404.html.")) and \
                     name.endswith(".tmp"), f"unexpected file in the output: {name}"
         check_state(tmp_path / "state" / "feedsvc.sqlite3")
         leftovers = sum(name.endswith(".tmp") for name in names)

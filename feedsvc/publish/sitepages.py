@@ -66,6 +66,8 @@ class SitePages(StateReader):
         super().__init__(config, "feedsvc-site")
         self.capacity = capacity
         self.page_entries = config.feed.max_entries
+        # ((the connection, its data_version, the second), what `site_version` said then).
+        self._version: tuple[tuple[int, int, int], tuple[int, ...]] | None = None
         self._cache: OrderedDict[tuple[str, str, int], tuple[tuple[object, ...], Document]] = \
             OrderedDict()
 
@@ -113,7 +115,7 @@ class SitePages(StateReader):
         try:
             store = self._state()
             with store.reading():
-                version = store.site_version(now)
+                version = self._site_version(store, now)
                 count = version[0]
                 cached = self._cache.get((kind, key, number))
                 if cached is not None and cached[0] == version:
@@ -134,6 +136,14 @@ class SitePages(StateReader):
         while len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
         return document
+
+    def _site_version(self, store: Store, now: int) -> tuple[int, ...]:
+        """`store.site_version`, read again only once the state has had a commit since (or
+        a second has passed: a scheduled entry's time comes without one)."""
+        seen = (id(store), store.data_version(), now)
+        if self._version is None or self._version[0] != seen:
+            self._version = (seen, store.site_version(now))
+        return self._version[1]
 
     def _render(self, store: Store, now: int, kind: str, key: str, number: int, count: int
                 ) -> bytes | None:
