@@ -260,6 +260,10 @@ def test_kill_9_during_build_never_leaves_half_a_feed(tmp_path: Path, serve) -> 
             if name in ("feed.atom", "feed.rss"):
                 root = etree.parse(str(output / name)).getroot()  # whole, well-formed XML
                 assert root.tag in ("{http://www.w3.org/2005/Atom}feed", "rss"), name
+            elif name in ("feeds.opml", "sitemap.xml"):
+                etree.parse(str(output / name))  # whole, well-formed XML
+            elif name.startswith("feed-style.") and name.endswith(".css"):
+                assert (output / name).read_bytes().rstrip().endswith(b"}")  # whole CSS
             elif name == "feed.json":
                 assert json.loads((output / name).read_bytes())["items"]  # whole JSON
             elif name in ("index.html", "404.html"):  # the site's pages (sitebuild.py): whole
@@ -274,11 +278,14 @@ def test_kill_9_during_build_never_leaves_half_a_feed(tmp_path: Path, serve) -> 
                     json.loads(plain)
                 elif ".html." in name:
                     assert plain.endswith(b"</html>\n"), name
+                elif name.startswith("feed-style."):
+                    assert plain.rstrip().endswith(b"}")
                 else:
                     etree.fromstring(plain)
             else:
                 assert name.startswith((".feed.atom.", ".feed.rss.", ".feed.json.",
-                                        ".index.html.", ".404.html.")) and \
+                                        ".index.html.", ".404.html.",
+                                        ".feeds.opml.", ".sitemap.xml.", ".feed-style.")) and \
                     name.endswith(".tmp"), f"unexpected file in the output: {name}"
         check_state(tmp_path / "state" / "feedsvc.sqlite3")
         leftovers = sum(name.endswith(".tmp") for name in names)
