@@ -145,8 +145,11 @@ def test_build_and_check_take_any_name(tmp_path: Path) -> None:
     out = checked.stdout
     assert "\x1b" not in out and "\udce9" not in out
     lines = out.splitlines()
-    assert lines[-1] == "6 seeds: 4 publishable now, 0 scheduled, 0 drafts, 2 rejected"
-    assert len(lines) == 3  # each rejection one line
+    # The control characters removed from three seeds' text are warnings, listed too.
+    assert lines[-1] == ("6 seeds: 4 publishable now, 0 scheduled, 0 drafts, 2 rejected, "
+                         "3 warnings")
+    assert len(lines) == 6  # each rejection and each warning one line
+    assert all(": warning: removed " in line for line in lines[2:5])
     assert lines[0].startswith(f"{seeds}/\\xff\\xfe\\x80.md:1: file name is not valid UTF-8")
     assert lines[1].startswith(f"{seeds}/caf\\xe9.txt:1: file name is not valid UTF-8")
     assert_one_line_records(checked.stderr.encode())
