@@ -20,7 +20,11 @@ from aiohttp.resolver import DefaultResolver
 from feedsvc.errors import FeedsvcError
 
 
-class UnsafeCallback(FeedsvcError):
+class CallbackError(FeedsvcError):
+    """A callback the hub will not contact."""
+
+
+class UnsafeCallback(CallbackError):
     """A callback whose host is, or resolves to, an address that is not public."""
 
 
@@ -66,7 +70,7 @@ async def check_callback(url: str, *, allow_private: bool) -> None:
         raise UnsafeCallback(f"callback host {host!r} is not a public address ({', '.join(bad)})")
 
 
-class PublicOnlyResolver(AbstractResolver):
+class SafeResolver(AbstractResolver):
     """The resolver of the hub's HTTP client: it drops every address that is not public, so
     the connection goes to an address that was checked (no window between check and connect
     for DNS to change in)."""

@@ -24,8 +24,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Mapping
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -39,7 +38,7 @@ from feedsvc.model import Document, Snapshot
 from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.registry import ARCHIVES, format_of
 from feedsvc.serve.health import DeliveryReport, FailingSubscriber, LiveHealth
-from feedsvc.serve.websub.callbacks import PublicOnlyResolver, UnsafeCallback, check_callback
+from feedsvc.serve.websub.callbacks import CallbackError, SafeResolver, check_callback
 from feedsvc.serve.websub.distribution import (
     Outcome,
     link_header,
@@ -53,6 +52,9 @@ from feedsvc.state.subscriptions import Subscription, SubscriptionStorage
 log = logging.getLogger("feedsvc")
 
 T = TypeVar("T")
+
+#: `call(fn, *args)`: `fn(*args)` on the storage's own thread (the hub's `Hub.call`).
+StorageCall = Callable[..., Awaitable[Any]]
 
 #: Requests under way at once to subscribers whose last attempt worked, and to those whose
 #: last attempt failed: a crowd of dead callbacks, each holding its place until the timeout,
@@ -86,13 +88,13 @@ def _now_us() -> int:
 class Deliverer:
     """The snapshot listener that distributes content to the built-in hub's subscribers."""
 
-    def __init__(self, config: Config, storage: SubscriptionStorage, executor: Executor,
+    def __init__(self, config: Config, storage: SubscriptionStorage, call: StorageCall,
                  session: aiohttp.ClientSession, health: LiveHealth | None = None,
                  archive_pages: ArchivePages | None = None,
                  rng: random.Random | None = None) -> None:
         self._config = config
         self._storage = storage
-        self._executor = executor  # the storage's own thread
+        self._call = call  # runs a function on the storage's own thread
         self._session = session
         self._health = health
         self._archive_pages = archive_pages
@@ -238,7 +240,7 @@ class Deliverer:
                 # The address again, at each delivery: DNS can change after the subscription.
                 await check_callback(callback,
                                      allow_private=self._config.websub.allow_private_callbacks)
-            except UnsafeCallback as e:
+            except CallbackError as e:
                 return Outcome.FAILED, f"not contacted: {e}"
             headers = {"Content-Type": document.content_type,
                        "Link": link_header(self._hubs, subscription.topic)}
@@ -320,9 +322,8 @@ class Deliverer:
                                             strict=False)))
         self._health.current = replace(self._health.current, deliveries=report)
 
-    def _on_storage(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
-        return asyncio.get_running_loop().run_in_executor(self._executor, fn, self._storage,
-                                                          *args)
+    def _on_storage(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+        return self._call(fn, self._storage, *args)
 
 
 # -- on the storage's thread --------------------------------------------------------------------
@@ -347,7 +348,7 @@ async def delivery_session(config: Config) -> Any:
     say so), and, unless private callbacks are allowed, a resolver that only ever hands out
     public addresses (the connection goes where the check looked)."""
     timeout = aiohttp.ClientTimeout(total=config.websub.request_timeout_s)
-    resolver = None if config.websub.allow_private_callbacks else PublicOnlyResolver()
+    resolver = None if config.websub.allow_private_callbacks else SafeResolver()
     connector = aiohttp.TCPConnector(limit=HEALTHY_LANE + FAILING_LANE, resolver=resolver)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout,
                                      headers={"User-Agent": USER_AGENT},
