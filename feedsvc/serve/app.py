@@ -36,6 +36,7 @@ from feedsvc.serve.keys import (
 from feedsvc.serve.mediafolder import MediaFolder
 from feedsvc.serve.pipeline import Pipeline
 from feedsvc.serve.routes import setup_routes
+from feedsvc.serve.websub.hub import HUB, Hub, run_hub
 from feedsvc.serve.workers import Followers, MessageError, receive
 
 log = logging.getLogger("feedsvc")
@@ -67,6 +68,11 @@ def _base_app(config: Config) -> web.Application:
     app[PAGES] = EntryPages(config)
     app[ARCHIVE_PAGES] = ArchivePages(config)
     app[MEDIA] = MediaFolder(config.paths.media)
+    if config.websub.builtin_hub:
+        # Before the pipeline's cleanup_ctx (make_app appends it after): the content
+        # distribution may use the hub's storage from the first batch on.
+        app[HUB] = Hub(config, app[LIVE])
+        app.cleanup_ctx.append(run_hub)
     setup_routes(app)
     return app
 

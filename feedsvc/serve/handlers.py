@@ -22,6 +22,7 @@ from feedsvc.publish.registry import format_of
 from feedsvc.serve.health import HealthStatus
 from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, LIVE, PAGES, STATUS
 from feedsvc.serve.negotiation import choose_coding, not_modified
+from feedsvc.serve.websub.hub import HUB
 
 log = logging.getLogger("feedsvc")
 
@@ -183,6 +184,8 @@ async def serve_health(request: web.Request) -> web.Response:
         "renders": snapshot.generation,
         "pid": os.getpid(),  # which worker process answered
     }
+    if HUB in request.app:  # the built-in WebSub hub: its subscriptions, from the state
+        body["websub_hub"] = await request.app[HUB].health()
     return web.Response(text=json.dumps(body, ensure_ascii=False, indent=1),
                         status=503 if down else 200, content_type="application/json",
                         headers={"Cache-Control": "no-store"})

@@ -7,7 +7,10 @@ from aiohttp import web
 
 from feedsvc.publish.registry import ARCHIVES, ENTRIES, INDEX, MAIN, TAGS, formats
 from feedsvc.serve.handlers import serve_archive, serve_document, serve_entry, serve_health
+from feedsvc.serve.keys import CONFIG
 from feedsvc.serve.media import ROUTE_PREFIX, serve_media
+from feedsvc.serve.websub.hub import serve_hub
+from feedsvc.serve.websub.topics import HUB_PATH
 
 
 def setup_routes(app: web.Application) -> None:
@@ -21,5 +24,9 @@ def setup_routes(app: web.Application) -> None:
     # RFC 5005 archive pages, every format: {page size}/{n}.{extension}, from the state.
     router.add_get(f"/{ARCHIVES}{{size}}/{{name}}", serve_archive)
     router.add_get("/healthz", serve_health)
+    if app[CONFIG].websub.builtin_hub:
+        # The built-in WebSub hub (websub/hub.py) at {base_url}websub: paths here are those
+        # under base_url, as every document's.
+        router.add_post(f"/{HUB_PATH}", serve_hub)
     # The media folder's files, from disk (not the snapshot): see media.py.
     router.add_get(ROUTE_PREFIX + "{path:.+}", serve_media)
