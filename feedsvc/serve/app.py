@@ -36,6 +36,7 @@ from feedsvc.serve.keys import (
 from feedsvc.serve.mediafolder import MediaFolder
 from feedsvc.serve.pipeline import Pipeline
 from feedsvc.serve.routes import setup_routes
+from feedsvc.serve.websub.deliver import run_delivery
 from feedsvc.serve.websub.hub import HUB, Hub, run_hub
 from feedsvc.serve.workers import Followers, MessageError, receive
 
@@ -48,6 +49,8 @@ def make_app(config: Config, followers: Sequence[Connection] = ()) -> web.Applic
     app = _base_app(config)
     app[FOLLOWERS] = Followers(followers)
     app[SNAPSHOT_LISTENERS] = []
+    if config.websub.builtin_hub:
+        app.cleanup_ctx.append(run_delivery)  # after the hub's, before the pipeline's
     app.cleanup_ctx.append(run_pipeline)
     return app
 

@@ -24,12 +24,13 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiohttp
+from aiohttp import web
 
 from feedsvc.config import Config
 from feedsvc.errors import FeedsvcError
@@ -38,6 +39,7 @@ from feedsvc.model import Document, Snapshot
 from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.registry import ARCHIVES, format_of
 from feedsvc.serve.health import DeliveryReport, FailingSubscriber, LiveHealth
+from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, SNAPSHOT_LISTENERS, STATUS
 from feedsvc.serve.websub.callbacks import CallbackError, SafeResolver, check_callback
 from feedsvc.serve.websub.distribution import (
     Outcome,
@@ -46,6 +48,7 @@ from feedsvc.serve.websub.distribution import (
     outcome,
     signature,
 )
+from feedsvc.serve.websub.hub import HUB
 from feedsvc.serve.websub.topics import ChangedDocuments, hub_urls, topic_url
 from feedsvc.state.subscriptions import Subscription, SubscriptionStorage
 
@@ -352,5 +355,26 @@ async def delivery_session(config: Config) -> Any:
     connector = aiohttp.TCPConnector(limit=HEALTHY_LANE + FAILING_LANE, resolver=resolver)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout,
                                      headers={"User-Agent": USER_AGENT},
+                                     cookie_jar=aiohttp.DummyCookieJar(),
                                      auto_decompress=False, trust_env=False) as session:
         yield session
+
+
+async def run_delivery(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx of the leader with the built-in hub, between the hub's (its storage) and
+    the pipeline's (which calls the listener): content distribution from the first batch on;
+    torn down after the pipeline stopped, before the hub closes its storage."""
+    config, hub = app[CONFIG], app[HUB]
+    if not hub.ready:  # the hub said why; feeds are still served
+        log.error("WebSub: no content distribution: the hub's storage is not open")
+        yield
+        return
+    async with delivery_session(config) as session:
+        deliverer = Deliverer(config, hub.storage, hub.call, session, app[STATUS],
+                              app[ARCHIVE_PAGES])
+        deliverer.start()
+        app[SNAPSHOT_LISTENERS].append(deliverer.changed)
+        try:
+            yield
+        finally:
+            await deliverer.stop()
