@@ -67,8 +67,8 @@ def unsafe_reason(address: IPAddress) -> str | None:
                          ("loopback", address.is_loopback),
                          ("link-local", address.is_link_local),
                          ("multicast", address.is_multicast),
-                         ("private", address.is_private),
-                         ("reserved", address.is_reserved)):
+                         ("reserved", address.is_reserved),
+                         ("private", address.is_private)):
         if flag:
             return reason
     if not address.is_global:  # shared address space (100.64/10), documentation, …
