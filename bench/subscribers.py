@@ -39,6 +39,7 @@ class Subscribers:
         self.all_in = asyncio.Event()
         self.verified: set[int] = set()
         self.bad_signatures = 0
+        self.unchecked: list[tuple[int, str, bytes]] = []
         self.posts = 0
 
     async def callback(self, request: web.Request) -> web.Response:
@@ -50,16 +51,23 @@ class Subscribers:
         body = await request.read()
         now = time.perf_counter()
         self.posts += 1
-        given = request.headers.get("X-Hub-Signature", "")
-        method, _, digest = given.partition("=")
-        if method != "sha256" or not hmac.compare_digest(
-                digest, hmac.new(secret(i), body, hashlib.sha256).hexdigest()):
-            self.bad_signatures += 1
+        # Checked once the drop is timed (in `wait`): 100 subscribers are 100 machines in
+        # real life, not one process whose HMACs delay the next callbacks' arrival.
+        self.unchecked.append((i, request.headers.get("X-Hub-Signature", ""), body))
         if i not in self.times and self.needle in body:
             self.times[i] = now
             if len(self.times) >= self.n:
                 self.all_in.set()
         return web.Response(status=204)
+
+    def check_signatures(self) -> None:
+        """§7.1.2: recompute the HMAC with the shared secret and the method given."""
+        for i, given, body in self.unchecked:
+            method, _, digest = given.partition("=")
+            if method != "sha256" or not hmac.compare_digest(
+                    digest, hmac.new(secret(i), body, hashlib.sha256).hexdigest()):
+                self.bad_signatures += 1
+        self.unchecked = []
 
     async def watch(self, request: web.Request) -> web.Response:
         self.needle = await request.read()
@@ -71,6 +79,7 @@ class Subscribers:
         timeout = float(request.query.get("timeout", "15"))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.all_in.wait(), timeout)
+        self.check_signatures()
         return web.json_response({"times": self.times, "bad_signatures": self.bad_signatures,
                                   "posts": self.posts})
 
@@ -79,6 +88,9 @@ class Subscribers:
 
 
 def main() -> None:
+    with contextlib.suppress(ImportError):  # as feedsvc does, when installed
+        import uvloop
+        uvloop.install()
     port, n = int(sys.argv[1]), int(sys.argv[2])
     subs = Subscribers(n)
     app = web.Application(client_max_size=64 * 1024 * 1024)

@@ -117,9 +117,9 @@ def test_drop_edit_delete_deliver_the_new_document_signed(
     assert not signed.posts()  # subscribing delivers nothing by itself
 
     write_seed(seeds, "b.txt", seed("bravo", "Bravo"))
-    wait_until(lambda: signed.posts() and plain.posts() and json_feed.posts())
+    wait_until(lambda: all(s.posts() and b"bravo" in s.posts()[-1].body
+                           for s in (signed, plain, json_feed)))
     got = signed.posts()[-1]
-    assert b"bravo" in got.body
     # The body is the new document, byte for byte, with its content type and the Link header.
     status, headers, body = server.get("/feed.atom")
     assert status == 200

@@ -25,6 +25,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -66,6 +67,10 @@ HEALTHY_LANE = 128
 FAILING_LANE = 16
 #: Failing subscribers listed on /healthz (all are counted).
 HEALTH_FAILING_MAX = 100
+#: Bodies from this size are signed on the signing threads, smaller ones on the loop (a
+#: thread hop costs about what hashing 64 KB does).
+SIGN_OFF_LOOP_BYTES = 64 * 1024
+SIGNING_THREADS = 2
 #: After the storage failed to say who subscribed, the lookup is tried again this much later.
 STORAGE_RETRY_S = 1.0
 USER_AGENT = "feedsvc-websub-hub"
@@ -111,6 +116,8 @@ class Deliverer:
         self._failing: dict[tuple[str, str], FailingSubscriber] = {}
         self._counts = {"delivered": 0, "failed_attempts": 0, "given_up": 0, "gone": 0}
         self._dispatcher: asyncio.Task[None] | None = None
+        self._signing = ThreadPoolExecutor(max_workers=SIGNING_THREADS,
+                                           thread_name_prefix="websub-sign")
         self._report()
 
     # -- the listener (on the loop, returns at once) -------------------------------------------
@@ -130,6 +137,7 @@ class Deliverer:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._signing.shutdown(wait=True)
 
     @property
     def in_flight(self) -> int:
@@ -248,7 +256,8 @@ class Deliverer:
             headers = {"Content-Type": document.content_type,
                        "Link": link_header(self._hubs, subscription.topic)}
             if subscription.secret is not None:
-                headers["X-Hub-Signature"] = signature(subscription.secret, document.body)
+                headers["X-Hub-Signature"] = await self._sign(subscription.secret,
+                                                              document.body)
             try:
                 async with self._session.post(callback, data=document.body, headers=headers,
                                               allow_redirects=False) as response:
@@ -259,6 +268,15 @@ class Deliverer:
                 return Outcome.FAILED, f"{type(e).__name__}: {e}"
         result = outcome(status)
         return result, "" if result is Outcome.DELIVERED else f"HTTP {status}"
+
+    async def _sign(self, secret: bytes, body: bytes) -> str:
+        """The signature, off the event loop for a large body: an HMAC of a 160 KB feed is
+        0.14 ms, a hundred subscribers' 14 ms. hashlib lets go of the GIL while it hashes, so
+        the loop goes on sending meanwhile."""
+        if len(body) < SIGN_OFF_LOOP_BYTES:
+            return signature(secret, body)
+        return await asyncio.get_running_loop().run_in_executor(self._signing, signature,
+                                                                secret, body)
 
     async def _current(self, subscription: Subscription) -> Subscription | None:
         try:
