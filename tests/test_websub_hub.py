@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from feedsvc.serve.websub.callbacks import client_session
 from feedsvc.state.subscriptions import SQLiteSubscriptions, Subscription
 from tests.conftest import ServeProcess, free_port, run_cli, wait_until, write_config, write_seed
 from tests.websub_subscriber import Subscriber, post_form
@@ -262,3 +265,48 @@ def test_check_lists_subscriptions(tmp_path: Path, serve, subscribers) -> None:
     result = run_cli("check", "--config", str(config), cwd=tmp_path)
     assert f"{server.url}/feed.atom <- {sub.url}/cb" in result.stdout, result.stdout
     assert "signed" in result.stdout
+
+
+def test_every_worker_process_takes_subscriptions(tmp_path: Path, serve, subscribers) -> None:
+    config = hub_site(tmp_path)
+    config.write_text(config.read_text().replace("[server]\n", "[server]\nworkers = 3\n"))
+    server = serve(config)
+    sub = subscribers()
+    topic = server.url + "/feed.atom"
+    pids: dict[int, int] = {}  # process → what its /healthz counts
+
+    def answers() -> int:
+        body = json.loads(server.get("/healthz")[2])
+        pids[body["pid"]] = body["websub_hub"]["subscriptions"]
+        return len(pids)
+
+    wait_until(lambda: answers() == 3)  # the followers are up
+    for n in range(12):  # new connections: the kernel spreads them over the processes
+        assert subscribe(server, f"{sub.url}/cb{n}")[0] == 202
+    wait_until(lambda: len(active(server, topic)) == 12)
+    pids.clear()
+    wait_until(lambda: answers() == 3)
+    assert set(pids.values()) == {12}  # every process sees every subscription
+
+
+def test_the_hub_client_never_connects_to_a_name_that_resolves_to_loopback(
+        subscribers) -> None:
+    """What was checked is what is connected to: the hub's HTTP client resolves names
+    through SafeResolver, so even a request made without check_callback (or after DNS
+    changed since it) cannot reach an unsafe address."""
+    sub = subscribers()
+
+    async def fetch(allow_private: bool) -> int | str:
+        async with client_session(5, allow_private=allow_private) as session:
+            try:
+                async with session.get(f"http://localhost:{sub.port}/x",
+                                       allow_redirects=False) as response:
+                    return response.status
+            except aiohttp.ClientConnectorError as e:
+                return str(e)
+
+    refused = asyncio.run(fetch(False))
+    assert isinstance(refused, str) and "loopback" in refused
+    assert sub.received == []
+    assert asyncio.run(fetch(True)) == 200  # allow_private_callbacks: the same name works
+    assert len(sub.received) == 1
