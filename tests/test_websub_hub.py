@@ -111,6 +111,22 @@ def test_unsubscribe_removes_only_once_verified(tmp_path: Path, serve, subscribe
     assert "hub.lease_seconds" not in sub.gets("unsubscribe")[-1].query
 
 
+def test_requests_for_one_subscription_apply_in_order(tmp_path: Path, serve,
+                                                      subscribers) -> None:
+    """Subscribe, then unsubscribe at once: the subscribe's verification answers last, yet
+    the subscription ends removed (§5.1: each request overrides the previous state)."""
+    server = serve(hub_site(tmp_path))
+    sub = subscribers()
+    sub.delays["subscribe"] = 1.0
+    topic = server.url + "/feed.atom"
+    assert subscribe(server, sub.url + "/cb")[0] == 202
+    assert subscribe(server, sub.url + "/cb", mode="unsubscribe")[0] == 202
+    wait_until(lambda: sub.gets("unsubscribe"))
+    time.sleep(0.5)
+    assert active(server, topic) == []
+    assert [g.query["hub.mode"] for g in sub.gets()] == ["subscribe", "unsubscribe"]
+
+
 def test_subscriptions_survive_a_restart(tmp_path: Path, serve, subscribers) -> None:
     config = hub_site(tmp_path)
     server = serve(config)

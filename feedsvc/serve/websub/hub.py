@@ -95,6 +95,8 @@ class Hub:
         self._storage: SQLiteSubscriptions | None = None
         self._session: aiohttp.ClientSession | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        #: The last request under way per (topic, callback): the next one waits for it.
+        self._last: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._main_paths = frozenset(fmt.path(MAIN) for fmt in formats())
 
@@ -171,11 +173,26 @@ class Hub:
             raise web.HTTPServiceUnavailable(text="too many subscription requests are being "
                                                   "verified; try again later\n",
                                              headers={"Retry-After": "60"})
-        task = asyncio.create_task(self._carry_out(request))
+        key = (request.topic, request.callback)
+        task = asyncio.create_task(self._carry_out(request, self._last.get(key)))
         self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._last[key] = task
 
-    async def _carry_out(self, request: SubscriptionRequest) -> None:
+        def done(task: asyncio.Task[None]) -> None:
+            self._pending.discard(task)
+            if self._last.get(key) is task:
+                del self._last[key]
+
+        task.add_done_callback(done)
+
+    async def _carry_out(self, request: SubscriptionRequest,
+                         after: asyncio.Task[None] | None) -> None:
+        """Requests for one topic and callback are carried out in the order they came (a
+        subscribe then an unsubscribe leave it unsubscribed, whichever verification answers
+        first): §5.1 "each subsequent request … MUST override the previous subscription
+        state"."""
+        if after is not None:
+            await asyncio.wait([after])  # its outcome is its own (logged there)
         try:
             await self._verify_and_apply(request)
         except StoreError as e:
