@@ -12,6 +12,7 @@ runs it on a thread of its own).
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -102,6 +103,9 @@ class SQLiteSubscriptions:
         self._db = db
         self.path = path
         self._has_table = has_table
+        #: The file open, as (st_dev, st_ino): when the state file is written back or
+        #: repaired (store.py), the next use reopens on the new one (None: read-only view).
+        self._identity = _identity(path) if has_table else None
 
     @classmethod
     def open(cls, path: Path) -> SQLiteSubscriptions:
@@ -126,6 +130,12 @@ class SQLiteSubscriptions:
 
     @classmethod
     def open_for_reading(cls, path: Path) -> SQLiteSubscriptions:
+        subscriptions = cls._open_for_reading(path)
+        subscriptions._identity = None  # never reopened: a one-off read (`feedsvc check`)
+        return subscriptions
+
+    @classmethod
+    def _open_for_reading(cls, path: Path) -> SQLiteSubscriptions:
         try:
             db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True,
                                  isolation_level=None, check_same_thread=False)
@@ -205,7 +215,21 @@ class SQLiteSubscriptions:
 
     # -- plumbing ---------------------------------------------------------------------------
 
+    def _follow_file(self) -> None:
+        """Reopen when the file at `path` is another than the one open: the state was
+        deleted and written back, or repaired, while the hub ran (a write into the old,
+        unlinked file would be lost). While there is no file, go on with the open one."""
+        if self._identity is None:
+            return
+        identity = _identity(self.path)
+        if identity is None or identity == self._identity:
+            return
+        fresh = SQLiteSubscriptions.open(self.path)
+        self._db.close()
+        self._db, self._identity = fresh._db, fresh._identity
+
     def _read(self, sql: str, args: tuple[object, ...]) -> list[tuple[object, ...]]:
+        self._follow_file()
         if not self._has_table:
             return [(0,)] if sql.startswith("SELECT count(*)") else []
         try:
@@ -214,6 +238,7 @@ class SQLiteSubscriptions:
             raise StoreError(f"{self.path}: cannot read the WebSub subscriptions: {e}") from e
 
     def _write(self, statement: Callable[[], T]) -> T:
+        self._follow_file()
         try:
             self._db.execute("BEGIN IMMEDIATE")
             result = statement()
@@ -225,3 +250,11 @@ class SQLiteSubscriptions:
             if self._db.in_transaction:  # the statement or the COMMIT failed
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
