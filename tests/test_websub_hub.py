@@ -272,6 +272,20 @@ def test_bounds_per_topic_and_per_host_deny(tmp_path: Path, serve, subscribers) 
     assert active(server, json_topic) == []
 
 
+def test_bounds_hold_under_concurrent_requests(tmp_path: Path, serve, subscribers) -> None:
+    """Six callbacks at once on a topic allowed two: all pass the first check (nothing is
+    active yet), the verifications answer slowly; the bound is checked again as each is
+    written, so two end active and four get a denial."""
+    server = serve(hub_site(tmp_path, max_subscriptions_per_topic=2))
+    sub = subscribers()
+    sub.delays["subscribe"] = 0.5
+    topic = server.url + "/feed.atom"
+    for n in range(6):
+        assert subscribe(server, f"{sub.url}/cb{n}")[0] == 202
+    wait_until(lambda: len(sub.gets("denied")) == 4)
+    assert len(active(server, topic)) == 2
+
+
 def test_check_lists_subscriptions(tmp_path: Path, serve, subscribers) -> None:
     config = hub_site(tmp_path)
     server = serve(config)

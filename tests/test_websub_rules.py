@@ -253,6 +253,29 @@ def test_storage_subscribe_renew_expire_failing(tmp_path: Path) -> None:
     reader.close()
 
 
+def test_storage_subscribe_within_bounds(tmp_path: Path) -> None:
+    storage = SQLiteSubscriptions.open(tmp_path / "state.sqlite3")
+
+    def sub(topic: str, callback: str, expires: int = 100) -> Subscription:
+        return Subscription(topic, callback, None, expires_us=expires)
+
+    assert storage.subscribe_within(sub("t", "http://a.example/1"), 0, 2, 3) is None
+    assert storage.subscribe_within(sub("t", "http://a.example/2"), 0, 2, 3) is None
+    assert "topic has its maximum of 2" in storage.subscribe_within(
+        sub("t", "http://b.example/3"), 0, 2, 3)
+    assert storage.over_bounds("t", "http://b.example/3", 0, 2, 3) is not None
+    # A renewal passes; an expired one no longer counts.
+    assert storage.subscribe_within(sub("t", "http://a.example/1", 200), 0, 2, 3) is None
+    assert storage.over_bounds("t", "http://a.example/1", 0, 2, 3) is None
+    assert storage.subscribe_within(sub("t", "http://b.example/3", 300), 150, 2, 3) is None
+    assert storage.subscribe_within(sub("u", "http://a.example/4"), 0, 2, 3) is None
+    assert "a.example have their maximum of 3" in storage.subscribe_within(
+        sub("v", "http://A.example/5"), 0, 2, 3)
+    assert [s.callback for s in storage.active("t", 150)] == ["http://a.example/1",
+                                                              "http://b.example/3"]
+    storage.close()
+
+
 def test_the_state_schema_has_the_table_and_the_pipeline_writes_meanwhile(
         tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"

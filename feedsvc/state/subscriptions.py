@@ -181,6 +181,48 @@ class SQLiteSubscriptions:
 
     # -- the hub's bounds, /healthz, `feedsvc check` ----------------------------------------
 
+    def subscribe_within(self, subscription: Subscription, now_us: int, per_topic: int,
+                         per_host: int) -> str | None:
+        """`subscribe`, unless that would make more than `per_topic` active subscriptions
+        to its topic or `per_host` on its callback's host (a renewal always passes): then
+        nothing is written and the reason is returned. Checked and written in one
+        transaction, so concurrent requests (other worker processes too) cannot overshoot."""
+        s, host = subscription, callback_host(subscription.callback)
+
+        def statements() -> str | None:
+            def count(sql: str, *args: object) -> int:
+                return int(self._db.execute(sql, args).fetchone()[0])
+
+            renewal = count("SELECT count(*) FROM websub_subscriptions WHERE topic = ? AND "
+                            "callback = ? AND expires > ?", s.topic, s.callback, now_us)
+            if not renewal:
+                if count("SELECT count(*) FROM websub_subscriptions WHERE topic = ? AND "
+                         "expires > ?", s.topic, now_us) >= per_topic:
+                    return f"this topic has its maximum of {per_topic} subscriptions"
+                if count("SELECT count(*) FROM websub_subscriptions WHERE host = ? AND "
+                         "expires > ?", host, now_us) >= per_host:
+                    return f"callbacks on {host} have their maximum of {per_host} subscriptions"
+            self._db.execute(
+                "INSERT OR REPLACE INTO websub_subscriptions (topic, callback, host, secret, "
+                "expires, failing_since) VALUES (?, ?, ?, ?, ?, ?)",
+                (s.topic, s.callback, host, s.secret, s.expires_us, s.failing_since_us))
+            return None
+
+        return self._write(statements)
+
+    def over_bounds(self, topic: str, callback: str, now_us: int, per_topic: int,
+                    per_host: int) -> str | None:
+        """What `subscribe_within` would refuse now, without writing (the hub denies before
+        it bothers the subscriber with a verification)."""
+        if self.get(topic, callback, now_us) is not None:
+            return None
+        if self.count_topic(topic, now_us) >= per_topic:
+            return f"this topic has its maximum of {per_topic} subscriptions"
+        host = callback_host(callback)
+        if self.count_host(host, now_us) >= per_host:
+            return f"callbacks on {host} have their maximum of {per_host} subscriptions"
+        return None
+
     def get(self, topic: str, callback: str, now_us: int) -> Subscription | None:
         rows = self._read(f"SELECT {_COLUMNS} FROM websub_subscriptions WHERE topic = ? AND "
                           "callback = ? AND expires > ?", (topic, callback, now_us))

@@ -43,7 +43,7 @@ from feedsvc.serve.websub.requests import (
     refused_address,
 )
 from feedsvc.serve.websub.verify import deny, verify_intent
-from feedsvc.state.subscriptions import SQLiteSubscriptions, Subscription, callback_host
+from feedsvc.state.subscriptions import SQLiteSubscriptions, Subscription
 
 log = logging.getLogger("feedsvc")
 T = TypeVar("T")
@@ -210,12 +210,10 @@ class Hub:
             log.warning("WebSub: %s of %s for %s refused: %s", request.mode,
                         escape(request.callback), escape(request.topic), e)
             return
-        if request.mode == "subscribe" and (reason := await self.call(self._over_bounds,
-                                                                      request)):
-            log.warning("WebSub: subscription of %s for %s denied: %s",
-                        escape(request.callback), escape(request.topic), reason)
-            await deny(self.session, topic=request.topic, callback=request.callback,
-                       reason=reason, allow_private=allow_private)
+        bounds = self.websub.max_subscriptions_per_topic, self.websub.max_subscriptions_per_host
+        if request.mode == "subscribe" and (reason := await self.call(
+                self.storage.over_bounds, request.topic, request.callback, now_us(), *bounds)):
+            await self._deny(request, reason)
             return
         # §5.3: the lease is "measured from the time the verification request was made".
         asked_at = now_us()
@@ -223,27 +221,21 @@ class Hub:
                                    callback=request.callback, lease_s=request.lease_s,
                                    allow_private=allow_private):
             return  # §5.1: "the subscription state MUST be left unchanged"
-        if request.mode == "subscribe":
-            await self.call(self.storage.subscribe, Subscription(
-                request.topic, request.callback, request.secret,
-                asked_at + request.lease_s * 1_000_000))
-        else:
+        if request.mode == "unsubscribe":
             await self.call(self.storage.unsubscribe, request.topic, request.callback)
+            return
+        subscription = Subscription(request.topic, request.callback, request.secret,
+                                    asked_at + request.lease_s * 1_000_000)
+        # Checked again as it is written: others may have subscribed meanwhile.
+        if reason := await self.call(self.storage.subscribe_within, subscription, now_us(),
+                                     *bounds):
+            await self._deny(request, reason)  # §5.2: "MAY be denied … at any point"
 
-    def _over_bounds(self, request: SubscriptionRequest) -> str | None:
-        """Why a new subscription would break a bound (on the storage thread); a renewal
-        (same topic and callback, still active) never does."""
-        storage, now = self.storage, now_us()
-        if storage.get(request.topic, request.callback, now) is not None:
-            return None
-        if storage.count_topic(request.topic, now) >= self.websub.max_subscriptions_per_topic:
-            return (f"this topic has its maximum of {self.websub.max_subscriptions_per_topic} "
-                    "subscriptions")
-        host = callback_host(request.callback)
-        if storage.count_host(host, now) >= self.websub.max_subscriptions_per_host:
-            return (f"callbacks on {host} have their maximum of "
-                    f"{self.websub.max_subscriptions_per_host} subscriptions")
-        return None
+    async def _deny(self, request: SubscriptionRequest, reason: str) -> None:
+        log.warning("WebSub: subscription of %s for %s denied: %s",
+                    escape(request.callback), escape(request.topic), reason)
+        await deny(self.session, topic=request.topic, callback=request.callback,
+                   reason=reason, allow_private=self.websub.allow_private_callbacks)
 
     # -- upkeep, health ---------------------------------------------------------------------
 
