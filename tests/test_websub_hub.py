@@ -127,6 +127,15 @@ def test_requests_for_one_subscription_apply_in_order(tmp_path: Path, serve,
     assert [g.query["hub.mode"] for g in sub.gets()] == ["subscribe", "unsubscribe"]
 
 
+def test_a_topic_gone_can_still_be_unsubscribed(tmp_path: Path, serve, subscribers) -> None:
+    server = serve(hub_site(tmp_path))
+    sub = subscribers()
+    gone = server.url + "/tags/nosuch.atom"
+    assert subscribe(server, sub.url + "/cb", topic=gone)[0] == 400
+    assert subscribe(server, sub.url + "/cb", topic=gone, mode="unsubscribe")[0] == 202
+    wait_until(lambda: sub.gets("unsubscribe"))
+
+
 def test_subscriptions_survive_a_restart(tmp_path: Path, serve, subscribers) -> None:
     config = hub_site(tmp_path)
     server = serve(config)

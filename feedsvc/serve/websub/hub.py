@@ -283,7 +283,9 @@ async def serve_hub(request: web.Request) -> web.Response:
         if (request.content_length or 0) > MAX_REQUEST_BYTES:
             raise BadRequest(413, f"the request body is over {MAX_REQUEST_BYTES} bytes")
         parsed = parse_request(hub.config, await _read_body(request))
-        if not hub.topic_served(parsed.path):
+        # An unsubscription is taken for any topic of ours: a tag's feed gone since must
+        # still be left.
+        if parsed.mode == "subscribe" and not hub.topic_served(parsed.path):
             raise BadRequest(400, f"hub.topic {parsed.topic} is not a feed document served "
                                   "now")
         if (not hub.websub.allow_private_callbacks
