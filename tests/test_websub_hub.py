@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -230,6 +231,16 @@ def test_wrong_content_type_and_oversized_bodies(tmp_path: Path, serve, subscrib
     assert server.get("/websub")[0] == 405
     time.sleep(0.3)
     assert sub.received == []
+
+
+def test_a_body_that_never_arrives_is_cut_off(tmp_path: Path, serve) -> None:
+    server = serve(hub_site(tmp_path, request_timeout_s=1))
+    with socket.create_connection(("127.0.0.1", server.config.server.port), timeout=10) as s:
+        s.sendall(b"POST /websub HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+                  b"Content-Type: application/x-www-form-urlencoded\r\n\r\nhub.mode=")
+        started = time.monotonic()
+        answer = s.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 5
 
 
 def test_loopback_callbacks_are_refused_by_default(tmp_path: Path, serve,

@@ -282,7 +282,12 @@ async def serve_hub(request: web.Request) -> web.Response:
         check_content_type(request.headers.get("Content-Type"))
         if (request.content_length or 0) > MAX_REQUEST_BYTES:
             raise BadRequest(413, f"the request body is over {MAX_REQUEST_BYTES} bytes")
-        parsed = parse_request(hub.config, await _read_body(request))
+        try:  # a body trickled in byte by byte holds the connection no longer than this
+            async with asyncio.timeout(hub.websub.request_timeout_s):
+                body = await _read_body(request)
+        except TimeoutError:
+            raise BadRequest(408, "the request body took too long to arrive") from None
+        parsed = parse_request(hub.config, body)
         # An unsubscription is taken for any topic of ours: a tag's feed gone since must
         # still be left.
         if parsed.mode == "subscribe" and not hub.topic_served(parsed.path):
