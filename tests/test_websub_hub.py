@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from feedsvc.serve.websub.callbacks import client_session
 from feedsvc.state.subscriptions import SQLiteSubscriptions, Subscription
 from tests.conftest import ServeProcess, free_port, run_cli, wait_until, write_config, write_seed
 from tests.websub_subscriber import Subscriber, post_form
@@ -108,6 +112,31 @@ def test_unsubscribe_removes_only_once_verified(tmp_path: Path, serve, subscribe
     assert "hub.lease_seconds" not in sub.gets("unsubscribe")[-1].query
 
 
+def test_requests_for_one_subscription_apply_in_order(tmp_path: Path, serve,
+                                                      subscribers) -> None:
+    """Subscribe, then unsubscribe at once: the subscribe's verification answers last, yet
+    the subscription ends removed (§5.1: each request overrides the previous state)."""
+    server = serve(hub_site(tmp_path))
+    sub = subscribers()
+    sub.delays["subscribe"] = 1.0
+    topic = server.url + "/feed.atom"
+    assert subscribe(server, sub.url + "/cb")[0] == 202
+    assert subscribe(server, sub.url + "/cb", mode="unsubscribe")[0] == 202
+    wait_until(lambda: sub.gets("unsubscribe"))
+    time.sleep(0.5)
+    assert active(server, topic) == []
+    assert [g.query["hub.mode"] for g in sub.gets()] == ["subscribe", "unsubscribe"]
+
+
+def test_a_topic_gone_can_still_be_unsubscribed(tmp_path: Path, serve, subscribers) -> None:
+    server = serve(hub_site(tmp_path))
+    sub = subscribers()
+    gone = server.url + "/tags/nosuch.atom"
+    assert subscribe(server, sub.url + "/cb", topic=gone)[0] == 400
+    assert subscribe(server, sub.url + "/cb", topic=gone, mode="unsubscribe")[0] == 202
+    wait_until(lambda: sub.gets("unsubscribe"))
+
+
 def test_subscriptions_survive_a_restart(tmp_path: Path, serve, subscribers) -> None:
     config = hub_site(tmp_path)
     server = serve(config)
@@ -204,6 +233,16 @@ def test_wrong_content_type_and_oversized_bodies(tmp_path: Path, serve, subscrib
     assert sub.received == []
 
 
+def test_a_body_that_never_arrives_is_cut_off(tmp_path: Path, serve) -> None:
+    server = serve(hub_site(tmp_path, request_timeout_s=1))
+    with socket.create_connection(("127.0.0.1", server.config.server.port), timeout=10) as s:
+        s.sendall(b"POST /websub HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+                  b"Content-Type: application/x-www-form-urlencoded\r\n\r\nhub.mode=")
+        started = time.monotonic()
+        answer = s.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 5
+
+
 def test_loopback_callbacks_are_refused_by_default(tmp_path: Path, serve,
                                                    subscribers) -> None:
     server = serve(hub_site(tmp_path, allow_private_callbacks=False))
@@ -253,6 +292,20 @@ def test_bounds_per_topic_and_per_host_deny(tmp_path: Path, serve, subscribers) 
     assert active(server, json_topic) == []
 
 
+def test_bounds_hold_under_concurrent_requests(tmp_path: Path, serve, subscribers) -> None:
+    """Six callbacks at once on a topic allowed two: all pass the first check (nothing is
+    active yet), the verifications answer slowly; the bound is checked again as each is
+    written, so two end active and four get a denial."""
+    server = serve(hub_site(tmp_path, max_subscriptions_per_topic=2))
+    sub = subscribers()
+    sub.delays["subscribe"] = 0.5
+    topic = server.url + "/feed.atom"
+    for n in range(6):
+        assert subscribe(server, f"{sub.url}/cb{n}")[0] == 202
+    wait_until(lambda: len(sub.gets("denied")) == 4)
+    assert len(active(server, topic)) == 2
+
+
 def test_check_lists_subscriptions(tmp_path: Path, serve, subscribers) -> None:
     config = hub_site(tmp_path)
     server = serve(config)
@@ -262,3 +315,48 @@ def test_check_lists_subscriptions(tmp_path: Path, serve, subscribers) -> None:
     result = run_cli("check", "--config", str(config), cwd=tmp_path)
     assert f"{server.url}/feed.atom <- {sub.url}/cb" in result.stdout, result.stdout
     assert "signed" in result.stdout
+
+
+def test_every_worker_process_takes_subscriptions(tmp_path: Path, serve, subscribers) -> None:
+    config = hub_site(tmp_path)
+    config.write_text(config.read_text().replace("[server]\n", "[server]\nworkers = 3\n"))
+    server = serve(config)
+    sub = subscribers()
+    topic = server.url + "/feed.atom"
+    pids: dict[int, int] = {}  # process → what its /healthz counts
+
+    def answers() -> int:
+        body = json.loads(server.get("/healthz")[2])
+        pids[body["pid"]] = body["websub_hub"]["subscriptions"]
+        return len(pids)
+
+    wait_until(lambda: answers() == 3)  # the followers are up
+    for n in range(12):  # new connections: the kernel spreads them over the processes
+        assert subscribe(server, f"{sub.url}/cb{n}")[0] == 202
+    wait_until(lambda: len(active(server, topic)) == 12)
+    pids.clear()
+    wait_until(lambda: answers() == 3)
+    assert set(pids.values()) == {12}  # every process sees every subscription
+
+
+def test_the_hub_client_never_connects_to_a_name_that_resolves_to_loopback(
+        subscribers) -> None:
+    """What was checked is what is connected to: the hub's HTTP client resolves names
+    through SafeResolver, so even a request made without check_callback (or after DNS
+    changed since it) cannot reach an unsafe address."""
+    sub = subscribers()
+
+    async def fetch(allow_private: bool) -> int | str:
+        async with client_session(5, allow_private=allow_private) as session:
+            try:
+                async with session.get(f"http://localhost:{sub.port}/x",
+                                       allow_redirects=False) as response:
+                    return response.status
+            except aiohttp.ClientConnectorError as e:
+                return str(e)
+
+    refused = asyncio.run(fetch(False))
+    assert isinstance(refused, str) and "loopback" in refused
+    assert sub.received == []
+    assert asyncio.run(fetch(True)) == 200  # allow_private_callbacks: the same name works
+    assert len(sub.received) == 1

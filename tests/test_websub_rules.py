@@ -13,8 +13,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from feedsvc.config import Config, WebSubConfig
-from feedsvc.errors import FeedsvcError
+from feedsvc.config import Config, WebSubConfig, load_config
+from feedsvc.errors import ConfigError, FeedsvcError
 from feedsvc.serve.websub.callbacks import (
     CallbackError,
     UnsafeCallback,
@@ -253,6 +253,29 @@ def test_storage_subscribe_renew_expire_failing(tmp_path: Path) -> None:
     reader.close()
 
 
+def test_storage_subscribe_within_bounds(tmp_path: Path) -> None:
+    storage = SQLiteSubscriptions.open(tmp_path / "state.sqlite3")
+
+    def sub(topic: str, callback: str, expires: int = 100) -> Subscription:
+        return Subscription(topic, callback, None, expires_us=expires)
+
+    assert storage.subscribe_within(sub("t", "http://a.example/1"), 0, 2, 3) is None
+    assert storage.subscribe_within(sub("t", "http://a.example/2"), 0, 2, 3) is None
+    assert "topic has its maximum of 2" in storage.subscribe_within(
+        sub("t", "http://b.example/3"), 0, 2, 3)
+    assert storage.over_bounds("t", "http://b.example/3", 0, 2, 3) is not None
+    # A renewal passes; an expired one no longer counts.
+    assert storage.subscribe_within(sub("t", "http://a.example/1", 200), 0, 2, 3) is None
+    assert storage.over_bounds("t", "http://a.example/1", 0, 2, 3) is None
+    assert storage.subscribe_within(sub("t", "http://b.example/3", 300), 150, 2, 3) is None
+    assert storage.subscribe_within(sub("u", "http://a.example/4"), 0, 2, 3) is None
+    assert "a.example have their maximum of 3" in storage.subscribe_within(
+        sub("v", "http://A.example/5"), 0, 2, 3)
+    assert [s.callback for s in storage.active("t", 150)] == ["http://a.example/1",
+                                                              "http://b.example/3"]
+    storage.close()
+
+
 def test_the_state_schema_has_the_table_and_the_pipeline_writes_meanwhile(
         tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
@@ -274,3 +297,38 @@ def test_reading_a_state_without_the_table(tmp_path: Path) -> None:
     reader = SQLiteSubscriptions.open_for_reading(path)
     assert list(reader.all_active(0)) == [] and reader.per_topic(0, 5) == (0, [])
     reader.close()
+
+
+def test_storage_follows_a_state_file_written_back(tmp_path: Path) -> None:
+    """The state deleted and written back (store.py `_restore`), or repaired, while the hub
+    runs: later subscriptions go into the file at the path, not the unlinked one."""
+    path = tmp_path / "state.sqlite3"
+    storage = SQLiteSubscriptions.open(path)
+    storage.subscribe(Subscription("t", "http://a.example/1", None, expires_us=10))
+    copy = sqlite3.connect(tmp_path / "copy.sqlite3")
+    source = sqlite3.connect(path)
+    source.backup(copy)
+    source.close()
+    copy.close()
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):  # `rm state.sqlite3*`
+        (tmp_path / name).unlink(missing_ok=True)
+    (tmp_path / "copy.sqlite3").rename(path)  # written back
+    storage.subscribe(Subscription("t", "http://a.example/2", None, expires_us=10))
+    storage.close()
+    reader = SQLiteSubscriptions.open_for_reading(path)
+    assert [s.callback for s in reader.all_active(0)] == ["http://a.example/1",
+                                                          "http://a.example/2"]
+    reader.close()
+
+
+@pytest.mark.parametrize(("value", "ok"), [(1, True), (60, True), (0, False)])
+def test_lease_min_s_may_be_short(site: Path, value: int, ok: bool) -> None:
+    """§5.3.1 forbids perpetual leases, not short ones: from 1 s (tests see leases expire)."""
+    config = site / "config.toml"
+    with config.open("a", encoding="utf-8") as f:
+        f.write(f"\n[websub]\nbuiltin_hub = true\nlease_min_s = {value}\n")
+    if ok:
+        assert load_config(config).websub.lease_min_s == value
+    else:
+        with pytest.raises(ConfigError, match="lease_min_s"):
+            load_config(config)

@@ -34,6 +34,8 @@ class Subscriber:
         self.answer = answer
         self.status = status
         self.received: list[Received] = []
+        #: Seconds to wait before answering a GET of this hub.mode.
+        self.delays: dict[str, float] = {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._loop = asyncio.new_event_loop()
@@ -64,6 +66,7 @@ class Subscriber:
         if request.method != "GET":
             return web.Response(status=204)
         challenge = request.query.get("hub.challenge", "")
+        await asyncio.sleep(self.delays.get(request.query.get("hub.mode", ""), 0))
         if self.answer == "hang":
             await asyncio.sleep(3600)
         if self.answer == "wrong":

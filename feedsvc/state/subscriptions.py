@@ -12,6 +12,7 @@ runs it on a thread of its own).
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -102,6 +103,9 @@ class SQLiteSubscriptions:
         self._db = db
         self.path = path
         self._has_table = has_table
+        #: The file open, as (st_dev, st_ino): when the state file is written back or
+        #: repaired (store.py), the next use reopens on the new one (None: read-only view).
+        self._identity = _identity(path) if has_table else None
 
     @classmethod
     def open(cls, path: Path) -> SQLiteSubscriptions:
@@ -126,6 +130,12 @@ class SQLiteSubscriptions:
 
     @classmethod
     def open_for_reading(cls, path: Path) -> SQLiteSubscriptions:
+        subscriptions = cls._open_for_reading(path)
+        subscriptions._identity = None  # never reopened: a one-off read (`feedsvc check`)
+        return subscriptions
+
+    @classmethod
+    def _open_for_reading(cls, path: Path) -> SQLiteSubscriptions:
         try:
             db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True,
                                  isolation_level=None, check_same_thread=False)
@@ -171,6 +181,48 @@ class SQLiteSubscriptions:
 
     # -- the hub's bounds, /healthz, `feedsvc check` ----------------------------------------
 
+    def subscribe_within(self, subscription: Subscription, now_us: int, per_topic: int,
+                         per_host: int) -> str | None:
+        """`subscribe`, unless that would make more than `per_topic` active subscriptions
+        to its topic or `per_host` on its callback's host (a renewal always passes): then
+        nothing is written and the reason is returned. Checked and written in one
+        transaction, so concurrent requests (other worker processes too) cannot overshoot."""
+        s, host = subscription, callback_host(subscription.callback)
+
+        def statements() -> str | None:
+            def count(sql: str, *args: object) -> int:
+                return int(self._db.execute(sql, args).fetchone()[0])
+
+            renewal = count("SELECT count(*) FROM websub_subscriptions WHERE topic = ? AND "
+                            "callback = ? AND expires > ?", s.topic, s.callback, now_us)
+            if not renewal:
+                if count("SELECT count(*) FROM websub_subscriptions WHERE topic = ? AND "
+                         "expires > ?", s.topic, now_us) >= per_topic:
+                    return f"this topic has its maximum of {per_topic} subscriptions"
+                if count("SELECT count(*) FROM websub_subscriptions WHERE host = ? AND "
+                         "expires > ?", host, now_us) >= per_host:
+                    return f"callbacks on {host} have their maximum of {per_host} subscriptions"
+            self._db.execute(
+                "INSERT OR REPLACE INTO websub_subscriptions (topic, callback, host, secret, "
+                "expires, failing_since) VALUES (?, ?, ?, ?, ?, ?)",
+                (s.topic, s.callback, host, s.secret, s.expires_us, s.failing_since_us))
+            return None
+
+        return self._write(statements)
+
+    def over_bounds(self, topic: str, callback: str, now_us: int, per_topic: int,
+                    per_host: int) -> str | None:
+        """What `subscribe_within` would refuse now, without writing (the hub denies before
+        it bothers the subscriber with a verification)."""
+        if self.get(topic, callback, now_us) is not None:
+            return None
+        if self.count_topic(topic, now_us) >= per_topic:
+            return f"this topic has its maximum of {per_topic} subscriptions"
+        host = callback_host(callback)
+        if self.count_host(host, now_us) >= per_host:
+            return f"callbacks on {host} have their maximum of {per_host} subscriptions"
+        return None
+
     def get(self, topic: str, callback: str, now_us: int) -> Subscription | None:
         rows = self._read(f"SELECT {_COLUMNS} FROM websub_subscriptions WHERE topic = ? AND "
                           "callback = ? AND expires > ?", (topic, callback, now_us))
@@ -205,7 +257,21 @@ class SQLiteSubscriptions:
 
     # -- plumbing ---------------------------------------------------------------------------
 
+    def _follow_file(self) -> None:
+        """Reopen when the file at `path` is another than the one open: the state was
+        deleted and written back, or repaired, while the hub ran (a write into the old,
+        unlinked file would be lost). While there is no file, go on with the open one."""
+        if self._identity is None:
+            return
+        identity = _identity(self.path)
+        if identity is None or identity == self._identity:
+            return
+        fresh = SQLiteSubscriptions.open(self.path)
+        self._db.close()
+        self._db, self._identity = fresh._db, fresh._identity
+
     def _read(self, sql: str, args: tuple[object, ...]) -> list[tuple[object, ...]]:
+        self._follow_file()
         if not self._has_table:
             return [(0,)] if sql.startswith("SELECT count(*)") else []
         try:
@@ -214,6 +280,7 @@ class SQLiteSubscriptions:
             raise StoreError(f"{self.path}: cannot read the WebSub subscriptions: {e}") from e
 
     def _write(self, statement: Callable[[], T]) -> T:
+        self._follow_file()
         try:
             self._db.execute("BEGIN IMMEDIATE")
             result = statement()
@@ -225,3 +292,11 @@ class SQLiteSubscriptions:
             if self._db.in_transaction:  # the statement or the COMMIT failed
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino

@@ -19,6 +19,7 @@ address that is not public (every address it resolves to: one bad one is enough)
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import socket
 from urllib.parse import urlsplit
@@ -139,8 +140,9 @@ class SafeResolver(AbstractResolver):
             address = parse_address(result["host"])
             reason = "not an IP address" if address is None else unsafe_reason(address)
             if reason is not None:
-                # An OSError: aiohttp reports it as a connection error (ClientConnectorError).
-                raise OSError(f"callback host {host} resolves to {result['host']}, "
+                # An OSError: aiohttp reports it as a connection error (ClientConnectorError,
+                # with the strerror).
+                raise OSError(errno.EACCES, f"callback host {host} resolves to {result['host']}, "
                               f"a {reason} address")
         return results
 

@@ -43,7 +43,7 @@ from feedsvc.serve.websub.requests import (
     refused_address,
 )
 from feedsvc.serve.websub.verify import deny, verify_intent
-from feedsvc.state.subscriptions import SQLiteSubscriptions, Subscription, callback_host
+from feedsvc.state.subscriptions import SQLiteSubscriptions, Subscription
 
 log = logging.getLogger("feedsvc")
 T = TypeVar("T")
@@ -95,6 +95,8 @@ class Hub:
         self._storage: SQLiteSubscriptions | None = None
         self._session: aiohttp.ClientSession | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        #: The last request under way per (topic, callback): the next one waits for it.
+        self._last: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._main_paths = frozenset(fmt.path(MAIN) for fmt in formats())
 
@@ -171,11 +173,26 @@ class Hub:
             raise web.HTTPServiceUnavailable(text="too many subscription requests are being "
                                                   "verified; try again later\n",
                                              headers={"Retry-After": "60"})
-        task = asyncio.create_task(self._carry_out(request))
+        key = (request.topic, request.callback)
+        task = asyncio.create_task(self._carry_out(request, self._last.get(key)))
         self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._last[key] = task
 
-    async def _carry_out(self, request: SubscriptionRequest) -> None:
+        def done(task: asyncio.Task[None]) -> None:
+            self._pending.discard(task)
+            if self._last.get(key) is task:
+                del self._last[key]
+
+        task.add_done_callback(done)
+
+    async def _carry_out(self, request: SubscriptionRequest,
+                         after: asyncio.Task[None] | None) -> None:
+        """Requests for one topic and callback are carried out in the order they came (a
+        subscribe then an unsubscribe leave it unsubscribed, whichever verification answers
+        first): §5.1 "each subsequent request … MUST override the previous subscription
+        state"."""
+        if after is not None:
+            await asyncio.wait([after])  # its outcome is its own (logged there)
         try:
             await self._verify_and_apply(request)
         except StoreError as e:
@@ -193,12 +210,10 @@ class Hub:
             log.warning("WebSub: %s of %s for %s refused: %s", request.mode,
                         escape(request.callback), escape(request.topic), e)
             return
-        if request.mode == "subscribe" and (reason := await self.call(self._over_bounds,
-                                                                      request)):
-            log.warning("WebSub: subscription of %s for %s denied: %s",
-                        escape(request.callback), escape(request.topic), reason)
-            await deny(self.session, topic=request.topic, callback=request.callback,
-                       reason=reason, allow_private=allow_private)
+        bounds = self.websub.max_subscriptions_per_topic, self.websub.max_subscriptions_per_host
+        if request.mode == "subscribe" and (reason := await self.call(
+                self.storage.over_bounds, request.topic, request.callback, now_us(), *bounds)):
+            await self._deny(request, reason)
             return
         # §5.3: the lease is "measured from the time the verification request was made".
         asked_at = now_us()
@@ -206,27 +221,21 @@ class Hub:
                                    callback=request.callback, lease_s=request.lease_s,
                                    allow_private=allow_private):
             return  # §5.1: "the subscription state MUST be left unchanged"
-        if request.mode == "subscribe":
-            await self.call(self.storage.subscribe, Subscription(
-                request.topic, request.callback, request.secret,
-                asked_at + request.lease_s * 1_000_000))
-        else:
+        if request.mode == "unsubscribe":
             await self.call(self.storage.unsubscribe, request.topic, request.callback)
+            return
+        subscription = Subscription(request.topic, request.callback, request.secret,
+                                    asked_at + request.lease_s * 1_000_000)
+        # Checked again as it is written: others may have subscribed meanwhile.
+        if reason := await self.call(self.storage.subscribe_within, subscription, now_us(),
+                                     *bounds):
+            await self._deny(request, reason)  # §5.2: "MAY be denied … at any point"
 
-    def _over_bounds(self, request: SubscriptionRequest) -> str | None:
-        """Why a new subscription would break a bound (on the storage thread); a renewal
-        (same topic and callback, still active) never does."""
-        storage, now = self.storage, now_us()
-        if storage.get(request.topic, request.callback, now) is not None:
-            return None
-        if storage.count_topic(request.topic, now) >= self.websub.max_subscriptions_per_topic:
-            return (f"this topic has its maximum of {self.websub.max_subscriptions_per_topic} "
-                    "subscriptions")
-        host = callback_host(request.callback)
-        if storage.count_host(host, now) >= self.websub.max_subscriptions_per_host:
-            return (f"callbacks on {host} have their maximum of "
-                    f"{self.websub.max_subscriptions_per_host} subscriptions")
-        return None
+    async def _deny(self, request: SubscriptionRequest, reason: str) -> None:
+        log.warning("WebSub: subscription of %s for %s denied: %s",
+                    escape(request.callback), escape(request.topic), reason)
+        await deny(self.session, topic=request.topic, callback=request.callback,
+                   reason=reason, allow_private=self.websub.allow_private_callbacks)
 
     # -- upkeep, health ---------------------------------------------------------------------
 
@@ -273,8 +282,15 @@ async def serve_hub(request: web.Request) -> web.Response:
         check_content_type(request.headers.get("Content-Type"))
         if (request.content_length or 0) > MAX_REQUEST_BYTES:
             raise BadRequest(413, f"the request body is over {MAX_REQUEST_BYTES} bytes")
-        parsed = parse_request(hub.config, await _read_body(request))
-        if not hub.topic_served(parsed.path):
+        try:  # a body trickled in byte by byte holds the connection no longer than this
+            async with asyncio.timeout(hub.websub.request_timeout_s):
+                body = await _read_body(request)
+        except TimeoutError:
+            raise BadRequest(408, "the request body took too long to arrive") from None
+        parsed = parse_request(hub.config, body)
+        # An unsubscription is taken for any topic of ours: a tag's feed gone since must
+        # still be left.
+        if parsed.mode == "subscribe" and not hub.topic_served(parsed.path):
             raise BadRequest(400, f"hub.topic {parsed.topic} is not a feed document served "
                                   "now")
         if (not hub.websub.allow_private_callbacks

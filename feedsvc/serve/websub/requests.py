@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 from feedsvc.config import Config
 from feedsvc.errors import FeedsvcError
 from feedsvc.serve.websub.callbacks import parse_address, unsafe_reason
-from feedsvc.serve.websub.topics import topic_path
+from feedsvc.serve.websub.topics import topic_path, topic_url
 
 #: A request body larger than this is refused (413): a topic URL, a callback URL of at most
 #: MAX_URL_CHARS, a secret under 200 bytes, percent-encoded, fit in a fraction of it.
@@ -102,7 +102,9 @@ def parse_request(config: Config, body: bytes) -> SubscriptionRequest:
     if mode == "subscribe":
         secret = _secret(params.get("hub.secret"))
     return SubscriptionRequest(
-        mode=mode, topic=topic, path=path, callback=callback, secret=secret,
+        # The topic as topic_url makes it (the same string: the content distribution
+        # looks subscriptions up by it).
+        mode=mode, topic=topic_url(config, path), path=path, callback=callback, secret=secret,
         # §5.1: hub.lease_seconds "MAY be present for unsubscription requests and MUST be
         # ignored by the hub in that case".
         lease_s=_lease(config, params.get("hub.lease_seconds")) if mode == "subscribe" else 0)
