@@ -17,13 +17,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from types import MappingProxyType
 
 import pytest
 from aiohttp import web
 
-from feedsvc.config import Config, WebSubConfig
+from feedsvc.config import Config, WebSubConfig, load_config
 from feedsvc.model import Document, Snapshot
+from feedsvc.publish.archives import ArchivePages
+from feedsvc.publish.publisher import Publisher
+from feedsvc.publish.registry import format_of
 from feedsvc.publish.snapshot import make_document
 from feedsvc.serve.health import LiveHealth
 from feedsvc.serve.websub import distribution
@@ -38,8 +42,10 @@ from feedsvc.serve.websub.distribution import (
 )
 from feedsvc.serve.websub.topics import ChangedDocuments, builtin_hub_url, topic_url
 from feedsvc.state.subscriptions import Subscription
+from tests.conftest import write_config, write_seed
 
 FAR = 2**62  # a lease that does not end during a test
+ATOM_FORMAT = format_of("atom")
 
 
 class MemoryStorage:
@@ -434,3 +440,54 @@ async def test_address_turned_unsafe_is_not_contacted(
     assert all(f.error.startswith("not contacted") for f in report.failing)
     await asyncio.sleep(1.5)  # a retry too
     assert subscriber.received == {}
+
+
+async def test_archive_pages_are_rendered_from_the_state_and_delivered(
+        tmp_path: Path, subscriber: Subscriber,
+        unused_tcp_port_factory: Callable[[], int]) -> None:
+    """An RFC 5005 archive page is not in the snapshot: the deliverer renders it through
+    ArchivePages (from the real state a real Publisher wrote) and sends those bytes."""
+    write_config(tmp_path, port=unused_tcp_port_factory(), max_entries=2,
+                 archive_page_entries=2)
+    for i in range(6):
+        write_seed(tmp_path / "seeds", f"{i}.txt",
+                   f"---\ndate: 2026-01-{i + 1:02d} 08:00\n---\nentry-{i}\nTitre {i}\n\nCorps")
+    config = hub_config(load_config(tmp_path / "config.toml"))
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(max_workers=1)
+    publisher = await loop.run_in_executor(executor, Publisher.open, config)
+    pages = ArchivePages(config)
+    try:
+        snapshot = await loop.run_in_executor(executor, publisher.scan)
+        assert snapshot.archive is not None and snapshot.archive.pages >= 2
+        pages.start(publisher.info)
+        storage = MemoryStorage()
+        path = "/archive/2/1.atom"
+        storage.subscribe(Subscription(topic_url(config, path), subscriber.callback("a"), None,
+                                       FAR))
+        storage.subscribe(Subscription(topic_url(config, "/archive/2/9.atom"),
+                                       subscriber.callback("none"), None, FAR))
+
+        def call(fn: Callable[..., object], *args: object) -> Awaitable[object]:
+            return loop.run_in_executor(executor, fn, *args)
+
+        async with delivery_session(config) as session:
+            deliverer = Deliverer(config, storage, call, session, archive_pages=pages)
+            deliverer.start()
+            try:
+                deliverer.changed(ChangedDocuments(snapshot, frozenset({
+                    path, "/archive/2/9.atom", "/archive/3/1.atom"})))
+                await until(lambda: subscriber.got("a"))
+                expected = await pages.page(snapshot.archive, 1, ATOM_FORMAT)
+                assert expected is not None
+                got = subscriber.got("a")[0]
+                assert got.body == expected.body and b"entry-0" in got.body
+                assert got.headers["Content-Type"] == expected.content_type
+                await asyncio.sleep(0.2)
+                assert not subscriber.got("none")  # no such page: nothing to deliver
+            finally:
+                await deliverer.stop()
+    finally:
+        pages.close()
+        await loop.run_in_executor(executor, publisher.close)
+        executor.shutdown(wait=True)

@@ -17,7 +17,14 @@ import pytest
 from aiohttp import web
 
 from feedsvc.state.subscriptions import SQLiteSubscriptions, Subscription
-from tests.conftest import ServeProcess, free_port, wait_until, write_config, write_seed
+from tests.conftest import (
+    ServeProcess,
+    free_port,
+    run_cli,
+    wait_until,
+    write_config,
+    write_seed,
+)
 from tests.websub_subscriber import Received, Subscriber, post_form
 
 
@@ -243,6 +250,9 @@ def test_failing_subscriber_retried_and_shown_on_healthz(
     # The failure is recorded in the state with the subscription, which stays (§7).
     [subscription] = active(server, server.url + "/feed.atom")
     assert subscription.failing_since_us is not None
+    listed = run_cli("check", "--config", str(server.config.config_file), cwd=tmp_path).stdout
+    assert f"<- {failing.url}/cb/feed.atom (until " in listed
+    assert "failing since" in listed
     failing.post_status = 204
     wait_until(lambda: deliveries(server)["failing_subscribers"] == 0, timeout=10)
     assert deliveries(server)["delivered"] == 1
