@@ -364,12 +364,18 @@ async def test_unsubscribed_during_backoff_gets_nothing_more(
     hub.subscribe(subscriber.callback("bye"))
     hub.publish(b"<feed>1</feed>")
     await until(lambda: subscriber.got("bye"))
+    await until(lambda: hub.health.current.deliveries is not None
+                and hub.health.current.deliveries.failing_count == 1)
+    report = hub.health.current.deliveries
+    assert report is not None and report.failing_count == 1
     hub.storage.unsubscribe(hub.topic(), subscriber.callback("bye"))
     await asyncio.sleep(2.5)  # past the first retry
+    await until(lambda: hub.deliverer.in_flight == 0)
+    report = hub.health.current.deliveries
+    assert report is not None and report.failing_count == 0  # it exists no more
     hub.publish(b"<feed>2</feed>")
     await asyncio.sleep(0.5)
     assert len(subscriber.got("bye")) == 1
-    await until(lambda: hub.deliverer.in_flight == 0)
 
 
 async def test_expired_lease_gets_nothing(make_hub: Callable[..., Awaitable[Hub]],

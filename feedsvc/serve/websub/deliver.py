@@ -151,16 +151,8 @@ class Deliverer:
             await self._wake.wait()
             self._wake.clear()
             incoming, self._incoming = self._incoming, {}
-            documents: dict[str, Document] = {}
-            for path, snapshot in incoming.items():
-                document = snapshot.documents.get(path) or await self._archive_page(snapshot,
-                                                                                     path)
-                if document is not None:
-                    documents[topic_url(self._config, path)] = document
-            if not documents:
-                continue
             try:
-                found = await self._on_storage(_lookup, list(documents), _now_us())
+                await self._dispatch_batch(incoming)
             except FeedsvcError as e:
                 log.error("WebSub: cannot read the subscriptions (%s); trying again in %.0f s",
                           e, STORAGE_RETRY_S)
@@ -168,10 +160,31 @@ class Deliverer:
                     self._incoming.setdefault(path, snapshot)  # newer ones win
                 await asyncio.sleep(STORAGE_RETRY_S)
                 self._wake.set()
-                continue
-            for topic, subscriptions in found.items():
-                for subscription in subscriptions:
-                    self._enqueue(subscription, documents[topic])
+            except Exception:  # a bug: these changes are not delivered, the next ones are
+                log.exception("WebSub: distributing a change failed")
+
+    async def _dispatch_batch(self, incoming: Mapping[str, Snapshot]) -> None:
+        documents: dict[str, Document] = {}
+        for path, snapshot in incoming.items():
+            document = snapshot.documents.get(path) or await self._archive_page(snapshot, path)
+            if document is not None:
+                documents[topic_url(self._config, path)] = document
+        if not documents:
+            return
+        found = await self._on_storage(_lookup, list(documents), _now_us())
+        for topic, subscriptions in found.items():
+            for subscription in subscriptions:
+                self._enqueue(subscription, documents[topic])
+            self._forget_failing(topic, {s.callback for s in subscriptions})
+
+    def _forget_failing(self, topic: str, callbacks: set[str]) -> None:
+        """Failing subscribers of `topic` that are no longer subscribed (unsubscribed, expired)
+        leave the report: it holds only subscriptions that exist."""
+        gone = [key for key in self._failing if key[0] == topic and key[1] not in callbacks]
+        for key in gone:
+            del self._failing[key]
+        if gone:
+            self._report()
 
     async def _archive_page(self, snapshot: Snapshot, path: str) -> Document | None:
         """An RFC 5005 archive page (not in the snapshot: rendered from the state)."""
@@ -235,9 +248,14 @@ class Deliverer:
                 await asyncio.sleep(retry.delay_s)
                 # Still subscribed (not unsubscribed, not expired), and with which secret?
                 current = await self._current(subscription)
-                if current is None:
+                if current is None:  # unsubscribed or expired: out of the report too
+                    if self._failing.pop(key, None) is not None:
+                        self._report()
                     return
                 slot.subscription = current
+        except Exception:  # a bug: this notification is lost, the next change is delivered
+            log.exception("WebSub: delivering %s to %s failed", slot.subscription.topic,
+                          escape(slot.subscription.callback))
         finally:
             if self._slots.get(key) is slot:
                 del self._slots[key]
