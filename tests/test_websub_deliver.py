@@ -160,7 +160,7 @@ class Hub:
 async def make_hub(config: Config) -> AsyncIterator[Callable[..., Awaitable[Hub]]]:
     stack: list[tuple[Deliverer, object, ThreadPoolExecutor]] = []
 
-    async def make(**websub: object) -> Hub:
+    async def make(lanes: tuple[int, int] | None = None, **websub: object) -> Hub:
         cfg = hub_config(config, **websub)
         storage = MemoryStorage()
         executor = ThreadPoolExecutor(max_workers=1)
@@ -172,8 +172,8 @@ async def make_hub(config: Config) -> AsyncIterator[Callable[..., Awaitable[Hub]
         def call(fn: Callable[..., object], *args: object) -> Awaitable[object]:
             return loop.run_in_executor(executor, fn, *args)
 
-        deliverer = Deliverer(cfg, storage, call, session, health,
-                              rng=random.Random(1))
+        deliverer = Deliverer(cfg, storage, call, session, health, rng=random.Random(1),
+                              **({"lanes": lanes} if lanes else {}))
         deliverer.start()
         stack.append((deliverer, session_cm, executor))
         return Hub(cfg, storage, deliverer, health)
@@ -290,6 +290,34 @@ async def test_hanging_subscriber_delays_nobody(make_hub: Callable[..., Awaitabl
     await until(lambda: len(subscriber.got("healthy")) == 2)
     assert subscriber.got("healthy")[1].at - again < 1.0
     assert subscriber.got("healthy")[1].body == b"<feed>2</feed>"
+    hang.set()
+
+
+async def test_hanging_subscribers_move_to_the_failing_lane(
+        make_hub: Callable[..., Awaitable[Hub]], subscriber: Subscriber) -> None:
+    """More hanging callbacks than the healthy lane has places: their first attempt holds the
+    places until the timeout; from then on they wait in the failing lane, and the healthy
+    subscriber's deliveries go out at once, also after their notification was given up."""
+    hub = await make_hub(lanes=(2, 1), request_timeout_s=1, give_up_after_s=1)
+    hang = asyncio.Event()
+
+    async def hanging(n: int) -> int:
+        await hang.wait()
+        return 200
+
+    for i in range(2):
+        subscriber.behaviour[f"hangs{i}"] = hanging
+        hub.subscribe(subscriber.callback(f"hangs{i}"))
+    hub.subscribe(subscriber.callback("healthy"))
+    hub.publish(b"<feed>1</feed>")
+    await until(lambda: subscriber.got("healthy"))
+    await until(lambda: hub.health.current.deliveries is not None
+                and hub.health.current.deliveries.given_up == 2, timeout=10)
+    for j in (2, 3):
+        again = time.monotonic()
+        hub.publish(f"<feed>{j}</feed>".encode())
+        await until(lambda j=j: len(subscriber.got("healthy")) == j - 1)
+        assert subscriber.got("healthy")[-1].at - again < 0.5
     hang.set()
 
 

@@ -99,7 +99,8 @@ class Deliverer:
     def __init__(self, config: Config, storage: SubscriptionStorage, call: StorageCall,
                  session: aiohttp.ClientSession, health: LiveHealth | None = None,
                  archive_pages: ArchivePages | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 lanes: tuple[int, int] = (HEALTHY_LANE, FAILING_LANE)) -> None:
         self._config = config
         self._storage = storage
         self._call = call  # runs a function on the storage's own thread
@@ -111,8 +112,8 @@ class Deliverer:
         self._incoming: dict[str, Snapshot] = {}  # URL path → the latest snapshot changing it
         self._wake = asyncio.Event()
         self._slots: dict[tuple[str, str], _Slot] = {}
-        self._healthy_lane = asyncio.Semaphore(HEALTHY_LANE)
-        self._failing_lane = asyncio.Semaphore(FAILING_LANE)
+        self._healthy_lane = asyncio.Semaphore(lanes[0])
+        self._failing_lane = asyncio.Semaphore(lanes[1])
         self._failing: dict[tuple[str, str], FailingSubscriber] = {}
         self._counts = {"delivered": 0, "failed_attempts": 0, "given_up": 0, "gone": 0}
         self._dispatcher: asyncio.Task[None] | None = None
@@ -218,7 +219,10 @@ class Deliverer:
         try:
             while (document := slot.pending) is not None:
                 subscription = slot.subscription
-                result, error = await self._attempt(subscription, document, slot.failures)
+                # A subscriber known to fail (a given-up notification too) waits in the
+                # failing lane: a hanging one never holds a place of the healthy ones again.
+                result, error = await self._attempt(subscription, document,
+                                                    bool(slot.failures) or key in self._failing)
                 if result is Outcome.DELIVERED:
                     if slot.pending is document:
                         slot.pending = None
@@ -261,10 +265,10 @@ class Deliverer:
                 del self._slots[key]
 
     async def _attempt(self, subscription: Subscription, document: Document,
-                       failures: int) -> tuple[Outcome, str]:
+                       failing: bool) -> tuple[Outcome, str]:
         """One POST of `document` to the callback (§7), signed with the secret if any (§7.1)."""
         callback = subscription.callback
-        async with self._failing_lane if failures else self._healthy_lane:
+        async with self._failing_lane if failing else self._healthy_lane:
             try:
                 # The address again, at each delivery: DNS can change after the subscription.
                 await check_callback(callback,
