@@ -24,7 +24,8 @@ def setup_routes(app: web.Application) -> None:
     # RFC 5005 archive pages, every format: {page size}/{n}.{extension}, from the state.
     router.add_get(f"/{ARCHIVES}{{size}}/{{name}}", serve_archive)
     router.add_get("/healthz", serve_health)
-    if app[CONFIG].websub.builtin_hub:
+    config = app.get(CONFIG)  # (an app without one: the registry's routes alone)
+    if config is not None and config.websub.builtin_hub:
         # The built-in WebSub hub (websub/hub.py) at {base_url}websub: paths here are those
         # under base_url, as every document's.
         router.add_post(f"/{HUB_PATH}", serve_hub)
