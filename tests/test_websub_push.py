@@ -140,9 +140,9 @@ def test_drop_edit_delete_deliver_the_new_document_signed(
         digest, hmac.new("s3cret-ü".encode(), got.body, hashlib.sha256).hexdigest())
     assert "X-Hub-Signature" not in plain.posts()[-1].headers
     assert plain.posts()[-1].body == body
-    assert feedparser.parse(plain.posts()[-1].body).entries[0].title == "Bravo"
+    assert "Bravo" in [e.title for e in feedparser.parse(plain.posts()[-1].body).entries]
     assert json_feed.posts()[-1].headers["Content-Type"].startswith("application/feed+json")
-    assert json.loads(json_feed.posts()[-1].body)["items"][0]["title"] == "Bravo"
+    assert "Bravo" in [i["title"] for i in json.loads(json_feed.posts()[-1].body)["items"]]
     time.sleep(0.3)
     assert not tag.posts()  # its document did not change
 
