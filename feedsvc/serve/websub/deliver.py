@@ -63,8 +63,12 @@ StorageCall = Callable[..., Awaitable[Any]]
 #: Requests under way at once to subscribers whose last attempt worked, and to those whose
 #: last attempt failed: a crowd of dead callbacks, each holding its place until the timeout,
 #: cannot take the places of the healthy ones.
-HEALTHY_LANE = 128
+HEALTHY_LANE = 16
 FAILING_LANE = 16
+#: How long a request to a healthy subscriber keeps its place (see Deliverer._place): on
+#: loopback a delivery of a 160 KB feed takes well under it; one over the internet or to a
+#: callback that hangs lets the next one start meanwhile.
+HEALTHY_HOLD_S = 0.05
 #: Failing subscribers listed on /healthz (all are counted).
 HEALTH_FAILING_MAX = 100
 #: Bodies from this size are signed on the signing threads, smaller ones on the loop (a
@@ -268,7 +272,7 @@ class Deliverer:
                        failing: bool) -> tuple[Outcome, str]:
         """One POST of `document` to the callback (§7), signed with the secret if any (§7.1)."""
         callback = subscription.callback
-        async with self._failing_lane if failing else self._healthy_lane:
+        async with self._place(failing):
             try:
                 # The address again, at each delivery: DNS can change after the subscription.
                 await check_callback(callback,
@@ -290,6 +294,32 @@ class Deliverer:
                 return Outcome.FAILED, f"{type(e).__name__}: {e}"
         result = outcome(status)
         return result, "" if result is Outcome.DELIVERED else f"HTTP {status}"
+
+    @contextlib.asynccontextmanager
+    async def _place(self, failing: bool) -> AsyncIterator[None]:
+        """A place in a lane for one request. A healthy one gives its place up after
+        HEALTHY_HOLD_S even while it goes on waiting for the callback: the lane bounds the
+        requests being prepared and sent (CPU: a few at a time finish first instead of all
+        of them last), not the ones a slow network or a hanging callback keeps waiting. A
+        failing one keeps its place to the end: dead callbacks get few requests at a time."""
+        lane = self._failing_lane if failing else self._healthy_lane
+        await lane.acquire()
+        held = True
+
+        def give_up_place() -> None:
+            nonlocal held
+            if held:
+                held = False
+                lane.release()
+
+        timer = None if failing else asyncio.get_running_loop().call_later(HEALTHY_HOLD_S,
+                                                                          give_up_place)
+        try:
+            yield
+        finally:
+            if timer is not None:
+                timer.cancel()
+            give_up_place()
 
     async def _sign(self, secret: bytes, body: bytes) -> str:
         """The signature, off the event loop for a large body: an HMAC of a 160 KB feed is
@@ -392,7 +422,9 @@ async def delivery_session(config: Config) -> Any:
     public addresses (the connection goes where the check looked)."""
     timeout = aiohttp.ClientTimeout(total=config.websub.request_timeout_s)
     resolver = None if config.websub.allow_private_callbacks else SafeResolver()
-    connector = aiohttp.TCPConnector(limit=HEALTHY_LANE + FAILING_LANE, resolver=resolver)
+    # No connection limit of its own: each subscription has at most one request under way,
+    # and the subscriptions are bounded ([websub] max_subscriptions_per_topic, per_host).
+    connector = aiohttp.TCPConnector(limit=0, resolver=resolver)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout,
                                      headers={"User-Agent": USER_AGENT},
                                      cookie_jar=aiohttp.DummyCookieJar(),
