@@ -1,9 +1,10 @@
 """feedsvc benchmark suite: serve (vs nginx), publish (vs the raw watcher), scale (vs a plain
-read+parse loop). Every figure and its baseline are measured in the same run, on this machine.
+read+parse loop), push (WebSub: drop → subscriber callback, beside drop → served). Every
+figure and its baseline are measured in the same run, on this machine.
 
 Run it through `bench/run` (installs wrk and nginx, makes the venv). Directly:
 
-    python bench/bench.py [--only serve,publish,scale] [--sizes 10000,100000] [--quick]
+    python bench/bench.py [--only serve,publish,scale,push] [--sizes 10000,100000] [--quick]
 
 Everything listens on 127.0.0.1 on free ports; every process started here is stopped here (and
 its pid is written to $BENCH_PIDFILE, which bench/run's trap reads); every load is bounded in
@@ -85,7 +86,7 @@ class Report:
 
     def table(self) -> str:
         header = Row("section", "figure", "value", "target", "result")
-        order = {"serve": 0, "publish": 1, "scale": 2}
+        order = {"serve": 0, "publish": 1, "scale": 2, "push": 3}
         rows = [header, *sorted(self.rows, key=lambda r: order.get(r.section, 3))]
         widths = [max(len(getattr(r, f)) for r in rows)
                   for f in ("section", "figure", "value", "target", "result")]
@@ -251,7 +252,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.0
 # -- feedsvc ---------------------------------------------------------------------------------
 
 def write_config(folder: Path, port: int, step_ms: int, debounce_ms: int,
-                 extra_server: Iterable[str] = ()) -> Path:
+                 extra_server: Iterable[str] = (), builtin_hub: bool = False) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "seeds").mkdir(exist_ok=True)
     server_lines = "\n".join(extra_server)
@@ -261,7 +262,11 @@ def write_config(folder: Path, port: int, step_ms: int, debounce_ms: int,
         f'base_url = "http://127.0.0.1:{port}/"\nlanguage = "fr"\nmax_entries = 50\n\n'
         '[paths]\nseeds = "seeds"\nstate = "state/feedsvc.sqlite3"\noutput = "public"\n\n'
         f'[server]\nhost = "127.0.0.1"\nport = {port}\ncache_max_age = 60\n{server_lines}\n\n'
-        f"[watch]\nstep_ms = {step_ms}\ndebounce_ms = {debounce_ms}\n",
+        f"[watch]\nstep_ms = {step_ms}\ndebounce_ms = {debounce_ms}\n"
+        # The push section's hub: subscribers on loopback, all from one address at once.
+        + ("\n[websub]\nbuiltin_hub = true\nallow_private_callbacks = true\n"
+           "subscribe_rate_per_min = 100000\nmax_subscriptions_per_host = 100000\n"
+           "max_subscriptions_per_topic = 100000\n" if builtin_hub else ""),
         encoding="utf-8")
     return path
 
@@ -902,13 +907,14 @@ def edit_seed(folder: Path, name: str, original: bytes, token: str) -> float:
 
 
 def run_size(k: int, do_scale: bool, do_publish: bool, args: argparse.Namespace, work: Path,
-             report: Report) -> None:
+             report: Report, do_push: bool = False) -> None:
     site = work / f"size-{k}"
     port = free_port()
-    config = write_config(site, port, args.step_ms, args.debounce_ms, args.server_option)
+    config = write_config(site, port, args.step_ms, args.debounce_ms, args.server_option,
+                          builtin_hub=do_push)
     seeds = site / "seeds"
     data: dict[str, Any] = {"seeds": k}
-    report.data.setdefault("sizes", {})[str(k)] = data
+    report.data.setdefault("push" if do_push else "sizes", {})[str(k)] = data
     label = f"{k:,} seeds"
     if k:
         began = time.perf_counter()
@@ -960,8 +966,8 @@ def run_size(k: int, do_scale: bool, do_publish: bool, args: argparse.Namespace,
             feed.until(slug.encode(), args.cold_timeout)
         say(f"{label}: watcher live, warm-up drops seen")
         floor: list[float] = []
-        if do_publish or (do_scale and k):
-            n_floor = args.drops if do_publish else max(20, args.updates)
+        if do_publish or do_push or (do_scale and k):
+            n_floor = args.drops if do_publish or do_push else max(20, args.updates)
             floor = measure_floor(site / "floor", n_floor, args.step_ms, args.debounce_ms,
                                   args.drop_gap)
             data["floor_ms"] = [x * 1000 for x in floor]
@@ -972,6 +978,8 @@ def run_size(k: int, do_scale: bool, do_publish: bool, args: argparse.Namespace,
             scale_updates(k, server, seeds, feed, client, floor, args, data, report)
         if do_publish:
             publish_drops(k, server, seeds, feed, floor, args, data, report, work)
+        if do_push:
+            push_drops(k, server, seeds, feed, floor, args, data, report, site)
         rss_end = peak_rss(server.pid)
         data["peak_rss_end_mib"] = rss_end[0]
         data["peak_rss_tree_mib"] = rss_end[1]
@@ -1280,6 +1288,152 @@ def publish_drops(k: int, server: Feedsvc, seeds: Path, feed: Poller, floor: lis
                "<= 10 ms", (p50 - f50) <= 0.010)
 
 
+# -- push: WebSub content distribution ---------------------------------------------------------
+
+class Subscribers:
+    """bench/subscribers.py in a process of its own: N WebSub callbacks on loopback."""
+
+    def __init__(self, n: int, log: Path) -> None:
+        self.n = n
+        self.port = free_port()
+        self.proc = spawn([sys.executable, str(HERE / "subscribers.py"), str(self.port),
+                           str(n)], log=log)
+        self.client = Client(self.port, timeout=60)
+        wait_for(self._up, 30, 0.05, "the subscribers' server")
+
+    def _up(self) -> bool:
+        if self.proc.poll() is not None:
+            raise BenchFailure(f"subscribers.py exited with {self.proc.returncode}")
+        try:
+            return self.client.get("/control/verified")[0] == 200
+        except OSError:
+            self.client.close()
+            return False
+
+    def callback(self, i: int) -> str:
+        return f"http://127.0.0.1:{self.port}/cb/{i}"
+
+    def verified(self) -> int:
+        return int(json.loads(self.client.get("/control/verified")[2])["verified"])
+
+    def watch(self, needle: bytes) -> None:
+        conn = self.client
+        if conn.conn is None:
+            conn.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        conn.conn.request("POST", "/control/watch", body=needle)
+        conn.conn.getresponse().read()
+
+    def wait(self, timeout: float) -> dict[str, Any]:
+        return dict(json.loads(self.client.get(f"/control/wait?timeout={timeout}")[2]))
+
+    def stop(self) -> None:
+        self.client.close()
+        stop(self.proc)
+
+
+def subscribe_all(port: int, subs: Subscribers) -> None:
+    """WebSub §5.1 subscription requests to the built-in hub, one per callback, each with a
+    secret (deliveries signed, §7.1); then the hub verifies each (§5.3)."""
+    from urllib.parse import urlencode
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        for i in range(subs.n):
+            body = urlencode({"hub.mode": "subscribe",
+                              "hub.topic": f"http://127.0.0.1:{port}/feed.atom",
+                              "hub.callback": subs.callback(i),
+                              "hub.secret": f"bench-secret-{i}"})
+            conn.request("POST", "/websub", body=body, headers={
+                "Content-Type": "application/x-www-form-urlencoded"})
+            resp = conn.getresponse()
+            text = resp.read()
+            if resp.status != 202:
+                raise BenchFailure(f"subscription {i} refused: {resp.status} {text[:200]!r}")
+    finally:
+        conn.close()
+    wait_for(lambda: subs.verified() >= subs.n, 60, 0.05, f"{subs.n} verifications")
+
+
+def push_drops(k: int, server: Feedsvc, seeds: Path, feed: Poller, floor: list[float],
+               args: argparse.Namespace, data: dict[str, Any], report: Report,
+               site: Path) -> None:
+    """Drops as in publish, each timed twice in the same run: rename → served (the 1 ms poll
+    of /feed.atom) and rename → each subscriber's callback received the document holding it."""
+    label = f"{k:,} seeds, {args.subscribers} subscribers"
+    subs = Subscribers(args.subscribers, site / "subscribers.log")
+    try:
+        subscribe_all(server.port, subs)
+        # Verified is not yet active (the hub stores it after the answer): a warm-up drop
+        # reaching every callback shows they all are.
+        for j in range(30):
+            slug, text = corpus.seed_text(40_000_000 + k + j, slug_prefix="abonnes-")
+            subs.watch(slug.encode())
+            write_seed_atomically(seeds, f"push-warmup-{j}.txt", text.encode())
+            got = subs.wait(5)
+            if len(got["times"]) >= subs.n:
+                break
+        else:
+            raise BenchFailure(f"only {len(got['times'])} of {subs.n} subscribers got the "
+                               "warm-up drops")
+        say(f"push, {label}: all subscribed and verified, warm-up delivered")
+        served: list[float] = []
+        first: list[float] = []
+        every: list[float] = []
+        last: list[float] = []
+        missing = 0
+        gaps = Gaps(args.drop_gap, args.step_ms)
+        began = time.monotonic()
+        for j in range(args.drops):
+            if time.monotonic() - began > args.drops_budget:
+                report.problem(f"push, {label}: drops stopped after {j} (budget)")
+                break
+            slug, text = corpus.seed_text(50_000_000 + j, slug_prefix=f"pousse-k{k}-")
+            subs.watch(slug.encode())
+            time.sleep(gaps.next())
+            renamed = write_seed_atomically(seeds, f"zz-pousse-{j:04d}.txt", text.encode())
+            seen, _ = feed.until(slug.encode(), args.drop_timeout)
+            got = subs.wait(args.drop_timeout)
+            times = sorted(float(t) - renamed for t in got["times"].values())
+            served.append(seen - renamed)
+            missing += subs.n - len(times)
+            if times:
+                first.append(times[0])
+                every.extend(times)
+            if len(times) == subs.n:
+                last.append(times[-1])
+        bad = int(got["bad_signatures"])
+    finally:
+        subs.stop()
+    data.update(push_served_ms=[x * 1000 for x in served], push_first_ms=[x * 1000 for x in first],
+                push_every_ms=[x * 1000 for x in every], push_last_ms=[x * 1000 for x in last],
+                push_missing=missing, push_bad_signatures=bad, subscribers=args.subscribers)
+    if bad:
+        report.problem(f"push, {label}: {bad} deliveries with a wrong X-Hub-Signature")
+    if missing:
+        report.problem(f"push, {label}: {missing} callbacks never got their drop")
+    if not served or not every:
+        report.add("push", f"drop→callback, {label}", "no sample", result="DNF")
+        return
+
+    def line(xs: list[float]) -> str:
+        return (f"p50 {pct(xs, 50) * 1000:.1f} / p99 {pct(xs, 99) * 1000:.1f} / "
+                f"max {max(xs) * 1000:.1f} ms (n={len(xs)})")
+
+    s50, e50 = pct(served, 50), pct(every, 50)
+    say(f"push, {label}: drop→served p50 {ms(s50)}; drop→callback p50 {ms(e50)}, "
+        f"first {ms(pct(first, 50))}, all {ms(pct(last, 50)) if last else 'n/a'}")
+    report.add("push", f"drop→served, {label}", line(served))
+    report.add("push", f"drop→callback (every callback), {label}", line(every))
+    report.add("push", f"drop→first callback, {label}", line(first))
+    if last:
+        report.add("push", f"drop→all {subs.n} callbacks, {label}", line(last))
+    report.add("push", f"callback - served at p50, {label}", f"{(e50 - s50) * 1000:+.1f} ms",
+               "<= 15 ms", (e50 - s50) <= 0.015 and not missing and not bad)
+    f50, f99 = pct(floor, 50), pct(floor, 99)
+    report.add("push", f"raw watchfiles floor, {label}",
+               f"p50 {f50 * 1000:.1f} / p99 {f99 * 1000:.1f} ms (n={len(floor)})",
+               f"(step {args.step_ms} ms)")
+
+
 # -- main ------------------------------------------------------------------------------------
 
 def code_fingerprint() -> str:
@@ -1324,7 +1478,10 @@ def machine_info() -> dict[str, Any]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", default="serve,publish,scale",
-                   help="sections to run, comma-separated (default: all three)")
+                   help="sections to run, comma-separated: serve, publish, scale, push "
+                        "(default: the first three)")
+    p.add_argument("--subscribers", type=int, default=100,
+                   help="push section: WebSub subscribers of /feed.atom (default 100)")
     p.add_argument("--sizes", default=None,
                    help="seeds on disk for publish and scale (default 10000,100000; "
                         "--quick: 2000). publish also always runs with 0")
@@ -1379,10 +1536,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     a = p.parse_args(argv)
     a.sections = [s.strip() for s in a.only.split(",") if s.strip()]
-    unknown = set(a.sections) - {"serve", "publish", "scale"}
+    unknown = set(a.sections) - {"serve", "publish", "scale", "push"}
     if unknown:
         p.error(f"unknown section(s): {', '.join(sorted(unknown))}")
-    sizes = a.sizes or ("2000" if a.quick else "10000,100000")
+    push_only = set(a.sections) <= {"push"}
+    sizes = a.sizes or ("2000" if a.quick else "10000" if push_only else "10000,100000")
     a.sizes = [int(s.replace("_", "")) for s in sizes.split(",") if s.strip()]
     if any(s <= 0 for s in a.sizes):
         p.error("--sizes must be positive (publish always runs with 0 too)")
@@ -1426,15 +1584,22 @@ def main(argv: list[str] | None = None) -> int:
                 report.add("serve", "section", f"failed: {str(e).splitlines()[0]}",
                            result="INVALID")
         do_publish, do_scale = "publish" in args.sections, "scale" in args.sections
-        sizes = (([0] if do_publish else []) + sorted(set(args.sizes))
-                 if do_publish or do_scale else [])
+        do_push = "push" in args.sections
+        sizes = (([0] if do_publish or do_push else []) + sorted(set(args.sizes))
+                 if do_publish or do_scale or do_push else [])
         for k in sizes:
             try:
-                run_size(k, do_scale and k > 0, do_publish, args, work, report)
+                # The push section runs on a server of its own (with the built-in hub and its
+                # subscribers): the publish figures stay those of a service without them.
+                if do_publish or (do_scale and k > 0):
+                    run_size(k, do_scale and k > 0, do_publish, args, work, report)
+                if do_push:
+                    run_size(k, False, False, args, work / "push", report, do_push=True)
             except (BenchFailure, TimeoutError, OSError, http.client.HTTPException) as e:
                 report.problem(f"{k:,} seeds: {e}")
-                report.add("scale" if do_scale else "publish", f"{k:,} seeds",
-                           f"failed: {str(e).splitlines()[0]}", result="INVALID")
+                report.add("scale" if do_scale else "push" if do_push else "publish",
+                           f"{k:,} seeds", f"failed: {str(e).splitlines()[0]}",
+                           result="INVALID")
         for k in sorted(set(args.sizes)) if do_scale else []:
             try:
                 run_migration(k, args, work, report)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import feedsvc
 from feedsvc.config import Config, find_config, load_config
-from feedsvc.errors import ConfigError, FeedsvcError, UsageError
+from feedsvc.errors import ConfigError, FeedsvcError, StoreError, UsageError
 from feedsvc.ingest.catalog import Catalog
 from feedsvc.ingest.dates import DateError, parse_date
 from feedsvc.ingest.source import FolderMissing
@@ -35,6 +35,7 @@ from feedsvc.publish.sitebuild import write_site
 from feedsvc.publish.sitefiles import SiteFiles
 from feedsvc.publish.snapshot import write_atomically
 from feedsvc.state.store import backup_state, peek_stamps, repair_state
+from feedsvc.state.subscriptions import SQLiteSubscriptions
 
 log = logging.getLogger("feedsvc")
 
@@ -291,8 +292,37 @@ def check(config: Config, args: argparse.Namespace | None = None) -> int:
     for hub in hub_urls(config):  # WebSub §4: what every feed document advertises
         print(f"websub hub: {escape(hub)}" + (" (built-in)" if hub == builtin else
                                                " (pinged on every change)"))
+    _print_subscriptions(config)
     strict = args is not None and getattr(args, "strict", False)
     return EXIT_FAILURE if rejected or (strict and warnings) else EXIT_OK
+
+
+def _print_subscriptions(config: Config) -> None:
+    """The built-in WebSub hub's active subscriptions, from the state (read-only)."""
+    path = config.paths.state
+    if not config.websub.builtin_hub and not path.exists():
+        return
+    if not path.exists():
+        print("websub: 0 subscriptions")
+        return
+    try:
+        storage = SQLiteSubscriptions.open_for_reading(path)
+        try:
+            subscriptions = list(storage.all_active(time.time_ns() // 1000))
+        finally:
+            storage.close()
+    except StoreError as e:  # the seeds' check stands; this is only told
+        print(f"websub: {e}")
+        return
+    if not subscriptions and not config.websub.builtin_hub:
+        return
+    for s in subscriptions:  # callbacks come from anyone: escaped as the seeds' names
+        expires = datetime.fromtimestamp(s.expires_us / 1e6, UTC).isoformat(timespec="seconds")
+        failing = "" if s.failing_since_us is None else ", failing since " + (
+            datetime.fromtimestamp(s.failing_since_us / 1e6, UTC).isoformat(timespec="seconds"))
+        print(f"websub: {escape(s.topic)} <- {escape(s.callback)} (until {expires}, "
+              f"{'signed' if s.secret else 'unsigned'}{failing})")
+    print(f"websub: {len(subscriptions)} subscription{'s' if len(subscriptions) != 1 else ''}")
 
 
 def new(config: Config, args: argparse.Namespace) -> int:

@@ -284,8 +284,10 @@ def _websub(tables: _Tables) -> WebSubConfig:
                                            WebSubConfig.allow_private_callbacks),
         lease_default_s=tables.get("websub", "lease_default_s", int,
                                    WebSubConfig.lease_default_s, _in_range(60, 31_536_000)),
+        # From 1 s: a short lease is legal (§5.3.1 only forbids perpetual ones), and tests
+        # see leases expire.
         lease_min_s=tables.get("websub", "lease_min_s", int, WebSubConfig.lease_min_s,
-                               _in_range(60, 31_536_000)),
+                               _in_range(1, 31_536_000)),
         lease_max_s=tables.get("websub", "lease_max_s", int, WebSubConfig.lease_max_s,
                                _in_range(60, 31_536_000)),
         max_subscriptions_per_topic=tables.get(

@@ -40,6 +40,8 @@ from feedsvc.serve.keys import (
 from feedsvc.serve.mediafolder import MediaFolder
 from feedsvc.serve.pipeline import Pipeline
 from feedsvc.serve.routes import setup_routes
+from feedsvc.serve.websub.deliver import run_delivery
+from feedsvc.serve.websub.hub import HUB, Hub, run_hub
 from feedsvc.serve.websub.pinger import run_pinger
 from feedsvc.serve.workers import Followers, MessageError, receive
 
@@ -54,6 +56,8 @@ def make_app(config: Config, followers: Sequence[Connection] = ()) -> web.Applic
     app[SNAPSHOT_LISTENERS] = []
     if config.websub.hubs:  # WebSub §6: ping the external hubs (before the pipeline starts)
         app.cleanup_ctx.append(run_pinger)
+    if config.websub.builtin_hub:
+        app.cleanup_ctx.append(run_delivery)  # after the hub's, before the pipeline's
     app.cleanup_ctx.append(run_pipeline)
     return app
 
@@ -76,6 +80,11 @@ def _base_app(config: Config) -> web.Application:
     app[SITE_PAGES] = SitePages(config)
     app[SITE_FILES] = SiteFiles(config)
     app[MEDIA] = MediaFolder(config.paths.media)
+    if config.websub.builtin_hub:
+        # Before the pipeline's cleanup_ctx (make_app appends it after): the content
+        # distribution may use the hub's storage from the first batch on.
+        app[HUB] = Hub(config, app[LIVE])
+        app.cleanup_ctx.append(run_hub)
     setup_routes(app)
     return app
 

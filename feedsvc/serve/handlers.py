@@ -25,9 +25,10 @@ from feedsvc.publish.registry import entry_path, format_of
 from feedsvc.publish.sitebuild import stylesheet_document
 from feedsvc.publish.sitepages import page_number
 from feedsvc.publish.snapshot import CODINGS
-from feedsvc.serve.health import HealthStatus, HubHealth
+from feedsvc.serve.health import DeliveryReport, HealthStatus, HubHealth
 from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, LIVE, PAGES, SITE_PAGES, STATUS
 from feedsvc.serve.negotiation import choose_coding, not_modified
+from feedsvc.serve.websub.hub import HUB
 
 log = logging.getLogger("feedsvc")
 
@@ -239,6 +240,18 @@ class LargeBody(web.StreamResponse):
             raise ConnectionResetError("send timeout") from None
 
 
+def delivery_health(report: DeliveryReport) -> dict[str, object]:
+    """The built-in hub's deliveries since start (WebSub §7): counts, and the subscribers whose
+    deliveries fail now (a bounded list; all are counted). A failing subscriber does not make
+    the service "degraded": it is the subscriber's fault, and feeds are served."""
+    return {"delivered": report.delivered, "failed_attempts": report.failed_attempts,
+            "given_up": report.given_up, "ended_by_410": report.gone,
+            "failing_subscribers": report.failing_count,
+            "failing": [{"topic": f.topic, "callback": escape(f.callback), "since": f.since,
+                         "error": escape(f.error)} for f in report.failing],
+            "failing_truncated": report.failing_count > len(report.failing)}
+
+
 #: Scheduled entries and rejected seeds listed by /healthz (all are counted).
 HEALTH_SCHEDULED_MAX = 100
 HEALTH_REJECTED_MAX = 100
@@ -301,6 +314,10 @@ async def serve_health(request: web.Request) -> web.Response:
         "pid": os.getpid(),  # which worker process answered
         "websub_hubs": [_hub_health(hub) for hub in status.hubs],
     }
+    if HUB in request.app:  # the built-in WebSub hub: its subscriptions, from the state
+        body["websub_hub"] = await request.app[HUB].health()
+    if status.deliveries is not None:  # and its content distribution (the leader's)
+        body["websub_deliveries"] = delivery_health(status.deliveries)
     return web.Response(text=json.dumps(body, ensure_ascii=False, indent=1),
                         status=503 if down else 200, content_type="application/json",
                         headers={"Cache-Control": "no-store"})

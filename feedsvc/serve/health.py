@@ -25,6 +25,29 @@ class HubHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class FailingSubscriber:
+    """A subscription of the built-in hub whose deliveries fail (WebSub §7)."""
+
+    topic: str
+    callback: str
+    since: str  # ISO 8601, UTC
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """The built-in hub's content distribution since start: counts, and the subscribers whose
+    deliveries fail now (the first HEALTH_FAILING_MAX of them; all are counted)."""
+
+    delivered: int = 0
+    failed_attempts: int = 0
+    given_up: int = 0  # notifications abandoned after give_up_after_s of retries
+    gone: int = 0  # subscriptions ended by a 410 from their callback
+    failing_count: int = 0
+    failing: tuple[FailingSubscriber, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class HealthStatus:
     """Is the watch live, did the last rescan work, is anything waiting to be written to the
     state."""
@@ -37,6 +60,8 @@ class HealthStatus:
     batch_problem: str | None = None
     #: The external WebSub hubs pinged on each change, in the configuration's order.
     hubs: tuple[HubHealth, ...] = ()
+    #: The built-in WebSub hub's deliveries (None: no built-in hub).
+    deliveries: DeliveryReport | None = None
 
 
 class LiveHealth:

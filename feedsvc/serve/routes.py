@@ -20,8 +20,11 @@ from feedsvc.serve.handlers import (
     serve_site_page,
     serve_stylesheet,
 )
+from feedsvc.serve.keys import CONFIG
 from feedsvc.serve.media import ROUTE_PREFIX, serve_media
 from feedsvc.serve.sitehandlers import serve_feed_style, serve_opml, serve_sitemap
+from feedsvc.serve.websub.hub import serve_hub
+from feedsvc.serve.websub.topics import HUB_PATH
 
 
 def setup_routes(app: web.Application) -> None:
@@ -48,6 +51,11 @@ def setup_routes(app: web.Application) -> None:
     router.add_get(OPML_PATH, serve_opml)
     router.add_get(SITEMAP_PATH, serve_sitemap)
     router.add_get(f"{SITEMAPS}{{name}}", serve_sitemap)
+    config = app.get(CONFIG)  # (an app without one: the registry's routes alone)
+    if config is not None and config.websub.builtin_hub:
+        # The built-in WebSub hub (websub/hub.py) at {base_url}websub: paths here are those
+        # under base_url, as every document's.
+        router.add_post(f"/{HUB_PATH}", serve_hub)
     # The media folder's files, from disk (not the snapshot): see media.py.
     router.add_get(ROUTE_PREFIX + "{path:.+}", serve_media)
     # The site's one stylesheet, at its hashed URL (publish/pages.py).

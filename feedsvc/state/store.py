@@ -30,6 +30,7 @@ from feedsvc.model import US, Content, Revision, Stamp
 from feedsvc.state.history import HistoryQueries
 from feedsvc.state.salvage import SalvageReport, copy_readable, is_corruption
 from feedsvc.state.sitequeries import SiteQueries
+from feedsvc.state.subscriptions import SCHEMA as SUBSCRIPTIONS_SCHEMA
 
 log = logging.getLogger("feedsvc")
 
@@ -104,7 +105,7 @@ CREATE TABLE IF NOT EXISTS archive_slots (
     changed INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS archive_slots_by_slug ON archive_slots (slug, state);
-"""
+""" + SUBSCRIPTIONS_SCHEMA  # the built-in WebSub hub's (state/subscriptions.py)
 #: Columns added since the first schema, for states made before them: (table, column, type).
 _ADDED_COLUMNS = (("stamps", "text", "TEXT NOT NULL DEFAULT ''"),)
 _PAGE_SIZE = 8192
