@@ -56,9 +56,15 @@ def setup_routes(app: web.Application) -> None:
         # The built-in WebSub hub (websub/hub.py) at {base_url}websub: paths here are those
         # under base_url, as every document's.
         router.add_post(f"/{HUB_PATH}", serve_hub)
+        # Else the site's 404 below would answer a GET: the hub is there, for POST alone.
+        router.add_get(f"/{HUB_PATH}", _post_only)
     # The media folder's files, from disk (not the snapshot): see media.py.
     router.add_get(ROUTE_PREFIX + "{path:.+}", serve_media)
     # The site's one stylesheet, at its hashed URL (publish/pages.py).
     router.add_get(STYLESHEET_PATH, serve_stylesheet)
     # Anything else: the site's 404 page (last: routes match in the order added).
     router.add_get("/{tail:.*}", serve_not_found)
+
+
+async def _post_only(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPMethodNotAllowed(request.method, ["POST"])
