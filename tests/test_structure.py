@@ -39,7 +39,7 @@ LAZY_IMPORTS = {
     # `check`, `new` and `state` never start a server: aiohttp and the serving modules cost
     # them a third of their start-up time.
     ("feedsvc.cli", "aiohttp"), ("feedsvc.cli", "feedsvc.serve.connections"),
-    ("feedsvc.cli", "feedsvc.serve.app"),
+    ("feedsvc.cli", "feedsvc.serve.app"), ("feedsvc.cli", "feedsvc.serve.memory"),
     ("feedsvc.cli", "uvloop"),  # optional: used when installed
     ("feedsvc.cli", "feedsvc.ingest.authoring"),  # only `new`: PyYAML, python-slugify (15 ms)
     # PyYAML only for the seeds that have a front matter (19 ms; 36 ms for a lone .txt seed).
