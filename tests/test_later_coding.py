@@ -144,6 +144,12 @@ async def test_no_reader_waits_for_a_compression_to_see_a_change(
             assert response.headers["Content-Encoding"] == coding
             assert response.headers["ETag"] == f'{plain.headers["ETag"][:-1]}-{coding}"'
             assert decode(await response.read()) == body
+        # A reader holding the identity bytes it got meanwhile revalidates them: 304, with
+        # the ETag a 200 would carry now (RFC 9110 §15.4.5), of the same version.
+        held = await client.get("/feed.atom", headers={
+            "Accept-Encoding": "br", "If-None-Match": plain.headers["ETag"]})
+        assert held.status == 304
+        assert held.headers["ETag"] == f'{plain.headers["ETag"][:-1]}-br"'
 
 
 def test_compressor_threads_run_at_a_lower_priority() -> None:
