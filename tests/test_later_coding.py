@@ -5,6 +5,7 @@ headers as when made at once; a request for a coding waits for it, identity neve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import os
 import threading
@@ -70,6 +71,12 @@ def test_later_variants_are_those_made_at_once(rendered: list[Rendered]) -> None
 @pytest.fixture
 def blocked_compressors() -> Iterator[threading.Event]:
     """Every compressor thread busy until the event is set: jobs submitted now wait."""
+    with _blocking() as gate:
+        yield gate
+
+
+@contextlib.contextmanager
+def _blocking() -> Iterator[threading.Event]:
     gate = threading.Event()
     started = threading.Barrier(snapshot._COMPRESSORS._max_workers + 1)
 
@@ -157,3 +164,45 @@ def test_compressor_threads_run_at_a_lower_priority() -> None:
     theirs = snapshot._COMPRESSORS.submit(
         lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
     assert theirs == min(19, own + snapshot.COMPRESSOR_NICENESS)
+
+
+def test_an_archive_page_is_served_before_its_compressions(tmp_path) -> None:
+    """An archive page rendered on request (a page an edit changed) is handed out with its
+    identity variant; its gzip and br follow, the same bytes and headers as made at once."""
+    from feedsvc.config import load_config
+    from feedsvc.publish.archives import ArchivePages
+    from feedsvc.publish.publisher import Publisher
+    from feedsvc.publish.registry import format_of
+
+    from .conftest import seed, write_config, write_seed
+
+    write_config(tmp_path, max_entries=2, archive_page_entries=2)
+    config = load_config(tmp_path / "config.toml")
+    for i in range(6):
+        write_seed(config.paths.seeds, f"s{i}.txt", seed(f"s{i}", f"Titre {i}", "Corps."),
+                   mtime=1_700_000_000 + i)
+    publisher = Publisher.open(config)
+    pages, whole = ArchivePages(config), ArchivePages(config)
+    try:
+        span = publisher.scan().archive
+        assert span is not None
+        pages.start(publisher.info)
+        whole.start(publisher.info)
+        fmt = format_of("atom")
+        assert fmt is not None
+        with _blocking() as gate:
+            soon = asyncio.run(pages.page(span, 1, fmt))
+            assert soon is not None and set(soon.variants) == {"identity"}
+            assert len(soon.etags) == 3  # every ETag known already
+            gate.set()
+        made = whole.render(span, 1, fmt)  # as `build` makes it: at once
+        assert made is not None
+        for _ in range(500):
+            if len(soon.variants) == 3:
+                break
+            threading.Event().wait(0.01)
+        assert _view(soon) == _view(made)
+    finally:
+        pages.close()
+        whole.close()
+        publisher.close()

@@ -93,7 +93,7 @@ from feedsvc.publish.docdates import DocumentDates
 from feedsvc.publish.docformat import FeedFormat, feed_updated
 from feedsvc.publish.ids import discovery_link, entry_id, make_item
 from feedsvc.publish.registry import ARCHIVES, MAIN, archive_feed_path, formats
-from feedsvc.publish.snapshot import make_document
+from feedsvc.publish.snapshot import make_document, make_document_soon
 from feedsvc.publish.statereader import StateReader
 from feedsvc.publish.timeline import Timeline
 from feedsvc.publish.tombstones import refs
@@ -430,10 +430,14 @@ class ArchivePages(StateReader):
 
     async def page(self, span: ArchiveSpan, page: int, fmt: FeedFormat) -> Document | None:
         """Archive page `page` in `fmt`, or None (no such page, or the state cannot say)."""
-        return await self._on_thread(self.render, span, page, fmt)
+        return await self._on_thread(self.render, span, page, fmt, True)
 
-    def render(self, span: ArchiveSpan, page: int, fmt: FeedFormat) -> Document | None:
-        """The page, from the state (blocking: `build` calls it directly)."""
+    def render(self, span: ArchiveSpan, page: int, fmt: FeedFormat,
+               soon: bool = False) -> Document | None:
+        """The page, from the state (blocking: `build` calls it directly). `soon`: returned
+        with its identity variant alone, its gzip and br made by the compressor threads
+        meanwhile (a request gets the best coding made: handlers._coded): a page changed
+        by an edit is served ~3 ms sooner."""
         if not 1 <= page <= span.pages:
             return None
         try:
@@ -441,14 +445,14 @@ class ArchivePages(StateReader):
             # One read transaction: the rows, the dates and the texts of one committed state
             # (the pipeline commits on its own connection meanwhile).
             with store.reading():
-                return self._render(store, span, page, fmt)
+                return self._render(store, span, page, fmt, soon)
         except StoreError as e:
             log.error("%s", e)
             self._close_store()
             return None
 
-    def _render(self, store: Store, span: ArchiveSpan, page: int, fmt: FeedFormat
-                ) -> Document | None:
+    def _render(self, store: Store, span: ArchiveSpan, page: int, fmt: FeedFormat,
+                soon: bool = False) -> Document | None:
         assert self.info is not None
         per_page = span.page_entries
         rows = store.slot_rows((page - 1) * per_page + 1, page * per_page)
@@ -480,7 +484,7 @@ class ArchivePages(StateReader):
         info = page_info(self.info, page, per_page, full, deleted)
         updated = max([feed_updated(info, items), *(when for _, when in deleted)])
         body = fmt.render(info, items, updated)
-        document = make_document(
+        document = (make_document_soon if soon else make_document)(
             fmt.path(info.feed_path), fmt.content_type, body, from_micros(modified),
             self.config.server.cache_max_age,
             previous=from_micros(previous) if previous is not None else None,

@@ -187,6 +187,19 @@ def make_document(path: str, content_type: str, body: bytes, last_modified: date
     return document
 
 
+def make_document_soon(path: str, content_type: str, body: bytes, last_modified: datetime,
+                       cache_max_age: int = 60, previous: datetime | None = None,
+                       cache_control: str | None = None, link: str | None = None) -> Document:
+    """`make_document`, returned once its identity variant is made (every ETag is known):
+    its gzip and br variants are added by the compressor threads, the same bytes as ever."""
+    digest = _digest(body)
+    made = _made(path, content_type, body, last_modified, cache_max_age, cache_control,
+                 digest, previous, link)
+    _when_coded([made], {(0, coder): _COMPRESSORS.submit(coder, body)
+                         for coder in (_brotli, _gzip)})
+    return made[0]
+
+
 #: The content codings of every document, in the order of its variants.
 CODINGS = ("identity", "gzip", "br")
 
