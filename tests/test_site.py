@@ -11,6 +11,7 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import html5lib
 import pytest
@@ -398,3 +399,23 @@ def test_enclosure_sizes_are_written_as_the_language_writes_them(
     item = replace(item, entry=replace(item.entry, enclosures=(enclosure,)))
     page = render_entry(info, item).decode()
     assert f'<span class="meta">{shown}</span>' in page
+
+
+def test_written_dates_are_kept_bounded_and_equal_to_fresh_ones() -> None:
+    """The front page writes the same moments change after change: each is written once (Babel
+    is slow), the same text as written afresh, and no more than WRITTEN_KEPT are kept."""
+    from feedsvc.publish import locale
+
+    kept = locale.PageLocale("fr", "Europe/Paris")
+    moments = [datetime(2026, 11, 24, 7, 30, tzinfo=UTC) + timedelta(minutes=i)
+               for i in range(locale.WRITTEN_KEPT + 10)]
+    fresh = locale.PageLocale("fr", "Europe/Paris")
+    for moment in moments:
+        first = kept.when(moment)
+        assert kept.when(moment) is first  # written once
+        assert len(kept._written) <= locale.WRITTEN_KEPT
+    for moment in moments[::97]:
+        assert kept.when(moment) == fresh.when(moment)  # kept or written anew: the same
+    paris = datetime(2026, 11, 24, 8, 30, tzinfo=ZoneInfo("Europe/Paris"))
+    assert kept.when(paris) == kept.when(paris.astimezone(UTC))  # one instant, one text
+    assert ">24 novembre 2026 à 08:30</time>" in kept.when(paris)
