@@ -1180,9 +1180,12 @@ def find_archive_page(client: Client, slug: str, index: int) -> str | None:
 
 
 def timed_get(client: Client, path: str, headers: dict[str, str]) -> tuple[float, int, bytes]:
+    """(seconds to the whole response, status, body decoded: a page rendered a moment ago
+    may come in identity while its gzip is being made)."""
     began = time.perf_counter()
-    status, _, body = client.get(path, headers)
-    return time.perf_counter() - began, status, body
+    status, hdrs, body = client.get(path, headers)
+    took = time.perf_counter() - began
+    return took, status, gzip.decompress(body) if hdrs.get("content-encoding") == "gzip" else body
 
 
 def archive_latency(k: int, archive_path: str, index: int, seeds: Path, client: Client,
@@ -1211,7 +1214,7 @@ def archive_latency(k: int, archive_path: str, index: int, seeds: Path, client: 
             report.problem(f"{label} archive latency: {e}")
             break
         took, status, body = timed_get(client, archive_path, gz)
-        if status != 200 or token.encode() not in gzip.decompress(body):
+        if status != 200 or token.encode() not in body:
             # Not applied to the page yet: not a cold sample of this edit.
             continue
         cold.append(took)
