@@ -90,7 +90,7 @@ from feedsvc.model import (
     to_micros,
 )
 from feedsvc.publish.docdates import DocumentDates
-from feedsvc.publish.docformat import FeedFormat, feed_updated
+from feedsvc.publish.docformat import FeedFormat, Renderer, feed_updated
 from feedsvc.publish.ids import discovery_link, entry_id, make_item
 from feedsvc.publish.registry import ARCHIVES, MAIN, archive_feed_path, formats
 from feedsvc.publish.snapshot import make_document, make_document_soon
@@ -427,6 +427,8 @@ class ArchivePages(StateReader):
         self.capacity = capacity
         # (page, extension) → (its rows, Last-Modified and previous, the document)
         self._cache: OrderedDict[tuple[int, str], tuple[object, Document]] = OrderedDict()
+        self._renderers: dict[str, Renderer] = {}  # extension → its renderer
+        self._kept_items: dict[tuple[str, int, int, str | None], Item] = {}  # the last page's
 
     async def page(self, span: ArchiveSpan, page: int, fmt: FeedFormat) -> Document | None:
         """Archive page `page` in `fmt`, or None (no such page, or the state cannot say)."""
@@ -483,7 +485,14 @@ class ArchivePages(StateReader):
                        entry_id)
         info = page_info(self.info, page, per_page, full, deleted)
         updated = max([feed_updated(info, items), *(when for _, when in deleted)])
-        body = fmt.render(info, items, updated)
+        # Each format's renderer keeps the XML of the page's entries between renders: a page
+        # an edit changed renders one entry anew, not fifty (its bytes are the one pass's:
+        # test_archives). It keeps only the last page's entries.
+        renderer = self._renderers.get(fmt.extension)
+        if renderer is None:
+            renderer = self._renderers[fmt.extension] = fmt.make_renderer(self.info)
+        body = renderer.render(items, updated, info=info)
+        renderer.retain(items)
         document = (make_document_soon if soon else make_document)(
             fmt.path(info.feed_path), fmt.content_type, body, from_micros(modified),
             self.config.server.cache_max_age,
@@ -499,19 +508,28 @@ class ArchivePages(StateReader):
                                                         int | None, str | None]]
                ) -> list[Item] | None:
         assert self.info is not None
-        items = []
-        for _, slug, state, _, published, updated, _ in rows:
+        items, made = [], {}
+        for _, slug, state, _, published, updated, content_hash in rows:
             if state != HOLDS or published is None or updated is None:
                 continue  # deleted (Atom: a tombstone), left, or not published now
-            try:
-                content = store.load_content(slug)
-            except StoreError as e:
-                log.error("%s", e)
-                return None
-            entry = rebuild_entry(slug, content, self.options) if content is not None else None
-            if entry is None:
-                continue  # no text kept for it (a state from before texts were kept)
-            items.append(make_item(self.info, entry, published, from_micros(updated),
-                                   self.config.entry_link))
+            # The last page's items are kept: an edit reads and parses one entry again, not
+            # fifty (a stamp's content hash and dates name its text: updated moves with it).
+            key = (slug, published, updated, content_hash)
+            item = self._kept_items.get(key)
+            if item is None:
+                try:
+                    content = store.load_content(slug)
+                except StoreError as e:
+                    log.error("%s", e)
+                    return None
+                entry = (rebuild_entry(slug, content, self.options) if content is not None
+                         else None)
+                if entry is None:
+                    continue  # no text kept for it (a state from before texts were kept)
+                item = make_item(self.info, entry, published, from_micros(updated),
+                                 self.config.entry_link)
+            made[key] = item
+            items.append(item)
+        self._kept_items = made
         return items
 
