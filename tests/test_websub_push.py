@@ -19,12 +19,11 @@ from aiohttp import web
 from feedsvc.state.subscriptions import SQLiteSubscriptions, Subscription
 from tests.conftest import (
     ServeProcess,
-    free_port,
     run_cli,
     wait_until,
-    write_config,
     write_seed,
 )
+from tests.test_websub_hub import hub_site
 from tests.websub_subscriber import Received, Subscriber, post_form
 
 
@@ -63,17 +62,6 @@ def subscribers() -> Iterator[Callable[..., PushSubscriber]]:
     yield make
     for subscriber in made:
         subscriber.close()
-
-
-def hub_site(folder: Path, **websub: object) -> Path:
-    path = write_config(folder, port=free_port())
-    settings = {"builtin_hub": True, "allow_private_callbacks": True, **websub}
-    lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
-    with path.open("a", encoding="utf-8") as f:
-        f.write(f"\n[websub]\n{lines}\n")
-    write_seed(folder / "seeds", "a.txt",
-               "---\ntitle: Alpha\nslug: alpha\ntags: Alpha\n---\n\nTagged.\n")
-    return path
 
 
 def set_websub(config_path: Path, **websub: object) -> None:

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from feedsvc.durable import fsync_path
+from feedsvc.durable import file_identity, fsync_path
 from feedsvc.errors import StoreError
 from feedsvc.model import US, Content, Revision, Stamp
 from feedsvc.state.history import HistoryQueries
@@ -318,7 +318,7 @@ class StateFile:
             return
         self._db.close()
         self._db, self.problem = db, None
-        self._identity = _identity(self.path)
+        self._identity = file_identity(self.path)
         self._learn_schema()
 
     def _size_note(self) -> str:
@@ -345,7 +345,7 @@ class StateFile:
             self._learn_schema()
             raise
         self.problem = None
-        self._identity = _identity(self.path)
+        self._identity = file_identity(self.path)
         self._learn_schema()
         if not was_writable:
             log.info("%s: the state is writable again", self.path)
@@ -406,7 +406,7 @@ class Store(StateFile, HistoryQueries, SiteQueries):
         except sqlite3.Error as e:
             raise StoreError(f"{path}: cannot read the state: {e}") from e
         store._reader = True
-        store._identity = _identity(path)
+        store._identity = file_identity(path)
         return store
 
     @classmethod
@@ -418,7 +418,7 @@ class Store(StateFile, HistoryQueries, SiteQueries):
         lock = _lock_folder(path)
         try:
             store = cls(_connect_for_writing(path), path, lock=lock)
-            store._identity = _identity(path)
+            store._identity = file_identity(path)
             return store
         except StoreError as problem:
             try:
@@ -874,12 +874,6 @@ def _sqlite_message(error: BaseException) -> str:
     return str(error)
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 def _lock_folder(path: Path, exclusive: bool = False) -> int | None:

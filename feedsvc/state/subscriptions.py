@@ -12,7 +12,6 @@ runs it on a thread of its own).
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
+from feedsvc.durable import file_identity
 from feedsvc.errors import StoreError
 
 T = TypeVar("T")
@@ -105,7 +105,7 @@ class SQLiteSubscriptions:
         self._has_table = has_table
         #: The file open, as (st_dev, st_ino): when the state file is written back or
         #: repaired (store.py), the next use reopens on the new one (None: read-only view).
-        self._identity = _identity(path) if has_table else None
+        self._identity = file_identity(path) if has_table else None
 
     @classmethod
     def open(cls, path: Path) -> SQLiteSubscriptions:
@@ -263,7 +263,7 @@ class SQLiteSubscriptions:
         unlinked file would be lost). While there is no file, go on with the open one."""
         if self._identity is None:
             return
-        identity = _identity(self.path)
+        identity = file_identity(self.path)
         if identity is None or identity == self._identity:
             return
         fresh = SQLiteSubscriptions.open(self.path)
@@ -294,9 +294,3 @@ class SQLiteSubscriptions:
                     self._db.execute("ROLLBACK")
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
