@@ -206,3 +206,26 @@ def test_an_archive_page_is_served_before_its_compressions(tmp_path) -> None:
         pages.close()
         whole.close()
         publisher.close()
+
+
+async def test_a_client_refusing_identity_waits_for_the_documents_own_coding() -> None:
+    """A document made whole a moment later than it was handed out (an archive page rendered
+    on request: no change of the snapshot is pending) still gets its coding to a client that
+    refuses identity, once made: no 503 meanwhile."""
+    body = CASES[0][0].body
+    with _blocking() as gate:
+        document = snapshot.make_document_soon("/feed.atom", ATOM, body, T)
+        app = web.Application()
+        app[LIVE] = Live(make_snapshot([document], 1, (), T))  # nothing in Live.coding
+        app.router.add_get("/feed.atom", serve_document)
+        async with TestClient(TestServer(app)) as client:
+            strict = asyncio.create_task(client.get(
+                "/feed.atom", headers={"Accept-Encoding": "gzip, identity;q=0"},
+                auto_decompress=False))
+            await asyncio.sleep(0.3)
+            assert not strict.done()
+            gate.set()
+            response = await asyncio.wait_for(strict, 30)
+            assert response.status == 200
+            assert response.headers["Content-Encoding"] == "gzip"
+            assert gzip.decompress(await response.read()) == body

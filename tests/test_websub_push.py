@@ -16,14 +16,13 @@ import feedparser
 import pytest
 from aiohttp import web
 
-from feedsvc.state.subscriptions import SQLiteSubscriptions, Subscription
 from tests.conftest import (
     ServeProcess,
     run_cli,
     wait_until,
     write_seed,
 )
-from tests.test_websub_hub import hub_site
+from tests.test_websub_hub import active, hub_site
 from tests.websub_subscriber import Received, Subscriber, post_form
 
 
@@ -69,14 +68,6 @@ def set_websub(config_path: Path, **websub: object) -> None:
     for key, value in websub.items():
         text = text.replace(f"{key} = {json.dumps(not value)}", f"{key} = {json.dumps(value)}")
     config_path.write_text(text, encoding="utf-8")
-
-
-def active(server: ServeProcess, topic: str) -> list[Subscription]:
-    storage = SQLiteSubscriptions.open_for_reading(server.config.paths.state)
-    try:
-        return storage.active(topic, time.time_ns() // 1000)
-    finally:
-        storage.close()
 
 
 def subscribe(server: ServeProcess, subscriber: Subscriber, path: str = "/feed.atom",

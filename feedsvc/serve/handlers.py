@@ -171,6 +171,12 @@ STREAM_MIN_BYTES = 256 * 1024
 PIECE_BYTES = 256 * 1024
 
 
+#: How long a client refusing identity waits for a just-made document's coding, and how often
+#: it looks.
+CODED_WAIT_S = 10.0
+CODED_POLL_S = 0.005
+
+
 async def _coded(request: web.Request, document: Document) -> web.StreamResponse:
     """A change is swapped in before its gzip and br variants are made (`Live.coding`): until
     they are, a request gets the best coding it accepts among those made (identity, then
@@ -178,7 +184,12 @@ async def _coded(request: web.Request, document: Document) -> web.StreamResponse
     change. Only a client that refuses identity (`identity;q=0`) waits for its coding."""
     accept = request.headers.get("Accept-Encoding")
     if choose_coding(accept, tuple(document.variants)) is None and choose_coding(accept):
-        await request.app[LIVE].coded()
+        # The document's own variants, whatever made it (a change of the snapshot, or an
+        # archive page rendered on request): they arrive within milliseconds.
+        deadline = asyncio.get_running_loop().time() + CODED_WAIT_S
+        while (choose_coding(accept, tuple(document.variants)) is None
+               and asyncio.get_running_loop().time() < deadline):
+            await asyncio.sleep(CODED_POLL_S)
         if choose_coding(accept, tuple(document.variants)) is None:  # failed twice: logged
             raise web.HTTPServiceUnavailable(headers={"Retry-After": "1"})
     return respond(request, document, tuple(document.variants))
