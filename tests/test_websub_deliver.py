@@ -8,6 +8,7 @@ tests/test_websub_push.py runs the whole service with it)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import random
@@ -24,10 +25,10 @@ import pytest
 from aiohttp import web
 
 from feedsvc.config import Config, WebSubConfig, load_config
-from feedsvc.model import Document, Snapshot
+from feedsvc.model import ArchiveSpan, Document, Snapshot
 from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.publisher import Publisher
-from feedsvc.publish.registry import format_of
+from feedsvc.publish.registry import FeedFormat, format_of
 from feedsvc.publish.snapshot import make_document
 from feedsvc.serve.health import LiveHealth
 from feedsvc.serve.websub import distribution
@@ -478,13 +479,14 @@ async def test_address_turned_unsafe_is_not_contacted(
     assert subscriber.received == {}
 
 
-async def test_archive_pages_are_rendered_from_the_state_and_delivered(
-        tmp_path: Path, subscriber: Subscriber,
-        unused_tcp_port_factory: Callable[[], int]) -> None:
-    """An RFC 5005 archive page is not in the snapshot: the deliverer renders it through
-    ArchivePages (from the real state a real Publisher wrote) and sends those bytes."""
-    write_config(tmp_path, port=unused_tcp_port_factory(), max_entries=2,
-                 archive_page_entries=2)
+@contextlib.asynccontextmanager
+async def archived_state(tmp_path: Path, port: int, pages: Callable[[Config], ArchivePages]
+                         ) -> AsyncIterator[tuple[Config, Snapshot, ArchivePages, MemoryStorage,
+                                                  Callable[..., Awaitable[object]]]]:
+    """A real state a real Publisher wrote: 6 entries, 2 in the feed, archive pages of 2;
+    the archive pages reader `pages(config)` started on it; an empty subscription storage
+    and the storage's `call`."""
+    write_config(tmp_path, port=port, max_entries=2, archive_page_entries=2)
     for i in range(6):
         write_seed(tmp_path / "seeds", f"{i}.txt",
                    f"---\ndate: 2026-01-{i + 1:02d} 08:00\n---\nentry-{i}\nTitre {i}\n\nCorps")
@@ -492,21 +494,35 @@ async def test_archive_pages_are_rendered_from_the_state_and_delivered(
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(max_workers=1)
     publisher = await loop.run_in_executor(executor, Publisher.open, config)
-    pages = ArchivePages(config)
+    reader = pages(config)
+
+    def call(fn: Callable[..., object], *args: object) -> Awaitable[object]:
+        return loop.run_in_executor(executor, fn, *args)
+
     try:
         snapshot = await loop.run_in_executor(executor, publisher.scan)
         assert snapshot.archive is not None and snapshot.archive.pages >= 2
-        pages.start(publisher.info)
-        storage = MemoryStorage()
+        reader.start(publisher.info)
+        yield config, snapshot, reader, MemoryStorage(), call
+    finally:
+        reader.close()
+        await loop.run_in_executor(executor, publisher.close)
+        executor.shutdown(wait=True)
+
+
+async def test_archive_pages_are_rendered_from_the_state_and_delivered(
+        tmp_path: Path, subscriber: Subscriber,
+        unused_tcp_port_factory: Callable[[], int]) -> None:
+    """An RFC 5005 archive page is not in the snapshot: the deliverer renders it through
+    ArchivePages (from the real state a real Publisher wrote) and sends those bytes."""
+    async with archived_state(tmp_path, unused_tcp_port_factory(), ArchivePages) as (
+            config, snapshot, pages, storage, call):
+        assert snapshot.archive is not None
         path = "/archive/2/1.atom"
         storage.subscribe(Subscription(topic_url(config, path), subscriber.callback("a"), None,
                                        FAR))
         storage.subscribe(Subscription(topic_url(config, "/archive/2/9.atom"),
                                        subscriber.callback("none"), None, FAR))
-
-        def call(fn: Callable[..., object], *args: object) -> Awaitable[object]:
-            return loop.run_in_executor(executor, fn, *args)
-
         async with delivery_session(config) as session:
             deliverer = Deliverer(config, storage, call, session, archive_pages=pages)
             deliverer.start()
@@ -523,7 +539,46 @@ async def test_archive_pages_are_rendered_from_the_state_and_delivered(
                 assert not subscriber.got("none")  # no such page: nothing to deliver
             finally:
                 await deliverer.stop()
-    finally:
-        pages.close()
-        await loop.run_in_executor(executor, publisher.close)
-        executor.shutdown(wait=True)
+
+class RenderedPages(ArchivePages):
+    """The real ArchivePages, noting each page it renders (and holding each render a while,
+    as a large page at 10,000 seeds takes milliseconds)."""
+
+    def __init__(self, config: Config, hold_s: float) -> None:
+        super().__init__(config)
+        self.hold_s = hold_s
+        self.rendered: list[tuple[int, float]] = []
+
+    def render(self, span: ArchiveSpan, page: int, fmt: FeedFormat,
+               soon: bool = False) -> Document | None:
+        time.sleep(self.hold_s)
+        self.rendered.append((page, time.monotonic()))
+        return super().render(span, page, fmt, soon)
+
+
+async def test_only_subscribed_archive_pages_are_rendered_and_after_the_feed(
+        tmp_path: Path, subscriber: Subscriber,
+        unused_tcp_port_factory: Callable[[], int]) -> None:
+    """A drop that pushes an entry into the archive changes the feed and an archive page:
+    the feed's subscribers get the feed without waiting for any page to render, and a page
+    nobody subscribed to is never rendered."""
+    async with archived_state(tmp_path, unused_tcp_port_factory(),
+                              lambda config: RenderedPages(config, hold_s=0.3)) as (
+            config, snapshot, pages, storage, call):
+        assert isinstance(pages, RenderedPages)
+        for path, name in (("/feed.atom", "feed"), ("/archive/2/2.atom", "page")):
+            storage.subscribe(Subscription(topic_url(config, path), subscriber.callback(name),
+                                           None, FAR))
+        async with delivery_session(config) as session:
+            deliverer = Deliverer(config, storage, call, session, archive_pages=pages)
+            deliverer.start()
+            try:
+                deliverer.changed(ChangedDocuments(snapshot, frozenset({
+                    "/feed.atom", "/archive/2/1.atom", "/archive/2/2.atom",
+                    "/archive/2/1.rss"})))
+                await until(lambda: subscriber.got("feed") and subscriber.got("page"))
+                assert [page for page, _ in pages.rendered] == [2]  # only the subscribed one
+                assert subscriber.got("feed")[0].at < pages.rendered[0][1]
+                assert subscriber.got("feed")[0].body == snapshot.documents["/feed.atom"].body
+            finally:
+                await deliverer.stop()

@@ -169,18 +169,31 @@ class Deliverer:
                 log.exception("WebSub: distributing a change failed")
 
     async def _dispatch_batch(self, incoming: Mapping[str, Snapshot]) -> None:
-        documents: dict[str, Document] = {}
-        for path, snapshot in incoming.items():
-            document = snapshot.documents.get(path) or await self._archive_page(snapshot, path)
-            if document is not None:
-                documents[topic_url(self._config, path)] = document
-        if not documents:
-            return
-        found = await self._on_storage(_lookup, list(documents), _now_us())
+        """Who subscribed comes first: a document is only looked at for a topic with
+        subscribers. The snapshot's documents go out at once; an archive page (rendered from
+        the state, milliseconds each) after them, and only when somebody subscribed to it: a
+        drop that pushes an entry into the archive must not hold the feed's subscribers back
+        while a page nobody follows is rendered."""
+        paths = {topic_url(self._config, path): path for path in incoming}
+        found = await self._on_storage(_lookup, list(paths), _now_us())
+        archived: list[str] = []
         for topic, subscriptions in found.items():
-            for subscription in subscriptions:
-                self._enqueue(subscription, documents[topic])
             self._forget_failing(topic, {s.callback for s in subscriptions})
+            if not subscriptions:
+                continue
+            path = paths[topic]
+            document = incoming[path].documents.get(path)
+            if document is None:
+                archived.append(topic)
+                continue
+            for subscription in subscriptions:
+                self._enqueue(subscription, document)
+        for topic in archived:
+            path = paths[topic]
+            document = await self._archive_page(incoming[path], path)
+            if document is not None:
+                for subscription in found[topic]:
+                    self._enqueue(subscription, document)
 
     def _forget_failing(self, topic: str, callbacks: set[str]) -> None:
         """Failing subscribers of `topic` that are no longer subscribed (unsubscribed, expired)
