@@ -1404,6 +1404,9 @@ def push_drops(k: int, server: Feedsvc, seeds: Path, feed: Poller, floor: list[f
             if len(times) == subs.n:
                 last.append(times[-1])
         bad = int(got["bad_signatures"])
+        if got.get("unsupported"):
+            raise BenchFailure(f"the subscribers did not understand {got['unsupported']} "
+                               "requests (bench/subscribers.py: Content-Length bodies only)")
         # The floor, same run, same subscribers: a bare sender of the feed as served now.
         status, _, document = Client(server.port).get("/feed.atom")
         if status != 200:

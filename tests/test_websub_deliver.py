@@ -117,7 +117,7 @@ class Subscriber:
 @pytest.fixture
 async def subscriber(unused_tcp_port_factory: Callable[[], int]) -> AsyncIterator[Subscriber]:
     sub = Subscriber()
-    app = web.Application()
+    app = web.Application(client_max_size=8 * 1024 * 1024)  # a feed of megabytes too
     app.router.add_post("/{path:.*}", sub.handle)
     app.router.add_get("/{path:.*}", sub.handle)
     runner = web.AppRunner(app, shutdown_timeout=0.1)
@@ -262,6 +262,22 @@ async def test_signed_and_unsigned_deliveries(make_hub: Callable[..., Awaitable[
     assert not subscriber.got("other-topic")  # another topic's subscriber gets nothing
     assert hub.health.current.deliveries is not None
     assert hub.health.current.deliveries.delivered == 2
+
+
+@pytest.mark.parametrize("size", [100, 160_000, 1024 * 1024 + 1])
+async def test_signature_of_every_size_checks(make_hub: Callable[..., Awaitable[Hub]],
+                                              subscriber: Subscriber, size: int) -> None:
+    """Signed on the loop below SIGN_OFF_LOOP_BYTES, on a signing thread from it: the same
+    HMAC-SHA256 of the bytes sent either way."""
+    hub = await make_hub()
+    hub.subscribe(subscriber.callback("s"), secret=b"k" * 199)
+    body = (b"<feed>" + bytes(range(256)) * (size // 256 + 1))[:size]
+    hub.publish(body)
+    await until(lambda: subscriber.got("s"))
+    got = subscriber.got("s")[0]
+    assert got.body == body
+    assert got.headers["X-Hub-Signature"] == "sha256=" + hmac.new(
+        b"k" * 199, body, hashlib.sha256).hexdigest()
 
 
 async def test_hanging_subscriber_delays_nobody(make_hub: Callable[..., Awaitable[Hub]],

@@ -27,7 +27,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiohttp
@@ -39,7 +38,7 @@ from feedsvc.logtext import escape
 from feedsvc.model import Document, Snapshot
 from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.registry import ARCHIVES, format_of
-from feedsvc.serve.health import DeliveryReport, FailingSubscriber, LiveHealth
+from feedsvc.serve.health import LiveHealth
 from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, SNAPSHOT_LISTENERS, STATUS
 from feedsvc.serve.websub.callbacks import CallbackError, SafeResolver, check_callback
 from feedsvc.serve.websub.distribution import (
@@ -50,6 +49,7 @@ from feedsvc.serve.websub.distribution import (
     signature,
 )
 from feedsvc.serve.websub.hub import HUB
+from feedsvc.serve.websub.ledger import DeliveryLedger
 from feedsvc.serve.websub.topics import ChangedDocuments, hub_urls, topic_url
 from feedsvc.state.subscriptions import Subscription, SubscriptionStorage
 
@@ -69,11 +69,13 @@ FAILING_LANE = 16
 #: loopback a delivery of a 160 KB feed takes well under it; one over the internet or to a
 #: callback that hangs lets the next one start meanwhile.
 HEALTHY_HOLD_S = 0.05
-#: Failing subscribers listed on /healthz (all are counted).
-HEALTH_FAILING_MAX = 100
-#: Bodies from this size are signed on the signing threads, smaller ones on the loop (a
-#: thread hop costs about what hashing 64 KB does).
-SIGN_OFF_LOOP_BYTES = 64 * 1024
+#: Bodies from this size are signed on the signing threads, smaller ones on the loop. An
+#: HMAC-SHA256 of a 160 KB feed is 0.1 ms (SHA extensions); a hundred thread hops cost the
+#: loop more than that saves it: on 2 cores, 100 signed deliveries of 160 KB took the hub
+#: 21-29 ms of CPU signed on the loop and 32-34 ms on threads, and the median callback came
+#: no later (bench/push_floor.py's sender, 2026-11-30). A body of megabytes still goes to a
+#: thread: the loop then serves readers while it is hashed.
+SIGN_OFF_LOOP_BYTES = 1024 * 1024
 SIGNING_THREADS = 2
 #: After the storage failed to say who subscribed, the lookup is tried again this much later.
 STORAGE_RETRY_S = 1.0
@@ -109,7 +111,6 @@ class Deliverer:
         self._storage = storage
         self._call = call  # runs a function on the storage's own thread
         self._session = session
-        self._health = health
         self._archive_pages = archive_pages
         self._rng = rng or random.Random()
         self._hubs = hub_urls(config)
@@ -118,12 +119,10 @@ class Deliverer:
         self._slots: dict[tuple[str, str], _Slot] = {}
         self._healthy_lane = asyncio.Semaphore(lanes[0])
         self._failing_lane = asyncio.Semaphore(lanes[1])
-        self._failing: dict[tuple[str, str], FailingSubscriber] = {}
-        self._counts = {"delivered": 0, "failed_attempts": 0, "given_up": 0, "gone": 0}
+        self._ledger = DeliveryLedger(health)
         self._dispatcher: asyncio.Task[None] | None = None
         self._signing = ThreadPoolExecutor(max_workers=SIGNING_THREADS,
                                            thread_name_prefix="websub-sign")
-        self._report()
 
     # -- the listener (on the loop, returns at once) -------------------------------------------
 
@@ -143,6 +142,7 @@ class Deliverer:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._signing.shutdown(wait=True)
+        self._ledger.flush()  # the last counts
 
     @property
     def in_flight(self) -> int:
@@ -178,7 +178,7 @@ class Deliverer:
         found = await self._on_storage(_lookup, list(paths), _now_us())
         archived: list[str] = []
         for topic, subscriptions in found.items():
-            self._forget_failing(topic, {s.callback for s in subscriptions})
+            self._ledger.keep_only(topic, {s.callback for s in subscriptions})
             if not subscriptions:
                 continue
             path = paths[topic]
@@ -194,15 +194,6 @@ class Deliverer:
             if document is not None:
                 for subscription in found[topic]:
                     self._enqueue(subscription, document)
-
-    def _forget_failing(self, topic: str, callbacks: set[str]) -> None:
-        """Failing subscribers of `topic` that are no longer subscribed (unsubscribed, expired)
-        leave the report: it holds only subscriptions that exist."""
-        gone = [key for key in self._failing if key[0] == topic and key[1] not in callbacks]
-        for key in gone:
-            del self._failing[key]
-        if gone:
-            self._report()
 
     async def _archive_page(self, snapshot: Snapshot, path: str) -> Document | None:
         """An RFC 5005 archive page (not in the snapshot: rendered from the state)."""
@@ -239,21 +230,24 @@ class Deliverer:
                 # A subscriber known to fail (a given-up notification too) waits in the
                 # failing lane: a hanging one never holds a place of the healthy ones again.
                 result, error = await self._attempt(subscription, document,
-                                                    bool(slot.failures) or key in self._failing)
+                                                    bool(slot.failures)
+                                                    or self._ledger.is_failing(key))
                 if result is Outcome.DELIVERED:
                     if slot.pending is document:
                         slot.pending = None
                     slot.failures = 0
-                    self._counts["delivered"] += 1
-                    await self._recovered(subscription)
-                    slot.subscription = replace(slot.subscription, failing_since_us=None)
+                    if (self._ledger.delivered(subscription)
+                            or subscription.failing_since_us is not None):
+                        await self._record_failing(subscription, None)
+                        slot.subscription = replace(slot.subscription, failing_since_us=None)
                     continue
                 if result is Outcome.GONE:
                     await self._gone(subscription)
                     return
                 slot.failures += 1
-                self._counts["failed_attempts"] += 1
-                await self._failed(subscription, error)
+                since_us = self._ledger.failed(subscription, error, _now_us())
+                if since_us is not None and subscription.failing_since_us is None:
+                    await self._record_failing(subscription, since_us)
                 retry = next_retry(slot.failures, self._rng.random(),
                                    loop.time() - slot.pending_since, give_up_s)
                 if retry.give_up:
@@ -261,17 +255,14 @@ class Deliverer:
                                 "%d s; the subscription stays until its lease ends",
                                 subscription.topic, escape(subscription.callback),
                                 slot.failures, give_up_s)
-                    self._counts["given_up"] += 1
+                    self._ledger.gave_up()
                     slot.pending = None
-                    self._report()
                     return
-                self._report()
                 await asyncio.sleep(retry.delay_s)
                 # Still subscribed (not unsubscribed, not expired), and with which secret?
                 current = await self._current(subscription)
                 if current is None:  # unsubscribed or expired: out of the report too
-                    if self._failing.pop(key, None) is not None:
-                        self._report()
+                    self._ledger.forget(key)
                     return
                 slot.subscription = current
         except Exception:  # a bug: this notification is lost, the next change is delivered
@@ -335,9 +326,8 @@ class Deliverer:
             give_up_place()
 
     async def _sign(self, secret: bytes, body: bytes) -> str:
-        """The signature, off the event loop for a large body: an HMAC of a 160 KB feed is
-        0.14 ms, a hundred subscribers' 14 ms. hashlib lets go of the GIL while it hashes, so
-        the loop goes on sending meanwhile."""
+        """The signature; off the event loop for a body of SIGN_OFF_LOOP_BYTES or more
+        (hashlib lets go of the GIL while it hashes: the loop goes on meanwhile)."""
         if len(body) < SIGN_OFF_LOOP_BYTES:
             return signature(secret, body)
         return await asyncio.get_running_loop().run_in_executor(self._signing, signature,
@@ -354,42 +344,12 @@ class Deliverer:
 
     # -- what is recorded, logged and reported -------------------------------------------------
 
-    async def _failed(self, subscription: Subscription, error: str) -> None:
-        key = (subscription.topic, subscription.callback)
-        known = self._failing.get(key)
-        if known is not None:
-            if known.error != error:
-                self._failing[key] = replace(known, error=error)
-            return
-        since_us = subscription.failing_since_us or _now_us()  # kept across restarts
-        since = datetime.fromtimestamp(since_us / 1e6, UTC).isoformat()
-        self._failing[key] = FailingSubscriber(subscription.topic, subscription.callback,
-                                               since, error)
-        log.warning("WebSub: delivering %s to %s fails (%s); retrying with backoff",
-                    subscription.topic, escape(subscription.callback), escape(error))
-        if subscription.failing_since_us is None:
-            await self._record_failing(subscription, since_us)
-
-    async def _recovered(self, subscription: Subscription) -> None:
-        key = (subscription.topic, subscription.callback)
-        was_failing = self._failing.pop(key, None) is not None
-        if was_failing:
-            log.info("WebSub: delivering %s to %s works again", subscription.topic,
-                     escape(subscription.callback))
-        if was_failing or subscription.failing_since_us is not None:
-            await self._record_failing(subscription, None)
-        self._report()
-
     async def _gone(self, subscription: Subscription) -> None:
-        log.info("WebSub: %s answered 410 Gone; its subscription to %s ends (WebSub §7)",
-                 escape(subscription.callback), subscription.topic)
-        self._counts["gone"] += 1
-        self._failing.pop((subscription.topic, subscription.callback), None)
+        self._ledger.gone(subscription)
         try:
             await self._on_storage(_unsubscribe, subscription.topic, subscription.callback)
         except FeedsvcError as e:
             log.error("WebSub: cannot remove the subscription (%s)", e)
-        self._report()
 
     async def _record_failing(self, subscription: Subscription, since_us: int | None) -> None:
         try:
@@ -397,16 +357,6 @@ class Deliverer:
                                    since_us)
         except FeedsvcError as e:
             log.error("WebSub: cannot record a subscriber's failures (%s)", e)
-
-    def _report(self) -> None:
-        if self._health is None:
-            return
-        failing = self._failing
-        report = DeliveryReport(
-            **self._counts, failing_count=len(failing),
-            failing=tuple(v for _, v in zip(range(HEALTH_FAILING_MAX), failing.values(),
-                                            strict=False)))
-        self._health.current = replace(self._health.current, deliveries=report)
 
     def _on_storage(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
         return self._call(fn, self._storage, *args)
