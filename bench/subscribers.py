@@ -95,11 +95,10 @@ class Connection(asyncio.Protocol):
         self.buffer = bytearray()
         self.head: tuple[str, str, dict[str, str]] | None = None
         self.length = 0
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.WriteTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's: not a subclass
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
