@@ -71,7 +71,6 @@ import bisect
 import hashlib
 import itertools
 import logging
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -89,6 +88,7 @@ from feedsvc.model import (
     from_micros,
     to_micros,
 )
+from feedsvc.publish.doccache import DocumentCache
 from feedsvc.publish.docdates import DocumentDates
 from feedsvc.publish.docformat import FeedFormat, Renderer, feed_updated
 from feedsvc.publish.ids import discovery_link, entry_id, make_item
@@ -103,8 +103,9 @@ log = logging.getLogger("feedsvc")
 
 #: Cache-Control of a full archive page: its entries never change when new ones arrive.
 IMMUTABLE = "public, max-age=31536000, immutable"
-#: Rendered pages kept (all formats together): ~100-300 KB each in three codings.
-CACHE_DOCUMENTS = 48
+#: Rendered pages kept (all formats together), in bytes of every coding: a 50-entry page is
+#: ~240 KB in three codings, so about 25 pages.
+CACHE_BYTES = 6 * 1024 * 1024
 #: The state's rows: the span last dated, a page's own change, a shift from a page on.
 SPAN_PATH = f"/{ARCHIVES}"
 AFTER_PREFIX = f"/{ARCHIVES}after/"
@@ -422,11 +423,10 @@ class ArchivePages(StateReader):
     """The serving side: archive pages read from the state on request, rendered in a thread
     of their own (never on the event loop, never in the pipeline's thread), in a small LRU."""
 
-    def __init__(self, config: Config, capacity: int = CACHE_DOCUMENTS) -> None:
+    def __init__(self, config: Config, cache_bytes: int = CACHE_BYTES) -> None:
         super().__init__(config, "feedsvc-archive")
-        self.capacity = capacity
         # (page, extension) → (its rows, Last-Modified and previous, the document)
-        self._cache: OrderedDict[tuple[int, str], tuple[object, Document]] = OrderedDict()
+        self._cache: DocumentCache[tuple[int, str], object] = DocumentCache(cache_bytes)
         self._renderers: dict[str, Renderer] = {}  # extension → its renderer
         self._kept_items: dict[tuple[str, int, int, str | None], Item] = {}  # the last page's
 
@@ -473,7 +473,6 @@ class ArchivePages(StateReader):
         key = (tuple(rows), modified, previous)
         cached = self._cache.get((page, fmt.extension))
         if cached is not None and cached[0] == key:
-            self._cache.move_to_end((page, fmt.extension))
             return cached[1]
         items = self._items(store, rows)
         if items is None:
@@ -499,9 +498,7 @@ class ArchivePages(StateReader):
             previous=from_micros(previous) if previous is not None else None,
             cache_control=IMMUTABLE if full else None,
             link=discovery_link(info.hubs, fmt.url(info)))
-        self._cache[(page, fmt.extension)] = (key, document)
-        while len(self._cache) > self.capacity:
-            self._cache.popitem(last=False)
+        self._cache.put((page, fmt.extension), key, document)
         return document
 
     def _items(self, store: Store, rows: Sequence[tuple[int, str, int, int, int | None,

@@ -9,7 +9,6 @@ not in memory: such a page is read from SQLite on request, rendered in a thread 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +17,7 @@ from feedsvc.errors import StoreError
 from feedsvc.ingest.parser import rebuild_entry
 from feedsvc.ingest.seedrules import is_slug
 from feedsvc.model import Document, FeedInfo, from_micros
+from feedsvc.publish.doccache import DocumentCache
 from feedsvc.publish.ids import make_item
 from feedsvc.publish.pages import (
     HTML_TYPE,
@@ -32,20 +32,20 @@ from feedsvc.publish.statereader import StateReader
 
 log = logging.getLogger("feedsvc")
 
-CACHE_PAGES = 512
+#: Entry pages kept, in bytes of every coding (~12 KB a page: about 250 pages).
+CACHE_BYTES = 3 * 1024 * 1024
 
 
 class EntryPages(StateReader):
-    def __init__(self, config: Config, capacity: int = CACHE_PAGES) -> None:
+    def __init__(self, config: Config, cache_bytes: int = CACHE_BYTES) -> None:
         super().__init__(config, "feedsvc-pages")
-        self.capacity = capacity
         # slug → (the version it was made of, the page): published (a change of `date:` alone
         # moves it and the page's revision, not `updated`), updated, Last-Modified, previous;
         # None for a 410 page.
         self._not_found: tuple[FeedInfo, bytes] | None = None
         self._removed: tuple[FeedInfo, bytes] | None = None
-        self._cache: OrderedDict[str, tuple[tuple[int, int, datetime, int | None] | None,
-                                            Document]] = OrderedDict()
+        self._cache: DocumentCache[str, tuple[int, int, datetime, int | None] | None] = \
+            DocumentCache(cache_bytes)
 
     def not_found(self) -> bytes | None:
         """The body of a 404, in the site's language (None before the feed's info is known).
@@ -107,7 +107,6 @@ class EntryPages(StateReader):
         version = (published, updated, moment, previous)
         cached = self._cache.get(slug)
         if cached is not None and cached[0] == version:
-            self._cache.move_to_end(slug)
             return cached[1]
         entry = rebuild_entry(slug, content, self.options)
         if entry is None:
@@ -121,9 +120,7 @@ class EntryPages(StateReader):
             since = moment - timedelta(microseconds=1) if moment.microsecond else None
         document = make_document(entry_path(slug), HTML_TYPE, render_entry(self.info, item),
                                  moment, self.config.server.cache_max_age, previous=since)
-        self._cache[slug] = (version, document)
-        while len(self._cache) > self.capacity:
-            self._cache.popitem(last=False)
+        self._cache.put(slug, version, document)
         return document
 
     def _gone(self, slug: str) -> Document | None:
@@ -136,19 +133,16 @@ class EntryPages(StateReader):
             log.error("%s", e)
             deleted = None
         if deleted is None:
-            self._cache.pop(slug, None)
+            self._cache.pop(slug)
             return None
         moment = from_micros(deleted)
         cached = self._cache.get(slug)
         if cached is not None and cached[1].status == 410 and cached[1].last_modified == moment:
-            self._cache.move_to_end(slug)
             return cached[1]
         info = self.info
         body = render_gone(info, slug, moment)
         document = replace(make_document(entry_path(slug), HTML_TYPE, body, moment,
                                          self.config.server.cache_max_age), status=410)
-        self._cache[slug] = (None, document)
-        while len(self._cache) > self.capacity:
-            self._cache.popitem(last=False)
+        self._cache.put(slug, None, document)
         return document
 

@@ -19,7 +19,6 @@ so a date could make If-Modified-Since answer 304 for changed bytes.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from feedsvc.errors import StoreError
 from feedsvc.ingest.parser import rebuild_entry
 from feedsvc.ingest.seedrules import is_slug
 from feedsvc.model import Document, Item, from_micros
+from feedsvc.publish.doccache import DocumentCache
 from feedsvc.publish.ids import make_item
 from feedsvc.publish.pages import HTML_TYPE, render_index, render_tag, render_tags
 from feedsvc.publish.registry import TAGS
@@ -39,7 +39,8 @@ from feedsvc.state.store import Store
 
 log = logging.getLogger("feedsvc")
 
-CACHE_PAGES = 128
+#: Pages kept, in bytes of every coding (a page of 50 entries is ~40 KB: about 75 pages).
+CACHE_BYTES = 3 * 1024 * 1024
 #: Page numbers past this are 404 without a query (a URL is at most 9 digits).
 _MAX_DIGITS = 9
 
@@ -62,14 +63,13 @@ def page_number(text: str) -> int | None:
 
 
 class SitePages(StateReader):
-    def __init__(self, config: Config, capacity: int = CACHE_PAGES) -> None:
+    def __init__(self, config: Config, cache_bytes: int = CACHE_BYTES) -> None:
         super().__init__(config, "feedsvc-site")
-        self.capacity = capacity
         self.page_entries = config.feed.max_entries
         # ((the connection, its data_version, the second), what `site_version` said then).
         self._version: tuple[tuple[int, int, int], tuple[int, ...]] | None = None
-        self._cache: OrderedDict[tuple[str, str, int], tuple[tuple[object, ...], Document]] = \
-            OrderedDict()
+        self._cache: DocumentCache[tuple[str, str, int], tuple[object, ...]] = \
+            DocumentCache(cache_bytes)
 
     async def index_page(self, number: int) -> Document | None:
         """`/page/{number}` (number ≥ 2); None past the last page."""
@@ -119,7 +119,6 @@ class SitePages(StateReader):
                 count = version[0]
                 cached = self._cache.get((kind, key, number))
                 if cached is not None and cached[0] == version:
-                    self._cache.move_to_end((kind, key, number))
                     return cached[1]
                 body = self._render(store, now, kind, key, number, count)
         except StoreError as e:
@@ -132,9 +131,7 @@ class SitePages(StateReader):
                 "tags": f"/{TAGS}"}[kind]
         document = _etag_only(make_document(path, HTML_TYPE, body, self.info.created,
                                             self.config.server.cache_max_age))
-        self._cache[(kind, key, number)] = (version, document)
-        while len(self._cache) > self.capacity:
-            self._cache.popitem(last=False)
+        self._cache.put((kind, key, number), version, document)
         return document
 
     def _site_version(self, store: Store, now: int) -> tuple[int, ...]:
