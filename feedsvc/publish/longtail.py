@@ -32,8 +32,8 @@ from feedsvc.publish.statereader import StateReader
 
 log = logging.getLogger("feedsvc")
 
-#: Entry pages kept, in bytes of every coding (~12 KB a page: about 250 pages).
-CACHE_BYTES = 3 * 1024 * 1024
+#: Entry pages kept, in bytes of every coding (~12 KB a page: about 170 pages).
+CACHE_BYTES = 2 * 1024 * 1024
 
 
 class EntryPages(StateReader):
