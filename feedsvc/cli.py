@@ -71,9 +71,10 @@ def serve(config: Config, args: argparse.Namespace | None = None) -> int:
 
     from feedsvc.serve.app import make_app
     from feedsvc.serve.connections import Limits, run_app
-    from feedsvc.serve.memory import limit_malloc_arenas
+    from feedsvc.serve.memory import fix_mmap_threshold, limit_malloc_arenas
 
     limit_malloc_arenas()  # before any thread starts
+    fix_mmap_threshold()
     quiet_bad_requests()
     host, port = config.server.host, config.server.port
     access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None

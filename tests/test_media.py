@@ -165,7 +165,12 @@ def test_a_missing_media_folder_is_404_not_an_error(
         site: Path, serve: Callable[[Path], ServeProcess]) -> None:
     server = serve(site / "config.toml")
     assert server.get("/media/carte.png")[0] == 404
-    assert server.get("/media/carte.png")[0] == 404
+    status, headers, body = server.get("/media/carte.png")
+    # The site's 404 page, as for any other path (a link home, in the site's language).
+    assert status == 404 and headers["Content-Type"] == "text/html; charset=utf-8"
+    assert body == server.get("/no/such/page")[2] and body.startswith(b"<!DOCTYPE html>")
+    for path in ("/sitemaps/01.xml", "/media/", "/media/%2e%2e/config.toml"):
+        assert server.get(path)[:3:2] == (404, body), path
     assert server.log().count("media folder") == 1  # said once
     (site / "media").mkdir()
     (site / "media" / "carte.png").write_bytes(PNG)

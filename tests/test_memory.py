@@ -57,3 +57,44 @@ def test_the_operators_setting_wins(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert limit_malloc_arenas() is False
+
+
+#: A 1 MiB block freed (glibc's dynamic threshold then rises to 1 MiB), then a 300 KB one:
+#: mmapped (mallinfo2's hblks) only while the threshold is fixed.
+_BIG_BLOCKS = """
+import ctypes, sys
+if sys.argv[1] == "fixed":
+    from feedsvc.serve.memory import fix_mmap_threshold
+    assert fix_mmap_threshold()
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Mallinfo2
+big = bytearray(1 << 20)
+del big
+before = libc.mallinfo2().hblks
+body = bytearray(300_000)
+print(libc.mallinfo2().hblks - before)
+"""
+
+
+def _mmapped(mode: str) -> int:
+    done = subprocess.run([sys.executable, "-c", _BIG_BLOCKS, mode], capture_output=True,
+                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc: Linux only")
+def test_bodies_of_100_kb_and_more_stay_mmapped_once_the_threshold_is_fixed() -> None:
+    assert _mmapped("fixed") == 1  # given back to the system when freed
+    assert _mmapped("default") == 0  # the test can tell: from the heap, its hole kept
+
+
+def test_the_operators_mmap_threshold_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    from feedsvc.serve.memory import fix_mmap_threshold
+
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert fix_mmap_threshold() is False

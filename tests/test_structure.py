@@ -295,3 +295,20 @@ def test_no_class_is_over_300_lines() -> None:
             if isinstance(node, ast.ClassDef) and node.end_lineno
             and node.end_lineno - node.lineno + 1 > CLASS_MAX_LINES]
     assert long == []
+
+
+def test_every_404_and_410_is_the_sites_page() -> None:
+    """A 404 or 410 anywhere in the service (media, the site's files, the feeds) is the site's
+    HTML page in its language: made by handlers.not_found and handlers.gone only."""
+    bare = []
+    for path in sorted((PACKAGE / "serve").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            allowed = path.name == "handlers.py" and function.name in ("not_found", "gone")
+            for node in ast.walk(function):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr in ("HTTPNotFound", "HTTPGone") and not allowed):
+                    bare.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert bare == [], "raise handlers.not_found(request) or handlers.gone(request)"

@@ -80,8 +80,13 @@ def test_past_tombstone_days_the_tag_is_gone_for_good(tmp_path: Path, serve) -> 
     _, headers, body = server.get("/tags/x.atom")
     assert headers["Content-Type"] == "text/html; charset=utf-8"
     assert "<h1>Supprimé</h1>".encode() in body and "Retour à la une".encode() in body
-    assert server.get("/tags/y.atom")[0] == 200
-    assert server.get("/tags/never.atom")[0] == 404
+    # Its HTML page too: 410 and the same page, not a 404 (it existed).
+    for path in ("/tags/x", "/tags/x/page/2"):
+        status, headers, page = server.get(path)
+        assert (status, headers["Content-Type"]) == (410, "text/html; charset=utf-8"), path
+        assert "<h1>Supprimé</h1>".encode() in page
+    assert server.get("/tags/y.atom")[0] == 200 and server.get("/tags/y")[0] == 200
+    assert server.get("/tags/never.atom")[0] == 404 and server.get("/tags/never")[0] == 404
     # While served: the tag that loses its entries now is gone at once, never 404.
     (tmp_path / "seeds" / "b.txt").unlink()
     wait_until(lambda: server.get("/tags/y.atom")[0] == 410)

@@ -21,7 +21,7 @@ from feedsvc.model import Document, Snapshot
 from feedsvc.publish.pages import (
     HTML_TYPE,
 )
-from feedsvc.publish.registry import entry_path, format_of
+from feedsvc.publish.registry import TAGS, entry_path, format_of, formats
 from feedsvc.publish.sitebuild import stylesheet_document
 from feedsvc.publish.sitepages import page_number
 from feedsvc.publish.snapshot import CODINGS
@@ -42,9 +42,7 @@ async def serve_document(request: web.Request) -> web.StreamResponse:
     if gone_at is not None and time.time() >= gone_at:
         # A tag that lost its last entry `tombstone_days` ago: gone for good, and known to
         # have existed (RFC 9110 §15.5.11), so readers can drop the subscription.
-        gone = web.HTTPGone(headers={"Content-Type": HTML_TYPE})
-        gone.body = request.app[PAGES].removed() or b""
-        raise gone
+        raise gone(request)
     document = snapshot.documents.get(path)
     if document is None:
         _not_there(request, snapshot)
@@ -106,8 +104,16 @@ async def serve_site_page(request: web.Request) -> web.StreamResponse:
         else:
             document = await site.tags_index()
     if document is None:
+        if "tag" in match and _tag_gone(snapshot, match["tag"]):
+            raise gone(request)  # its feeds answer 410 (or will): so does its page
         _not_there(request, snapshot)
     return respond(request, document)
+
+
+def _tag_gone(snapshot: Snapshot, tag: str) -> bool:
+    """The tag lost its last entry: its feeds are in `gone_at` (tagdocs.py), from the day
+    they emptied; the page, with nothing to list, is gone from that day."""
+    return any(fmt.path(f"{TAGS}{tag}") in snapshot.gone_at for fmt in formats())
 
 
 async def serve_neighbour(request: web.Request) -> web.StreamResponse:
@@ -137,8 +143,16 @@ def _not_there(request: web.Request, snapshot: Snapshot) -> NoReturn:
     raise not_found(request)
 
 
+def gone(request: web.Request) -> web.HTTPGone:
+    """A 410 with the site's HTML page saying what was here is removed (RFC 9110 §15.5.11)."""
+    error = web.HTTPGone(headers={"Content-Type": HTML_TYPE})
+    error.body = request.app[PAGES].removed() or b""
+    return error
+
+
 def not_found(request: web.Request) -> web.HTTPNotFound:
-    """A 404 with the site's HTML page (in its language, with a link home)."""
+    """A 404 with the site's HTML page (in its language, with a link home). Every 404 of the
+    service is this one (test_structure: no bare HTTPNotFound), media and site files too."""
     body = request.app[PAGES].not_found()
     if body is None:
         return web.HTTPNotFound()

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from feedsvc.httpdates import http_date, parse_http_date
 from feedsvc.ingest.mediafiles import media_segments, served_type
+from feedsvc.serve.handlers import not_found
 from feedsvc.serve.keys import CONFIG, MEDIA
 from feedsvc.serve.mediafolder import MediaFolder, Opened
 from feedsvc.serve.negotiation import not_modified
@@ -120,10 +121,10 @@ async def serve_media(request: web.Request) -> web.StreamResponse:
     media: MediaFolder = request.app[MEDIA]
     segments = request_segments(request.rel_url.raw_path)
     if segments is None:
-        raise web.HTTPNotFound()
+        raise not_found(request)
     opened = await asyncio.to_thread(media.open, segments)
     if opened is None:
-        raise web.HTTPNotFound()
+        raise not_found(request)
     try:
         return _respond(request, opened)
     except BaseException:

@@ -6,14 +6,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from feedsvc.publish.sitemap import SITEMAPS
-from feedsvc.serve.handlers import respond
+from feedsvc.serve.handlers import not_found, respond
 from feedsvc.serve.keys import LIVE, SITE_FILES
 
 
 async def serve_feed_style(request: web.Request) -> web.StreamResponse:
     document = request.app[SITE_FILES].stylesheet
     if request.rel_url.path != document.path:  # another version's URL: never other bytes
-        raise web.HTTPNotFound()
+        raise not_found(request)
     return respond(request, document)
 
 
@@ -33,12 +33,12 @@ async def serve_sitemap(request: web.Request) -> web.StreamResponse:
         digits = name.removesuffix(".xml")
         if (not name.endswith(".xml") or not digits.isascii() or not digits.isdigit()
                 or digits.startswith("0") or len(digits) > 9):
-            raise web.HTTPNotFound()
+            raise not_found(request)
         number = int(digits)
     document = await request.app[SITE_FILES].sitemap(snapshot, number) \
         if snapshot.documents else None
     if document is None:
         if number is not None and snapshot.documents:
-            raise web.HTTPNotFound()
+            raise not_found(request)
         raise web.HTTPServiceUnavailable(headers={"Retry-After": "5"})
     return respond(request, document)
