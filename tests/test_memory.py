@@ -39,8 +39,9 @@ with tempfile.TemporaryFile() as f:
 """
 
 
-def _arenas(mode: str) -> int:
-    done = subprocess.run([sys.executable, "-c", _THREADS, mode], capture_output=True,
+def _count(script: str, mode: str) -> int:
+    """What `script` prints, run in a fresh interpreter (glibc's settings are per process)."""
+    done = subprocess.run([sys.executable, "-c", script, mode], capture_output=True,
                           text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     return int(done.stdout)
@@ -48,8 +49,8 @@ def _arenas(mode: str) -> int:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc arenas: Linux only")
 def test_threads_share_two_arenas_once_capped() -> None:
-    assert _arenas("capped") <= ARENAS
-    assert _arenas("default") > ARENAS  # the test can tell: without the cap there are more
+    assert _count(_THREADS, "capped") <= ARENAS
+    assert _count(_THREADS, "default") > ARENAS  # the test can tell: without the cap there are more
 
 
 def test_the_operators_setting_wins(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,17 +81,10 @@ print(libc.mallinfo2().hblks - before)
 """
 
 
-def _mmapped(mode: str) -> int:
-    done = subprocess.run([sys.executable, "-c", _BIG_BLOCKS, mode], capture_output=True,
-                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
-    assert done.returncode == 0, done.stderr
-    return int(done.stdout)
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc: Linux only")
 def test_bodies_of_100_kb_and_more_stay_mmapped_once_the_threshold_is_fixed() -> None:
-    assert _mmapped("fixed") == 1  # given back to the system when freed
-    assert _mmapped("default") == 0  # the test can tell: from the heap, its hole kept
+    assert _count(_BIG_BLOCKS, "fixed") == 1  # given back to the system when freed
+    assert _count(_BIG_BLOCKS, "default") == 0  # the test can tell: from the heap, its hole kept
 
 
 def test_the_operators_mmap_threshold_wins(monkeypatch: pytest.MonkeyPatch) -> None:
