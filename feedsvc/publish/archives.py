@@ -104,10 +104,10 @@ log = logging.getLogger("feedsvc")
 #: Cache-Control of a full archive page: its entries never change when new ones arrive.
 IMMUTABLE = "public, max-age=31536000, immutable"
 #: Rendered pages kept (all formats together), in bytes of every coding: a 50-entry page is
-#: ~240 KB in three codings, so about a dozen pages, the newest first asked for (RFC 5005
+#: ~240 KB in three codings, so about eight pages, the newest first asked for (RFC 5005
 #: clients walk back from the newest). A full page is `immutable`: readers and caches in front
 #: keep it; a page asked for again after it left is rendered anew in 2-3 ms.
-CACHE_BYTES = 3 * 1024 * 1024
+CACHE_BYTES = 2 * 1024 * 1024
 #: The state's rows: the span last dated, a page's own change, a shift from a page on.
 SPAN_PATH = f"/{ARCHIVES}"
 AFTER_PREFIX = f"/{ARCHIVES}after/"

@@ -32,8 +32,9 @@ from feedsvc.publish.statereader import StateReader
 
 log = logging.getLogger("feedsvc")
 
-#: Entry pages kept, in bytes of every coding (~12 KB a page: about 170 pages).
-CACHE_BYTES = 2 * 1024 * 1024
+#: Entry pages kept, in bytes of every coding (~12 KB a page: about 85 pages; one asked for
+#: again after it left is made anew from the state in about a millisecond).
+CACHE_BYTES = 1024 * 1024
 
 
 class EntryPages(StateReader):

@@ -39,8 +39,8 @@ from feedsvc.state.store import Store
 
 log = logging.getLogger("feedsvc")
 
-#: Pages kept, in bytes of every coding (a page of 50 entries is ~40 KB: about 50 pages).
-CACHE_BYTES = 2 * 1024 * 1024
+#: Pages kept, in bytes of every coding (a page of 50 entries is ~40 KB: about 25 pages).
+CACHE_BYTES = 1024 * 1024
 #: Page numbers past this are 404 without a query (a URL is at most 9 digits).
 _MAX_DIGITS = 9
 
