@@ -81,6 +81,8 @@ class ServerConfig:
     header_timeout_s: int = 10
     #: Time allowed between two successful writes of a body, like nginx's send_timeout.
     send_timeout_s: int = 60
+    #: Serve /metrics (Prometheus text format); off: /metrics is a 404 like any unknown path.
+    metrics: bool = False
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
                                     ServerConfig.header_timeout_s, _in_range(1, 3600)),
         send_timeout_s=tables.get("server", "send_timeout_s", int,
                                   ServerConfig.send_timeout_s, _in_range(1, 3600)),
+        metrics=tables.get("server", "metrics", bool, ServerConfig.metrics),
     )
     watch = WatchConfig(
         step_ms=tables.get("watch", "step_ms", int, WatchConfig.step_ms, _in_range(1, 10_000)),
@@ -319,7 +322,7 @@ class _Tables:
                  "tombstone_days", "archive_page_entries", "tombstones_max"},
         "paths": {"seeds", "state", "output", "media"},
         "server": {"host", "port", "cache_max_age", "access_log", "workers", "max_connections",
-                   "header_timeout_s", "send_timeout_s"},
+                   "header_timeout_s", "send_timeout_s", "metrics"},
         "watch": {"step_ms", "debounce_ms", "rescan_s", "max_seed_bytes"},
         "websub": {"hubs", "builtin_hub", "allow_private_callbacks", "lease_default_s",
                    "lease_min_s", "lease_max_s", "max_subscriptions_per_topic",

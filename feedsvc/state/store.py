@@ -149,6 +149,8 @@ class StateFile:
         self._reader = False  # a second, read-only connection (open_for_reading)
         self._schema_learned = True  # Store's _learn_schema says otherwise when it fails
         self._in_read = False  # within `reading`: one transaction, no following the file
+        #: Writes that failed since the file was opened (/metrics).
+        self.write_failures = 0
         self._learn_schema()
 
     @property
@@ -207,6 +209,13 @@ class StateFile:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _write(self, statements: Callable[[], None]) -> None:
+        try:
+            self._try_write(statements)
+        except StoreError:
+            self.write_failures += 1
+            raise
+
+    def _try_write(self, statements: Callable[[], None]) -> None:
         if self.corrupt:
             # Never write into a damaged file (it would spread the damage, and `state repair`
             # reads it): changes wait in memory.
