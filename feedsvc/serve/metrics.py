@@ -2,7 +2,7 @@
 our own (prometheus-client's global one holds whatever other libraries register).
 
 The hot path pays one dictionary update per request, nothing else: aiohttp calls its access
-logger once a response is written, and `CountingAccessLogger.log` adds 1 and the body's bytes
+logger once a response is written, and `CountingAccessLogger.log` adds 1 and the bytes written
 to a plain dict keyed by (route, status, coding). prometheus-client's own Counter would take a
 lock and look its labels up at every request; here the dict is read only when /metrics is
 scraped, by `RequestCollector`. Everything else is read at scrape time too: the gauges from
@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_log import AccessLogger
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -34,6 +34,9 @@ from prometheus_client.registry import Collector
 from feedsvc.publish.snapshot import Live
 from feedsvc.serve.health import LiveHealth
 
+#: The classic text format (0.0.4), which every Prometheus and agent reads; prometheus-client
+#: 0.22+ calls its output 1.0.0, the same bytes for names like ours.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: The route label of a request no route matched (a method no route takes: 405).
 NO_ROUTE = "(none)"
 #: Buckets of the durations, in seconds: a single-seed change takes milliseconds, a full scan of
@@ -41,7 +44,7 @@ NO_ROUTE = "(none)"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                     120.0, float("inf"))
 
-#: (route, status, coding) -> [requests, body bytes sent]
+#: (route, status, coding) -> [requests, bytes written: head and body]
 Counts = dict[tuple[str, int, str], list[int]]
 
 
@@ -130,8 +133,9 @@ class RequestCollector(Collector):
             "feedsvc_http_requests", "HTTP requests answered, by route (the route's pattern), "
             "status and content coding", labels=labels)
         sent = CounterMetricFamily(
-            "feedsvc_http_response_body_bytes", "Bytes of response bodies sent (after "
-            "content coding), by route, status and coding", labels=labels)
+            "feedsvc_http_response_bytes", "Bytes of responses written to the socket: status "
+            "line, headers and body after content coding (as nginx's $bytes_sent), by route, "
+            "status and coding", labels=labels)
         for (route, status, coding), (count, size) in sorted(self._counts.items()):
             values = [route, str(status), coding, self._worker]
             requests.add_metric(values, count)
@@ -191,7 +195,7 @@ class ServiceCollector(Collector):
 async def serve_metrics(request: web.Request) -> web.Response:
     """GET /metrics: this process's metrics (a few KB, made in well under a millisecond)."""
     body = request.app[METRICS].exposition()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST,
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE,
                                             "Cache-Control": "no-store"})
 
 
