@@ -13,17 +13,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 import feedsvc
-from feedsvc.config import Config, find_config, load_config
+from feedsvc.config import LOG_LEVELS, Config, LogConfig, find_config, load_config
 from feedsvc.errors import ConfigError, FeedsvcError, StoreError, UsageError
 from feedsvc.ingest.catalog import Catalog
 from feedsvc.ingest.dates import DateError, parse_date
 from feedsvc.ingest.source import FolderMissing
-from feedsvc.logtext import EscapingFormatter, escape
+from feedsvc.logtext import (
+    EscapingFormatter,
+    JournalFormatter,
+    JsonFormatter,
+    escape,
+    stderr_is_journal,
+)
 from feedsvc.model import Document, FeedInfo, Snapshot
 from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.ids import builtin_hub_url, hub_urls, parse_options
@@ -53,9 +60,10 @@ def _and(names: Iterable[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _argument_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(LogConfig(level=_cli_level(args) or LogConfig.level))
     try:
-        config = load_config(find_config(args.config))
+        config = with_cli_level(load_config(find_config(args.config)), args)
+        setup_logging(config.log)
         return int(args.command(config, args))
     except (ConfigError, UsageError) as e:
         print(f"feedsvc: {escape(str(e))}", file=sys.stderr)
@@ -130,7 +138,7 @@ def _follower_main(config: Config, leader: Connection, number: int) -> None:
     from feedsvc.serve.app import make_follower_app
     from feedsvc.serve.connections import run_app
 
-    setup_logging(verbose=False)
+    setup_logging(config.log)
     quiet_bad_requests()
     access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
     run_app(make_follower_app(config, leader), config.server, loop=new_event_loop(),
@@ -421,7 +429,10 @@ def _command(commands: argparse._SubParsersAction, name: str,  # type: ignore[ty
     command = commands.add_parser(name, help=help_text, description=fn.__doc__)
     command.add_argument("--config", metavar="PATH",
                          help="config file (default: ./config.toml, else $FEEDSVC_CONFIG)")
-    command.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    command.add_argument("-v", "--verbose", action="store_true",
+                         help="log debug details (--log-level debug)")
+    command.add_argument("--log-level", choices=LOG_LEVELS,
+                         help="the least severe records logged (default: [log] level, info)")
     command.set_defaults(command=fn)
     return command
 
@@ -435,13 +446,35 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def setup_logging(verbose: bool) -> None:
+def _cli_level(args: argparse.Namespace) -> str | None:
+    """--log-level, else -v's debug, else None (the config's [log] level)."""
+    level = getattr(args, "log_level", None)
+    return level or ("debug" if getattr(args, "verbose", False) else None)
+
+
+def with_cli_level(config: Config, args: argparse.Namespace) -> Config:
+    """The config with --log-level (or -v) in place of its [log] level: worker processes get
+    it with the config."""
+    level = _cli_level(args)
+    return config if level is None else replace(config, log=replace(config.log, level=level))
+
+
+def setup_logging(settings: LogConfig) -> None:
+    """Records to stderr at `settings.level`, as text or JSON lines; with `<N>` priorities and
+    no timestamp when stderr is the journal ($JOURNAL_STREAM names it: systemd.exec(5))."""
+    journal = stderr_is_journal(os.environ)
     # Every record one line, whatever a file name or a seed holds (log injection, terminal
     # escapes, undecodable bytes): escaped by the handler's formatter, not by each call.
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
-    if not verbose:  # aiohttp's own INFO lines are noise next to ours
+    if settings.format == "json":
+        handler.setFormatter(JsonFormatter(journal=journal))
+    elif journal:
+        handler.setFormatter(JournalFormatter())
+    else:
+        handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
+    level = getattr(logging, settings.level.upper())
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    if level > logging.DEBUG:  # aiohttp's own INFO lines are noise next to ours
         logging.getLogger("aiohttp").setLevel(logging.WARNING)
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.INFO)  # shown only when switched on

@@ -122,6 +122,19 @@ class WebSubConfig:
     give_up_after_s: int = 86_400
 
 
+#: `[log] level` and `--log-level`.
+LOG_LEVELS = ("debug", "info", "warning", "error")
+#: `[log] format`: text lines, or JSON lines (logtext.JsonFormatter).
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    #: The least severe records written; `--log-level` (or `-v`: debug) overrides it.
+    level: str = "info"
+    format: str = "text"
+
+
 @dataclass(frozen=True)
 class Config:
     feed: FeedConfig
@@ -130,6 +143,7 @@ class Config:
     watch: WatchConfig
     config_file: Path | None = None  # the file this came from
     websub: WebSubConfig = WebSubConfig()
+    log: LogConfig = LogConfig()
 
     def entry_link(self, slug: str) -> str:
         return self.feed.entry_url.format(base_url=self.feed.base_url, slug=slug)
@@ -273,9 +287,13 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     )
 
     websub = _websub(tables)
+    log = LogConfig(
+        level=tables.get("log", "level", str, LogConfig.level, _one_of(LOG_LEVELS)),
+        format=tables.get("log", "format", str, LogConfig.format, _one_of(LOG_FORMATS)),
+    )
     tables.reject_unknown()
     return Config(feed=feed, paths=paths, server=server, watch=watch, config_file=path,
-                  websub=websub)
+                  websub=websub, log=log)
 
 
 def _websub(tables: _Tables) -> WebSubConfig:
@@ -328,6 +346,7 @@ class _Tables:
                    "lease_min_s", "lease_max_s", "max_subscriptions_per_topic",
                    "max_subscriptions_per_host", "subscribe_rate_per_min",
                    "request_timeout_s", "give_up_after_s"},
+        "log": {"level", "format"},
     }
 
     def __init__(self, data: Mapping[str, Any], path: Path) -> None:
@@ -376,6 +395,13 @@ def _non_empty(value: str) -> str | None:
 def _in_range(low: int, high: int) -> Callable[[int], str | None]:
     def check(value: int) -> str | None:
         return None if low <= value <= high else f"must be between {low} and {high}"
+    return check
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        return None if value in choices else "must be " + " or ".join(
+            f'"{choice}"' for choice in choices)
     return check
 
 

@@ -25,7 +25,9 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.hdrs import CONTENT_ENCODING
 from aiohttp.web_log import AccessLogger
+from aiohttp.web_urldispatcher import AbstractRoute
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
@@ -44,8 +46,8 @@ NO_ROUTE = "(none)"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                     120.0, float("inf"))
 
-#: (route, status, coding) -> [requests, bytes written: head and body]
-Counts = dict[tuple[str, int, str], list[int]]
+#: (route, status, Content-Encoding or None) -> [requests, bytes written: head and body]
+Counts = dict[tuple[AbstractRoute | None, int, str | None], list[int]]
 
 
 class PipelineMetrics:
@@ -109,10 +111,11 @@ class CountingAccessLogger(AbstractAccessLogger):
         return True  # else aiohttp never calls log()
 
     def log(self, request: Any, response: web.StreamResponse, time: float) -> None:
-        match = getattr(request, "_match_info", None)  # None: a request aiohttp refused (400)
-        resource = match.route.resource if match is not None else None
-        key = (resource.canonical if resource is not None else NO_ROUTE, response.status,
-               response.headers.get("Content-Encoding", "identity"))
+        # The route object itself is the key (its pattern is looked up at scrape time):
+        # two attribute reads fewer per request. None: a request aiohttp refused (400).
+        match = request._match_info
+        key = (match.route if match is not None else None, response.status,
+               response.headers.get(CONTENT_ENCODING))
         entry = self.counts.get(key)
         if entry is None:
             entry = self.counts[key] = [0, 0]
@@ -136,8 +139,16 @@ class RequestCollector(Collector):
             "feedsvc_http_response_bytes", "Bytes of responses written to the socket: status "
             "line, headers and body after content coding (as nginx's $bytes_sent), by route, "
             "status and coding", labels=labels)
-        for (route, status, coding), (count, size) in sorted(self._counts.items()):
-            values = [route, str(status), coding, self._worker]
+        totals: dict[tuple[str, str, str], list[int]] = {}
+        for (route, status, coding), (count, size) in list(self._counts.items()):
+            resource = route.resource if route is not None else None
+            key = (resource.canonical if resource is not None else NO_ROUTE, str(status),
+                   coding or "identity")
+            total = totals.setdefault(key, [0, 0])
+            total[0] += count
+            total[1] += size
+        for (route, status, coding), (count, size) in sorted(totals.items()):
+            values = [route, status, coding, self._worker]
             requests.add_metric(values, count)
             sent.add_metric(values, size)
         yield requests
