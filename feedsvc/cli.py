@@ -41,7 +41,7 @@ from feedsvc.publish.registry import ARCHIVES, MAIN, formats, tag_of
 from feedsvc.publish.sitebuild import write_site
 from feedsvc.publish.sitefiles import SiteFiles
 from feedsvc.publish.snapshot import write_atomically
-from feedsvc.state.store import backup_state, peek_stamps, repair_state
+from feedsvc.state.store import backup_state, check_state, peek_stamps, repair_state
 from feedsvc.state.subscriptions import SQLiteSubscriptions
 
 log = logging.getLogger("feedsvc")
@@ -379,10 +379,28 @@ def state_repair(config: Config, args: argparse.Namespace | None = None) -> int:
 
 
 def state_backup(config: Config, args: argparse.Namespace) -> int:
-    """Write a consistent copy of the state to PATH, also while feedsvc runs."""
+    """Write a consistent copy of the state to DEST, also while `serve` runs (SQLite's
+    online backup API); refused if DEST exists, unless --force."""
     dest = Path(args.path)
-    slugs = backup_state(config.paths.state, dest)
+    slugs = backup_state(config.paths.state, dest, overwrite=args.force)
     print(f"{dest}: {slugs} slugs copied from {config.paths.state}")
+    return EXIT_OK
+
+
+def state_check(config: Config, args: argparse.Namespace) -> int:
+    """Check a state file (by default the configured one; or a backup, before restoring it)
+    without changing it: every page and index, the schema; print what it holds. Exit 1 if it
+    is damaged or not a feedsvc state."""
+    path = Path(args.path) if args.path else config.paths.state
+    summary = check_state(path, time.time_ns() // 1000)
+    if not summary.sound:
+        print(f"{path}: not sound")
+        for problem in summary.problems:
+            print(f"  {escape(problem)}")
+        return EXIT_FAILURE
+    print(f"{path}: sound (schema {summary.schema}); feed id {summary.feed_id or '(none yet)'}; "
+          f"{summary.slugs} slugs, {summary.published} published; "
+          f"{summary.subscriptions} WebSub subscriptions")
     return EXIT_OK
 
 
@@ -398,6 +416,7 @@ def _argument_parser() -> argparse.ArgumentParser:
                          "output folder, then exit"),
         ("check", check, "list the seeds that cannot be published; exit 1 if any"),
         ("new", new, "write a new draft seed for a title; print its path"),
+        ("backup", state_backup, "write a consistent copy of the state, also while it runs"),
     ):
         command = _command(commands, name, fn, help_text)
         if fn is new:
@@ -407,6 +426,8 @@ def _argument_parser() -> argparse.ArgumentParser:
                                                 "future: scheduled)")
             command.add_argument("--tags", help="comma-separated tags")
             command.add_argument("--edit", action="store_true", help="open it in $EDITOR")
+        if fn is state_backup:
+            _backup_arguments(command)
         if fn is check:
             command.add_argument("--strict", action="store_true",
                                  help="exit 1 on any warning too (an unknown front-matter key)")
@@ -415,12 +436,21 @@ def _argument_parser() -> argparse.ArgumentParser:
     actions = state.add_subparsers(title="actions", required=True, metavar="ACTION")
     for name, fn, help_text in (
         ("repair", state_repair, "rebuild a damaged state from what can be read"),
-        ("backup", state_backup, "write a consistent copy of the state, also while it runs"),
+        ("backup", state_backup, "the same as `feedsvc backup`"),
+        ("check", state_check, "check a state file or a backup of it, without changing it"),
     ):
         action = _command(actions, name, fn, help_text)
         if fn is state_backup:
-            action.add_argument("path", help="the copy to write (replaced if it exists)")
+            _backup_arguments(action)
+        if fn is state_check:
+            action.add_argument("path", nargs="?", metavar="PATH",
+                                help="the file to check (default: the configured state)")
     return parser
+
+
+def _backup_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("path", metavar="DEST", help="the copy to write")
+    command.add_argument("--force", action="store_true", help="replace DEST if it exists")
 
 
 def _command(commands: argparse._SubParsersAction, name: str,  # type: ignore[type-arg]
