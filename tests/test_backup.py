@@ -4,14 +4,17 @@ SQLite files."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import sqlite3
 import threading
 from pathlib import Path
 
+from lxml import etree
+
 from tests.conftest import run_cli, wait_until
-from tests.test_bursts import drop, feed_entries, seed_text
+from tests.test_bursts import ATOM, drop, feed_entries, seed_text
 from tests.test_state_faults import built_site, damage, published_in
 
 
@@ -115,3 +118,56 @@ def test_a_clean_stop_folds_the_write_ahead_log_into_the_state(tmp_path: Path, s
     alone = tmp_path / "alone.sqlite3"
     shutil.copyfile(state, alone)
     assert set(published_in(alone)) == set(before) | {f"new-{n}" for n in range(5)}
+
+
+def atom_ids(public: Path) -> dict[str, str]:
+    """entry link -> entry id, from a built feed.atom."""
+    root = etree.fromstring((public / "feed.atom").read_bytes())
+    return {entry.findtext(f"{ATOM}id"): entry.find(f"{ATOM}link").get("href")
+            for entry in root.iter(f"{ATOM}entry")}
+
+
+def moved_site(old: Path, new: Path, base_url: str, state: Path | None,
+               feed_id: str | None = None) -> Path:
+    """The old site's seeds (with their mtimes) under a new base_url, with `state` restored
+    (or none), built; returns the new output folder."""
+    shutil.copytree(old / "seeds", new / "seeds")
+    text = (old / "config.toml").read_text("utf-8")
+    old_base = re.search(r'base_url = "([^"]+)"', text).group(1)
+    text = text.replace(old_base, base_url)
+    if feed_id is not None:
+        text = text.replace("[feed]\n", f'[feed]\nid = "{feed_id}"\n')
+    (new / "config.toml").write_text(text, "utf-8")
+    if state is not None:
+        (new / "state").mkdir()
+        shutil.copyfile(state, new / "state" / "feedsvc.sqlite3")
+    result = run_cli("build", "--config", str(new / "config.toml"), cwd=new)
+    assert result.returncode == 0, result.stderr
+    return new / "public"
+
+
+def test_moving_to_a_new_domain_keeps_ids_with_the_state_or_a_pinned_feed_id(
+        tmp_path: Path) -> None:
+    """README's runbook: ids come from the feed id kept in the state, not from base_url."""
+    old = tmp_path / "old"
+    old.mkdir()
+    config, _, _ = built_site(old, 5)
+    before = atom_ids(old / "public")
+    backup = tmp_path / "backup.sqlite3"
+    assert run_cli("backup", str(backup), "--config", str(config), cwd=old).returncode == 0
+    checked = run_cli("state", "check", str(backup), "--config", str(config), cwd=old)
+    feed_id = re.search(r"feed id (urn:uuid:[0-9a-f-]+);", checked.stdout).group(1)
+
+    (tmp_path / "restored").mkdir()
+    restored = atom_ids(moved_site(old, tmp_path / "restored", "https://new.example/", backup))
+    assert restored.keys() == before.keys()  # the same ids
+    assert all(link.startswith("https://new.example/entries/") for link in restored.values())
+
+    (tmp_path / "lost").mkdir()
+    lost = atom_ids(moved_site(old, tmp_path / "lost", "https://new.example/", None))
+    assert len(lost) == len(before) and not lost.keys() & before.keys()  # all new to readers
+
+    (tmp_path / "pinned").mkdir()
+    pinned = atom_ids(moved_site(old, tmp_path / "pinned", "https://new.example/", None,
+                                 feed_id=feed_id))
+    assert pinned.keys() == before.keys()
