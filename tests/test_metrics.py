@@ -12,6 +12,10 @@ from tests.conftest import ServeProcess, copy_sample, seed, wait_until, write_se
 from tests.test_bursts import make_config
 from tests.test_disk import big_seeds, fill
 from tests.test_disk import tmpfs as tmpfs  # a fixture
+from tests.test_websub_hub import hub_site
+from tests.test_websub_push import deliveries, subscribe
+from tests.test_websub_push import seed as push_seed
+from tests.test_websub_push import subscribers as subscribers  # a fixture
 
 
 def with_metrics(site: Path, config: Path | None = None, on: bool = True) -> Path:
@@ -135,3 +139,52 @@ def test_metrics_are_off_by_default(site: Path, serve) -> None:
     server.stop()
     server = serve(with_metrics(site, on=False))
     assert server.get("/metrics")[0] == 404
+
+
+def test_websub_deliveries_are_counted_from_the_ledger(tmp_path: Path, serve,
+                                                       subscribers) -> None:
+    """The built-in hub: a failing subscriber's attempts, then its delivery, in the counters
+    /healthz shows (websub/ledger.py)."""
+    server = serve(with_metrics(tmp_path, hub_site(tmp_path)))
+    assert value(scrape(server), "feedsvc_websub_deliveries_total", result="delivered") == 0
+    failing = subscribers(post_status=500)
+    subscribe(server, failing)
+    write_seed(tmp_path / "seeds", "b.txt", push_seed("bravo", "Bravo"))
+    failed = scrape_until(server, lambda s: value(
+        s, "feedsvc_websub_deliveries_total", result="failed_attempt") >= 2)
+    assert value(failed, "feedsvc_websub_failing_subscribers") == 1
+    failing.post_status = 204
+    delivered = scrape_until(server, lambda s: value(
+        s, "feedsvc_websub_deliveries_total", result="delivered") == 1)
+    assert value(delivered, "feedsvc_websub_failing_subscribers") == 0
+    report = deliveries(server)
+    assert value(delivered, "feedsvc_websub_deliveries_total",
+                 result="failed_attempt") == report["failed_attempts"]
+
+
+def test_with_workers_each_process_answers_for_itself(site: Path, serve) -> None:
+    """`workers = 2`: scrapes reach both processes; each labels its own requests, serves the
+    same gauges, and only the leader (worker 0) has the pipeline's histograms."""
+    config = with_metrics(site)
+    config.write_text(config.read_text("utf-8").replace("[server]\n", "[server]\nworkers = 2\n"),
+                      "utf-8")
+    copy_sample(site / "seeds")
+    server = serve(config)
+    seen: dict[str, Samples] = {}
+
+    def both() -> bool:
+        samples = scrape(server)
+        workers = {dict(labels).get("worker") for name, labels in samples
+                   if name == "feedsvc_http_requests_total"}
+        own = workers - {None}
+        if len(own) == 1:
+            seen[own.pop()] = samples
+        return len(seen) == 2
+
+    wait_until(both, timeout=30, interval=0.01)
+    assert set(seen) == {"0", "1"}
+    for samples in seen.values():  # the gauges: from the snapshot each process serves
+        assert value(samples, "feedsvc_entries_published") == 1
+        assert value(samples, "feedsvc_watcher_up") == 1
+    assert value(seen["0"], "feedsvc_render_seconds_count", kind="scan") >= 1
+    assert ("feedsvc_render_seconds_count", (("kind", "scan"),)) not in seen["1"]
