@@ -176,3 +176,22 @@ def test_a_bad_log_setting_names_its_key(site: Path, key: str, value: str,
                             timeout=60)
     assert result.returncode == 2
     assert problem in result.stderr
+
+
+def test_json_access_log_lines_carry_the_request_fields(site: Path, serve) -> None:
+    config = site / "config.toml"
+    config.write_text(config.read_text("utf-8").replace(
+        "[server]\n", "[server]\naccess_log = true\n"), "utf-8")
+    with_log(site, format="json")
+    copy_sample(site / "seeds")
+    server = serve(config)
+    assert server.get("/feed.atom")[0] == 200
+
+    def access() -> list[dict]:
+        records = [json.loads(line) for line in server.log().splitlines() if line]
+        return [r for r in records if r["logger"] == "aiohttp.access"
+                and r.get("first_request_line") == "GET /feed.atom HTTP/1.1"]
+
+    [line] = wait_until(access)
+    assert line["response_status"] == 200 and line["level"] == "info"
+    assert line["remote_address"] == "127.0.0.1"
