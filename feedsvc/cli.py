@@ -13,17 +13,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 import feedsvc
-from feedsvc.config import Config, find_config, load_config
+from feedsvc.config import LOG_LEVELS, Config, LogConfig, find_config, load_config
 from feedsvc.errors import ConfigError, FeedsvcError, StoreError, UsageError
 from feedsvc.ingest.catalog import Catalog
 from feedsvc.ingest.dates import DateError, parse_date
 from feedsvc.ingest.source import FolderMissing
-from feedsvc.logtext import EscapingFormatter, escape
+from feedsvc.logtext import (
+    EscapingFormatter,
+    JournalFormatter,
+    JsonFormatter,
+    escape,
+    stderr_is_journal,
+)
 from feedsvc.model import Document, FeedInfo, Snapshot
 from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.ids import builtin_hub_url, hub_urls, parse_options
@@ -34,7 +41,7 @@ from feedsvc.publish.registry import ARCHIVES, MAIN, formats, tag_of
 from feedsvc.publish.sitebuild import write_site
 from feedsvc.publish.sitefiles import SiteFiles
 from feedsvc.publish.snapshot import write_atomically
-from feedsvc.state.store import backup_state, peek_stamps, repair_state
+from feedsvc.state.store import backup_state, check_state, peek_stamps, repair_state
 from feedsvc.state.subscriptions import SQLiteSubscriptions
 
 log = logging.getLogger("feedsvc")
@@ -53,9 +60,10 @@ def _and(names: Iterable[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _argument_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(LogConfig(level=_cli_level(args) or LogConfig.level))
     try:
-        config = load_config(find_config(args.config))
+        config = with_cli_level(load_config(find_config(args.config)), args)
+        setup_logging(config.log)
         return int(args.command(config, args))
     except (ConfigError, UsageError) as e:
         print(f"feedsvc: {escape(str(e))}", file=sys.stderr)
@@ -130,7 +138,7 @@ def _follower_main(config: Config, leader: Connection, number: int) -> None:
     from feedsvc.serve.app import make_follower_app
     from feedsvc.serve.connections import run_app
 
-    setup_logging(verbose=False)
+    setup_logging(config.log)
     quiet_bad_requests()
     access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
     run_app(make_follower_app(config, leader), config.server, loop=new_event_loop(),
@@ -371,10 +379,28 @@ def state_repair(config: Config, args: argparse.Namespace | None = None) -> int:
 
 
 def state_backup(config: Config, args: argparse.Namespace) -> int:
-    """Write a consistent copy of the state to PATH, also while feedsvc runs."""
+    """Write a consistent copy of the state to DEST, also while `serve` runs (SQLite's
+    online backup API); refused if DEST exists, unless --force."""
     dest = Path(args.path)
-    slugs = backup_state(config.paths.state, dest)
+    slugs = backup_state(config.paths.state, dest, overwrite=args.force)
     print(f"{dest}: {slugs} slugs copied from {config.paths.state}")
+    return EXIT_OK
+
+
+def state_check(config: Config, args: argparse.Namespace) -> int:
+    """Check a state file (by default the configured one; or a backup, before restoring it)
+    without changing it: every page and index, the schema; print what it holds. Exit 1 if it
+    is damaged or not a feedsvc state."""
+    path = Path(args.path) if args.path else config.paths.state
+    summary = check_state(path, time.time_ns() // 1000)
+    if not summary.sound:
+        print(f"{path}: not sound")
+        for problem in summary.problems:
+            print(f"  {escape(problem)}")
+        return EXIT_FAILURE
+    print(f"{path}: sound (schema {summary.schema}); feed id {summary.feed_id or '(none yet)'}; "
+          f"{summary.slugs} slugs, {summary.published} published; "
+          f"{summary.subscriptions} WebSub subscriptions")
     return EXIT_OK
 
 
@@ -390,6 +416,7 @@ def _argument_parser() -> argparse.ArgumentParser:
                          "output folder, then exit"),
         ("check", check, "list the seeds that cannot be published; exit 1 if any"),
         ("new", new, "write a new draft seed for a title; print its path"),
+        ("backup", state_backup, "write a consistent copy of the state, also while it runs"),
     ):
         command = _command(commands, name, fn, help_text)
         if fn is new:
@@ -399,6 +426,8 @@ def _argument_parser() -> argparse.ArgumentParser:
                                                 "future: scheduled)")
             command.add_argument("--tags", help="comma-separated tags")
             command.add_argument("--edit", action="store_true", help="open it in $EDITOR")
+        if fn is state_backup:
+            _backup_arguments(command)
         if fn is check:
             command.add_argument("--strict", action="store_true",
                                  help="exit 1 on any warning too (an unknown front-matter key)")
@@ -407,12 +436,21 @@ def _argument_parser() -> argparse.ArgumentParser:
     actions = state.add_subparsers(title="actions", required=True, metavar="ACTION")
     for name, fn, help_text in (
         ("repair", state_repair, "rebuild a damaged state from what can be read"),
-        ("backup", state_backup, "write a consistent copy of the state, also while it runs"),
+        ("backup", state_backup, "the same as `feedsvc backup`"),
+        ("check", state_check, "check a state file or a backup of it, without changing it"),
     ):
         action = _command(actions, name, fn, help_text)
         if fn is state_backup:
-            action.add_argument("path", help="the copy to write (replaced if it exists)")
+            _backup_arguments(action)
+        if fn is state_check:
+            action.add_argument("path", nargs="?", metavar="PATH",
+                                help="the file to check (default: the configured state)")
     return parser
+
+
+def _backup_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("path", metavar="DEST", help="the copy to write")
+    command.add_argument("--force", action="store_true", help="replace DEST if it exists")
 
 
 def _command(commands: argparse._SubParsersAction, name: str,  # type: ignore[type-arg]
@@ -421,7 +459,10 @@ def _command(commands: argparse._SubParsersAction, name: str,  # type: ignore[ty
     command = commands.add_parser(name, help=help_text, description=fn.__doc__)
     command.add_argument("--config", metavar="PATH",
                          help="config file (default: ./config.toml, else $FEEDSVC_CONFIG)")
-    command.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    command.add_argument("-v", "--verbose", action="store_true",
+                         help="log debug details (--log-level debug)")
+    command.add_argument("--log-level", choices=LOG_LEVELS,
+                         help="the least severe records logged (default: [log] level, info)")
     command.set_defaults(command=fn)
     return command
 
@@ -435,13 +476,35 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def setup_logging(verbose: bool) -> None:
+def _cli_level(args: argparse.Namespace) -> str | None:
+    """--log-level, else -v's debug, else None (the config's [log] level)."""
+    level = getattr(args, "log_level", None)
+    return level or ("debug" if getattr(args, "verbose", False) else None)
+
+
+def with_cli_level(config: Config, args: argparse.Namespace) -> Config:
+    """The config with --log-level (or -v) in place of its [log] level: worker processes get
+    it with the config."""
+    level = _cli_level(args)
+    return config if level is None else replace(config, log=replace(config.log, level=level))
+
+
+def setup_logging(settings: LogConfig) -> None:
+    """Records to stderr at `settings.level`, as text or JSON lines; with `<N>` priorities and
+    no timestamp when stderr is the journal ($JOURNAL_STREAM names it: systemd.exec(5))."""
+    journal = stderr_is_journal(os.environ)
     # Every record one line, whatever a file name or a seed holds (log injection, terminal
     # escapes, undecodable bytes): escaped by the handler's formatter, not by each call.
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
-    if not verbose:  # aiohttp's own INFO lines are noise next to ours
+    if settings.format == "json":
+        handler.setFormatter(JsonFormatter(journal=journal))
+    elif journal:
+        handler.setFormatter(JournalFormatter())
+    else:
+        handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
+    level = getattr(logging, settings.level.upper())
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    if level > logging.DEBUG:  # aiohttp's own INFO lines are noise next to ours
         logging.getLogger("aiohttp").setLevel(logging.WARNING)
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.INFO)  # shown only when switched on

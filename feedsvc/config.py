@@ -81,6 +81,8 @@ class ServerConfig:
     header_timeout_s: int = 10
     #: Time allowed between two successful writes of a body, like nginx's send_timeout.
     send_timeout_s: int = 60
+    #: Serve /metrics (Prometheus text format); off: /metrics is a 404 like any unknown path.
+    metrics: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,19 @@ class WebSubConfig:
     give_up_after_s: int = 86_400
 
 
+#: `[log] level` and `--log-level`.
+LOG_LEVELS = ("debug", "info", "warning", "error")
+#: `[log] format`: text lines, or JSON lines (logtext.JsonFormatter).
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    #: The least severe records written; `--log-level` (or `-v`: debug) overrides it.
+    level: str = "info"
+    format: str = "text"
+
+
 @dataclass(frozen=True)
 class Config:
     feed: FeedConfig
@@ -128,6 +143,7 @@ class Config:
     watch: WatchConfig
     config_file: Path | None = None  # the file this came from
     websub: WebSubConfig = WebSubConfig()
+    log: LogConfig = LogConfig()
 
     def entry_link(self, slug: str) -> str:
         return self.feed.entry_url.format(base_url=self.feed.base_url, slug=slug)
@@ -217,6 +233,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
                                     ServerConfig.header_timeout_s, _in_range(1, 3600)),
         send_timeout_s=tables.get("server", "send_timeout_s", int,
                                   ServerConfig.send_timeout_s, _in_range(1, 3600)),
+        metrics=tables.get("server", "metrics", bool, ServerConfig.metrics),
     )
     watch = WatchConfig(
         step_ms=tables.get("watch", "step_ms", int, WatchConfig.step_ms, _in_range(1, 10_000)),
@@ -270,9 +287,13 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     )
 
     websub = _websub(tables)
+    log = LogConfig(
+        level=tables.get("log", "level", str, LogConfig.level, _one_of(LOG_LEVELS)),
+        format=tables.get("log", "format", str, LogConfig.format, _one_of(LOG_FORMATS)),
+    )
     tables.reject_unknown()
     return Config(feed=feed, paths=paths, server=server, watch=watch, config_file=path,
-                  websub=websub)
+                  websub=websub, log=log)
 
 
 def _websub(tables: _Tables) -> WebSubConfig:
@@ -319,12 +340,13 @@ class _Tables:
                  "tombstone_days", "archive_page_entries", "tombstones_max"},
         "paths": {"seeds", "state", "output", "media"},
         "server": {"host", "port", "cache_max_age", "access_log", "workers", "max_connections",
-                   "header_timeout_s", "send_timeout_s"},
+                   "header_timeout_s", "send_timeout_s", "metrics"},
         "watch": {"step_ms", "debounce_ms", "rescan_s", "max_seed_bytes"},
         "websub": {"hubs", "builtin_hub", "allow_private_callbacks", "lease_default_s",
                    "lease_min_s", "lease_max_s", "max_subscriptions_per_topic",
                    "max_subscriptions_per_host", "subscribe_rate_per_min",
                    "request_timeout_s", "give_up_after_s"},
+        "log": {"level", "format"},
     }
 
     def __init__(self, data: Mapping[str, Any], path: Path) -> None:
@@ -373,6 +395,13 @@ def _non_empty(value: str) -> str | None:
 def _in_range(low: int, high: int) -> Callable[[int], str | None]:
     def check(value: int) -> str | None:
         return None if low <= value <= high else f"must be between {low} and {high}"
+    return check
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        return None if value in choices else "must be " + " or ".join(
+            f'"{choice}"' for choice in choices)
     return check
 
 

@@ -11,8 +11,12 @@ says what the name holds.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
 
 #: C0 controls (tab and newline included: a record is one line), DEL, C1 controls (NEL U+0085
 #: ends a line for some readers), the Unicode line and paragraph separators, the bidirectional
@@ -74,3 +78,93 @@ class EscapingFormatter(logging.Formatter):
 
     def formatStack(self, stack_info: str) -> str:
         return "\n".join(escape(line) for line in stack_info.split("\n"))
+
+
+#: sd-daemon(3) / syslog(3) priorities of Python's levels: <3> error, <4> warning, <6> info,
+#: <7> debug (critical: <2>).
+_PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4),
+               (logging.INFO, 6))
+DEBUG_PRIORITY = 7
+
+
+def syslog_priority(levelno: int) -> int:
+    for level, priority in _PRIORITIES:
+        if levelno >= level:
+            return priority
+    return DEBUG_PRIORITY
+
+
+def stderr_is_journal(environ: Mapping[str, str], stderr_fd: int = 2) -> bool:
+    """systemd connects stderr to the journal and says so in $JOURNAL_STREAM, "device:inode"
+    of that stream (systemd.exec(5)); it is inherited by children whose stderr may be
+    something else, so the pair must match stderr's own fstat."""
+    value = environ.get("JOURNAL_STREAM", "")
+    device, _, inode = value.partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        st = os.fstat(stderr_fd)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (int(device), int(inode))
+
+
+class JournalFormatter(EscapingFormatter):
+    """For stderr connected to journald: every line starts with `<N>`, the record's syslog
+    priority (sd-daemon(3)), a traceback's lines too (journald reads each line as an entry,
+    and one without a prefix would get the default, info); no timestamp, journald adds its
+    own."""
+
+    def __init__(self, fmt: str = "%(message)s") -> None:
+        super().__init__(fmt)
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{syslog_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in super().format(record).split("\n"))
+
+
+#: The attributes every LogRecord has: anything else on a record came from `extra=`.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    """`[log] format = "json"`: one JSON object per line: time (UTC, ISO 8601, milliseconds;
+    left out for the journal, which dates each entry itself), level, logger, message, the
+    record's extra fields, and the traceback as `exception`. Strings are escaped as in the
+    text lines (logtext.escape): a name's undecodable bytes, bidi overrides and controls stay
+    visible, and the line stays one line."""
+
+    def __init__(self, journal: bool = False) -> None:
+        super().__init__()
+        self._journal = journal
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {}
+        if not self._journal:
+            moment = datetime.fromtimestamp(record.created, UTC)
+            entry["time"] = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        entry["level"] = record.levelname.lower()
+        entry["logger"] = record.name
+        entry["message"] = escape(record.getMessage())
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_") and key not in entry:
+                entry[key] = _json_value(value)
+        if record.exc_info:
+            entry["exception"] = escape(self.formatException(record.exc_info))
+        elif record.exc_text:
+            entry["exception"] = escape(record.exc_text)
+        if record.stack_info:
+            entry["stack"] = escape(self.formatStack(record.stack_info))
+        line = json.dumps(entry, ensure_ascii=False)
+        return f"<{syslog_priority(record.levelno)}>{line}" if self._journal else line
+
+
+def _json_value(value: object) -> object:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, list | tuple):
+        return [_json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {escape(str(k)): _json_value(v) for k, v in value.items()}
+    return escape(str(value))

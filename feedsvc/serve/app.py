@@ -38,6 +38,7 @@ from feedsvc.serve.keys import (
     STATUS,
 )
 from feedsvc.serve.mediafolder import MediaFolder
+from feedsvc.serve.metrics import METRICS, Metrics, worker_number
 from feedsvc.serve.pipeline import Pipeline
 from feedsvc.serve.routes import setup_routes
 from feedsvc.serve.websub.deliver import run_delivery
@@ -80,6 +81,8 @@ def _base_app(config: Config) -> web.Application:
     app[SITE_PAGES] = SitePages(config)
     app[SITE_FILES] = SiteFiles(config)
     app[MEDIA] = MediaFolder(config.paths.media)
+    if config.server.metrics:
+        app[METRICS] = Metrics(app[LIVE], app[STATUS], worker_number())
     if config.websub.builtin_hub:
         # Before the pipeline's cleanup_ctx (make_app appends it after): the content
         # distribution may use the hub's storage from the first batch on.
@@ -93,6 +96,8 @@ async def run_pipeline(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx of the leader: the pipeline runs from startup to shutdown."""
     pipeline = await Pipeline.open(app[CONFIG], app[LIVE], app[STATUS], app[FOLLOWERS],
                                    app[SNAPSHOT_LISTENERS])
+    if METRICS in app:
+        pipeline.metrics = app[METRICS].pipeline
     try:
         app[PAGES].start(pipeline.info)
         app[ARCHIVE_PAGES].start(pipeline.info)

@@ -32,6 +32,7 @@ from aiohttp.web_runner import GracefulExit
 from aiohttp.web_server import Server
 
 from feedsvc.config import ServerConfig
+from feedsvc.serve.metrics import METRICS
 
 log = logging.getLogger("feedsvc")
 
@@ -408,8 +409,9 @@ def run_app(app: web.Application, server: ServerConfig, *, loop: asyncio.Abstrac
                     server.send_timeout_s)
 
     async def main() -> None:
-        runner = GuardedRunner(app, limits, handle_signals=True, access_log=access_log,
-                               keepalive_timeout=KEEPALIVE_TIMEOUT_S)
+        runner = GuardedRunner(app, limits, handle_signals=True,
+                               keepalive_timeout=KEEPALIVE_TIMEOUT_S,
+                               **request_logging(app, access_log))
         await runner.setup()
         try:
             site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port,
@@ -439,6 +441,14 @@ def run_app(app: web.Application, server: ServerConfig, *, loop: asyncio.Abstrac
             _cancel_all(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
+
+
+def request_logging(app: web.Application, access_log: logging.Logger | None
+                    ) -> dict[str, Any]:
+    """The runner's access-log arguments: with `[server] metrics`, a logger that counts each
+    request (serve/metrics.py) and logs it too when `access_log` is given."""
+    metrics = app.get(METRICS)
+    return {"access_log": access_log} if metrics is None else metrics.access_logger(access_log)
 
 
 def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:

@@ -62,6 +62,8 @@ class HealthStatus:
     hubs: tuple[HubHealth, ...] = ()
     #: The built-in WebSub hub's deliveries (None: no built-in hub).
     deliveries: DeliveryReport | None = None
+    #: Writes of the state that failed since start (the leader's store counts them).
+    write_failures: int = 0
 
 
 class LiveHealth:

@@ -26,6 +26,7 @@ from feedsvc.publish.publisher import Publisher
 from feedsvc.publish.snapshot import Live
 from feedsvc.serve.connections import RateLimitedLog
 from feedsvc.serve.health import LiveHealth
+from feedsvc.serve.metrics import PipelineMetrics
 from feedsvc.serve.timetable import FAILED_RETRY_S, Timetable, only_a_check
 from feedsvc.serve.websub.topics import ChangedDocuments, changed_feed_documents
 from feedsvc.serve.workers import Followers, SnapshotMessage
@@ -65,6 +66,10 @@ class Pipeline:
         self._tasks: list[asyncio.Task[None]] = []
         self._timetable = Timetable(config.watch.rescan_s, next_rescan=0.0)  # set by start
         self._fd_log = RateLimitedLog("cannot open seeds for lack of file descriptors; retrying")
+        #: Told how long each batch took (`[server] metrics`); None: not measured.
+        self.metrics: PipelineMetrics | None = None
+        #: The loop time the watcher reported the oldest change not applied yet.
+        self._first_seen: float | None = None
 
     @classmethod
     async def open(cls, config: Config, live: Live, health: LiveHealth,
@@ -90,7 +95,9 @@ class Pipeline:
         try:
             # Announced too: the seeds may have changed while feedsvc was stopped (the state
             # holds each document's digest: only documents whose bytes differ are re-dated).
+            started = asyncio.get_running_loop().time()
             self._swap(*await self._run(self._published, self._publisher.scan))
+            self._measured("scan", started, None)
         except Exception as e:
             # A start-up that meets a fault still starts: it serves what it has, says why on
             # /healthz, and tries again (systemd restarting it would meet the same fault).
@@ -126,6 +133,8 @@ class Pipeline:
         try:
             async for batch in watch_seeds(self._config.paths.seeds, step_ms=watch.step_ms,
                                            debounce_ms=watch.debounce_ms, stop_event=self._stop):
+                if self._first_seen is None:
+                    self._first_seen = asyncio.get_running_loop().time()
                 self._queue.put_nowait(batch)
         finally:
             self._queue.put_nowait(None)  # tells _loop to finish
@@ -135,7 +144,8 @@ class Pipeline:
         and applied by the next one, so a burst costs a few renders, not one per file."""
         while (batch := await self._next_batch()) is not None:
             batch, stopping = self._merge_queued(batch)
-            await self._apply(batch)
+            seen, self._first_seen = self._first_seen, None
+            await self._apply(batch, seen)
             await self._report()
             if stopping:
                 return
@@ -184,13 +194,16 @@ class Pipeline:
         # Files the last batch left unread are read by this one (Catalog.update takes them).
         return batch, stopping
 
-    async def _apply(self, batch: Batch) -> None:
+    async def _apply(self, batch: Batch, seen: float | None = None) -> None:
+        """Apply `batch`; `seen`: when the watcher reported its oldest change (loop time)."""
         loop, publisher, timetable = asyncio.get_running_loop(), self._publisher, self._timetable
         self._set_health(watching=batch.watching)
+        started = loop.time()
         try:
             if batch.rescan:
                 timetable.rescanning(loop.time())
                 self._swap(*await self._run(self._published, publisher.scan, PARSE_BUDGET_S))
+                self._measured("scan", started, seen)
                 self._set_health(rescan_ok=self._live.current.seeds_readable)
             else:
                 # Swapped in once dated, hashed and written to the state; their gzip and br
@@ -202,6 +215,7 @@ class Pipeline:
                                                       batch.paths, PARSE_BUDGET_S, coding)
                     self._live.coding = tuple(coding)
                     self._swap(snapshot, paths)
+                    self._measured("update", started, seen)
                     timetable.updated(loop.time(), len(batch.paths))
                     # Before the followers get the snapshot, and before the next batch.
                     try:
@@ -227,6 +241,14 @@ class Pipeline:
             self._set_health(rescan_ok=self._health.current.rescan_ok and not batch.rescan)
         if publisher.catalog.deferred:
             self._fd_log.note(f"{len(publisher.catalog.deferred)} seeds waiting to be read")
+
+    def _measured(self, kind: str, started: float, seen: float | None) -> None:
+        """The render's duration, and the watcher's change → swap, to the metrics."""
+        if self.metrics is not None:
+            now = asyncio.get_running_loop().time()
+            self.metrics.rendered(kind, now - started)
+            if seen is not None:
+                self.metrics.published(now - seen)
 
     def _published(self, apply: Callable[..., Snapshot], *args: Any
                    ) -> tuple[Snapshot, frozenset[str]]:
@@ -265,6 +287,7 @@ class Pipeline:
         publisher = self._publisher
         problem = publisher.store.problem
         self._set_health(pending_writes=publisher.pending_writes,
+                         write_failures=publisher.store.write_failures,
                          state_problem=None if problem is None else str(problem))
         await self._followers.send(SnapshotMessage(self._live.current, self._health.current,
                                                    publisher.info))

@@ -22,6 +22,7 @@ from feedsvc.serve.handlers import (
 )
 from feedsvc.serve.keys import CONFIG
 from feedsvc.serve.media import ROUTE_PREFIX, serve_media
+from feedsvc.serve.metrics import METRICS, serve_metrics
 from feedsvc.serve.sitehandlers import serve_feed_style, serve_opml, serve_sitemap
 from feedsvc.serve.websub.hub import serve_hub
 from feedsvc.serve.websub.topics import HUB_PATH
@@ -46,6 +47,8 @@ def setup_routes(app: web.Application) -> None:
     # RFC 5005 archive pages, every format: {page size}/{n}.{extension}, from the state.
     router.add_get(f"/{ARCHIVES}{{size}}/{{name}}", serve_archive)
     router.add_get("/healthz", serve_health)
+    if METRICS in app:  # `[server] metrics = true`; else /metrics is the site's 404
+        router.add_get("/metrics", serve_metrics)
     # The feeds' stylesheet (its URL carries its hash), the subscription list, the sitemap.
     router.add_get(STYLESHEET_ROUTE, serve_feed_style)
     router.add_get(OPML_PATH, serve_opml)

@@ -20,6 +20,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -149,6 +150,8 @@ class StateFile:
         self._reader = False  # a second, read-only connection (open_for_reading)
         self._schema_learned = True  # Store's _learn_schema says otherwise when it fails
         self._in_read = False  # within `reading`: one transaction, no following the file
+        #: Writes that failed since the file was opened (/metrics).
+        self.write_failures = 0
         self._learn_schema()
 
     @property
@@ -162,6 +165,20 @@ class StateFile:
         return isinstance(self.problem, CorruptState)
 
     def close(self) -> None:
+        """Close the file; the writer first moves the write-ahead log into it and empties the
+        log (PRAGMA wal_checkpoint(TRUNCATE)), so after a clean stop the .sqlite3 file alone is
+        the whole state: copied without its -wal (which a plain `cp` forgets), it misses
+        nothing. Readers still open elsewhere are not waited for beyond busy_timeout; the log
+        is then folded in by the next checkpoint."""
+        if not self._reader and self.writable and self._identity is not None:
+            try:
+                busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if busy:
+                    log.info("%s: a reader kept the write-ahead log from being emptied at "
+                             "close; it is folded in at the next start", self.path)
+            except sqlite3.Error as e:
+                log.warning("%s: cannot fold the write-ahead log into the state at close: %s",
+                            self.path, e)
         self._db.close()
         _unlock(self._lock)  # after the connection: its locks are fcntl ones on another file
         self._lock = None
@@ -207,6 +224,13 @@ class StateFile:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _write(self, statements: Callable[[], None]) -> None:
+        try:
+            self._try_write(statements)
+        except StoreError:
+            self.write_failures += 1
+            raise
+
+    def _try_write(self, statements: Callable[[], None]) -> None:
         if self.corrupt:
             # Never write into a damaged file (it would spread the damage, and `state repair`
             # reads it): changes wait in memory.
@@ -1017,14 +1041,18 @@ def _check_backup_target(path: Path, dest: Path) -> None:
         raise StoreError(f"{dest}: not a regular file; a backup only replaces a file")
 
 
-def backup_state(path: Path, dest: Path) -> int:
-    """`feedsvc state backup`: a consistent copy of the state at `dest`, also while feedsvc
-    runs. SQLite's backup API copies it within one read transaction, write-ahead log included
-    (a plain `cp` of the file alone can miss committed changes or catch half of one); written
-    to a temporary file, fsynced, renamed. Returns the number of slugs in the copy."""
+def backup_state(path: Path, dest: Path, *, overwrite: bool = False) -> int:
+    """`feedsvc backup`: a consistent copy of the state at `dest`, also while feedsvc runs.
+    SQLite's backup API copies it within one read transaction, write-ahead log included (a
+    plain `cp` of the file alone can miss committed changes or catch half of one); written to
+    a temporary file, fsynced, then linked to `dest` (refused if it exists: link(2) does not
+    replace, so there is no window between a check and the write) or, with `overwrite`,
+    renamed over it. Returns the number of slugs in the copy."""
     if not path.exists():
         raise StoreError(f"{path}: no state file to back up")
     _check_backup_target(path, dest)
+    if not overwrite and os.path.lexists(dest):
+        raise StoreError(f"{dest}: exists; give another path, or --force to replace it")
     source = _open_damaged(path)  # read-only: never changes the state
     if source is None:
         raise StoreError(f"{path}: cannot read the state")
@@ -1034,12 +1062,25 @@ def backup_state(path: Path, dest: Path) -> int:
         copy = sqlite3.connect(tmp)
         try:
             source.backup(copy)
+            # A rollback journal, not WAL: the copy is one file, and opening it (read-only,
+            # on read-only media too) makes no -wal or -shm beside it. A restored copy is
+            # switched back to WAL when feedsvc opens it.
+            copy.execute("PRAGMA journal_mode = DELETE")
             sound = copy.execute("PRAGMA quick_check(1)").fetchall() == [("ok",)]
             slugs = copy.execute("SELECT count(*) FROM stamps").fetchone()[0] if sound else 0
         finally:
             copy.close()
         fsync_path(tmp)
-        os.replace(tmp, dest)
+        if overwrite:
+            os.replace(tmp, dest)
+        else:
+            try:
+                os.link(tmp, dest)
+            except FileExistsError as e:
+                raise StoreError(f"{dest}: exists; give another path, or --force to replace "
+                                 "it") from e
+            finally:
+                tmp.unlink(missing_ok=True)
         fsync_path(dest.parent)
     except sqlite3.Error as e:
         tmp.unlink(missing_ok=True)
@@ -1052,3 +1093,63 @@ def backup_state(path: Path, dest: Path) -> int:
         raise CorruptState(f"{path}: the state is damaged, and so is its copy at {dest}; "
                            f"{REPAIR_HINT}")
     return int(slugs)
+
+
+@dataclass(frozen=True)
+class StateSummary:
+    """What `feedsvc state check` says of a state file (a backup, before it is restored)."""
+
+    problems: tuple[str, ...]  # empty: sound
+    schema: int
+    feed_id: str | None
+    slugs: int
+    published: int
+    subscriptions: int
+
+    @property
+    def sound(self) -> bool:
+        return not self.problems
+
+
+def check_state(path: Path, now_us: int) -> StateSummary:
+    """Read `path` without changing it (never a write, no -wal or -shm made: immutable when
+    nothing else has it open) and check every page and index (PRAGMA integrity_check), the
+    schema, and that what feedsvc needs is there."""
+    if not path.is_file():
+        raise StoreError(f"{path}: no such state file")
+    wal = path.with_name(path.name + "-wal")
+    mode = "mode=ro" if wal.exists() else "immutable=1"  # a live state's log is read too
+    try:
+        db = sqlite3.connect(f"file:{quote(str(path))}?{mode}", uri=True)
+    except sqlite3.Error as e:
+        raise StoreError(f"{path}: cannot open: {e}") from e
+    problems: list[str] = []
+    schema, feed_id, slugs, published, subscriptions = 0, None, 0, 0, 0
+    try:
+        rows = db.execute("PRAGMA integrity_check(20)").fetchall()
+        if rows != [("ok",)]:
+            problems.extend(str(row[0]) for row in rows)
+        schema = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if not 1 <= schema <= SCHEMA_VERSION:
+            problems.append(f"schema {schema}: not a feedsvc state this version reads "
+                            f"(1 to {SCHEMA_VERSION})")
+        tables = {name for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for needed in ("meta", "stamps"):
+            if needed not in tables:
+                problems.append(f"no table {needed}")
+        if not problems:
+            row = db.execute("SELECT value FROM meta WHERE key = 'feed_id'").fetchone()
+            feed_id = None if row is None else str(row[0])
+            slugs = int(db.execute("SELECT count(*) FROM stamps").fetchone()[0])
+            published = int(db.execute(
+                "SELECT count(*) FROM stamps WHERE live = 1 AND published <= ?",
+                (now_us // US,)).fetchone()[0])
+            if "subscriptions" in tables:
+                subscriptions = int(db.execute(
+                    "SELECT count(*) FROM subscriptions").fetchone()[0])
+    except sqlite3.Error as e:
+        problems.append(_sqlite_message(e))
+    finally:
+        db.close()
+    return StateSummary(tuple(problems), schema, feed_id, slugs, published, subscriptions)
