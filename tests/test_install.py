@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -103,15 +104,31 @@ def as_service_user() -> dict[str, object]:
     return {"user": NOBODY, "group": NOBODY, "extra_groups": []} if os.geteuid() == 0 else {}
 
 
+#: Moves the descriptor given first to 3, then execs the rest.
+TO_FD_3 = """
+import os, sys
+fd = int(sys.argv[1])
+if fd != 3:
+    os.dup2(fd, 3)
+    os.close(fd)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
 class Server:
     """The installed feedsvc (possibly wrapped), started and stopped with SIGTERM."""
 
-    def __init__(self, argv: list[str], port: int, log: Path) -> None:
+    def __init__(self, argv: list[str], port: int, log: Path,
+                 listening: socket.socket | None = None) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log
+        env, fds = {"PATH": "/usr/bin:/bin"}, ()
+        if listening is not None:  # passed as descriptor 3, as systemd's socket unit does
+            argv = [str(SYSTEM_PYTHON), "-c", TO_FD_3, str(listening.fileno()), *argv]
+            env["LISTEN_FDS"], fds = "1", (listening.fileno(),)
         with log.open("wb") as stderr:
             self.process = subprocess.Popen(argv, cwd="/", stdout=subprocess.DEVNULL,
-                                            stderr=stderr, env={"PATH": "/usr/bin:/bin"},
+                                            stderr=stderr, env=env, pass_fds=fds,
                                             **as_service_user())  # type: ignore[call-overload]
 
     def log(self) -> str:
@@ -253,6 +270,38 @@ def test_installed_feedsvc_works_under_the_units_confinement(installed: Installe
                     "Read-only file system", "ERROR"):
         assert trouble not in log, log
     os.remove(seeds / "confined.txt")
+
+
+@pytest.mark.slow
+@needs_system_python
+@pytest.mark.skipif(bool(unit_sandbox.available()), reason=str(unit_sandbox.available()))
+def test_socket_activation_under_the_units_confinement(installed: Installed) -> None:
+    """The socket unit's socket, inherited through the confinement, served by two processes;
+    the configured port stays unbound."""
+    config = installed.root / "etc" / "feedsvc" / "activated.toml"
+    config.write_text(installed.edited.replace('workers = "auto"', "workers = 2"))
+    config.chmod(0o644)
+    feedsvc = str(installed.venv / "bin" / "feedsvc")
+    argv = unit_sandbox.command(UNIT, [feedsvc, "serve", "--config", str(config)],
+                                readable=[installed.root], writable=[installed.state])
+    with socket.create_server(("127.0.0.1", 0), backlog=4096) as listening:
+        port = listening.getsockname()[1]
+        server = Server(argv, port, installed.root / "activated.log", listening)
+        try:
+            assert SAMPLE_SLUG in entries(wait_until(lambda: server.get("/feed.atom"),
+                                                     timeout=60))
+            wait_until(lambda: len({json.loads(server.get("/healthz") or b"{}").get("pid")
+                                    for _ in range(30)} - {None}) == 2, timeout=30)
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", installed.port), timeout=5).close()
+            leader = next(pid for pid in _descendants(server.process.pid)
+                          if _cmdline(pid)[1:3] == [feedsvc, "serve"])
+        finally:
+            code = server.stop(locals().get("leader"))
+    log = server.log()
+    assert code == 0, log
+    assert f"listening on http://127.0.0.1:{port}/ (inherited) (2 processes" in log
+    assert "Traceback" not in log and "ERROR" not in log, log
 
 
 @pytest.mark.skipif(bool(unit_sandbox.available()), reason=str(unit_sandbox.available()))

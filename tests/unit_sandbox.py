@@ -167,4 +167,6 @@ if __name__ == "__main__":
     unit_path, separator, *rest = sys.argv[1:]
     assert separator == "--" and rest
     confine(Path(unit_path))
+    if "LISTEN_FDS" in os.environ:  # socket activation: as systemd, the pid that execs it
+        os.environ["LISTEN_PID"] = str(os.getpid())
     os.execv(rest[0], rest)
