@@ -9,6 +9,7 @@ import logging
 import multiprocessing
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -77,6 +78,7 @@ def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     """Serve and watch until SIGTERM or SIGINT."""
     from aiohttp import web
 
+    from feedsvc.serve.activation import describe, inherited_sockets
     from feedsvc.serve.app import make_app
     from feedsvc.serve.connections import Limits, run_app
     from feedsvc.serve.memory import fix_mmap_threshold, limit_malloc_arenas
@@ -86,19 +88,23 @@ def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     quiet_bad_requests()
     host, port = config.server.host, config.server.port
     access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
+    # Socket activation (systemd/feedsvc.socket): serve on the sockets passed, bind nothing.
+    sockets = inherited_sockets()
+    where = (_and(describe(s) for s in sockets) + " (inherited)" if sockets
+             else f"http://{host}:{port}/")
 
     def listening(limits: Limits) -> None:
         workers = config.server.workers
-        log.info("listening on http://%s:%d/ (%d process%s, at most %d connections each)",
-                 host, port, workers, "es" if workers > 1 else "", limits.max_connections)
+        log.info("listening on %s (%d process%s, at most %d connections each)",
+                 where, workers, "es" if workers > 1 else "", limits.max_connections)
 
     def serve_app(app: web.Application, reuse_port: bool = False) -> None:
         run_app(app, config.server, loop=new_event_loop(), reuse_port=reuse_port,
-                access_log=access_log, on_listening=listening)
+                access_log=access_log, on_listening=listening, sockets=sockets)
 
     try:
         if config.server.workers > 1:
-            serve_with_workers(config, serve_app)
+            serve_with_workers(config, serve_app, sockets)
         else:
             serve_app(make_app(config))
     except OSError as e:
@@ -106,16 +112,19 @@ def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     return EXIT_OK
 
 
-def serve_with_workers(config: Config, serve_app: Callable[..., None]) -> None:
+def serve_with_workers(config: Config, serve_app: Callable[..., None],
+                       sockets: Sequence[socket.socket] = ()) -> None:
     """`[server] workers` > 1: start the followers, then serve as the leader until stopped;
-    then stop them (see `workers`)."""
+    then stop them (see `workers`). Inherited `sockets` are handed to each follower (the
+    descriptors are passed to the spawned process): all accept from the same queue."""
     from feedsvc.serve.app import make_app
 
     context = multiprocessing.get_context("spawn")  # no fork of a running event loop
     processes, pipes = [], []
     for number in range(1, config.server.workers):
         receiving, sending = context.Pipe(duplex=False)
-        process = context.Process(target=_follower_main, args=(config, receiving, number),
+        process = context.Process(target=_follower_main,
+                                  args=(config, receiving, number, list(sockets)),
                                   name=f"feedsvc-worker-{number}", daemon=True)
         process.start()
         receiving.close()
@@ -133,7 +142,8 @@ def serve_with_workers(config: Config, serve_app: Callable[..., None]) -> None:
                 process.join(timeout=5)
 
 
-def _follower_main(config: Config, leader: Connection, number: int) -> None:
+def _follower_main(config: Config, leader: Connection, number: int,
+                   sockets: Sequence[socket.socket] = ()) -> None:
     """A follower process: serves the snapshots the leader sends it."""
     from feedsvc.serve.app import make_follower_app
     from feedsvc.serve.connections import run_app
@@ -142,11 +152,12 @@ def _follower_main(config: Config, leader: Connection, number: int) -> None:
     quiet_bad_requests()
     access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
     run_app(make_follower_app(config, leader), config.server, loop=new_event_loop(),
-            reuse_port=True, access_log=access_log)
+            reuse_port=True, access_log=access_log, sockets=sockets)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's loop when it is installed (`pip install feedsvc[uvloop]`), else asyncio's."""
+    """uvloop's loop where it is installed (a dependency on CPython outside Windows), else
+    asyncio's."""
     try:
         import uvloop
     except ImportError:

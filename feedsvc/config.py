@@ -74,6 +74,7 @@ class ServerConfig:
     cache_max_age: int = 60
     access_log: bool = False  # one line per request costs more than serving it
     workers: int = 1  # processes serving the port (SO_REUSEPORT); one pipeline in the first
+    #   ("auto" in the file: one per usable core, resolved when the config is read)
     #: Open connections per process; 0: as many as the file descriptor limit allows, less a
     #: reserve for the seeds and the state (see connections.py).
     max_connections: int = 0
@@ -226,7 +227,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         cache_max_age=tables.get("server", "cache_max_age", int, ServerConfig.cache_max_age,
                                  _in_range(0, 31_536_000)),
         access_log=tables.get("server", "access_log", bool, ServerConfig.access_log),
-        workers=tables.get("server", "workers", int, ServerConfig.workers, _in_range(1, 64)),
+        workers=_workers(tables),
         max_connections=tables.get("server", "max_connections", int,
                                    ServerConfig.max_connections, _in_range(0, 1_000_000)),
         header_timeout_s=tables.get("server", "header_timeout_s", int,
@@ -294,6 +295,34 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     tables.reject_unknown()
     return Config(feed=feed, paths=paths, server=server, watch=watch, config_file=path,
                   websub=websub, log=log)
+
+
+#: The most processes `[server] workers` asks for, "auto" included.
+MAX_WORKERS = 64
+
+
+def _workers(tables: _Tables) -> int:
+    """`[server] workers`: 1 to MAX_WORKERS, or "auto", one process per core this process may
+    run on (see usable_cores)."""
+    value = tables.get("server", "workers", object, ServerConfig.workers)
+    if value == "auto":
+        return min(usable_cores(), MAX_WORKERS)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(tables.path, "server.workers",
+                          f'expected an integer or "auto", got {_type_name(type(value))}')
+    if problem := _in_range(1, MAX_WORKERS)(value):
+        raise ConfigError(tables.path, "server.workers", problem)
+    return value
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (what taskset, a container's
+    cpuset or a unit's CPUAffinity= leave it; os.process_cpu_count() from Python 3.13), else
+    the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _websub(tables: _Tables) -> WebSubConfig:

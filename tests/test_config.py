@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,6 +109,12 @@ def test_base_url_gets_a_trailing_slash_and_templates_use_it(tmp_path: Path) -> 
     ("[paths]\nseeds = ''\n", "paths.seeds", "must not be empty"),
     ("[paths]\nmedia = ''\n", "paths.media", "must not be empty"),
     ("[paths]\nmedia = 3\n", "paths.media", "expected a string"),
+    ("[server]\nworkers = 0\n", "server.workers", "between 1 and 64"),
+    ("[server]\nworkers = 65\n", "server.workers", "between 1 and 64"),
+    ("[server]\nworkers = '4'\n", "server.workers", 'expected an integer or "auto", got a string'),
+    ("[server]\nworkers = 'Auto'\n", "server.workers", 'expected an integer or "auto"'),
+    ("[server]\nworkers = true\n", "server.workers", "got a boolean"),
+    ("[server]\nworkers = 2.0\n", "server.workers", "got a number"),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str, fragment: str) -> None:
     path = write(tmp_path, text)
@@ -115,6 +123,25 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str, fragment: 
     assert caught.value.key == key
     assert fragment in caught.value.message
     assert str(caught.value).startswith(f"{path}: {key}: ")
+
+
+@pytest.mark.parametrize(("value", "cores", "workers"), [
+    ("1", None, 1),
+    ("64", None, 64),
+    ('"auto"', {0}, 1),  # one process per core this process may run on: its affinity
+    ('"auto"', None, len(os.sched_getaffinity(0))),
+])
+def test_workers_count_or_one_per_core(tmp_path: Path, value: str, cores: set[int] | None,
+                                       workers: int) -> None:
+    path = write(tmp_path, f"[server]\nworkers = {value}\n")
+    # In a fresh interpreter, pinned to `cores` as taskset or a unit's CPUAffinity= would.
+    script = (f"import os; os.sched_setaffinity(0, {cores!r}) if {cores!r} else None; "
+              "from feedsvc.config import load_config; "
+              f"print(load_config({str(path)!r}).server.workers)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == workers
 
 
 def test_broken_toml_and_missing_file(tmp_path: Path) -> None:

@@ -40,7 +40,8 @@ LAZY_IMPORTS = {
     # them a third of their start-up time.
     ("feedsvc.cli", "aiohttp"), ("feedsvc.cli", "feedsvc.serve.connections"),
     ("feedsvc.cli", "feedsvc.serve.app"), ("feedsvc.cli", "feedsvc.serve.memory"),
-    ("feedsvc.cli", "uvloop"),  # optional: used when installed
+    ("feedsvc.cli", "uvloop"),  # used where installed (a dependency on CPython, not Windows)
+    ("feedsvc.cli", "feedsvc.serve.activation"),  # only `serve` takes inherited sockets
     ("feedsvc.cli", "feedsvc.ingest.authoring"),  # only `new`: PyYAML, python-slugify (15 ms)
     # PyYAML only for the seeds that have a front matter (19 ms; 36 ms for a lone .txt seed).
     ("feedsvc.ingest.parser", "feedsvc.ingest.frontmatter"),

@@ -22,7 +22,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ from aiohttp.web_runner import GracefulExit
 from aiohttp.web_server import Server
 
 from feedsvc.config import ServerConfig
+from feedsvc.serve.activation import listen_backlog
 from feedsvc.serve.metrics import METRICS
 
 log = logging.getLogger("feedsvc")
@@ -400,10 +401,12 @@ class AcceptErrors:
 
 def run_app(app: web.Application, server: ServerConfig, *, loop: asyncio.AbstractEventLoop,
             reuse_port: bool = False, access_log: logging.Logger | None = None,
-            on_listening: Callable[[Limits], None] | None = None) -> None:
+            on_listening: Callable[[Limits], None] | None = None,
+            sockets: Sequence[socket.socket] = ()) -> None:
     """Serve `app` on `server.host`:`server.port` until SIGTERM or SIGINT, as web.run_app does,
-    with connections bounded (GuardedRunner) and accept errors rate-limited. OSError when the
-    port cannot be bound; whatever the app's startup raises."""
+    with connections bounded (GuardedRunner) and accept errors rate-limited; on `sockets`
+    instead when given (listening already: socket activation, see activation.py). OSError when
+    the port cannot be bound; whatever the app's startup raises."""
     fd_limit = raise_fd_limit()
     limits = Limits(connection_cap(server.max_connections, fd_limit), server.header_timeout_s,
                     server.send_timeout_s)
@@ -414,9 +417,12 @@ def run_app(app: web.Application, server: ServerConfig, *, loop: asyncio.Abstrac
                                **request_logging(app, access_log))
         await runner.setup()
         try:
-            site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port,
-                               backlog=BACKLOG)
-            await site.start()
+            if sockets:
+                await _start_on(runner, sockets)
+            else:
+                site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port,
+                                   backlog=BACKLOG)
+                await site.start()
             if on_listening is not None:
                 on_listening(limits)
             while True:
@@ -449,6 +455,17 @@ def request_logging(app: web.Application, access_log: logging.Logger | None
     request (serve/metrics.py) and logs it too when `access_log` is given."""
     metrics = app.get(METRICS)
     return {"access_log": access_log} if metrics is None else metrics.access_logger(access_log)
+
+
+async def _start_on(runner: web.AppRunner, sockets: Sequence[socket.socket]) -> None:
+    """Serve on sockets that listen already. The loop listens on each again with BACKLOG
+    (also how many it accepts per turn); each then gets its own backlog back (the socket unit's
+    Backlog=), which holds the connections that arrive while no process accepts."""
+    for sock in sockets:
+        backlog = listen_backlog(sock, BACKLOG)
+        await web.SockSite(runner, sock, backlog=BACKLOG).start()
+        if backlog != BACKLOG:
+            sock.listen(backlog)
 
 
 def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
