@@ -40,6 +40,7 @@ LAZY_IMPORTS = {
     # them a third of their start-up time.
     ("feedsvc.cli", "aiohttp"), ("feedsvc.cli", "feedsvc.serve.connections"),
     ("feedsvc.cli", "feedsvc.serve.app"), ("feedsvc.cli", "feedsvc.serve.memory"),
+    ("feedsvc.cli", "feedsvc.serve.notify"),  # SIGHUP caught from the start of `serve`
     ("feedsvc.cli", "uvloop"),  # optional: used when installed
     ("feedsvc.cli", "feedsvc.ingest.authoring"),  # only `new`: PyYAML, python-slugify (15 ms)
     # PyYAML only for the seeds that have a front matter (19 ms; 36 ms for a lone .txt seed).

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from feedsvc.config import Config
+from feedsvc.errors import FeedsvcError
 from feedsvc.ingest.source import DescriptorsExhausted
 from feedsvc.ingest.watcher import Batch, watch_seeds
 from feedsvc.logtext import escape
@@ -31,6 +32,11 @@ from feedsvc.serve.websub.topics import ChangedDocuments, changed_feed_documents
 from feedsvc.serve.workers import Followers, SnapshotMessage
 
 log = logging.getLogger("feedsvc")
+
+
+class ReloadRefused(FeedsvcError):
+    """A reload that cannot be applied now (the running config stays)."""
+
 
 T = TypeVar("T")
 
@@ -52,8 +58,12 @@ class Pipeline:
 
     def __init__(self, publisher: Publisher, executor: ThreadPoolExecutor, config: Config,
                  live: Live, health: LiveHealth, followers: Followers,
-                 listeners: Sequence[SnapshotListener] = ()) -> None:
+                 listeners: Sequence[SnapshotListener] = (),
+                 on_report: Callable[[Snapshot], None] | None = None) -> None:
         self._publisher = publisher
+        self._on_report = on_report
+        # Held while a batch is applied and reported, and by a reload: one at a time.
+        self._busy = asyncio.Lock()
         self._listeners = listeners
         self._executor = executor
         self._config = config
@@ -68,8 +78,8 @@ class Pipeline:
 
     @classmethod
     async def open(cls, config: Config, live: Live, health: LiveHealth,
-                   followers: Followers, listeners: Sequence[SnapshotListener] = ()
-                   ) -> Pipeline:
+                   followers: Followers, listeners: Sequence[SnapshotListener] = (),
+                   on_report: Callable[[Snapshot], None] | None = None) -> Pipeline:
         """Open the state and the catalog, on the pipeline's thread."""
         # One thread for all pipeline work: SQLite and feedgen's locale handling stay on it alone.
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedsvc-pipeline")
@@ -79,7 +89,7 @@ class Pipeline:
         except BaseException:
             executor.shutdown(wait=True)
             raise
-        return cls(publisher, executor, config, live, health, followers, listeners)
+        return cls(publisher, executor, config, live, health, followers, listeners, on_report)
 
     @property
     def info(self) -> FeedInfo:
@@ -134,9 +144,10 @@ class Pipeline:
         """Apply batches one render at a time. Whatever queued up during a render is merged
         and applied by the next one, so a burst costs a few renders, not one per file."""
         while (batch := await self._next_batch()) is not None:
-            batch, stopping = self._merge_queued(batch)
-            await self._apply(batch)
-            await self._report()
+            async with self._busy:
+                batch, stopping = self._merge_queued(batch)
+                await self._apply(batch)
+                await self._report()
             if stopping:
                 return
 
@@ -144,9 +155,10 @@ class Pipeline:
         """The watcher's next batch, or one the timetable makes when it is time for a rescan,
         a write retry, a scheduled entry or the budget's left-over; None once the watch
         stopped. Wake-ups with nothing to apply only check the state file."""
-        loop, publisher = asyncio.get_running_loop(), self._publisher
-        catalog = publisher.catalog
+        loop = asyncio.get_running_loop()
         while True:
+            publisher = self._publisher  # (a reload replaces it)
+            catalog = publisher.catalog
             due = publisher.next_due()
             due_in = None if due is None else (due - datetime.now(UTC)).total_seconds()
             timeout = self._timetable.timeout(loop.time(), deferred=bool(catalog.deferred),
@@ -162,11 +174,12 @@ class Pipeline:
                     return batch
             # Only the check that the state file is still the one open (a stat); a deleted or
             # replaced one is written back.
-            try:
-                await self._run(publisher.store.retry)
-            except Exception:
-                log.exception("checking the state file failed")
-            await self._report()
+            async with self._busy:
+                try:
+                    await self._run(self._publisher.store.retry)
+                except Exception:
+                    log.exception("checking the state file failed")
+                await self._report()
 
     def _merge_queued(self, batch: Batch) -> tuple[Batch, bool]:
         """`batch` with the batches that queued up behind it, and whether the watch stopped."""
@@ -228,6 +241,39 @@ class Pipeline:
         if publisher.catalog.deferred:
             self._fd_log.note(f"{len(publisher.catalog.deferred)} seeds waiting to be read")
 
+    async def reload(self, config: Config) -> FeedInfo:
+        """Publish with `config` from now on (SIGHUP; paths and the watcher's settings are the
+        running ones, see service.applicable): a publisher opened with it scans the folder
+        and renders everything, as at start, while the current snapshot is still served;
+        then it replaces the old one. Its snapshot goes to the followers with the config.
+        Raises (and keeps the old publisher) when the new one cannot be opened or scan; refuses
+        while changes wait to be written to the state (they would be lost with the old one)."""
+        async with self._busy:
+            old = self._publisher
+            if old.pending_writes:
+                raise ReloadRefused(f"{old.pending_writes} changes wait to be written to the "
+                                    "state; reload once /healthz shows none pending")
+            new = await self._run(Publisher.open, config)
+            try:
+                snapshot = await self._run(new.scan)
+                if not snapshot.seeds_readable:  # it would publish nothing
+                    raise ReloadRefused(f"seeds folder {config.paths.seeds} is missing or "
+                                        "unreadable")
+            except BaseException:
+                await self._run(new.close)
+                raise
+            self._publisher = new
+            self._config = config
+            self._followers.config = config
+            try:
+                await self._run(old.close)
+            except Exception:
+                log.exception("closing the previous publisher failed")
+            # Every document whose bytes the new config changed is announced (WebSub).
+            self._swap(snapshot, changed_feed_documents(snapshot, new.take_changed()))
+            await self._report()
+            return new.info
+
     def _published(self, apply: Callable[..., Snapshot], *args: Any
                    ) -> tuple[Snapshot, frozenset[str]]:
         """On the pipeline's thread: `apply(*args)`, and the feed documents whose bytes the
@@ -267,7 +313,9 @@ class Pipeline:
         self._set_health(pending_writes=publisher.pending_writes,
                          state_problem=None if problem is None else str(problem))
         await self._followers.send(SnapshotMessage(self._live.current, self._health.current,
-                                                   publisher.info))
+                                                   publisher.info, self._followers.config))
+        if self._on_report is not None:
+            self._on_report(self._live.current)
 
     def _set_health(self, **changes: Any) -> None:
         self._health.current = replace(self._health.current, **changes)
