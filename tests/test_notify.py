@@ -1,0 +1,176 @@
+"""systemd's notification protocol (sd_notify(3)): the messages, the address, the watchdog's
+period, and the sender on a real AF_UNIX datagram socket. The reload's pure parts: which keys
+changed, which need a restart, what is applied."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from feedsvc.config import Config, load_config
+from feedsvc.serve import notify
+from feedsvc.serve.notify import Notifier, message, socket_address, watchdog_interval
+from feedsvc.serve.service import applicable, changed_keys, needs_restart
+
+from .conftest import write_config
+
+
+@pytest.mark.parametrize(("assignments", "expected"), [
+    ((("READY", 1),), b"READY=1"),
+    ((("RELOADING", 1), ("MONOTONIC_USEC", 123)), b"RELOADING=1\nMONOTONIC_USEC=123"),
+    ((("STATUS", "3 entries, 1 rejected"),), b"STATUS=3 entries, 1 rejected"),
+    # A value is one assignment: a newline would start another one (READY=1 from a title).
+    ((("STATUS", "a\nREADY=1"),), b"STATUS=a READY=1"),
+    ((("STATUS", "a\r\nb"),), b"STATUS=a  b"),
+    ((("STATUS", "été"),), "STATUS=été".encode()),
+])
+def test_message(assignments: tuple[tuple[str, object], ...], expected: bytes) -> None:
+    assert message(*assignments) == expected
+
+
+@pytest.mark.parametrize("name", ["", "A=B", "A B", "ÉTAT", "A\nB"])
+def test_message_refuses_a_bad_name(name: str) -> None:
+    with pytest.raises(ValueError):
+        message((name, 1))
+
+
+def test_the_named_messages() -> None:
+    assert notify.ready() == b"READY=1"
+    assert notify.stopping() == b"STOPPING=1"
+    assert notify.watchdog() == b"WATCHDOG=1"
+    assert notify.status("x") == b"STATUS=x"
+    assert notify.reloading(42) == b"RELOADING=1\nMONOTONIC_USEC=42"
+
+
+def test_monotonic_usec_is_clock_monotonic_in_microseconds() -> None:
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    now = notify.monotonic_usec()
+    after = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    assert before <= now <= after
+
+
+@pytest.mark.parametrize(("value", "address"), [
+    (None, None),
+    ("", None),
+    ("/run/systemd/notify", "/run/systemd/notify"),
+    ("@abstract/name", b"\0abstract/name"),
+    ("relative/path", None),
+    ("vsock:2:1234", None),
+])
+def test_socket_address(value: str | None, address: str | bytes | None) -> None:
+    assert socket_address(value) == address
+
+
+@pytest.mark.parametrize(("environ", "interval"), [
+    ({}, None),
+    ({"WATCHDOG_USEC": "200000"}, 0.1),
+    ({"WATCHDOG_USEC": "30000000"}, 15.0),
+    ({"WATCHDOG_USEC": "200000", "WATCHDOG_PID": "4242"}, 0.1),  # it is ours
+    ({"WATCHDOG_USEC": "200000", "WATCHDOG_PID": "4243"}, None),  # another process's
+    ({"WATCHDOG_USEC": "200000", "WATCHDOG_PID": "x"}, None),
+    ({"WATCHDOG_USEC": "0"}, None),
+    ({"WATCHDOG_USEC": "-5"}, None),
+    ({"WATCHDOG_USEC": "soon"}, None),
+])
+def test_watchdog_interval(environ: dict[str, str], interval: float | None) -> None:
+    assert watchdog_interval(environ, 4242) == interval
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[tuple[str, socket.socket]]:
+    """A datagram socket bound where systemd's would be."""
+    path = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(5)
+    yield path, sock
+    sock.close()
+
+
+def test_notifier_sends_one_datagram_per_message(receiver: tuple[str, socket.socket]) -> None:
+    path, sock = receiver
+    notifier = Notifier({"NOTIFY_SOCKET": path})
+    assert notifier.enabled
+    assert notifier.send(notify.ready())
+    assert notifier.send(notify.status("2 entries"))
+    assert sock.recv(4096) == b"READY=1"
+    assert sock.recv(4096) == b"STATUS=2 entries"
+    notifier.close()
+
+
+def test_notifier_on_an_abstract_socket() -> None:
+    name = f"feedsvc-test-{os.getpid()}-{time.monotonic_ns()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(b"\0" + name.encode())
+        sock.settimeout(5)
+        notifier = Notifier({"NOTIFY_SOCKET": "@" + name})
+        assert notifier.send(notify.stopping())
+        assert sock.recv(4096) == b"STOPPING=1"
+        notifier.close()
+
+
+def test_without_notify_socket_nothing_is_sent() -> None:
+    notifier = Notifier({})
+    assert not notifier.enabled
+    assert not notifier.send(notify.ready())
+
+
+def test_a_failure_is_logged_once_and_never_raised(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "nobody-listens")})
+    with caplog.at_level(logging.WARNING, logger="feedsvc"):
+        assert not notifier.send(notify.ready())
+        assert not notifier.send(notify.watchdog())
+    lines = [r.getMessage() for r in caplog.records if "cannot notify systemd" in r.getMessage()]
+    assert len(lines) == 1
+
+
+def test_a_full_queue_does_not_block(receiver: tuple[str, socket.socket]) -> None:
+    """Nobody reads the socket: sending returns at once (False), never waits."""
+    path, _ = receiver
+    notifier = Notifier({"NOTIFY_SOCKET": path})
+    started = time.monotonic()
+    results = [notifier.send(b"WATCHDOG=1" + b" " * 1000) for _ in range(5000)]
+    assert time.monotonic() - started < 5
+    assert False in results  # the receiver's queue filled up
+    notifier.close()
+
+
+# -- the reload's pure parts ----------------------------------------------------------------
+
+@pytest.fixture
+def running(tmp_path: Path) -> Config:
+    return load_config(write_config(tmp_path, port=8080))
+
+
+@pytest.mark.parametrize(("change", "keys", "restart"), [
+    (lambda c: c, [], []),
+    (lambda c: replace(c, feed=replace(c.feed, title="New")), ["feed.title"], []),
+    (lambda c: replace(c, server=replace(c.server, port=9090, cache_max_age=5)),
+     ["server.port", "server.cache_max_age"], ["server.port"]),
+    (lambda c: replace(c, paths=replace(c.paths, seeds=Path("/elsewhere"))),
+     ["paths.seeds"], ["paths.seeds"]),
+    (lambda c: replace(c, server=replace(c.server, workers=4)),
+     ["server.workers"], ["server.workers"]),
+    (lambda c: replace(c, websub=replace(c.websub, hubs=("https://hub.example/",))),
+     ["websub.hubs"], ["websub.hubs"]),
+    (lambda c: replace(c, watch=replace(c.watch, max_seed_bytes=4096, debounce_ms=5)),
+     ["watch.debounce_ms", "watch.max_seed_bytes"], ["watch.debounce_ms"]),
+])
+def test_changed_keys_and_what_needs_a_restart(running: Config, change: object,
+                                               keys: list[str], restart: list[str]) -> None:
+    new = change(running)  # type: ignore[operator]
+    changed = changed_keys(running, new)
+    assert changed == keys
+    assert [key for key in changed if needs_restart(key)] == restart
+    # What is applied: the new values, except those a restart needs, which stay as running.
+    effective = applicable(running, new)
+    assert changed_keys(running, effective) == [key for key in keys if key not in restart]
+    assert changed_keys(effective, new) == restart
