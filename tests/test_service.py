@@ -292,3 +292,28 @@ def test_a_hangup_during_start_up_is_not_fatal(
     time.sleep(0.5)
     assert server.process.poll() is None
     assert server.get("/feed.atom")[0] == 200
+
+
+def test_a_reload_that_cannot_publish_keeps_serving_until_a_rescan_works(
+        site: Path, notify_socket: NotifySocket, started: list[ServeProcess]) -> None:
+    """The seeds folder is gone when the reload scans it: the last snapshot (old title, every
+    entry) is still served and /healthz says why; once the folder is back, the new config
+    publishes."""
+    server = _start(site, notify_socket)
+    started.append(server)
+    notify_socket.wait_for(b"READY=1")
+    seeds, aside = site / "seeds", site / "seeds.aside"
+    seeds.rename(aside)
+    wait_until(lambda: b'"rescan_ok": false' in server.get("/healthz")[2]
+               or b"watching\": false" in server.get("/healthz")[2], timeout=20)
+    _edit_config(site, 'title = "Titre avant"', 'title = "Titre après"')
+    _reload(server, notify_socket)
+    assert server.process.poll() is None
+    assert "publishing with it failed" in server.log()
+    feed = feedparser.parse(server.get("/feed.atom")[2])
+    assert feed.feed.title == "Titre avant"
+    assert {e.title for e in feed.entries} == {"Alpha", "Beta"}
+    aside.rename(seeds)
+    wait_until(lambda: _title(server) == "Titre après", timeout=30)
+    assert {e.title for e in feedparser.parse(server.get("/feed.atom")[2]).entries} == {
+        "Alpha", "Beta"}
