@@ -147,7 +147,7 @@ def test_a_full_queue_does_not_block(receiver: tuple[str, socket.socket]) -> Non
 
 @pytest.fixture
 def running(tmp_path: Path) -> Config:
-    return load_config(write_config(tmp_path, port=8080))
+    return load_config(write_config(tmp_path, port=8080, base_url=""))  # the default
 
 
 @pytest.mark.parametrize(("change", "keys", "restart"), [
@@ -163,14 +163,36 @@ def running(tmp_path: Path) -> Config:
      ["websub.hubs"], ["websub.hubs"]),
     (lambda c: replace(c, watch=replace(c.watch, max_seed_bytes=4096, debounce_ms=5)),
      ["watch.debounce_ms", "watch.max_seed_bytes"], ["watch.debounce_ms"]),
+    (lambda c: replace(c, feed=replace(c.feed, base_url="https://news.example/")),
+     ["feed.base_url"], []),
+    # The default base URL follows the port: it changes with it, at the restart.
+    (lambda c: replace(c, feed=replace(c.feed, base_url="http://127.0.0.1:9090/"),
+                       server=replace(c.server, port=9090)),
+     ["feed.base_url", "server.port"], ["feed.base_url", "server.port"]),
+    # Switching WebSub on waits for the restart; the base URL need not.
+    (lambda c: replace(c, feed=replace(c.feed, base_url="https://news.example/"),
+                       websub=replace(c.websub, builtin_hub=True)),
+     ["feed.base_url", "websub.builtin_hub"], ["websub.builtin_hub"]),
 ])
 def test_changed_keys_and_what_needs_a_restart(running: Config, change: object,
                                                keys: list[str], restart: list[str]) -> None:
     new = change(running)  # type: ignore[operator]
     changed = changed_keys(running, new)
     assert changed == keys
-    assert [key for key in changed if needs_restart(key)] == restart
+    assert [key for key in changed if needs_restart(key, running, new)] == restart
     # What is applied: the new values, except those a restart needs, which stay as running.
     effective = applicable(running, new)
     assert changed_keys(running, effective) == [key for key in keys if key not in restart]
     assert changed_keys(effective, new) == restart
+
+
+def test_with_websub_on_the_base_url_waits_for_a_restart(running: Config) -> None:
+    """The hub and the pings name the topics by the base URL, with the running config."""
+    for websub in (replace(running.websub, builtin_hub=True),
+                   replace(running.websub, hubs=("https://hub.example/",))):
+        before = replace(running, websub=websub)
+        after = replace(before, feed=replace(before.feed, base_url="https://news.example/",
+                                             title="New"))
+        assert [key for key in changed_keys(before, after)
+                if needs_restart(key, before, after)] == ["feed.base_url"]
+        assert changed_keys(before, applicable(before, after)) == ["feed.title"]

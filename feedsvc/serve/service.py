@@ -66,12 +66,32 @@ def changed_keys(old: Config, new: Config) -> list[str]:
     return changed
 
 
-def needs_restart(key: str) -> bool:
-    return key in RESTART_KEYS or key.split(".", 1)[0] in RESTART_TABLES
+def needs_restart(key: str, running: Config, new: Config) -> bool:
+    """Whether a change of `key` from `running` to `new` waits for a restart. `feed.base_url`
+    does when WebSub is on (the hub and the pings name the topics by it, and keep the running
+    config), and when it is the default made from a host or port that changed (the port
+    served is still the running one)."""
+    if key in RESTART_KEYS or key.split(".", 1)[0] in RESTART_TABLES:
+        return True
+    if key == "feed.base_url":
+        websub = running.websub
+        return bool(websub.hubs or websub.builtin_hub) or (
+            running.feed.base_url == _default_base_url(running)
+            and new.feed.base_url == _default_base_url(new))
+    return False
+
+
+def _default_base_url(config: Config) -> str:
+    """As config.py makes it when `[feed] base_url` is not set."""
+    host = config.server.host
+    return f"http://{f'[{host}]' if ':' in host else host}:{config.server.port}/"
 
 
 def applicable(old: Config, new: Config) -> Config:
     """`new`, with the running value of every key a reload cannot change."""
+    if needs_restart("feed.base_url", old, new):
+        new = dataclasses.replace(new, feed=dataclasses.replace(
+            new.feed, base_url=old.feed.base_url))
     tables: dict[str, Any] = {}
     for table in ("paths", "server", "watch", "websub"):
         before, after = getattr(old, table), getattr(new, table)
@@ -206,11 +226,11 @@ class Service:
             log.error("reload refused: %s; still running with the previous config", e)
             return
         changed = changed_keys(running, new)
-        if later := [key for key in changed if needs_restart(key)]:
+        if later := [key for key in changed if needs_restart(key, running, new)]:
             log.warning("reload: %s changed: needs a restart to apply (systemctl restart "
                         "feedsvc); the running value%s kept", ", ".join(later),
                         " is" if len(later) == 1 else "s are")
-        now = [key for key in changed if not needs_restart(key)]
+        now = [key for key in changed if not needs_restart(key, running, new)]
         if not now:
             log.info("reload: nothing to apply")
             return
