@@ -4,9 +4,12 @@ changed, which need a restart, what is applied."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,7 +20,7 @@ import pytest
 from feedsvc.config import Config, load_config
 from feedsvc.serve import notify
 from feedsvc.serve.notify import Notifier, message, socket_address, watchdog_interval
-from feedsvc.serve.service import applicable, changed_keys, needs_restart
+from feedsvc.serve.service import LiveConfig, Service, applicable, changed_keys, needs_restart
 
 from .conftest import write_config
 
@@ -196,3 +199,43 @@ def test_with_websub_on_the_base_url_waits_for_a_restart(running: Config) -> Non
         assert [key for key in changed_keys(before, after)
                 if needs_restart(key, before, after)] == ["feed.base_url"]
         assert changed_keys(before, applicable(before, after)) == ["feed.title"]
+
+
+async def test_a_blocked_loop_sends_no_watchdog(receiver: tuple[str, socket.socket],
+                                                running: Config,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """WATCHDOG=1 comes from the event loop itself: while the loop is blocked none is sent, so
+    systemd (WatchdogSec=) sees the hang."""
+    path, sock = receiver
+    beats: list[float] = []
+    done = threading.Event()
+
+    def receive() -> None:
+        sock.settimeout(0.05)
+        while not done.is_set():
+            try:
+                if sock.recv(4096) == b"WATCHDOG=1":
+                    beats.append(time.monotonic())
+            except TimeoutError:
+                pass
+
+    reader = threading.Thread(target=receive)
+    reader.start()
+    monkeypatch.setenv("WATCHDOG_USEC", "100000")  # a beat every 50 ms
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    service = Service(LiveConfig(running), Notifier({"NOTIFY_SOCKET": path}))
+    try:
+        service.start()
+        await asyncio.sleep(0.3)
+        blocked_at = time.monotonic()
+        time.sleep(0.6)  # the loop is blocked: no beat
+        await asyncio.sleep(0.3)
+        await service.stop()
+    finally:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)  # (stop leaves it ignored)
+        done.set()
+        reader.join()
+    during = [t for t in beats if blocked_at + 0.1 < t < blocked_at + 0.59]  # (late arrivals)
+    assert during == []
+    assert len([t for t in beats if t < blocked_at]) >= 3
+    assert len([t for t in beats if t > blocked_at + 0.6]) >= 3
