@@ -224,6 +224,7 @@ async def test_a_blocked_loop_sends_no_watchdog(receiver: tuple[str, socket.sock
     monkeypatch.setenv("WATCHDOG_USEC", "100000")  # a beat every 50 ms
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     service = Service(LiveConfig(running), Notifier({"NOTIFY_SOCKET": path}))
+    before = signal.getsignal(signal.SIGHUP)
     try:
         service.start()
         await asyncio.sleep(0.3)
@@ -231,8 +232,9 @@ async def test_a_blocked_loop_sends_no_watchdog(receiver: tuple[str, socket.sock
         time.sleep(0.6)  # the loop is blocked: no beat
         await asyncio.sleep(0.3)
         await service.stop()
+        assert signal.getsignal(signal.SIGHUP) == before  # stop gives SIGHUP back
     finally:
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)  # (stop leaves it ignored)
+        signal.signal(signal.SIGHUP, before)
         done.set()
         reader.join()
     during = [t for t in beats if blocked_at + 0.1 < t < blocked_at + 0.59]  # (late arrivals)

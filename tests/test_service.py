@@ -127,8 +127,11 @@ def test_ready_once_the_feed_serves_the_seeds_with_the_status(
     write_seed(site / "seeds", "e.txt", seed("gamma", "Gamma", "Troisième."))
     notify_socket.wait_for(b"STATUS=3 entries, 1 rejected, 1 scheduled, 1 draft")
     time.sleep(0.5)
-    statuses = notify_socket.received(lambda data: data.startswith(b"STATUS="))
-    assert len(statuses) == 2, statuses
+    statuses = [data for _, data in notify_socket.received(
+        lambda data: data.startswith(b"STATUS="))]
+    assert statuses == [b"STATUS=starting: publishing the seeds folder",
+                        b"STATUS=2 entries, 1 rejected, 1 scheduled, 1 draft",
+                        b"STATUS=3 entries, 1 rejected, 1 scheduled, 1 draft"]
     assert notify_socket.received(lambda data: data.startswith(b"WATCHDOG")) == []  # unasked
 
 

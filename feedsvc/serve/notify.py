@@ -156,6 +156,6 @@ def take_early_hangups() -> bool:
 
 
 def ignore_hangups() -> None:
-    """The followers, and the leader once it stops: only the leader reloads (systemd sends
-    the signal to the main process; `systemctl kill` or a terminal's hang-up to them all)."""
+    """The followers: only the leader reloads (systemd sends the signal to the main process;
+    `systemctl kill` or a terminal's hang-up sends it to them all)."""
     signal.signal(signal.SIGHUP, signal.SIG_IGN)

@@ -135,13 +135,23 @@ class Service:
         self._status: str | None = None
         self._reload_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._handling_hangups = False
+        self._previous_hangup: Any = None
 
     # -- from the app ----------------------------------------------------------------------
 
     def start(self) -> None:
         """At startup, on the loop: SIGHUP is the loop's from now on; the watchdog runs."""
+        # What `systemctl status` shows while the first scan runs (a minute for 100,000 cold
+        # seeds: TimeoutStartSec= must allow it).
+        self.notifier.send(notify.status("starting: publishing the seeds folder"))
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, self._reload_wanted.set)
+        self._previous_hangup = signal.getsignal(signal.SIGHUP)
+        try:
+            loop.add_signal_handler(signal.SIGHUP, self._reload_wanted.set)
+            self._handling_hangups = True
+        except (NotImplementedError, RuntimeError, ValueError) as e:  # not the main thread
+            log.debug("SIGHUP cannot be handled here (%s): no reloads", e)
         if notify.take_early_hangups():
             self._reload_wanted.set()
         self._tasks.append(asyncio.create_task(self._reloads()))
@@ -170,10 +180,12 @@ class Service:
     async def stop(self) -> None:
         self._stop.set()
         self._reload_wanted.set()
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGHUP)
-        notify.ignore_hangups()  # not the default action (death) while the rest shuts down
+        if self._handling_hangups:
+            self._handling_hangups = False
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+                # As before start (`serve`: remembered, not the default action, death).
+                signal.signal(signal.SIGHUP, self._previous_hangup or signal.SIG_DFL)
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
