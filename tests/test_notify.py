@@ -22,7 +22,7 @@ from feedsvc.serve import notify
 from feedsvc.serve.notify import Notifier, message, socket_address, watchdog_interval
 from feedsvc.serve.service import LiveConfig, Service, applicable, changed_keys, needs_restart
 
-from .conftest import write_config
+from .conftest import wait_until, write_config
 
 
 @pytest.mark.parametrize(("assignments", "expected"), [
@@ -241,3 +241,18 @@ async def test_a_blocked_loop_sends_no_watchdog(receiver: tuple[str, socket.sock
     assert during == []
     assert len([t for t in beats if t < blocked_at]) >= 3
     assert len([t for t in beats if t > blocked_at + 0.6]) >= 3
+
+
+def test_a_hangup_before_the_loop_is_remembered_not_fatal() -> None:
+    """From the start of `serve`, before the event loop handles SIGHUP: its default action
+    (death) is replaced by a note the service reads once it runs."""
+    before = signal.getsignal(signal.SIGHUP)
+    try:
+        notify.catch_hangups()
+        assert not notify.take_early_hangups()
+        os.kill(os.getpid(), signal.SIGHUP)
+        wait_until(lambda: notify._early_hangups)
+        assert notify.take_early_hangups()
+        assert not notify.take_early_hangups()  # forgotten once asked
+    finally:
+        signal.signal(signal.SIGHUP, before)
