@@ -75,11 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(config: Config, args: argparse.Namespace | None = None) -> int:
-    """Serve and watch until SIGTERM or SIGINT."""
+    """Serve and watch until SIGTERM or SIGINT; SIGHUP reloads the config file."""
+    from feedsvc.serve.notify import catch_hangups
+
+    catch_hangups()  # before anything slow: SIGHUP's default action would kill the process
     from aiohttp import web
 
     from feedsvc.serve.activation import describe, inherited_sockets
-    from feedsvc.serve.app import make_app
+    from feedsvc.serve.app import announce_ready, make_app
     from feedsvc.serve.connections import Limits, run_app
     from feedsvc.serve.memory import fix_mmap_threshold, limit_malloc_arenas
 
@@ -99,8 +102,12 @@ def serve(config: Config, args: argparse.Namespace | None = None) -> int:
                  where, workers, "es" if workers > 1 else "", limits.max_connections)
 
     def serve_app(app: web.Application, reuse_port: bool = False) -> None:
+        def on_listening(limits: Limits) -> None:
+            listening(limits)
+            announce_ready(app)  # systemd's READY=1 (sd_notify)
+
         run_app(app, config.server, loop=new_event_loop(), reuse_port=reuse_port,
-                access_log=access_log, on_listening=listening, sockets=sockets)
+                access_log=access_log, on_listening=on_listening, sockets=sockets)
 
     try:
         if config.server.workers > 1:
@@ -147,7 +154,9 @@ def _follower_main(config: Config, leader: Connection, number: int,
     """A follower process: serves the snapshots the leader sends it."""
     from feedsvc.serve.app import make_follower_app
     from feedsvc.serve.connections import run_app
+    from feedsvc.serve.notify import ignore_hangups
 
+    ignore_hangups()  # the leader reloads; the followers get its config with its snapshots
     setup_logging(config.log)
     quiet_bad_requests()
     access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None

@@ -114,7 +114,8 @@ class ServeProcess:
     """`python -m feedsvc serve` in a subprocess, on the config's port."""
 
     def __init__(self, config_path: Path,
-                 preexec_fn: Callable[[], None] | None = None) -> None:
+                 preexec_fn: Callable[[], None] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.config = load_config(config_path)
         self.url = f"http://127.0.0.1:{self.config.server.port}"
         self.stderr_path = config_path.parent / "serve.log"
@@ -122,7 +123,7 @@ class ServeProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "feedsvc", "serve", "--config", str(config_path)],
             cwd=config_path.parent, stdout=subprocess.DEVNULL, stderr=self._stderr,
-            preexec_fn=preexec_fn)
+            preexec_fn=preexec_fn, env=env)
         try:
             wait_until(self._ready, timeout=30)
         except BaseException:
@@ -164,9 +165,9 @@ class ServeProcess:
 def serve() -> Iterator[Callable[[Path], ServeProcess]]:
     started: list[ServeProcess] = []
 
-    def start(config_path: Path,
-              preexec_fn: Callable[[], None] | None = None) -> ServeProcess:
-        process = ServeProcess(config_path, preexec_fn)
+    def start(config_path: Path, preexec_fn: Callable[[], None] | None = None,
+              env: dict[str, str] | None = None) -> ServeProcess:
+        process = ServeProcess(config_path, preexec_fn, env)
         started.append(process)
         return process
 

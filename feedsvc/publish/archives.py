@@ -432,6 +432,11 @@ class ArchivePages(StateReader):
         self._renderers: dict[str, Renderer] = {}  # extension → its renderer
         self._kept_items: dict[tuple[str, int, int, str | None], Item] = {}  # the last page's
 
+    def _forget(self) -> None:
+        self._cache = DocumentCache(self._cache.max_bytes)
+        self._renderers = {}
+        self._kept_items = {}
+
     async def page(self, span: ArchiveSpan, page: int, fmt: FeedFormat) -> Document | None:
         """Archive page `page` in `fmt`, or None (no such page, or the state cannot say)."""
         return await self._on_thread(self.render, span, page, fmt, True)

@@ -57,6 +57,10 @@ class EntryPages(StateReader):
             self._not_found = (self.info, render_not_found(self.info))
         return self._not_found[1]
 
+    def _forget(self) -> None:
+        self._not_found = self._removed = None
+        self._cache = DocumentCache(self._cache.max_bytes)
+
     def render_now(self, slug: str) -> Document | None:
         """`page`, synchronously (`build`)."""
         return self._page(slug) if is_slug(slug) else None

@@ -54,6 +54,10 @@ class SiteFiles(StateReader):
         # path → (the snapshot's generation, when it expires (monotonic), the document)
         self._cache: dict[str, tuple[int, float, Document | None]] = {}
 
+    def _forget(self) -> None:
+        self.stylesheet = stylesheet_document(self.config)
+        self._cache = {}
+
     async def opml(self, snapshot: Snapshot) -> Document | None:
         return await self._cached(OPML_PATH, snapshot)
 

@@ -71,6 +71,11 @@ class SitePages(StateReader):
         self._cache: DocumentCache[tuple[str, str, int], tuple[object, ...]] = \
             DocumentCache(cache_bytes)
 
+    def _forget(self) -> None:
+        self.page_entries = self.config.feed.max_entries
+        self._version = None
+        self._cache = DocumentCache(self._cache.max_bytes)
+
     async def index_page(self, number: int) -> Document | None:
         """`/page/{number}` (number ≥ 2); None past the last page."""
         if number < 2:

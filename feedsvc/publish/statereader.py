@@ -42,6 +42,27 @@ class StateReader:
         else:
             self._close_store()
 
+    async def reconfigure(self, config: Config, info: FeedInfo) -> None:
+        """A reloaded config (SIGHUP) and the feed's info made with it: applied on the
+        reader's thread, between two renders, so no page is made of both and none made with
+        the old one stays cached."""
+        if self._executor is None:
+            self.reconfigure_now(config, info)
+        else:
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, self.reconfigure_now, config, info)
+
+    def reconfigure_now(self, config: Config, info: FeedInfo) -> None:
+        """`reconfigure`, on the reader's thread or before `start`. The state's path is the
+        same (a reload never changes paths): the connection stays."""
+        self.config = config
+        self.options = parse_options(config)
+        self.info = info
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop whatever was rendered with the previous config (subclasses' caches)."""
+
     async def _on_thread(self, fn: Callable[..., T | None], *args: object) -> T | None:
         """`fn(*args)` on the reader's thread; None before `start` or after `close`."""
         if self._executor is None:

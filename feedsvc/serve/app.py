@@ -24,6 +24,7 @@ from feedsvc.publish.longtail import EntryPages
 from feedsvc.publish.sitefiles import SiteFiles
 from feedsvc.publish.sitepages import SitePages
 from feedsvc.publish.snapshot import Live
+from feedsvc.publish.statereader import StateReader
 from feedsvc.serve.health import LiveHealth
 from feedsvc.serve.keys import (
     ARCHIVE_PAGES,
@@ -32,6 +33,8 @@ from feedsvc.serve.keys import (
     LIVE,
     MEDIA,
     PAGES,
+    SERVICE,
+    SETTINGS,
     SITE_FILES,
     SITE_PAGES,
     SNAPSHOT_LISTENERS,
@@ -41,6 +44,7 @@ from feedsvc.serve.mediafolder import MediaFolder
 from feedsvc.serve.metrics import METRICS, Metrics, worker_number
 from feedsvc.serve.pipeline import Pipeline
 from feedsvc.serve.routes import setup_routes
+from feedsvc.serve.service import LiveConfig, Service
 from feedsvc.serve.websub.deliver import run_delivery
 from feedsvc.serve.websub.hub import HUB, Hub, run_hub
 from feedsvc.serve.websub.pinger import run_pinger
@@ -55,6 +59,10 @@ def make_app(config: Config, followers: Sequence[Connection] = ()) -> web.Applic
     app = _base_app(config)
     app[FOLLOWERS] = Followers(followers)
     app[SNAPSHOT_LISTENERS] = []
+    # systemd's notifications and SIGHUP, from the first of the cleanup contexts on.
+    app[SERVICE] = service = Service(app[SETTINGS])
+    app.cleanup_ctx.insert(0, run_service)
+    app.on_shutdown.append(service.stopping)
     if config.websub.hubs:  # WebSub §6: ping the external hubs (before the pipeline starts)
         app.cleanup_ctx.append(run_pinger)
     if config.websub.builtin_hub:
@@ -74,6 +82,7 @@ def make_follower_app(config: Config, leader: Connection) -> web.Application:
 def _base_app(config: Config) -> web.Application:
     app = web.Application()
     app[CONFIG] = config
+    app[SETTINGS] = LiveConfig(config)
     app[LIVE] = Live()
     app[STATUS] = LiveHealth()
     app[PAGES] = EntryPages(config)
@@ -94,8 +103,10 @@ def _base_app(config: Config) -> web.Application:
 
 async def run_pipeline(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx of the leader: the pipeline runs from startup to shutdown."""
+    service = app[SERVICE]
     pipeline = await Pipeline.open(app[CONFIG], app[LIVE], app[STATUS], app[FOLLOWERS],
-                                   app[SNAPSHOT_LISTENERS])
+                                   app[SNAPSHOT_LISTENERS], on_report=service.batch_done)
+    service.pipeline, service.live, service.readers = pipeline, app[LIVE], _readers(app)
     if METRICS in app:
         pipeline.metrics = app[METRICS].pipeline
     try:
@@ -123,14 +134,24 @@ def follow(leader: Connection) -> Callable[[web.Application], AsyncIterator[None
             raise FeedsvcError("the leader process went away before the first snapshot")
         app[LIVE].current = first.snapshot
         app[STATUS].current = first.status
-        app[PAGES].start(first.info)
-        app[ARCHIVE_PAGES].start(first.info)
-        app[SITE_PAGES].start(first.info)
-        app[SITE_FILES].start(first.info)
+        settings = app[SETTINGS]
+        if first.config is not None and first.config != settings.current:
+            # The leader's config in force: reloaded since this process was started.
+            settings.current = first.config
+            for reader in _readers(app):
+                reader.reconfigure_now(first.config, first.info)
+        for reader in _readers(app):
+            reader.start(first.info)
 
         async def keep_following() -> None:
             try:
                 while (message := await receive(leader)) is not None:
+                    if message.config is not None and message.config != settings.current:
+                        # The leader reloaded its config (SIGHUP): the pages made from the
+                        # state are made with it from now on, as the leader's.
+                        for reader in _readers(app):
+                            await reader.reconfigure(message.config, message.info)
+                        settings.current = message.config
                     app[LIVE].current = message.snapshot
                     app[STATUS].current = message.status
                 log.info("leader gone; this worker stops")
@@ -149,6 +170,27 @@ def follow(leader: Connection) -> Callable[[web.Application], AsyncIterator[None
             app[SITE_FILES].close()
 
     return following
+
+
+def announce_ready(app: web.Application) -> None:
+    """Called by the runner once the app's site listens: the leader tells systemd."""
+    service = app.get(SERVICE)
+    if service is not None:
+        service.listening()
+
+
+async def run_service(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx of the leader, first of all: SIGHUP and the watchdog from startup on."""
+    service = app[SERVICE]
+    service.start()
+    try:
+        yield
+    finally:
+        await service.stop()
+
+
+def _readers(app: web.Application) -> tuple[StateReader, ...]:
+    return app[PAGES], app[ARCHIVE_PAGES], app[SITE_PAGES], app[SITE_FILES]
 
 
 class QuietBadRequests(logging.Filter):

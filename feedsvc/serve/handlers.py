@@ -26,7 +26,7 @@ from feedsvc.publish.sitebuild import stylesheet_document
 from feedsvc.publish.sitepages import page_number
 from feedsvc.publish.snapshot import CODINGS
 from feedsvc.serve.health import DeliveryReport, HealthStatus, HubHealth
-from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, LIVE, PAGES, SITE_PAGES, STATUS
+from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, LIVE, PAGES, SETTINGS, SITE_PAGES, STATUS
 from feedsvc.serve.negotiation import choose_coding, not_modified
 from feedsvc.serve.websub.hub import HUB
 
@@ -130,7 +130,7 @@ async def serve_neighbour(request: web.Request) -> web.StreamResponse:
             and await request.app[PAGES].page(slug) is None):
         _not_there(request, snapshot)
     other = await site.neighbour(slug, direction == "newer")
-    base = request.app[CONFIG].feed.base_url
+    base = request.app[SETTINGS].current.feed.base_url
     target = f"{base}{entry_path(other)[1:]}" if other else base
     raise web.HTTPSeeOther(target, headers={"Cache-Control": "no-cache"})
 

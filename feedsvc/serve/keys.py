@@ -23,9 +23,16 @@ if TYPE_CHECKING:
     from feedsvc.serve.health import LiveHealth
     from feedsvc.serve.mediafolder import MediaFolder
     from feedsvc.serve.pipeline import SnapshotListener
+    from feedsvc.serve.service import LiveConfig, Service
     from feedsvc.serve.workers import Followers
 
+
+#: The config the process started with: what only a restart changes (host, port, paths…).
 CONFIG = web.AppKey("config", Config)
+#: The config in force (SIGHUP reloads it): feed settings, cache ages.
+SETTINGS: web.AppKey[LiveConfig] = web.AppKey("settings")
+#: The leader's: systemd's notifications and SIGHUP's reloads.
+SERVICE: web.AppKey[Service] = web.AppKey("service")
 #: The current snapshot: every document a request can get.
 LIVE = web.AppKey("live", Live)
 #: The current HealthStatus: what /healthz reports beyond the snapshot.

@@ -27,7 +27,7 @@ from aiohttp import web
 from feedsvc.httpdates import http_date, parse_http_date
 from feedsvc.ingest.mediafiles import media_segments, served_type
 from feedsvc.serve.handlers import not_found
-from feedsvc.serve.keys import CONFIG, MEDIA
+from feedsvc.serve.keys import MEDIA, SETTINGS
 from feedsvc.serve.mediafolder import MediaFolder, Opened
 from feedsvc.serve.negotiation import not_modified
 
@@ -133,7 +133,7 @@ async def serve_media(request: web.Request) -> web.StreamResponse:
 
 
 def _respond(request: web.Request, opened: Opened) -> web.StreamResponse:
-    config = request.app[CONFIG]
+    config = request.app[SETTINGS].current  # cache_max_age: reloaded by SIGHUP
     headers = {
         "ETag": opened.etag,
         "Last-Modified": http_date(opened.last_modified),

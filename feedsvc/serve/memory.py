@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 import os
 
@@ -56,3 +57,17 @@ def fix_mmap_threshold(size: int = MMAP_THRESHOLD_BYTES) -> bool:
     if os.environ.get("MALLOC_MMAP_THRESHOLD_"):
         return False
     return _mallopt(_M_MMAP_THRESHOLD, size)
+
+
+def give_back_memory() -> bool:
+    """Collect what a large structure just let go of (a publisher replaced by a reload) and
+    ask glibc to return its free heap to the system (malloc_trim); False where that is not
+    glibc."""
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from feedsvc.config import Config
+from feedsvc.errors import FeedsvcError
 from feedsvc.ingest.source import DescriptorsExhausted
 from feedsvc.ingest.watcher import Batch, watch_seeds
 from feedsvc.logtext import escape
@@ -26,12 +27,22 @@ from feedsvc.publish.publisher import Publisher
 from feedsvc.publish.snapshot import Live
 from feedsvc.serve.connections import RateLimitedLog
 from feedsvc.serve.health import LiveHealth
+from feedsvc.serve.memory import give_back_memory
 from feedsvc.serve.metrics import PipelineMetrics
 from feedsvc.serve.timetable import FAILED_RETRY_S, Timetable, only_a_check
 from feedsvc.serve.websub.topics import ChangedDocuments, changed_feed_documents
 from feedsvc.serve.workers import Followers, SnapshotMessage
 
 log = logging.getLogger("feedsvc")
+
+
+class ReloadRefused(FeedsvcError):
+    """A reload that cannot be applied now: the running config stays."""
+
+
+class FolderUnreadable(FeedsvcError):
+    """A reloaded publisher's scan found no seeds folder: nothing to publish yet."""
+
 
 T = TypeVar("T")
 
@@ -53,8 +64,12 @@ class Pipeline:
 
     def __init__(self, publisher: Publisher, executor: ThreadPoolExecutor, config: Config,
                  live: Live, health: LiveHealth, followers: Followers,
-                 listeners: Sequence[SnapshotListener] = ()) -> None:
+                 listeners: Sequence[SnapshotListener] = (),
+                 on_report: Callable[[Snapshot], None] | None = None) -> None:
         self._publisher = publisher
+        self._on_report = on_report
+        # Held while a batch is applied and reported, and by a reload: one at a time.
+        self._busy = asyncio.Lock()
         self._listeners = listeners
         self._executor = executor
         self._config = config
@@ -70,11 +85,13 @@ class Pipeline:
         self.metrics: PipelineMetrics | None = None
         #: The loop time the watcher reported the oldest change not applied yet.
         self._first_seen: float | None = None
+        #: After a reload, until a full scan of the new publisher works: each batch is one.
+        self._full_scan_needed = False
 
     @classmethod
     async def open(cls, config: Config, live: Live, health: LiveHealth,
-                   followers: Followers, listeners: Sequence[SnapshotListener] = ()
-                   ) -> Pipeline:
+                   followers: Followers, listeners: Sequence[SnapshotListener] = (),
+                   on_report: Callable[[Snapshot], None] | None = None) -> Pipeline:
         """Open the state and the catalog, on the pipeline's thread."""
         # One thread for all pipeline work: SQLite and feedgen's locale handling stay on it alone.
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedsvc-pipeline")
@@ -84,7 +101,7 @@ class Pipeline:
         except BaseException:
             executor.shutdown(wait=True)
             raise
-        return cls(publisher, executor, config, live, health, followers, listeners)
+        return cls(publisher, executor, config, live, health, followers, listeners, on_report)
 
     @property
     def info(self) -> FeedInfo:
@@ -143,10 +160,11 @@ class Pipeline:
         """Apply batches one render at a time. Whatever queued up during a render is merged
         and applied by the next one, so a burst costs a few renders, not one per file."""
         while (batch := await self._next_batch()) is not None:
-            batch, stopping = self._merge_queued(batch)
-            seen, self._first_seen = self._first_seen, None
-            await self._apply(batch, seen)
-            await self._report()
+            async with self._busy:
+                batch, stopping = self._merge_queued(batch)
+                seen, self._first_seen = self._first_seen, None
+                await self._apply(batch, seen)
+                await self._report()
             if stopping:
                 return
 
@@ -154,9 +172,10 @@ class Pipeline:
         """The watcher's next batch, or one the timetable makes when it is time for a rescan,
         a write retry, a scheduled entry or the budget's left-over; None once the watch
         stopped. Wake-ups with nothing to apply only check the state file."""
-        loop, publisher = asyncio.get_running_loop(), self._publisher
-        catalog = publisher.catalog
+        loop = asyncio.get_running_loop()
         while True:
+            publisher = self._publisher  # (a reload replaces it)
+            catalog = publisher.catalog
             due = publisher.next_due()
             due_in = None if due is None else (due - datetime.now(UTC)).total_seconds()
             timeout = self._timetable.timeout(loop.time(), deferred=bool(catalog.deferred),
@@ -172,11 +191,12 @@ class Pipeline:
                     return batch
             # Only the check that the state file is still the one open (a stat); a deleted or
             # replaced one is written back.
-            try:
-                await self._run(publisher.store.retry)
-            except Exception:
-                log.exception("checking the state file failed")
-            await self._report()
+            async with self._busy:
+                try:
+                    await self._run(self._publisher.store.retry)
+                except Exception:
+                    log.exception("checking the state file failed")
+                await self._report()
 
     def _merge_queued(self, batch: Batch) -> tuple[Batch, bool]:
         """`batch` with the batches that queued up behind it, and whether the watch stopped."""
@@ -200,7 +220,17 @@ class Pipeline:
         self._set_health(watching=batch.watching)
         started = loop.time()
         try:
-            if batch.rescan:
+            if self._full_scan_needed:  # a reloaded publisher: the whole folder, no budget
+                timetable.rescanning(loop.time())
+                snapshot, paths = await self._run(self._published, publisher.scan)
+                if not snapshot.seeds_readable:  # it would publish nothing
+                    raise FolderUnreadable(f"seeds folder {self._config.paths.seeds} is "
+                                           "missing or unreadable")
+                self._full_scan_needed = False
+                self._swap(snapshot, paths)
+                self._measured("scan", started, seen)
+                self._set_health(rescan_ok=True)
+            elif batch.rescan:
                 timetable.rescanning(loop.time())
                 self._swap(*await self._run(self._published, publisher.scan, PARSE_BUDGET_S))
                 self._measured("scan", started, seen)
@@ -250,6 +280,44 @@ class Pipeline:
             if seen is not None:
                 self.metrics.published(now - seen)
 
+    async def reload(self, config: Config) -> FeedInfo:
+        """Publish with `config` from now on (SIGHUP; paths and the watcher's settings are the
+        running ones, see service.applicable), as a restart would, without closing a socket:
+        the publisher is opened again with it and scans the folder, rendering everything,
+        while the current snapshot is still served; its snapshot goes to the followers with
+        the config. The old publisher is closed and let go before the scan: two side by side
+        cost ~50 MiB more at 100,000 seeds, and fragmented the heap for good.
+
+        Refused (the old publisher kept, ReloadRefused) while changes wait to be written to
+        the state (they would be lost with it) or when the state cannot be opened. A scan that
+        fails (logged) is a failed batch: the last snapshot is still served, /healthz says why, and
+        every batch is a full rescan until one works (an update of a few files on a publisher
+        that has not seen the whole folder would publish only those)."""
+        async with self._busy:
+            old = self._publisher
+            if old.pending_writes:
+                raise ReloadRefused(f"{old.pending_writes} changes wait to be written to the "
+                                    "state; reload once /healthz shows none pending")
+            try:
+                new = await self._run(Publisher.open, config)
+            except Exception as e:
+                raise ReloadRefused(f"cannot open the state with the new config: {e}") from e
+            self._publisher, self._config, self._followers.config = new, config, config
+            try:
+                await self._run(old.close)
+            except Exception:
+                log.exception("closing the previous publisher failed")
+            del old  # its catalog, timeline and texts: given back before the new scan
+            await self._run(give_back_memory)
+            self._full_scan_needed = True
+            await self._apply(Batch(rescan=True, watching=self._health.current.watching))
+            await self._report()
+            if self._full_scan_needed:
+                log.error("reload: the new config is in force, but publishing with it failed "
+                          "(see /healthz); the previous snapshot is served until a rescan "
+                          "works")
+            return new.info
+
     def _published(self, apply: Callable[..., Snapshot], *args: Any
                    ) -> tuple[Snapshot, frozenset[str]]:
         """On the pipeline's thread: `apply(*args)`, and the feed documents whose bytes the
@@ -290,7 +358,9 @@ class Pipeline:
                          write_failures=publisher.store.write_failures,
                          state_problem=None if problem is None else str(problem))
         await self._followers.send(SnapshotMessage(self._live.current, self._health.current,
-                                                   publisher.info))
+                                                   publisher.info, self._followers.config))
+        if self._on_report is not None:
+            self._on_report(self._live.current)
 
     def _set_health(self, **changes: Any) -> None:
         self._health.current = replace(self._health.current, **changes)

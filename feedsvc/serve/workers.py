@@ -19,6 +19,7 @@ from multiprocessing.connection import Connection
 from types import MappingProxyType
 from typing import Any
 
+from feedsvc.config import Config
 from feedsvc.errors import FeedsvcError
 from feedsvc.model import FeedInfo, Snapshot
 from feedsvc.serve.health import HealthStatus
@@ -41,6 +42,8 @@ class SnapshotMessage:
     snapshot: Snapshot
     status: HealthStatus
     info: FeedInfo  # for the long tail's pages, which each process reads itself
+    #: The leader's config in force: changed by a reload (SIGHUP); None from a test's leader.
+    config: Config | None = None
 
 
 class MessageError(FeedsvcError):
@@ -54,12 +57,16 @@ class Followers:
         self._connections = list(connections)
         self._executor = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedsvc-send")
                           if self._connections else None)
-        self._last: tuple[Snapshot, HealthStatus] | None = None
+        self._last: tuple[Snapshot, HealthStatus, Config | None] | None = None
+        #: Sent with each message: set once a reload changed it (None: the one they started
+        #: with, which they have).
+        self.config: Config | None = None
 
     async def send(self, message: SnapshotMessage) -> None:
         if self._executor is None:
             return
-        fingerprint = (message.snapshot, message.status)  # the info never changes
+        # The info and config change only with a reload, which makes a new snapshot too.
+        fingerprint = (message.snapshot, message.status, message.config)
         if fingerprint == self._last:
             return  # nothing new for them
         self._last = fingerprint
