@@ -65,11 +65,12 @@ class PipelineMetrics:
             "(waiting behind a render in progress included)",
             registry=registry, buckets=DURATION_BUCKETS)
 
-    def rendered(self, kind: str, seconds: float) -> None:
-        self.render.labels(kind).observe(seconds)
-
-    def published(self, seconds: float) -> None:
-        self.publish.observe(seconds)
+    def swapped(self, kind: str, started: float, seen: float | None, now: float) -> None:
+        """A batch's snapshot is served at `now` (loop time): rendered since `started`, and
+        announced by the watcher at `seen` (None: no watcher change, a rescan)."""
+        self.render.labels(kind).observe(now - started)
+        if seen is not None:
+            self.publish.observe(now - seen)
 
 
 class Metrics:

@@ -114,7 +114,7 @@ class Pipeline:
             # holds each document's digest: only documents whose bytes differ are re-dated).
             started = asyncio.get_running_loop().time()
             self._swap(*await self._run(self._published, self._publisher.scan))
-            self._measured("scan", started, None)
+            _measured(self.metrics, "scan", started, None)
         except Exception as e:
             # A start-up that meets a fault still starts: it serves what it has, says why on
             # /healthz, and tries again (systemd restarting it would meet the same fault).
@@ -228,12 +228,12 @@ class Pipeline:
                                            "missing or unreadable")
                 self._full_scan_needed = False
                 self._swap(snapshot, paths)
-                self._measured("scan", started, seen)
+                _measured(self.metrics, "scan", started, seen)
                 self._set_health(rescan_ok=True)
             elif batch.rescan:
                 timetable.rescanning(loop.time())
                 self._swap(*await self._run(self._published, publisher.scan, PARSE_BUDGET_S))
-                self._measured("scan", started, seen)
+                _measured(self.metrics, "scan", started, seen)
                 self._set_health(rescan_ok=self._live.current.seeds_readable)
             else:
                 # Swapped in once dated, hashed and written to the state; their gzip and br
@@ -245,7 +245,7 @@ class Pipeline:
                                                       batch.paths, PARSE_BUDGET_S, coding)
                     self._live.coding = tuple(coding)
                     self._swap(snapshot, paths)
-                    self._measured("update", started, seen)
+                    _measured(self.metrics, "update", started, seen)
                     timetable.updated(loop.time(), len(batch.paths))
                     # Before the followers get the snapshot, and before the next batch.
                     try:
@@ -271,14 +271,6 @@ class Pipeline:
             self._set_health(rescan_ok=self._health.current.rescan_ok and not batch.rescan)
         if publisher.catalog.deferred:
             self._fd_log.note(f"{len(publisher.catalog.deferred)} seeds waiting to be read")
-
-    def _measured(self, kind: str, started: float, seen: float | None) -> None:
-        """The render's duration, and the watcher's change → swap, to the metrics."""
-        if self.metrics is not None:
-            now = asyncio.get_running_loop().time()
-            self.metrics.rendered(kind, now - started)
-            if seen is not None:
-                self.metrics.published(now - seen)
 
     async def reload(self, config: Config) -> FeedInfo:
         """Publish with `config` from now on (SIGHUP; paths and the watcher's settings are the
@@ -364,3 +356,10 @@ class Pipeline:
 
     def _set_health(self, **changes: Any) -> None:
         self._health.current = replace(self._health.current, **changes)
+
+
+def _measured(metrics: PipelineMetrics | None, kind: str, started: float,
+              seen: float | None) -> None:
+    """The batch's render and the watcher's change → swap, to the metrics, if measured."""
+    if metrics is not None:
+        metrics.swapped(kind, started, seen, asyncio.get_running_loop().time())
