@@ -61,6 +61,22 @@ class EntryPages(StateReader):
         """`page`, synchronously (`build`)."""
         return self._page(slug) if is_slug(slug) else None
 
+    def page_moment(self, slug: str) -> datetime | None:
+        """The Last-Modified of a published entry's page, without rendering it (a static
+        output keeps a page whose file has this date: `sitebuild`); None if unpublished."""
+        path = entry_path(slug)
+        store = self._state()
+        with store.reading():
+            row = store.load_page(slug, int(datetime.now(UTC).timestamp()))
+            if row is None:
+                return None
+            revision = store.load_revisions((path,)).get(path)
+        _, updated, _ = row
+        # As `_page` dates it.
+        if revision is not None and revision.modified >= updated:
+            return from_micros(revision.modified)
+        return from_micros(updated)
+
     def live_slugs(self, after: str | None, limit: int) -> list[str]:
         """The published slugs after `after`, in slug order, at most `limit` (`build`)."""
         return self._state().live_slugs(after, limit)
