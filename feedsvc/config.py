@@ -121,6 +121,14 @@ class WebSubConfig:
 
 
 @dataclass(frozen=True)
+class BuildConfig:
+    """The static site `build` writes into `[paths] output`."""
+
+    #: `serve` keeps the output current on every change, as `build` writes it.
+    on_change: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     feed: FeedConfig
     paths: PathsConfig
@@ -128,6 +136,7 @@ class Config:
     watch: WatchConfig
     config_file: Path | None = None  # the file this came from
     websub: WebSubConfig = WebSubConfig()
+    build: BuildConfig = BuildConfig()
 
     def entry_link(self, slug: str) -> str:
         return self.feed.entry_url.format(base_url=self.feed.base_url, slug=slug)
@@ -270,9 +279,10 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     )
 
     websub = _websub(tables)
+    build = BuildConfig(on_change=tables.get("build", "on_change", bool, BuildConfig.on_change))
     tables.reject_unknown()
     return Config(feed=feed, paths=paths, server=server, watch=watch, config_file=path,
-                  websub=websub)
+                  websub=websub, build=build)
 
 
 def _websub(tables: _Tables) -> WebSubConfig:
@@ -325,6 +335,7 @@ class _Tables:
                    "lease_min_s", "lease_max_s", "max_subscriptions_per_topic",
                    "max_subscriptions_per_host", "subscribe_rate_per_min",
                    "request_timeout_s", "give_up_after_s"},
+        "build": {"on_change"},
     }
 
     def __init__(self, data: Mapping[str, Any], path: Path) -> None:

@@ -210,3 +210,55 @@ def test_a_dated_page_takes_its_date_and_is_not_rewritten_for_a_date(tmp_path: P
     out.put(_page(b"x", when))
     assert out.finish().touched == 1
     assert (path.stat().st_ino, path.stat().st_mtime_ns) == (inode, mtime_ns(when))
+
+
+def _on_change(config: Path) -> None:
+    with config.open("a", encoding="utf-8") as f:
+        f.write("\n[build]\non_change = true\n")
+
+
+def test_serve_keeps_the_output_current_on_every_change(
+        tmp_path: Path, serve: Callable[[Path], ServeProcess]) -> None:
+    """`[build] on_change`: a dropped seed's files appear, dated as served; an edit moves
+    only what it changes; a deleted seed's page goes; the bytes are what `build` writes."""
+    config = _site(tmp_path)
+    _on_change(config)
+    public = tmp_path / "public"
+    server = serve(config)
+    wait_until(lambda: (public / "entries/e4/index.html").is_file()
+               and (public / MANIFEST).is_file(), timeout=30)
+    write_seed(tmp_path / "seeds", "new.md", "---\ntitle: Dropped\ntags: [Sea]\n---\nHello.\n")
+    page = public / "entries/new/index.html"
+    wait_until(lambda: page.is_file() and (public / "tags/sea.atom.br").is_file(), timeout=30)
+    for route in ("/entries/new", "/feed.atom", "/tags/sea.atom", "/tags/sea"):
+        status, headers, _ = wait_until(lambda route=route: (got := server.get(route))
+                                           and _route_file(public, route).is_file()
+                                           and _route_file(public, route).read_bytes()
+                                           == got[2] and got)
+        assert status == 200
+        if "Last-Modified" in headers:
+            assert int(_route_file(public, route).stat().st_mtime) == int(
+                parsedate_to_datetime(headers["Last-Modified"]).timestamp()), route
+    assert b"Dropped" in (public / "feed.atom").read_bytes()
+    before = _files(public)
+    # An edit of an entry of the long tail: its page follows; the others' files stay.
+    write_seed(tmp_path / "seeds", "e0.md", "---\ntitle: Entry 0\ntags: [Sky]\n---\nEdited.\n",
+               mtime=BASE + 20 * 3600)
+    wait_until(lambda: b"Edited." in (public / "entries/e0/index.html").read_bytes())
+    wait_until(lambda: (public / "entries/e0/index.html.br").stat().st_mtime_ns
+               == (public / "entries/e0/index.html").stat().st_mtime_ns)
+    after = _files(public)
+    for n in (1, 2, 3):
+        assert after[f"entries/e{n}/index.html"] == before[f"entries/e{n}/index.html"]
+    (tmp_path / "seeds" / "e1.md").unlink()
+    wait_until(lambda: not (public / "entries/e1").exists())
+    assert server.stop() == 0
+    # What serve left is what build writes: a build now rewrites no file (same inodes and
+    # sizes). (A date may differ: after a deletion, the sitemap's and archive pages' dates
+    # that a running serve sends can differ from those a later start gives them.)
+    kept = _files(public)
+    log = _build(config)
+    assert "0 files written" in log and ", 0 removed" in log, log
+    assert {k: (v[0], v[2]) for k, v in _files(public).items()} == \
+        {k: (v[0], v[2]) for k, v in kept.items()}
+    assert not [p for p in public.rglob(".*") if p.name != MANIFEST]
