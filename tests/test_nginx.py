@@ -6,6 +6,7 @@ showing a new entry once its copy's age has passed."""
 from __future__ import annotations
 
 import gzip
+import http.client
 import os
 import shutil
 import subprocess
@@ -107,9 +108,11 @@ def test_static_conf_serves_the_build_as_serve_sends_it(
     config = _site(tmp_path)
     _build(config)
     public = tmp_path / "public"
-    web = nginx(tmp_path / "nginx", _shipped("static.conf", {
-        "root /var/lib/feedsvc/public;": f"root {public};"}))
     origin = serve(config)
+    web = nginx(tmp_path / "nginx", _shipped("static.conf", {
+        "root /var/lib/feedsvc/public;": f"root {public};",
+        "proxy_pass http://127.0.0.1:8080;":
+            f"proxy_pass http://127.0.0.1:{origin.config.server.port};"}))
     first: dict[str, tuple[str, str]] = {}
     for route in ROUTES:
         status, headers, body = web.get(route)
@@ -147,6 +150,24 @@ def test_static_conf_serves_the_build_as_serve_sends_it(
     for route in ROUTES:
         headers = web.get(route)[1]
         assert (headers["ETag"], headers["Last-Modified"]) == first[route], route
+    # The entry pages' newer/older links go to serve (303) while it runs, else 404.
+    newer = _no_redirect(web.url, "/entries/e1/newer")
+    assert newer[0] == 303 and str(newer[1]).endswith("/entries/e2")
+    assert origin.stop() == 0
+    status, _, body = web.get("/entries/e1/older")
+    assert status == 404 and b"<html" in body
+
+
+def _no_redirect(base: str, path: str) -> tuple[int, str | None]:
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status, response.getheader("Location")
+    finally:
+        connection.close()
 
 
 def _cache_age(config: Path, seconds: int) -> None:
