@@ -61,21 +61,25 @@ class EntryPages(StateReader):
         """`page`, synchronously (`build`)."""
         return self._page(slug) if is_slug(slug) else None
 
-    def page_moment(self, slug: str) -> datetime | None:
-        """The Last-Modified of a published entry's page, without rendering it (a static
-        output keeps a page whose file has this date: `sitebuild`); None if unpublished."""
-        path = entry_path(slug)
+    def page_moments(self, slugs: list[str]) -> dict[str, datetime]:
+        """The Last-Modified of these entries' pages, those published now, without rendering
+        them (two queries for all: a static output keeps a page whose file has this date,
+        `sitebuild`)."""
+        now = int(datetime.now(UTC).timestamp())
         store = self._state()
         with store.reading():
-            row = store.load_page(slug, int(datetime.now(UTC).timestamp()))
-            if row is None:
-                return None
-            revision = store.load_revisions((path,)).get(path)
-        _, updated, _ = row
-        # As `_page` dates it.
-        if revision is not None and revision.modified >= updated:
-            return from_micros(revision.modified)
-        return from_micros(updated)
+            stamps = store.stamps_of(slugs)
+            revisions = store.load_revisions(entry_path(slug) for slug in stamps)
+        moments = {}
+        for slug, stamp in stamps.items():
+            if not stamp.live or stamp.published > now:
+                continue
+            # As `_page` dates it.
+            revision = revisions.get(entry_path(slug))
+            moments[slug] = from_micros(revision.modified if revision is not None
+                                        and revision.modified >= stamp.updated
+                                        else stamp.updated)
+        return moments
 
     def live_slugs(self, after: str | None, limit: int) -> list[str]:
         """The published slugs after `after`, in slug order, at most `limit` (`build`)."""

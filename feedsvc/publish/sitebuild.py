@@ -136,13 +136,16 @@ class SiteBuilder:
 
     def _entry_pages(self, out: SiteOutput, snapshot: Snapshot, partial: bool) -> None:
         """Every published entry's page (the snapshot's, else made from the state); after a
-        change, a page of the long tail whose file has its date is kept as it is."""
+        change, a page of the long tail whose file has its date is kept as it is (its bytes
+        depend on its entry alone, and its date moves whenever they change)."""
         after = None
         while slugs := self._live_slugs(after):
+            moments = self.entries.page_moments(slugs) if partial else {}
             for slug in slugs:
                 path = entry_path(slug)
                 document = snapshot.documents.get(path)
-                if document is None and partial and self._on_disk(out, path, slug):
+                if document is None and slug in moments and self._dated_on_disk(
+                        out, file_name(path, HTML_TYPE), mtime_ns(moments[slug])):
                     continue
                 if document is None:
                     document = self.entries.render_now(slug)
@@ -150,18 +153,12 @@ class SiteBuilder:
                     out.put(document)
             after = slugs[-1]
 
-    def _on_disk(self, out: SiteOutput, path: str, slug: str) -> bool:
-        name = file_name(path, HTML_TYPE)
-        moment = self.entries.page_moment(slug)
-        if moment is None:
-            return False
+    def _dated_on_disk(self, out: SiteOutput, name: str, when: int) -> bool:
         try:
             st = (self.output / name).stat()
         except OSError:
             return False
-        if st.st_mtime_ns != mtime_ns(moment):
-            return False
-        return self._kept(out, name)
+        return st.st_mtime_ns == when and self._kept(out, name)
 
     def _kept(self, out: SiteOutput, name: str) -> bool:
         """Whether the files of `name` are all there; if so they are part of this write."""
