@@ -262,3 +262,24 @@ def test_serve_keeps_the_output_current_on_every_change(
     assert {k: (v[0], v[2]) for k, v in _files(public).items()} == \
         {k: (v[0], v[2]) for k, v in kept.items()}
     assert not [p for p in public.rglob(".*") if p.name != MANIFEST]
+
+
+def test_an_output_that_cannot_be_written_is_logged_and_caught_up(
+        tmp_path: Path, serve: Callable[[Path], ServeProcess]) -> None:
+    """`on_change` with a file in the output's way: serving goes on, the log says why, and
+    once the way is clear the next change writes the whole site."""
+    config = _site(tmp_path, count=2)
+    _on_change(config)
+    public = tmp_path / "public"
+    public.write_bytes(b"in the way")
+    server = serve(config)
+    wait_until(lambda: "static output" in server.log() and "not updated" in server.log())
+    assert server.get("/feed.atom")[0] == 200
+    public.unlink()
+    write_seed(tmp_path / "seeds", "later.md", "---\ntitle: Later\n---\nBody.\n")
+    wait_until(lambda: (public / "entries/later/index.html").is_file()
+               and (public / "entries/e0/index.html").is_file()
+               and (public / MANIFEST).is_file(), timeout=30)
+    assert server.stop() == 0
+    log = _build(config)
+    assert "0 files written" in log, log
