@@ -21,6 +21,7 @@ date differs from their file's, and the state-made pages (front and tag pages, l
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -155,7 +156,7 @@ class SiteBuilder:
 
     def _dated_on_disk(self, out: SiteOutput, name: str, when: int) -> bool:
         try:
-            st = (self.output / name).stat()
+            st = os.stat(os.path.join(self.output, name))
         except OSError:
             return False
         return st.st_mtime_ns == when and self._kept(out, name)
@@ -163,7 +164,8 @@ class SiteBuilder:
     def _kept(self, out: SiteOutput, name: str) -> bool:
         """Whether the files of `name` are all there; if so they are part of this write."""
         names = [f"{name}{suffix}" for _, suffix in SIBLINGS]
-        if not all((self.output / n).is_file() for n in names):
+        root = str(self.output)
+        if not all(os.path.isfile(os.path.join(root, n)) for n in names):
             return False
         for n in names:
             out.keep(n)
