@@ -90,26 +90,29 @@ class SiteBuilder:
         assert self.info is not None
         partial = changed is not None and self._full
         out = SiteOutput(self.output)
+        # What is linked to before what links to it: the stylesheets, the media, the pages of
+        # the entries and the archive, then the lists of them, the feeds and the front page
+        # last (a reader of the output never follows a link to a file not there yet).
+        out.put(stylesheet_document())
+        out.put(self.files.stylesheet)
+        out.put(make_document("/404", HTML_TYPE, render_not_found(self.info), self.info.created,
+                              self.config.server.cache_max_age), NOT_FOUND_FILE)
+        self._media(out)
+        self._entry_pages(out, snapshot, partial)
+        self._archive_pages(out, snapshot, changed if partial else None)
+        self._site_pages(out)
+        for path in self.files.paths(snapshot):
+            document = self.files.render(path, snapshot)
+            if document is None:
+                raise FeedsvcError(f"cannot read the state to write {path[1:]}")
+            out.put(document)
         now = time.time()
         for path, document in sorted(snapshot.documents.items()):
             gone = snapshot.gone_at.get(path)
             if gone is not None and now >= gone:
                 continue  # 410 when served: a static server answers 404 (no file)
             if document.status == 200 and not path.startswith(f"/{ENTRIES}"):
-                out.put(document)  # (the entries' pages: with the others, below)
-        out.put(stylesheet_document())
-        out.put(self.files.stylesheet)
-        out.put(make_document("/404", HTML_TYPE, render_not_found(self.info), self.info.created,
-                              self.config.server.cache_max_age), NOT_FOUND_FILE)
-        self._site_pages(out)
-        self._entry_pages(out, snapshot, partial)
-        self._archive_pages(out, snapshot, changed if partial else None)
-        for path in self.files.paths(snapshot):
-            document = self.files.render(path, snapshot)
-            if document is None:
-                raise FeedsvcError(f"cannot read the state to write {path[1:]}")
-            out.put(document)
-        self._media(out)
+                out.put(document)  # (the entries' pages: with the others, above)
         counts = out.finish()
         self._full = True
         return counts
