@@ -19,7 +19,7 @@ What is removed: the files named in the manifest (`.feedsvc-files`, one name a l
 previous write that this one did not write, and nothing else: a file a user put into the
 output folder under another name is never touched. (An output written before the manifest
 existed gets the old layout's page names removed once: `entries/*.html`, `page/*.html`,
-`tags/**/*.html`.)
+`tags/**/*.html`, and archive pages `archive/…/{n}.{ext}` this write did not make.)
 """
 
 from __future__ import annotations
@@ -186,6 +186,13 @@ class SiteOutput:
                 found += [name for p in sorted(base.glob(pattern))
                           if p.name.endswith((".html", ".html.gz", ".html.br")) and p.is_file()
                           and (name := p.relative_to(self.root).as_posix()) not in self.names]
+        # Archive pages of another page size, or of the layout before sizes were in the URL
+        # (`archive/{n}.{ext}`): digits, a dot, an extension.
+        base = self.root / "archive"
+        if base.is_dir():
+            found += [name for p in sorted(base.rglob("*"))
+                      if p.is_file() and p.name.split(".", 1)[0].isdigit()
+                      and (name := p.relative_to(self.root).as_posix()) not in self.names]
         return found
 
     def _remove(self, name: str) -> None:
