@@ -283,3 +283,24 @@ def test_an_output_that_cannot_be_written_is_logged_and_caught_up(
     assert server.stop() == 0
     log = _build(config)
     assert "0 files written" in log, log
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", False), ("[build]\non_change = true\n", True), ("[build]\non_change = false\n", False),
+])
+def test_build_on_change_is_read(tmp_path: Path, text: str, expected: bool) -> None:
+    from feedsvc.config import load_config
+
+    config = write_config(tmp_path)
+    config.write_text(config.read_text("utf-8") + "\n" + text, "utf-8")
+    assert load_config(config).build.on_change is expected
+
+
+@pytest.mark.parametrize("text", ['[build]\non_change = "yes"\n', "[build]\nonchange = true\n",
+                                  "build = 1\n"])
+def test_a_bad_build_table_stops_with_its_key(tmp_path: Path, text: str) -> None:
+    config = write_config(tmp_path)
+    config.write_text(text + config.read_text("utf-8"), "utf-8")
+    result = run_cli("build", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "build" in result.stderr and "Traceback" not in result.stderr
