@@ -110,9 +110,14 @@ class SiteBuilder:
         for path, document in sorted(snapshot.documents.items()):
             gone = snapshot.gone_at.get(path)
             if gone is not None and now >= gone:
-                continue  # 410 when served: a static server answers 404 (no file)
+                continue
             if document.status == 200 and not path.startswith(f"/{ENTRIES}"):
                 out.put(document)  # (the entries' pages: with the others, above)
+        # A tag's feeds gone for good (410 when served): no file, so a static server answers
+        # 404; those an earlier write made are removed, listed or not.
+        for path, gone in snapshot.gone_at.items():
+            if now >= gone:
+                out.drop(path.lstrip("/"))
         counts = out.finish()
         self._full = True
         return counts

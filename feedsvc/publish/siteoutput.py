@@ -88,6 +88,7 @@ class SiteOutput:
         self.names: set[str] = set()
         self.counts = OutputCounts()
         self._folders: set[Path] = set()
+        self._gone: set[str] = set()
 
     def put(self, document: Document, name: str | None = None) -> str:
         """Write the document and its .gz and .br siblings (only the ones whose bytes or mtime
@@ -109,11 +110,17 @@ class SiteOutput:
         """A file written meanwhile by another way (the media copy): part of the site."""
         self.names.add(name)
 
+    def drop(self, name: str) -> None:
+        """A document of feedsvc's that is gone (a tag's feed, 410 when served): its files
+        are removed even when no manifest lists them."""
+        self._gone.update(f"{name}{suffix}" for _, suffix in SIBLINGS)
+
     def finish(self) -> OutputCounts:
         """Remove the files of the last write that this one did not write, then record this
         one's names."""
         previous = self._previous_names()
         stale = self._old_layout() if previous is None else sorted(previous - self.names)
+        stale = sorted({*stale, *(self._gone - self.names)})
         for name in stale:
             self._remove(name)
         for folder in sorted(self._folders):
