@@ -110,7 +110,7 @@ def test_static_conf_serves_the_build_as_serve_sends_it(
     public = tmp_path / "public"
     origin = serve(config)
     web = nginx(tmp_path / "nginx", _shipped("static.conf", {
-        "root /var/lib/feedsvc/public;": f"root {public};",
+        "root /srv/feedsvc/public;": f"root {public};",
         "proxy_pass http://127.0.0.1:8080;":
             f"proxy_pass http://127.0.0.1:{origin.config.server.port};"}))
     first: dict[str, tuple[str, str]] = {}
