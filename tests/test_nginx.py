@@ -144,6 +144,11 @@ def test_static_conf_serves_the_build_as_serve_sends_it(
     status, _, body = web.get("/no/such/page")
     assert status == 404 and body == origin.get("/no/such/page")[2]
     assert web.get("/.feedsvc-files")[0] == 404
+    (public / "entries" / ".index.html.x1.tmp").write_bytes(b"half")
+    assert web.get("/entries/.index.html.x1.tmp")[0] == 404
+    (public / ".well-known").mkdir()
+    (public / ".well-known" / "token").write_bytes(b"acme")
+    assert web.get("/.well-known/token")[2] == b"acme"  # the operator's own dot names
     assert web.get("/media/a.txt")[2] == origin.get("/media/a.txt")[2]
     # Another build: the same ETags and dates (no file rewritten).
     _build(config)
