@@ -304,3 +304,34 @@ def test_a_bad_build_table_stops_with_its_key(tmp_path: Path, text: str) -> None
     result = run_cli("build", "--config", str(config), cwd=tmp_path)
     assert result.returncode == 2
     assert "build" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("count", "pages_read"), [(11, 2), (12, 2), (10, 1), (4, 3), (2, 5),
+                                                   (1, 1)])
+def test_pages_read_in_parts_are_the_pages_served(tmp_path: Path, count: int,
+                                                  pages_read: int) -> None:
+    """`build` reads the older pages and the tag pages several at a time: the same pages,
+    and the same end (an empty page 2 when exactly `max_entries` are published)."""
+    from feedsvc.config import load_config
+    from feedsvc.publish.sitepages import SitePages
+
+    config = _site(tmp_path, count=count)
+    _build(config)
+    site = SitePages(load_config(config))
+    from feedsvc.publish.publisher import Publisher
+    publisher = Publisher.open(load_config(config))
+    info = publisher.info
+    publisher.close()
+    site.start(info)
+    try:
+        for tag, first in ((None, 2), ("sky", 1)):
+            one_by_one = []
+            number = first
+            while (document := site.render_now("index" if tag is None else "tag", tag or "",
+                                               number)) is not None:
+                one_by_one.append(document)
+                number += 1
+            parts = list(site.pages_of(tag, pages_read))
+            assert [(d.path, d.body) for d in parts] == [(d.path, d.body) for d in one_by_one]
+    finally:
+        site.close()

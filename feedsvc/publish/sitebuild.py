@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from feedsvc.config import Config
-from feedsvc.errors import FeedsvcError
+from feedsvc.errors import FeedsvcError, StoreError
 from feedsvc.model import Document, FeedInfo, Snapshot
 from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.longtail import EntryPages
@@ -129,19 +129,16 @@ class SiteBuilder:
 
     def _state_pages(self) -> Iterator[Document]:
         site = self.site
-        number = 2
-        while (document := site.render_now("index", "", number)) is not None:
-            yield document
-            number += 1
-        tags = site.render_now("tags", "", 1)
-        if tags is None:
-            raise FeedsvcError("cannot render the list of tags from the state")
-        yield tags
-        for tag, _, _ in site.tag_rows():
-            number = 1
-            while (document := site.render_now("tag", tag, number)) is not None:
-                yield document
-                number += 1
+        try:
+            yield from site.pages_of(None)
+            tags = site.render_now("tags", "", 1)
+            if tags is None:
+                raise FeedsvcError("cannot render the list of tags from the state")
+            yield tags
+            for tag, _, _ in site.tag_rows():
+                yield from site.pages_of(tag)
+        except StoreError as e:
+            raise FeedsvcError(f"cannot read the site's pages from the state: {e}") from e
 
     def _entry_pages(self, out: SiteOutput, snapshot: Snapshot, partial: bool) -> None:
         """Every published entry's page (the snapshot's, else made from the state); after a
