@@ -32,16 +32,11 @@ from feedsvc.logtext import (
     escape,
     stderr_is_journal,
 )
-from feedsvc.model import Document, FeedInfo, Snapshot
-from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.ids import builtin_hub_url, hub_urls, parse_options
-from feedsvc.publish.mediacopy import copy_media
 from feedsvc.publish.ownership import resolve_owners
 from feedsvc.publish.publisher import Publisher
-from feedsvc.publish.registry import ARCHIVES, MAIN, formats, tag_of
-from feedsvc.publish.sitebuild import write_site
-from feedsvc.publish.sitefiles import SiteFiles
-from feedsvc.publish.snapshot import write_atomically
+from feedsvc.publish.registry import MAIN, formats
+from feedsvc.publish.sitebuild import SiteBuilder, feed_names
 from feedsvc.state.store import backup_state, check_state, peek_stamps, repair_state
 from feedsvc.state.subscriptions import SQLiteSubscriptions
 
@@ -175,7 +170,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def build(config: Config, args: argparse.Namespace | None = None) -> int:
-    """Render once and write the feeds into the output folder, as `serve` would serve them."""
+    """Render once and write the whole site into the output folder, as `serve` serves it."""
     publisher = Publisher.open(config)
     try:
         snapshot = publisher.scan()
@@ -187,101 +182,23 @@ def build(config: Config, args: argparse.Namespace | None = None) -> int:
     if not snapshot.seeds_readable:
         raise FeedsvcError(f"seeds folder {config.paths.seeds} is missing or unreadable")
     output = config.paths.output
-    # The feed in every registered format, and each tag's under tags/, named as their paths.
-    feeds = [fmt.path(MAIN) for fmt in formats()]
-    tag_paths = sorted(path for path in snapshot.documents if tag_of(path) is not None)
-    files = {path: path[1:] for path in (*feeds, *tag_paths)}
-    for path, name in files.items():
-        _write_variants(output, name, snapshot.documents[path])
-    # A tag gone for good (410 when served): its files from earlier builds are removed, so a
-    # static server stops serving entries that are gone (it answers 404: it cannot know 410).
-    now = time.time()
-    for path, gone_at in snapshot.gone_at.items():
-        if now >= gone_at and path not in files:
-            for file_name in (path[1:], f"{path[1:]}.gz", f"{path[1:]}.br"):
-                try:
-                    (output / file_name).unlink(missing_ok=True)
-                except OSError as e:
-                    raise FeedsvcError(f"cannot remove {output / file_name}: "
-                                       f"{e.strerror or e}") from e
-    media = config.paths.media
-    if media is not None:
-        try:
-            copied = copy_media(media, output)
-        except OSError as e:
-            raise FeedsvcError(f"cannot copy the media folder {media} into {output}/media: "
-                               f"{e.strerror or e}") from e
-        if copied.linked or copied.copied:
-            log.info("media: %d files linked, %d copied, %d unchanged into %s/media",
-                     copied.linked, copied.copied, copied.unchanged, output)
-    archive_pages = _write_archives(config, publisher.info, snapshot, output)
-    site_files = write_site(config, publisher.info, snapshot, output, _write_variants)
-    log.info("wrote %d site files (HTML pages, stylesheet) to %s", site_files, output)
-    _write_site_files(config, publisher.info, snapshot, output)
+    builder = SiteBuilder(config, output)
+    builder.start(publisher.info)
+    try:
+        counts = builder.write(snapshot)
+    finally:
+        builder.close()
+    feeds, tags = feed_names(snapshot)
+    linked, copied, unchanged = builder.media
+    if linked or copied:
+        log.info("media: %d files linked, %d copied, %d unchanged into %s/media",
+                 linked, copied, unchanged, output)
+    log.info("wrote the site to %s: %d files written, %d redated, %d unchanged, %d removed",
+             output, counts.written, counts.touched, counts.unchanged, counts.removed)
     log.info("wrote %s to %s (%d entries, %d tag feeds, %d archive pages, %d seeds rejected)",
-             _and(path[1:] for path in feeds), output, snapshot.published_count,
-             len({tag_of(path) for path in tag_paths}), archive_pages, len(snapshot.rejected))
+             _and(feeds), output, snapshot.published_count, tags, builder.archive_pages,
+             len(snapshot.rejected))
     return EXIT_OK
-
-
-def _write_site_files(config: Config, info: FeedInfo, snapshot: Snapshot, output: Path) -> None:
-    """The feeds' stylesheet, feeds.opml, sitemap.xml (and its files), as `serve` sends them."""
-    site_files = SiteFiles(config)
-    site_files.start(info)
-    try:
-        documents = [site_files.stylesheet, *(site_files.render(path, snapshot)
-                                              for path in site_files.paths(snapshot))]
-    finally:
-        site_files.close()
-    for document in documents:
-        if document is None:
-            raise FeedsvcError("cannot read the state to write feeds.opml and sitemap.xml")
-        _write_variants(output, document.path[1:], document)
-
-
-def _write_archives(config: Config, info: FeedInfo, snapshot: Snapshot, output: Path) -> int:
-    """Every RFC 5005 archive page in every format, as `serve` sends them (rendered the same
-    way, from the state just written), with .gz and .br; pages of an earlier build beyond the
-    newest are removed. Returns the number of pages."""
-    span = snapshot.archive
-    pages = span.pages if span is not None else 0
-    archives = ArchivePages(config)
-    archives.start(info)
-    try:
-        for page in range(1, pages + 1):
-            for fmt in formats():
-                document = archives.render(span, page, fmt) if span is not None else None
-                if document is None:
-                    raise FeedsvcError(f"cannot render archive page {page} ({fmt.name}) "
-                                       "from the state")
-                _write_variants(output, document.path[1:], document)
-    finally:
-        archives.close()
-    # Pages of an earlier build beyond the newest, of another page size, or of the layout
-    # before page sizes were in the URL (`archive/{n}.{ext}`).
-    root = output / ARCHIVES
-    size = str(config.feed.archive_page_entries)
-    folders = [root, *(f for f in sorted(root.iterdir()) if f.is_dir() and f.name.isdigit())
-               ] if root.is_dir() else []
-    for folder in folders:
-        for stale in sorted(folder.iterdir()):
-            number = stale.name.split(".", 1)[0]
-            if (number.isdigit() and stale.is_file()
-                    and (folder.name != size or int(number) > pages)):
-                stale.unlink()
-    return pages
-
-
-def _write_variants(output: Path, name: str, document: Document) -> None:
-    """Precompressed beside the plain file, as nginx `gzip_static` / `brotli_static` want."""
-    variants = document.variants
-    for file_name, body in ((name, variants["identity"].body),
-                            (f"{name}.gz", variants["gzip"].body),
-                            (f"{name}.br", variants["br"].body)):
-        try:
-            write_atomically(output / file_name, body)
-        except OSError as e:
-            raise FeedsvcError(f"cannot write {output / file_name}: {e.strerror or e}") from e
 
 
 def check(config: Config, args: argparse.Namespace | None = None) -> int:

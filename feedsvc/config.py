@@ -137,6 +137,14 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class BuildConfig:
+    """The static site `build` writes into `[paths] output`."""
+
+    #: `serve` keeps the output current on every change, as `build` writes it.
+    on_change: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     feed: FeedConfig
     paths: PathsConfig
@@ -145,6 +153,7 @@ class Config:
     config_file: Path | None = None  # the file this came from
     websub: WebSubConfig = WebSubConfig()
     log: LogConfig = LogConfig()
+    build: BuildConfig = BuildConfig()
 
     def entry_link(self, slug: str) -> str:
         return self.feed.entry_url.format(base_url=self.feed.base_url, slug=slug)
@@ -292,9 +301,10 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         level=tables.get("log", "level", str, LogConfig.level, _one_of(LOG_LEVELS)),
         format=tables.get("log", "format", str, LogConfig.format, _one_of(LOG_FORMATS)),
     )
+    build = BuildConfig(on_change=tables.get("build", "on_change", bool, BuildConfig.on_change))
     tables.reject_unknown()
     return Config(feed=feed, paths=paths, server=server, watch=watch, config_file=path,
-                  websub=websub, log=log)
+                  websub=websub, log=log, build=build)
 
 
 #: The most processes `[server] workers` asks for, "auto" included.
@@ -376,6 +386,7 @@ class _Tables:
                    "max_subscriptions_per_host", "subscribe_rate_per_min",
                    "request_timeout_s", "give_up_after_s"},
         "log": {"level", "format"},
+        "build": {"on_change"},
     }
 
     def __init__(self, data: Mapping[str, Any], path: Path) -> None:

@@ -497,6 +497,7 @@ def test_build_writes_the_tag_feeds_beside_the_feeds(tmp_path) -> None:
     # The tag's feeds, and (the site) the list of tags and the tag's page.
     assert sorted(p.name for p in out.iterdir()) == [
         "index.html", "index.html.br", "index.html.gz",
-        "vie.atom", "vie.atom.br", "vie.atom.gz", "vie.html", "vie.html.br", "vie.html.gz",
+        "vie", "vie.atom", "vie.atom.br", "vie.atom.gz",
         "vie.json", "vie.json.br", "vie.json.gz", "vie.rss", "vie.rss.br", "vie.rss.gz"]
+    assert (out / "vie" / "index.html").is_file()  # route /tags/vie
     assert [e.title for e in feedparser.parse((out / "vie.atom").read_bytes()).entries] == ["A"]

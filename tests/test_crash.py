@@ -268,6 +268,8 @@ def test_kill_9_during_build_never_leaves_half_a_feed(tmp_path: Path, serve) -> 
                 assert json.loads((output / name).read_bytes())["items"]  # whole JSON
             elif name in ("index.html", "404.html"):  # the site's pages (sitebuild.py): whole
                 assert (output / name).read_bytes().endswith(b"</html>\n"), name
+            elif name == ".feedsvc-files":  # the build's manifest (siteoutput.py), whole
+                assert (output / name).read_bytes().endswith(b"\n")
             elif name in ("entries", "assets", "page", "tags") and (output / name).is_dir():
                 pass  # the site's other pages, written the same way
             elif name.endswith((".gz", ".br")) and not name.startswith("."):
@@ -285,7 +287,8 @@ def test_kill_9_during_build_never_leaves_half_a_feed(tmp_path: Path, serve) -> 
             else:
                 assert name.startswith((".feed.atom.", ".feed.rss.", ".feed.json.",
                                         ".index.html.", ".404.html.", ".feeds.opml.",
-                                        ".sitemap.xml.", ".feed-style.")) and \
+                                        ".sitemap.xml.", ".feed-style.",
+                                        "..feedsvc-files.")) and \
                     name.endswith(".tmp"), f"unexpected file in the output: {name}"
         check_state(tmp_path / "state" / "feedsvc.sqlite3")
         leftovers = sum(name.endswith(".tmp") for name in names)

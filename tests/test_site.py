@@ -369,9 +369,9 @@ def test_build_writes_every_page(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     public = tmp_path / "public"
     names = {p.relative_to(public).as_posix() for p in public.rglob("*.html")}
-    assert names == {"index.html", "404.html", "page/2.html", "page/3.html",
-                     *(f"entries/e{n}.html" for n in range(5)),
-                     "tags/index.html", "tags/sky.html", "tags/sky/page/2.html"}
+    assert names == {"index.html", "404.html", "page/2/index.html", "page/3/index.html",
+                     *(f"entries/e{n}/index.html" for n in range(5)),
+                     "tags/index.html", "tags/sky/index.html", "tags/sky/page/2/index.html"}
     for name in names:
         strict_parse((public / name).read_bytes())
         assert (public / f"{name}.gz").is_file() and (public / f"{name}.br").is_file()
@@ -381,9 +381,8 @@ def test_build_writes_every_page(tmp_path: Path) -> None:
     (seeds / "e1.md").unlink()
     result = run_cli("build", "--config", str(tmp_path / "config.toml"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert not (public / "entries/e1.html").exists()
-    assert not (public / "entries/e1.html.gz").exists()
-    assert (public / "entries/e0.html").exists()
+    assert not (public / "entries/e1").exists()
+    assert (public / "entries/e0/index.html").exists()
 
 
 @pytest.mark.parametrize(("info", "length", "shown"), [

@@ -65,6 +65,26 @@ class EntryPages(StateReader):
         """`page`, synchronously (`build`)."""
         return self._page(slug) if is_slug(slug) else None
 
+    def page_moments(self, slugs: list[str]) -> dict[str, datetime]:
+        """The Last-Modified of these entries' pages, those published now, without rendering
+        them (two queries for all: a static output keeps a page whose file has this date,
+        `sitebuild`)."""
+        now = int(datetime.now(UTC).timestamp())
+        store = self._state()
+        with store.reading():
+            stamps = store.stamps_of(slugs)
+            revisions = store.load_revisions(entry_path(slug) for slug in stamps)
+        moments = {}
+        for slug, stamp in stamps.items():
+            if not stamp.live or stamp.published > now:
+                continue
+            # As `_page` dates it.
+            revision = revisions.get(entry_path(slug))
+            moments[slug] = from_micros(revision.modified if revision is not None
+                                        and revision.modified >= stamp.updated
+                                        else stamp.updated)
+        return moments
+
     def live_slugs(self, after: str | None, limit: int) -> list[str]:
         """The published slugs after `after`, in slug order, at most `limit` (`build`)."""
         return self._state().live_slugs(after, limit)

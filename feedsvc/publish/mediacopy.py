@@ -13,7 +13,7 @@ import os
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from feedsvc.durable import fsync_path
@@ -25,6 +25,8 @@ class MediaCopy:
     linked: int = 0
     copied: int = 0
     unchanged: int = 0
+    #: The files' names in the output (`media/a/b.jpg`): part of the site (sitebuild).
+    names: list[str] = field(default_factory=list)
 
 
 def copy_media(source: Path, output: Path) -> MediaCopy:
@@ -39,6 +41,7 @@ def copy_media(source: Path, output: Path) -> MediaCopy:
         fd, st = opened
         try:
             target = target_root.joinpath(*segments)
+            counts.names.append("/".join((MEDIA_PREFIX.strip("/"), *segments)))
             if _unchanged(target, st):
                 counts.unchanged += 1
                 continue

@@ -1,27 +1,38 @@
-"""`build`'s share of the site: every HTML page `serve` sends, written as files with the same
-bytes (and their .gz and .br), named for a static server that maps `/x` to `x.html`
-(nginx `try_files $uri $uri.html $uri/index.html`):
+"""The whole site as static files (`feedsvc build`, and `serve` with `[build] on_change`):
+every document `serve` sends with status 200, with the same bytes, at the file a static server
+maps its route to (siteoutput.py: `/p` is `p` or `p/index.html`), each with .gz and .br:
 
-    index.html, page/{n}.html          the front page and its older pages
-    entries/{slug}.html                 every published entry's page
-    tags/index.html, tags/{tag}.html, tags/{tag}/page/{n}.html
-    404.html                            the not-found page
-    assets/site.{hash}.css              the stylesheet
+    feed.{ext}, tags/{tag}.{ext}, archive/{size}/{n}.{ext}   the feeds, every format
+    index.html, page/{n}/index.html                          the front page and older pages
+    entries/{slug}/index.html                                every published entry's page
+    tags/index.html, tags/{tag}/index.html, tags/{tag}/page/{n}/index.html
+    feeds.opml, sitemap.xml, sitemaps/{n}.xml, feed-style.{hash}.css, assets/site.{hash}.css
+    404.html                                                 the not-found page
+    media/…                                                  the media folder (as is)
+
+Files are written only when their bytes change, dated with their Last-Modified, and those of
+an earlier write that are no longer part of the site are removed (siteoutput.py).
 
 Entries are read from the state a part at a time (memory stays bounded at 100,000 seeds).
-Pages of an earlier build that are no longer published (entries, pages, tags) are removed.
+`write(snapshot, changed)` after a change (`on_change`) renders again only what may have
+changed: the snapshot's documents, the archive pages in `changed`, the long tail's pages whose
+date differs from their file's, and the state-made pages (front and tag pages, lists).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from feedsvc.config import Config
-from feedsvc.errors import FeedsvcError
+from feedsvc.errors import FeedsvcError, StoreError
 from feedsvc.model import Document, FeedInfo, Snapshot
+from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.longtail import EntryPages
+from feedsvc.publish.mediacopy import copy_media
 from feedsvc.publish.pages import (
     CSS_TYPE,
     HTML_TYPE,
@@ -30,15 +41,18 @@ from feedsvc.publish.pages import (
     STYLESHEET_PATH,
     render_not_found,
 )
-from feedsvc.publish.registry import ENTRIES, INDEX, TAGS, entry_path
+from feedsvc.publish.registry import ENTRIES, MAIN, entry_path, formats, tag_of
+from feedsvc.publish.registry import archive_feed_path as _archive_path
+from feedsvc.publish.sitefiles import SiteFiles
+from feedsvc.publish.siteoutput import SIBLINGS, OutputCounts, SiteOutput, file_name, mtime_ns
 from feedsvc.publish.sitepages import SitePages
 from feedsvc.publish.snapshot import make_document
 
-WriteDocument = Callable[[Path, str, Document], None]
 #: Slugs read from the state at a time.
 _PART = 1000
 #: The stylesheet's Last-Modified: constant, as its bytes (the URL carries their hash).
 STYLESHEET_DATE = datetime(2026, 11, 30, tzinfo=UTC)
+NOT_FOUND_FILE = "404.html"
 
 
 def stylesheet_document() -> Document:
@@ -46,71 +60,165 @@ def stylesheet_document() -> Document:
                          cache_control=STYLESHEET_CACHE)
 
 
-def write_site(config: Config, info: FeedInfo, snapshot: Snapshot, output: Path,
-               write: WriteDocument) -> int:
-    """Write every page; returns how many (`write(output, file name, document)`)."""
-    written: set[str] = set()
+class SiteBuilder:
+    """`start(info)`, then `write(snapshot)` once (`build`) or after every change (`serve`),
+    then `close`. Not thread-safe: one thread writes."""
 
-    def put(name: str, document: Document) -> None:
-        write(output, name, document)
-        written.add(name)
+    def __init__(self, config: Config, output: Path | None = None) -> None:
+        self.config = config
+        self.output = output if output is not None else config.paths.output
+        self.info: FeedInfo | None = None
+        self.site, self.entries = SitePages(config), EntryPages(config)
+        self.archives, self.files = ArchivePages(config), SiteFiles(config)
+        self.archive_pages = 0
+        self.media: tuple[int, int, int] = (0, 0, 0)  # linked, copied, unchanged
+        self._full = False  # a whole write done by this builder: the next may be partial
 
-    put(STYLESHEET_PATH[1:], stylesheet_document())
-    put("404.html", make_document("/404", HTML_TYPE, render_not_found(info),
-                                  info.created, config.server.cache_max_age))
-    put("index.html", snapshot.documents[INDEX])
-    site, entries = SitePages(config), EntryPages(config)
-    site.start(info)
-    entries.start(info)
-    try:
-        number = 2
-        while (document := site.render_now("index", "", number)) is not None:
-            put(f"page/{number}.html", document)
-            number += 1
+    def start(self, info: FeedInfo) -> None:
+        self.info = info
+        for reader in (self.site, self.entries, self.archives, self.files):
+            reader.start(info)
+
+    def close(self) -> None:
+        for reader in (self.site, self.entries, self.archives, self.files):
+            reader.close()
+
+    def write(self, snapshot: Snapshot, changed: frozenset[str] | None = None) -> OutputCounts:
+        """Bring the output up to date with `snapshot` and the state. `changed`: the feed
+        documents changed since the last write (archive pages not named there and already
+        on disk are kept); None: render everything and compare (a build)."""
+        assert self.info is not None
+        partial = changed is not None and self._full
+        out = SiteOutput(self.output)
+        # What is linked to before what links to it: the stylesheets, the media, the pages of
+        # the entries and the archive, then the lists of them, the feeds and the front page
+        # last (a reader of the output never follows a link to a file not there yet).
+        out.put(stylesheet_document())
+        out.put(self.files.stylesheet)
+        out.put(make_document("/404", HTML_TYPE, render_not_found(self.info), self.info.created,
+                              self.config.server.cache_max_age), NOT_FOUND_FILE)
+        self._media(out)
+        self._entry_pages(out, snapshot, partial)
+        self._archive_pages(out, snapshot, changed if partial else None)
+        self._site_pages(out)
+        for path in self.files.paths(snapshot):
+            document = self.files.render(path, snapshot)
+            if document is None:
+                raise FeedsvcError(f"cannot read the state to write {path[1:]}")
+            out.put(document)
+        now = time.time()
+        for path, document in sorted(snapshot.documents.items()):
+            gone = snapshot.gone_at.get(path)
+            if gone is not None and now >= gone:
+                continue
+            if document.status == 200 and not path.startswith(f"/{ENTRIES}"):
+                out.put(document)  # (the entries' pages: with the others, above)
+        # A tag's feeds gone for good (410 when served): no file, so a static server answers
+        # 404; those an earlier write made are removed, listed or not.
+        for path, gone in snapshot.gone_at.items():
+            if now >= gone:
+                out.drop(path.lstrip("/"))
+        counts = out.finish()
+        self._full = True
+        return counts
+
+    def _site_pages(self, out: SiteOutput) -> None:
+        """The front page's older pages, the list of tags, each tag's pages."""
+        for document in self._state_pages():
+            out.put(document)
+
+    def _state_pages(self) -> Iterator[Document]:
+        site = self.site
+        try:
+            yield from site.pages_of(None)
+            tags = site.render_now("tags", "", 1)
+            if tags is None:
+                raise FeedsvcError("cannot render the list of tags from the state")
+            yield tags
+            for tag, _, _ in site.tag_rows():
+                yield from site.pages_of(tag)
+        except StoreError as e:
+            raise FeedsvcError(f"cannot read the site's pages from the state: {e}") from e
+
+    def _entry_pages(self, out: SiteOutput, snapshot: Snapshot, partial: bool) -> None:
+        """Every published entry's page (the snapshot's, else made from the state); after a
+        change, a page of the long tail whose file has its date is kept as it is (its bytes
+        depend on its entry alone, and its date moves whenever they change)."""
         after = None
-        while slugs := _live_slugs(entries, after):
+        while slugs := self._live_slugs(after):
+            moments = self.entries.page_moments(slugs) if partial else {}
             for slug in slugs:
-                document = snapshot.documents.get(entry_path(slug)) or entries.render_now(slug)
+                path = entry_path(slug)
+                document = snapshot.documents.get(path)
+                if document is None and slug in moments and self._dated_on_disk(
+                        out, file_name(path, HTML_TYPE), mtime_ns(moments[slug])):
+                    continue
+                if document is None:
+                    document = self.entries.render_now(slug)
                 if document is not None and document.status == 200:
-                    put(f"{ENTRIES}{slug}.html", document)
+                    out.put(document)
             after = slugs[-1]
-        tags = site.render_now("tags", "", 1)
-        if tags is None:
-            raise FeedsvcError("cannot render the list of tags from the state")
-        put(f"{TAGS}index.html", tags)
-        for tag, _, _ in site.tag_rows():
-            number = 1
-            while (document := site.render_now("tag", tag, number)) is not None:
-                put(f"{TAGS}{tag}.html" if number == 1 else f"{TAGS}{tag}/page/{number}.html",
-                    document)
-                number += 1
-    finally:
-        site.close()
-        entries.close()
-    _remove_stale(output, written)
-    return len(written)
+
+    def _dated_on_disk(self, out: SiteOutput, name: str, when: int) -> bool:
+        try:
+            st = os.stat(os.path.join(self.output, name))
+        except OSError:
+            return False
+        return st.st_mtime_ns == when and self._kept(out, name)
+
+    def _kept(self, out: SiteOutput, name: str) -> bool:
+        """Whether the files of `name` are all there; if so they are part of this write."""
+        names = [f"{name}{suffix}" for _, suffix in SIBLINGS]
+        root = str(self.output)
+        if not all(os.path.isfile(os.path.join(root, n)) for n in names):
+            return False
+        for n in names:
+            out.keep(n)
+        return True
+
+    def _live_slugs(self, after: str | None) -> list[str]:
+        try:
+            return self.entries.live_slugs(after, _PART)
+        except FeedsvcError as e:
+            raise FeedsvcError(f"cannot read the published entries from the state: {e}") from e
+
+    def _archive_pages(self, out: SiteOutput, snapshot: Snapshot,
+                       changed: frozenset[str] | None) -> None:
+        """Every RFC 5005 archive page in every format (after a change: those `changed`
+        names, and any missing)."""
+        span = snapshot.archive
+        pages = span.pages if span is not None else 0
+        for page in range(1, pages + 1):
+            assert span is not None
+            for fmt in formats():
+                path = fmt.path(_archive_path(page, span.page_entries))
+                name = path[1:]
+                if changed is not None and path not in changed and self._kept(out, name):
+                    continue
+                document = self.archives.render(span, page, fmt)
+                if document is None:
+                    raise FeedsvcError(f"cannot render archive page {page} ({fmt.name}) "
+                                       "from the state")
+                out.put(document)
+        self.archive_pages = pages
+
+    def _media(self, out: SiteOutput) -> None:
+        media = self.config.paths.media
+        if media is None:
+            return
+        try:
+            copied = copy_media(media, self.output)
+        except OSError as e:
+            raise FeedsvcError(f"cannot copy the media folder {media} into "
+                               f"{self.output}/media: {e.strerror or e}") from e
+        for name in copied.names:
+            out.keep(name)
+        self.media = (copied.linked, copied.copied, copied.unchanged)
 
 
-def _live_slugs(entries: EntryPages, after: str | None) -> list[str]:
-    try:
-        return entries.live_slugs(after, _PART)
-    except FeedsvcError as e:
-        raise FeedsvcError(f"cannot read the published entries from the state: {e}") from e
+def feed_names(snapshot: Snapshot) -> tuple[list[str], int]:
+    """The subscription feeds' file names, and the number of tags with feeds (for the log)."""
+    feeds = [fmt.path(MAIN)[1:] for fmt in formats()]
+    tags = {tag for path in snapshot.documents if (tag := tag_of(path)) is not None}
+    return feeds, len(tags)
 
-
-def _remove_stale(output: Path, written: set[str]) -> None:
-    """Pages of an earlier build this one did not write (an entry removed, fewer pages)."""
-    for folder, pattern in ((output / ENTRIES, "*.html"), (output / "page", "*.html"),
-                            (output / TAGS, "**/*.html")):
-        if not folder.is_dir():
-            continue
-        for stale in sorted(folder.glob(pattern)):
-            name = stale.relative_to(output).as_posix()
-            if name not in written and stale.is_file():
-                for file_name in (stale, stale.with_name(stale.name + ".gz"),
-                                  stale.with_name(stale.name + ".br")):
-                    try:
-                        file_name.unlink(missing_ok=True)
-                    except OSError as e:
-                        raise FeedsvcError(f"cannot remove {file_name}: "
-                                           f"{e.strerror or e}") from e

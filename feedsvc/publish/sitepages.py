@@ -19,7 +19,7 @@ so a date could make If-Modified-Since answer 304 for changed bytes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -41,6 +41,8 @@ log = logging.getLogger("feedsvc")
 
 #: Pages kept, in bytes of every coding (a page of 50 entries is ~40 KB: about 25 pages).
 CACHE_BYTES = 1024 * 1024
+#: Pages read from the state at once by `pages_of` (`build`).
+_PAGES_READ = 40
 #: Page numbers past this are 404 without a query (a URL is at most 9 digits).
 _MAX_DIGITS = 9
 
@@ -109,6 +111,36 @@ class SitePages(StateReader):
     def render_now(self, kind: str, key: str, number: int) -> Document | None:
         """The same, synchronously (`build`): kind "index", "tag" (key: the tag) or "tags"."""
         return self._made(kind, key, number)
+
+    def pages_of(self, tag: str | None, pages_read: int = 0) -> Iterator[Document]:
+        """Every page of a tag (1, 2…), or the front page's older pages (2, 3…; tag None), as
+        `render_now` makes them one by one, but read from the state `_PAGES_READ` pages at a
+        time (`build`): one query per page skips all the rows before it (OFFSET), which at
+        100,000 entries made the 2,000 older pages cost 100 s; this costs 1/40 of that."""
+        assert self.info is not None
+        size, now = self.page_entries, int(datetime.now(UTC).timestamp())
+        pages_read = pages_read or _PAGES_READ
+        number = 1 if tag is not None else 2
+        store = self._state()
+        label = self._label(store, tag, now) if tag is not None else ""
+        count = store.site_version(now)[0]
+        while True:
+            rows = store.published_page(now, (number - 1) * size, pages_read * size + 1, tag)
+            for first in range(0, min(max(len(rows), 1), pages_read * size), size):
+                page = rows[first:first + size + 1]
+                if not page and (number > 2 or tag is not None or count < size):
+                    return
+                older = len(page) > size
+                items = self._items(page[:size])
+                body = (render_index(self.info, items, number=number, older=older)
+                        if tag is None else
+                        render_tag(self.info, tag, label, items, number=number, older=older))
+                path = index_page_path(number) if tag is None else tag_page_path(tag, number)
+                yield _etag_only(make_document(path, HTML_TYPE, body, self.info.created,
+                                               self.config.server.cache_max_age))
+                number += 1
+                if not older:
+                    return
 
     def tag_rows(self) -> list[tuple[str, str, int]]:
         """(tag, label, count) of every tag with published entries (`build`)."""

@@ -45,6 +45,7 @@ from feedsvc.serve.metrics import METRICS, Metrics, worker_number
 from feedsvc.serve.pipeline import Pipeline
 from feedsvc.serve.routes import setup_routes
 from feedsvc.serve.service import LiveConfig, Service
+from feedsvc.serve.staticsite import run_static_site
 from feedsvc.serve.websub.deliver import run_delivery
 from feedsvc.serve.websub.hub import HUB, Hub, run_hub
 from feedsvc.serve.websub.pinger import run_pinger
@@ -67,6 +68,8 @@ def make_app(config: Config, followers: Sequence[Connection] = ()) -> web.Applic
         app.cleanup_ctx.append(run_pinger)
     if config.websub.builtin_hub:
         app.cleanup_ctx.append(run_delivery)  # after the hub's, before the pipeline's
+    if config.build.on_change:  # the static site kept current (before the pipeline's)
+        app.cleanup_ctx.append(run_static_site)
     app.cleanup_ctx.append(run_pipeline)
     return app
 
