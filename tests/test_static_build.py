@@ -335,3 +335,27 @@ def test_pages_read_in_parts_are_the_pages_served(tmp_path: Path, count: int,
             assert [(d.path, d.body) for d in parts] == [(d.path, d.body) for d in one_by_one]
     finally:
         site.close()
+
+
+def test_a_reload_rewrites_the_output_with_the_new_config(
+        tmp_path: Path, serve: Callable[[Path], ServeProcess]) -> None:
+    """SIGHUP with a new title: the files `on_change` keeps follow, the long tail's pages too
+    (which no snapshot holds: the writer starts over with the reloaded publisher's info and
+    the config in force)."""
+    import signal
+
+    config = _site(tmp_path)
+    _on_change(config)
+    public = tmp_path / "public"
+    server = serve(config)
+    tail_page = public / "entries/e0/index.html"  # not in the feeds (max_entries = 2)
+    wait_until(lambda: tail_page.is_file() and (public / MANIFEST).is_file(), timeout=30)
+    assert b"Test feed" in tail_page.read_bytes()
+    config.write_text(config.read_text("utf-8").replace('title = "Test feed"',
+                                                        'title = "Renamed feed"'), "utf-8")
+    server.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: b"Renamed feed" in (public / "feed.atom").read_bytes(), timeout=60)
+    wait_until(lambda: b"Renamed feed" in tail_page.read_bytes(), timeout=60)
+    assert tail_page.read_bytes() == server.get("/entries/e0")[2]
+    assert b"Test feed" not in (public / "index.html").read_bytes()
+    assert server.stop() == 0

@@ -26,13 +26,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from feedsvc.config import Config
 from feedsvc.errors import FeedsvcError
 from feedsvc.model import FeedInfo, Snapshot
 from feedsvc.publish.sitebuild import SiteBuilder
 from feedsvc.publish.siteoutput import OutputCounts
 from feedsvc.publish.snapshot import Live
-from feedsvc.serve.keys import CONFIG, LIVE, PAGES, SNAPSHOT_LISTENERS
+from feedsvc.serve.keys import LIVE, PAGES, SETTINGS, SNAPSHOT_LISTENERS
+from feedsvc.serve.service import LiveConfig
 from feedsvc.serve.websub.topics import ChangedDocuments
 
 log = logging.getLogger("feedsvc")
@@ -44,8 +44,9 @@ _FIRST_POLL_S = 0.05
 
 
 class StaticSite:
-    def __init__(self, config: Config, live: Live) -> None:
-        self._config = config
+    def __init__(self, settings: LiveConfig, live: Live) -> None:
+        self._settings = settings  # the config in force: a SIGHUP may replace it
+        self._config = settings.current  # its paths: a reload does not change them
         self._live = live
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedsvc-build")
         self._builder: SiteBuilder | None = None
@@ -107,7 +108,9 @@ class StaticSite:
         if builder is None or builder.info is not info:
             if builder is not None:
                 builder.close()
-            builder = self._builder = SiteBuilder(self._config)
+            # A new publisher (a start, or a reload: SIGHUP's config makes a new info):
+            # rendered with the config in force, and everything compared.
+            builder = self._builder = SiteBuilder(self._settings.current)
             builder.start(info)
             changed = None
         if any(len(d.variants) < 3 for d in snapshot.documents.values()):
@@ -131,7 +134,7 @@ async def run_static_site(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx of the leader with `[build] on_change`, before the pipeline's: listens from
     the first batch on; writes once the first snapshot is served; torn down after the
     pipeline stopped (the last change written first)."""
-    site = StaticSite(app[CONFIG], app[LIVE])
+    site = StaticSite(app[SETTINGS], app[LIVE])
     app[SNAPSHOT_LISTENERS].append(site.changed)
 
     task = asyncio.create_task(site.keep_current(lambda: app[PAGES].info))
