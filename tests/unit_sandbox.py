@@ -142,6 +142,9 @@ def command(unit: Path, argv: list[str], *, writable: list[Path],
     if settings.get("ProtectHostname") == ["yes"]:
         args += ["--unshare-uts"]
     args += ["--unshare-ipc", "--cap-drop", "ALL"]
+    # This script and the unit it reads, wherever the clone is (under /tmp in a CI's clean
+    # clone: PrivateTmp's tmpfs would hide them).
+    readable = [Path(__file__).resolve(), unit.resolve(), *readable]
     for path in readable:  # after the tmpfs mounts that would hide them
         args += ["--ro-bind", str(path), str(path)]
     for path in writable:
