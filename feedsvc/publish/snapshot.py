@@ -1,4 +1,4 @@
-"""Documents → immutable snapshots with strong ETags; and writing them to disk crash-safely."""
+"""Documents → immutable snapshots with strong ETags, their compressed variants, the live one."""
 
 from __future__ import annotations
 
@@ -6,33 +6,19 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from types import MappingProxyType
 
 import brotli
 from zlib_ng import gzip_ng
 
-from feedsvc.durable import fsync_path
 from feedsvc.errors import Rejection
 from feedsvc.httpdates import http_date
 from feedsvc.model import ArchiveSpan, Document, Snapshot, Variant
-
-
-def _current_umask() -> int:
-    # os.umask can only be read by setting it; do that once, at import, before any thread runs.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
 
 #: gzip level and brotli quality: within a few percent of their best ratio on feed text, at
 #: under 1 ms per 100 KB each (level 9 / quality 11 cost 2x / 20x that for 1-3 % smaller).
@@ -301,21 +287,3 @@ class Live:
         """Wait, off the event loop's time, for the compressions of the current documents."""
         if self.coding:
             await asyncio.gather(*(asyncio.wrap_future(f) for f in self.coding))
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write via a temporary file, fsync and rename: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes 0600; a web server reading the output folder needs the usual mode.
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_path(path.parent)  # make the rename itself durable
