@@ -14,6 +14,7 @@ import pytest
 from feedsvc.config import load_config
 
 from .conftest import ROOT
+from .unit_sandbox import unit_settings
 
 UNIT = ROOT / "systemd" / "feedsvc.service"
 SOCKET = ROOT / "systemd" / "feedsvc.socket"
@@ -30,12 +31,7 @@ def unit(path: Path = UNIT) -> configparser.ConfigParser:
 
 def settings(path: Path = UNIT) -> dict[str, list[str]]:
     """Every `Key=value` line of a unit, repeated keys kept in order (SystemCallFilter=)."""
-    found: dict[str, list[str]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if "=" in line and not line.startswith(("#", "[")):
-            key, value = line.split("=", 1)
-            found.setdefault(key.strip(), []).append(value.strip())
-    return found
+    return unit_settings(path)
 
 
 def test_unit_runs_serve_unprivileged_with_restart_on_failure() -> None:

@@ -44,6 +44,7 @@ CLONE_NEW = (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x
 
 
 def unit_settings(unit: Path) -> dict[str, list[str]]:
+    """Every `Key=value` line of a unit, repeated keys kept in order (SystemCallFilter=)."""
     found: dict[str, list[str]] = {}
     for line in unit.read_text(encoding="utf-8").splitlines():
         if "=" in line and not line.startswith(("#", "[")):

@@ -42,7 +42,7 @@ from feedsvc.serve.websub.requests import (
     parse_request,
     refused_address,
 )
-from feedsvc.serve.websub.verify import deny, verify_intent
+from feedsvc.serve.websub.verify import deny, read_at_most, verify_intent
 from feedsvc.state.subscriptions import SQLiteSubscriptions, Subscription
 
 log = logging.getLogger("feedsvc")
@@ -284,7 +284,7 @@ async def serve_hub(request: web.Request) -> web.Response:
             raise BadRequest(413, f"the request body is over {MAX_REQUEST_BYTES} bytes")
         try:  # a body trickled in byte by byte holds the connection no longer than this
             async with asyncio.timeout(hub.websub.request_timeout_s):
-                body = await _read_body(request)
+                body = await read_at_most(request.content, MAX_REQUEST_BYTES)
         except TimeoutError:
             raise BadRequest(408, "the request body took too long to arrive") from None
         parsed = parse_request(hub.config, body)
@@ -303,17 +303,6 @@ async def serve_hub(request: web.Request) -> web.Response:
     # §5.1.2: 202 "to indicate that the request was received and will now be verified".
     return web.Response(status=202, text=f"{parsed.mode} request accepted; verification of "
                                          "intent follows\n")
-
-
-async def _read_body(request: web.Request) -> bytes:
-    """At most MAX_REQUEST_BYTES + 1 bytes of the body (a chunked one has no length)."""
-    body = bytearray()
-    while len(body) <= MAX_REQUEST_BYTES:
-        chunk = await request.content.read(MAX_REQUEST_BYTES + 1 - len(body))
-        if not chunk:
-            break
-        body += chunk
-    return bytes(body)
 
 
 async def run_hub(app: web.Application) -> AsyncIterator[None]:

@@ -47,7 +47,7 @@ async def verify_intent(session: aiohttp.ClientSession, *, mode: str, topic: str
     try:
         await check_callback(callback, allow_private=allow_private)
         async with session.get(url, allow_redirects=False) as response:
-            answer = await _read_at_most(response, MAX_ANSWER_BYTES)
+            answer = await read_at_most(response.content, MAX_ANSWER_BYTES)
             status = response.status
     except CallbackError as e:
         log.warning("WebSub: %s %s refused: %s", mode, escape(callback), e)
@@ -72,17 +72,18 @@ async def deny(session: aiohttp.ClientSession, *, topic: str, callback: str, rea
     try:
         await check_callback(callback, allow_private=allow_private)
         async with session.get(url, allow_redirects=False) as response:
-            await _read_at_most(response, MAX_ANSWER_BYTES)
+            await read_at_most(response.content, MAX_ANSWER_BYTES)
     except (CallbackError, aiohttp.ClientError, TimeoutError, OSError, ValueError) as e:
         log.info("WebSub: denial to %s not sent: %s", escape(callback),
                  escape(str(e) or type(e).__name__))
 
 
-async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body, or its first `limit` + 1 bytes (enough to know it is longer)."""
+async def read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """A body (a request's or a response's), or its first `limit` + 1 bytes: enough to know
+    it is longer, whatever it says of its length (a chunked one says nothing)."""
     body = bytearray()
     while len(body) <= limit:
-        chunk = await response.content.read(limit + 1 - len(body))
+        chunk = await stream.read(limit + 1 - len(body))
         if not chunk:
             break
         body += chunk
