@@ -25,13 +25,7 @@ from feedsvc.errors import ConfigError, FeedsvcError, StoreError, UsageError
 from feedsvc.ingest.catalog import Catalog
 from feedsvc.ingest.dates import DateError, parse_date
 from feedsvc.ingest.source import FolderMissing
-from feedsvc.logtext import (
-    EscapingFormatter,
-    JournalFormatter,
-    JsonFormatter,
-    escape,
-    stderr_is_journal,
-)
+from feedsvc.logtext import escape, setup_logging
 from feedsvc.publish.ids import builtin_hub_url, hub_urls, parse_options
 from feedsvc.publish.ownership import resolve_owners
 from feedsvc.publish.publisher import Publisher
@@ -56,10 +50,10 @@ def _and(names: Iterable[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _argument_parser()
     args = parser.parse_args(argv)
-    setup_logging(LogConfig(level=_cli_level(args) or LogConfig.level))
+    setup_logging(_cli_level(args) or LogConfig.level)
     try:
         config = with_cli_level(load_config(find_config(args.config)), args)
-        setup_logging(config.log)
+        setup_logging(config.log.level, config.log.format)
         return int(args.command(config, args))
     except (ConfigError, UsageError) as e:
         print(f"feedsvc: {escape(str(e))}", file=sys.stderr)
@@ -79,13 +73,13 @@ def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     from feedsvc.serve.activation import describe, inherited_sockets
     from feedsvc.serve.app import announce_ready, make_app
     from feedsvc.serve.connections import Limits, run_app
+    from feedsvc.serve.keys import SETTINGS
     from feedsvc.serve.memory import fix_mmap_threshold, limit_malloc_arenas
 
     limit_malloc_arenas()  # before any thread starts
     fix_mmap_threshold()
     quiet_bad_requests()
     host, port = config.server.host, config.server.port
-    access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
     # Socket activation (systemd/feedsvc.socket): serve on the sockets passed, bind nothing.
     sockets = inherited_sockets()
     where = (_and(describe(s) for s in sockets) + " (inherited)" if sockets
@@ -101,8 +95,8 @@ def serve(config: Config, args: argparse.Namespace | None = None) -> int:
             listening(limits)
             announce_ready(app)  # systemd's READY=1 (sd_notify)
 
-        run_app(app, config.server, loop=new_event_loop(), reuse_port=reuse_port,
-                access_log=access_log, on_listening=on_listening, sockets=sockets)
+        run_app(app, lambda: app[SETTINGS].current.server, loop=new_event_loop(),
+                reuse_port=reuse_port, on_listening=on_listening, sockets=sockets)
 
     try:
         if config.server.workers > 1:
@@ -149,14 +143,15 @@ def _follower_main(config: Config, leader: Connection, number: int,
     """A follower process: serves the snapshots the leader sends it."""
     from feedsvc.serve.app import make_follower_app
     from feedsvc.serve.connections import run_app
+    from feedsvc.serve.keys import SETTINGS
     from feedsvc.serve.notify import ignore_hangups
 
     ignore_hangups()  # the leader reloads; the followers get its config with its snapshots
-    setup_logging(config.log)
+    setup_logging(config.log.level, config.log.format)
     quiet_bad_requests()
-    access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
-    run_app(make_follower_app(config, leader), config.server, loop=new_event_loop(),
-            reuse_port=True, access_log=access_log, sockets=sockets)
+    app = make_follower_app(config, leader)
+    run_app(app, lambda: app[SETTINGS].current.server, loop=new_event_loop(), reuse_port=True,
+            sockets=sockets)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -423,28 +418,8 @@ def with_cli_level(config: Config, args: argparse.Namespace) -> Config:
     """The config with --log-level (or -v) in place of its [log] level: worker processes get
     it with the config."""
     level = _cli_level(args)
-    return config if level is None else replace(config, log=replace(config.log, level=level))
-
-
-def setup_logging(settings: LogConfig) -> None:
-    """Records to stderr at `settings.level`, as text or JSON lines; with `<N>` priorities and
-    no timestamp when stderr is the journal ($JOURNAL_STREAM names it: systemd.exec(5))."""
-    journal = stderr_is_journal(os.environ)
-    # Every record one line, whatever a file name or a seed holds (log injection, terminal
-    # escapes, undecodable bytes): escaped by the handler's formatter, not by each call.
-    handler = logging.StreamHandler(sys.stderr)
-    if settings.format == "json":
-        handler.setFormatter(JsonFormatter(journal=journal))
-    elif journal:
-        handler.setFormatter(JournalFormatter())
-    else:
-        handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
-    level = getattr(logging, settings.level.upper())
-    logging.basicConfig(level=level, handlers=[handler], force=True)
-    if level > logging.DEBUG:  # aiohttp's own INFO lines are noise next to ours
-        logging.getLogger("aiohttp").setLevel(logging.WARNING)
-    logging.getLogger("watchfiles").setLevel(logging.WARNING)
-    logging.getLogger("aiohttp.access").setLevel(logging.INFO)  # shown only when switched on
+    return config if level is None else replace(
+        config, log=replace(config.log, level=level, command_line=True))
 
 
 def quiet_bad_requests() -> None:

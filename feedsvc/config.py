@@ -134,6 +134,8 @@ class LogConfig:
     #: The least severe records written; `--log-level` (or `-v`: debug) overrides it.
     level: str = "info"
     format: str = "text"
+    #: `level` came from `--log-level` (or `-v`), not the file: a reload keeps it.
+    command_line: bool = False
 
 
 @dataclass(frozen=True)

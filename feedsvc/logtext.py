@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -168,3 +169,26 @@ def _json_value(value: object) -> object:
     if isinstance(value, dict):
         return {escape(str(k)): _json_value(v) for k, v in value.items()}
     return escape(str(value))
+
+
+def setup_logging(level: str, log_format: str = "text") -> None:
+    """Records to stderr at `level` ("debug" … "error"), as text or JSON lines (`log_format`);
+    with `<N>` priorities and no timestamp when stderr is the journal ($JOURNAL_STREAM names
+    it: systemd.exec(5)). Called again by a reload: it replaces what it set before."""
+    journal = stderr_is_journal(os.environ)
+    # Every record one line, whatever a file name or a seed holds (log injection, terminal
+    # escapes, undecodable bytes): escaped by the handler's formatter, not by each call.
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter(journal=journal))
+    elif journal:
+        handler.setFormatter(JournalFormatter())
+    else:
+        handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
+    number = getattr(logging, level.upper())
+    logging.basicConfig(level=number, handlers=[handler], force=True)
+    # aiohttp's own INFO lines are noise next to ours (at debug level, everything is shown).
+    logging.getLogger("aiohttp").setLevel(logging.WARNING if number > logging.DEBUG
+                                          else logging.NOTSET)
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.INFO)  # shown only when switched on

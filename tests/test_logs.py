@@ -149,9 +149,8 @@ def test_json_lines_carry_extra_fields_and_escape_names(site: Path) -> None:
     undecodable byte stays one line and says what it holds."""
     script = (
         "import logging, sys\n"
-        "from feedsvc.cli import setup_logging\n"
-        "from feedsvc.config import LogConfig\n"
-        "setup_logging(LogConfig(format='json'))\n"
+        "from feedsvc.logtext import setup_logging\n"
+        "setup_logging('info', 'json')\n"
         "logging.getLogger('feedsvc').warning('cannot read %s', 'a\\nb\\udcff.txt', "
         "extra={'path': 'x\\u202ey', 'count': 3})\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

@@ -43,6 +43,7 @@ LAZY_IMPORTS = {
     ("feedsvc.cli", "uvloop"),  # used where installed (a dependency on CPython, not Windows)
     ("feedsvc.cli", "feedsvc.serve.activation"),  # only `serve` takes inherited sockets
     ("feedsvc.cli", "feedsvc.serve.notify"),  # SIGHUP caught from the start of `serve`
+    ("feedsvc.cli", "feedsvc.serve.keys"),  # the config in force, for the server (reloads)
     ("feedsvc.cli", "feedsvc.ingest.authoring"),  # only `new`: PyYAML, python-slugify (15 ms)
     # PyYAML only for the seeds that have a front matter (19 ms; 36 ms for a lone .txt seed).
     ("feedsvc.ingest.parser", "feedsvc.ingest.frontmatter"),

@@ -19,6 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from feedsvc.config import Config
 from feedsvc.errors import FeedsvcError
+from feedsvc.logtext import setup_logging
 from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.longtail import EntryPages
 from feedsvc.publish.sitefiles import SiteFiles
@@ -64,8 +65,9 @@ def make_app(config: Config, followers: Sequence[Connection] = ()) -> web.Applic
     app[SERVICE] = service = Service(app[SETTINGS])
     app.cleanup_ctx.insert(0, run_service)
     app.on_shutdown.append(service.stopping)
-    if config.websub.hubs:  # WebSub §6: ping the external hubs (before the pipeline starts)
-        app.cleanup_ctx.append(run_pinger)
+    # WebSub §6: ping the external hubs (before the pipeline starts); also with none yet, as
+    # a reload may add some.
+    app.cleanup_ctx.append(run_pinger)
     if config.websub.builtin_hub:
         app.cleanup_ctx.append(run_delivery)  # after the hub's, before the pipeline's
     if config.build.on_change:  # the static site kept current (before the pipeline's)
@@ -140,7 +142,7 @@ def follow(leader: Connection) -> Callable[[web.Application], AsyncIterator[None
         settings = app[SETTINGS]
         if first.config is not None and first.config != settings.current:
             # The leader's config in force: reloaded since this process was started.
-            settings.current = first.config
+            _configure_follower(app, first.config)
             for reader in _readers(app):
                 reader.reconfigure_now(first.config, first.info)
         for reader in _readers(app):
@@ -154,7 +156,7 @@ def follow(leader: Connection) -> Callable[[web.Application], AsyncIterator[None
                         # state are made with it from now on, as the leader's.
                         for reader in _readers(app):
                             await reader.reconfigure(message.config, message.info)
-                        settings.current = message.config
+                        _configure_follower(app, message.config)
                     app[LIVE].current = message.snapshot
                     app[STATUS].current = message.status
                 log.info("leader gone; this worker stops")
@@ -173,6 +175,17 @@ def follow(leader: Connection) -> Callable[[web.Application], AsyncIterator[None
             app[SITE_FILES].close()
 
     return following
+
+
+def _configure_follower(app: web.Application, config: Config) -> None:
+    """A follower takes the config the leader reloaded: what its requests and new connections
+    read (app[SETTINGS]), its part of the built-in hub, its log lines."""
+    before = app[SETTINGS].current
+    if HUB in app:
+        app[HUB].reconfigure(config)
+    app[SETTINGS].current = config
+    if config.log != before.log:
+        setup_logging(config.log.level, config.log.format)
 
 
 def announce_ready(app: web.Application) -> None:

@@ -268,15 +268,26 @@ class GuardedServer(Server):
     one whose reader has taken nothing for longest (at least STALL_GRACE_S); the newcomer
     itself only when every other connection is making progress."""
 
-    def __init__(self, handler: Any, *, limits: Limits, **kwargs: Any) -> None:
+    def __init__(self, handler: Any, *, limits: Limits,
+                 settings: ServerSettings | None = None, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.limits = limits
+        self._settings = settings
         # Open connections in arrival order (dicts keep it): oldest first when shedding.
         self._open: dict[GuardedHandler, None] = {}
-        self._shed_log = RateLimitedLog(f"connection limit ({limits.max_connections}) reached; "
-                                        "closing idle or stalled connections")
+        self._shed_log = self._shed_log_for(limits)
+
+    @staticmethod
+    def _shed_log_for(limits: Limits) -> RateLimitedLog:
+        return RateLimitedLog(f"connection limit ({limits.max_connections}) reached; "
+                              "closing idle or stalled connections")
 
     def __call__(self) -> RequestHandler:
+        if self._settings is not None and self._settings.changed():
+            # A reload changed the limits or the access log: from this connection on.
+            self.limits = self._settings.limits
+            self._shed_log = self._shed_log_for(self.limits)
+            self._kwargs.update(self._settings.logging)
         return GuardedHandler(self, loop=self._loop,
                               header_timeout_s=self.limits.header_timeout_s,
                               send_timeout_s=self.limits.send_timeout_s, **self._kwargs)
@@ -371,12 +382,42 @@ def _seconds_since_data_sent(transport: asyncio.BaseTransport) -> float | None:
                           sys.byteorder) / 1000
 
 
+class ServerSettings:
+    """The server's limits and request logging as the config in force says (`[server]
+    max_connections`, `header_timeout_s`, `send_timeout_s`, `access_log`): a reload changes
+    them for the connections that follow. Asked at each new connection; worked out again only
+    when the config was replaced."""
+
+    def __init__(self, app: web.Application, config: Callable[[], ServerConfig],
+                 fd_limit: int) -> None:
+        self._app, self._config, self._fd_limit = app, config, fd_limit
+        self._seen = config()
+        self.limits, self.logging = self._work_out(self._seen)
+
+    def changed(self) -> bool:
+        """Whether the config changed the limits or the logging since last asked."""
+        server = self._config()
+        if server is self._seen:
+            return False
+        self._seen = server
+        self.limits, self.logging = self._work_out(server)
+        return True
+
+    def _work_out(self, server: ServerConfig) -> tuple[Limits, dict[str, Any]]:
+        access_log = logging.getLogger("aiohttp.access") if server.access_log else None
+        return (Limits(connection_cap(server.max_connections, self._fd_limit),
+                       server.header_timeout_s, server.send_timeout_s),
+                request_logging(self._app, access_log))
+
+
 class GuardedRunner(web.AppRunner):
     """web.AppRunner whose server is a GuardedServer."""
 
-    def __init__(self, app: web.Application, limits: Limits, **kwargs: Any) -> None:
+    def __init__(self, app: web.Application, limits: Limits,
+                 settings: ServerSettings | None = None, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self._limits = limits
+        self._settings = settings
 
     async def cleanup(self) -> None:
         """Stop accepting, then give the connections accepted just before a moment for their
@@ -393,6 +434,7 @@ class GuardedRunner(web.AppRunner):
     async def _make_server(self) -> Server:
         plain = await super()._make_server()  # runs the app's startup
         return GuardedServer(plain.request_handler, limits=self._limits,
+                             settings=self._settings,
                              request_factory=plain.request_factory,
                              handler_cancellation=plain.handler_cancellation,
                              loop=asyncio.get_running_loop(), **plain._kwargs)
@@ -415,29 +457,29 @@ class AcceptErrors:
         loop.default_exception_handler(context)
 
 
-def run_app(app: web.Application, server: ServerConfig, *, loop: asyncio.AbstractEventLoop,
-            reuse_port: bool = False, access_log: logging.Logger | None = None,
+def run_app(app: web.Application, server: Callable[[], ServerConfig], *,
+            loop: asyncio.AbstractEventLoop, reuse_port: bool = False,
             on_listening: Callable[[Limits], None] | None = None,
             sockets: Sequence[socket.socket] = ()) -> None:
-    """Serve `app` on `server.host`:`server.port` until SIGTERM or SIGINT, as web.run_app does,
-    with connections bounded (GuardedRunner) and accept errors rate-limited; on `sockets`
-    instead when given (listening already: socket activation, see activation.py). OSError when
-    the port cannot be bound; whatever the app's startup raises."""
-    fd_limit = raise_fd_limit()
-    limits = Limits(connection_cap(server.max_connections, fd_limit), server.header_timeout_s,
-                    server.send_timeout_s)
+    """Serve `app` on `server().host`:`server().port` until SIGTERM or SIGINT, as web.run_app
+    does, with connections bounded (GuardedRunner) and accept errors rate-limited; on
+    `sockets` instead when given (listening already: socket activation, see activation.py).
+    OSError when the port cannot be bound; whatever the app's startup raises. `server` gives
+    the `[server]` settings in force: a reload changes the limits and the access log of the
+    connections that follow."""
+    settings = ServerSettings(app, server, raise_fd_limit())
+    limits = settings.limits
 
     async def main() -> None:
-        runner = GuardedRunner(app, limits, handle_signals=True,
-                               keepalive_timeout=KEEPALIVE_TIMEOUT_S,
-                               **request_logging(app, access_log))
+        runner = GuardedRunner(app, limits, settings, handle_signals=True,
+                               keepalive_timeout=KEEPALIVE_TIMEOUT_S, **settings.logging)
         await runner.setup()
         try:
             if sockets:
                 await _start_on(runner, sockets)
             else:
-                site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port,
-                                   backlog=BACKLOG)
+                site = web.TCPSite(runner, server().host, server().port,
+                                   reuse_port=reuse_port, backlog=BACKLOG)
                 await site.start()
             if on_listening is not None:
                 on_listening(limits)

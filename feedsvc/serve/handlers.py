@@ -26,7 +26,7 @@ from feedsvc.publish.sitebuild import stylesheet_document
 from feedsvc.publish.sitepages import page_number
 from feedsvc.publish.snapshot import CODINGS
 from feedsvc.serve.health import DeliveryReport, HealthStatus, HubHealth
-from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, LIVE, PAGES, SETTINGS, SITE_PAGES, STATUS
+from feedsvc.serve.keys import ARCHIVE_PAGES, LIVE, PAGES, SETTINGS, SITE_PAGES, STATUS
 from feedsvc.serve.negotiation import choose_coding, not_modified
 from feedsvc.serve.websub.hub import HUB
 
@@ -224,8 +224,8 @@ def respond(request: web.Request, document: Document,
                     headers.get("If-None-Match"), headers.get("If-Modified-Since")):
         return web.Response(status=304, headers=variant.not_modified_headers)
     if len(variant.body) > STREAM_MIN_BYTES and request.method == "GET":
-        return LargeBody(variant.body, variant.headers, request.app[CONFIG].server.send_timeout_s,
-                         request.transport)
+        send_timeout_s = request.app[SETTINGS].current.server.send_timeout_s  # (reloadable)
+        return LargeBody(variant.body, variant.headers, send_timeout_s, request.transport)
     return web.Response(body=variant.body, headers=variant.headers)
 
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from feedsvc.config import Config
 from feedsvc.errors import FeedsvcError
 from feedsvc.ingest.source import DescriptorsExhausted
-from feedsvc.ingest.watcher import Batch, watch_seeds
+from feedsvc.ingest.watcher import Batch
 from feedsvc.logtext import escape
 from feedsvc.model import FeedInfo, Snapshot
 from feedsvc.publish.publisher import Publisher
@@ -30,6 +30,7 @@ from feedsvc.serve.health import LiveHealth
 from feedsvc.serve.memory import give_back_memory
 from feedsvc.serve.metrics import PipelineMetrics
 from feedsvc.serve.timetable import FAILED_RETRY_S, Timetable, only_a_check
+from feedsvc.serve.watching import SeedWatch
 from feedsvc.serve.websub.topics import ChangedDocuments, changed_feed_documents
 from feedsvc.serve.workers import Followers, SnapshotMessage
 
@@ -76,15 +77,13 @@ class Pipeline:
         self._live = live
         self._health = health
         self._followers = followers
-        self._stop = asyncio.Event()
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue()
+        self._watch = SeedWatch(self._queue)
         self._tasks: list[asyncio.Task[None]] = []
         self._timetable = Timetable(config.watch.rescan_s, next_rescan=0.0)  # set by start
         self._fd_log = RateLimitedLog("cannot open seeds for lack of file descriptors; retrying")
         #: Told how long each batch took (`[server] metrics`); None: not measured.
         self.metrics: PipelineMetrics | None = None
-        #: The loop time the watcher reported the oldest change not applied yet.
-        self._first_seen: float | None = None
         #: After a reload, until a full scan of the new publisher works: each batch is one.
         self._full_scan_needed = False
 
@@ -125,13 +124,13 @@ class Pipeline:
         self._timetable = Timetable.starting(
             asyncio.get_running_loop().time(), self._config.watch.rescan_s,
             failed=self._health.current.batch_problem is not None)
-        self._tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._loop())]
+        self._watch.start(self._config.paths.seeds, self._config.watch)
+        self._tasks = [asyncio.create_task(self._loop())]
 
     async def stop(self) -> None:
         """Stop watching, finish the batch under way, close the state, the pipes, the thread."""
-        self._stop.set()
         try:
-            for task in self._tasks:
+            for task in [self._watch.stop(), *self._tasks]:
                 try:
                     await asyncio.wait_for(task, timeout=STOP_TIMEOUT_S)
                 except TimeoutError:
@@ -145,24 +144,13 @@ class Pipeline:
     def _run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def _pump(self) -> None:
-        watch = self._config.watch
-        try:
-            async for batch in watch_seeds(self._config.paths.seeds, step_ms=watch.step_ms,
-                                           debounce_ms=watch.debounce_ms, stop_event=self._stop):
-                if self._first_seen is None:
-                    self._first_seen = asyncio.get_running_loop().time()
-                self._queue.put_nowait(batch)
-        finally:
-            self._queue.put_nowait(None)  # tells _loop to finish
-
     async def _loop(self) -> None:
         """Apply batches one render at a time. Whatever queued up during a render is merged
         and applied by the next one, so a burst costs a few renders, not one per file."""
         while (batch := await self._next_batch()) is not None:
             async with self._busy:
                 batch, stopping = self._merge_queued(batch)
-                seen, self._first_seen = self._first_seen, None
+                seen, self._watch.first_seen = self._watch.first_seen, None
                 await self._apply(batch, seen)
                 await self._report()
             if stopping:
@@ -295,6 +283,9 @@ class Pipeline:
             except Exception as e:
                 raise ReloadRefused(f"cannot open the state with the new config: {e}") from e
             self._publisher, self._config, self._followers.config = new, config, config
+            # The watcher's settings, then a full scan: what changed meanwhile is in it.
+            self._timetable.rescan_s = config.watch.rescan_s
+            await self._watch.restart(config.paths.seeds, config.watch)
             try:
                 await self._run(old.close)
             except Exception:

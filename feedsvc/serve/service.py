@@ -28,10 +28,12 @@ import dataclasses
 import logging
 import os
 import signal
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from feedsvc.config import Config, load_config
 from feedsvc.errors import FeedsvcError
+from feedsvc.logtext import setup_logging
 from feedsvc.model import Snapshot
 from feedsvc.publish.snapshot import Live
 from feedsvc.publish.statereader import StateReader
@@ -43,22 +45,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("feedsvc")
 
-#: Keys a reload cannot apply (the listening socket, the processes, the watched and written
-#: folders, the watcher's timing, the server's limits and the WebSub parts' settings): a
-#: change is logged as needing a restart and the running value kept.
+#: Keys a reload cannot apply: the listening socket and the processes, the endpoints that
+#: exist or not from the start (`/metrics`, the built-in hub's), the watched, stored and
+#: written folders, and whether `serve` writes the static site. A change is logged as needing
+#: a restart and the running value kept; every other key is applied (see `Service._reload`).
 RESTART_KEYS = frozenset({
-    "server.host", "server.port", "server.workers", "server.access_log",
-    "server.max_connections", "server.header_timeout_s", "server.send_timeout_s",
+    "server.host", "server.port", "server.workers", "server.metrics",
     "paths.seeds", "paths.state", "paths.output", "paths.media",
-    "watch.step_ms", "watch.debounce_ms", "watch.rescan_s",
+    "websub.builtin_hub", "build.on_change",
 })
-RESTART_TABLES = frozenset({"websub"})
+TABLES = ("feed", "paths", "server", "watch", "websub", "log", "build")
 
 
 def changed_keys(old: Config, new: Config) -> list[str]:
     """"table.key" of every setting that differs, in the dataclasses' order."""
     changed = []
-    for table in ("feed", "paths", "server", "watch", "websub"):
+    for table in TABLES:
         before, after = getattr(old, table), getattr(new, table)
         for field in dataclasses.fields(before):
             if getattr(before, field.name) != getattr(after, field.name):
@@ -68,14 +70,13 @@ def changed_keys(old: Config, new: Config) -> list[str]:
 
 def needs_restart(key: str, running: Config, new: Config) -> bool:
     """Whether a change of `key` from `running` to `new` waits for a restart. `feed.base_url`
-    does when WebSub is on (the hub and the pings name the topics by it, and keep the running
-    config), and when it is the default made from a host or port that changed (the port
-    served is still the running one)."""
-    if key in RESTART_KEYS or key.split(".", 1)[0] in RESTART_TABLES:
+    does with the built-in hub (its subscriptions name their topics by it: see the README's
+    runbook for a new domain), and when it is the default made from a host or port that
+    changed (the port served is still the running one)."""
+    if key in RESTART_KEYS:
         return True
     if key == "feed.base_url":
-        websub = running.websub
-        return bool(websub.hubs or websub.builtin_hub) or (
+        return running.websub.builtin_hub or (
             running.feed.base_url == _default_base_url(running)
             and new.feed.base_url == _default_base_url(new))
     return False
@@ -93,11 +94,8 @@ def applicable(old: Config, new: Config) -> Config:
         new = dataclasses.replace(new, feed=dataclasses.replace(
             new.feed, base_url=old.feed.base_url))
     tables: dict[str, Any] = {}
-    for table in ("paths", "server", "watch", "websub"):
+    for table in TABLES:
         before, after = getattr(old, table), getattr(new, table)
-        if table in RESTART_TABLES:
-            tables[table] = before
-            continue
         kept = {field.name: getattr(before, field.name) for field in dataclasses.fields(before)
                 if f"{table}.{field.name}" in RESTART_KEYS}
         tables[table] = dataclasses.replace(after, **kept)
@@ -130,6 +128,11 @@ class Service:
         self.pipeline: Pipeline | None = None  # set once the pipeline is open
         self.live: Live | None = None
         self.readers: tuple[StateReader, ...] = ()  # told of a new config
+        #: The parts that keep settings of their own (the WebSub pinger, hub and deliverer):
+        #: called with the config about to be in force before the pipeline publishes with it
+        #: (so the pings of that publication go to the new hubs), and with the running one
+        #: again if the pipeline refuses it.
+        self.configurables: list[Callable[[Config], None]] = []
         self._stop = asyncio.Event()
         self._ready = False
         self._status: str | None = None
@@ -237,6 +240,8 @@ class Service:
         except FeedsvcError as e:  # ConfigError names the file and the key
             log.error("reload refused: %s; still running with the previous config", e)
             return
+        if running.log.command_line:  # --log-level (or -v) wins over the file, as at start
+            new = dataclasses.replace(new, log=running.log)
         changed = changed_keys(running, new)
         if later := [key for key in changed if needs_restart(key, running, new)]:
             log.warning("reload: %s changed: needs a restart to apply (systemctl restart "
@@ -247,16 +252,29 @@ class Service:
             log.info("reload: nothing to apply")
             return
         config = applicable(running, new)
+        self._configure(config)
         try:
             info = await self.pipeline.reload(config)
         except FeedsvcError as e:
+            self._configure(running)
             log.error("reload refused: %s; still running with the previous config", e)
             return
         for reader in self.readers:
             await reader.reconfigure(config, info)
+        # From here on, what is read per request or per connection (cache ages, the server's
+        # limits and deadlines, the access log) is the new config's.
         self.config.current = config
+        if config.log != running.log:
+            setup_logging(config.log.level, config.log.format)
         log.info("reload: applied %s; serving %d published entries",
                  ", ".join(now), self.live.current.published_count)
+
+    def _configure(self, config: Config) -> None:
+        for configure in self.configurables:
+            try:
+                configure(config)
+            except Exception:  # a bug in one part must not leave the others half-told
+                log.exception("reload: a part could not take the new config")
 
     def _send_status(self, text: str | None) -> None:
         if text is not None:

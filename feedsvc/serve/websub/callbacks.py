@@ -22,6 +22,7 @@ import asyncio
 import errno
 import ipaddress
 import socket
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -130,12 +131,17 @@ class SafeResolver(AbstractResolver):
     """aiohttp's threaded resolver (getaddrinfo), refusing a name any of whose addresses is
     not public: the connection can only go to an address that passed the check."""
 
-    def __init__(self) -> None:
+    def __init__(self, allow_private: Callable[[], bool] = lambda: False) -> None:
         self._resolver = ThreadedResolver()
+        #: `[websub] allow_private_callbacks` in force (a reload may change it): then any
+        #: address will do.
+        self._allow_private = allow_private
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         results = await self._resolver.resolve(host, port, family)
+        if self._allow_private():
+            return results
         for result in results:
             address = parse_address(result["host"])
             reason = "not an IP address" if address is None else unsafe_reason(address)
@@ -150,13 +156,23 @@ class SafeResolver(AbstractResolver):
         await self._resolver.close()
 
 
-def client_session(timeout_s: float, *, allow_private: bool) -> aiohttp.ClientSession:
-    """An HTTP client for callbacks: connects only to safe addresses (unless `allow_private`),
-    each request bounded by `timeout_s`, no proxy from the environment, no cookies kept.
-    Requests must pass allow_redirects=False."""
-    connector = aiohttp.TCPConnector(
-        resolver=None if allow_private else SafeResolver(), limit=100)
+def client_session(timeout_s: float, *,
+                   allow_private: bool | Callable[[], bool]) -> aiohttp.ClientSession:
+    """An HTTP client for callbacks: connects only to safe addresses (unless `allow_private`,
+    or while it says so), each request bounded by `timeout_s`, no proxy from the environment,
+    no cookies kept. Requests must pass allow_redirects=False."""
+    allowed = allow_private if callable(allow_private) else (lambda: allow_private)
+    connector = aiohttp.TCPConnector(resolver=SafeResolver(allowed), limit=100)
     return aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s),
         cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
         headers={"User-Agent": "feedsvc-websub-hub"})
+
+
+async def close_later(session: aiohttp.ClientSession, delay_s: float) -> None:
+    """Close a session a reload replaced, once no request on it can still be running (its
+    timeout later); at once if the task is cancelled (shutdown)."""
+    try:
+        await asyncio.sleep(delay_s)
+    finally:
+        await session.close()

@@ -39,7 +39,7 @@ from feedsvc.model import Document, Snapshot
 from feedsvc.publish.archives import ArchivePages
 from feedsvc.publish.registry import ARCHIVES, format_of
 from feedsvc.serve.health import LiveHealth
-from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, SNAPSHOT_LISTENERS, STATUS
+from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, SERVICE, SETTINGS, SNAPSHOT_LISTENERS, STATUS
 from feedsvc.serve.websub.callbacks import CallbackError, SafeResolver, check_callback
 from feedsvc.serve.websub.distribution import (
     Outcome,
@@ -130,6 +130,11 @@ class Deliverer:
         for path in changed.paths:
             self._incoming[path] = changed.snapshot
         self._wake.set()
+
+    def reconfigure(self, config: Config) -> None:
+        """`[websub]` as a reload sets it, from the next delivery on: the hubs named in the
+        Link header, the timeout, the give-up time, the private-callback switch."""
+        self._config, self._hubs = config, hub_urls(config)
 
     def start(self) -> None:
         self._dispatcher = asyncio.create_task(self._dispatch())
@@ -289,8 +294,10 @@ class Deliverer:
                 headers["X-Hub-Signature"] = await self._sign(subscription.secret,
                                                               document.body)
             try:
+                timeout = aiohttp.ClientTimeout(total=self._config.websub.request_timeout_s)
                 async with self._session.post(callback, data=document.body, headers=headers,
-                                              allow_redirects=False) as response:
+                                              allow_redirects=False,
+                                              timeout=timeout) as response:
                     status = response.status  # the body is ignored (§7)
             except TimeoutError:
                 return Outcome.FAILED, "timed out"
@@ -379,12 +386,15 @@ def _set_failing(storage: SubscriptionStorage, topic: str, callback: str,
 
 
 @contextlib.asynccontextmanager
-async def delivery_session(config: Config) -> Any:
+async def delivery_session(config: Config,
+                           allow_private: Callable[[], bool] | None = None) -> Any:
     """The hub's HTTP client for deliveries: timeouts from the config, no redirects (callers
-    say so), and, unless private callbacks are allowed, a resolver that only ever hands out
-    public addresses (the connection goes where the check looked)."""
+    say so), and, unless private callbacks are allowed (`allow_private`, when given, says
+    whether they are now), a resolver that only ever hands out public addresses (the
+    connection goes where the check looked)."""
     timeout = aiohttp.ClientTimeout(total=config.websub.request_timeout_s)
-    resolver = None if config.websub.allow_private_callbacks else SafeResolver()
+    allowed = config.websub.allow_private_callbacks
+    resolver = SafeResolver(allow_private or (lambda: allowed))
     # No connection limit of its own: each subscription has at most one request under way,
     # and the subscriptions are bounded ([websub] max_subscriptions_per_topic, per_host).
     connector = aiohttp.TCPConnector(limit=0, resolver=resolver)
@@ -404,11 +414,14 @@ async def run_delivery(app: web.Application) -> AsyncIterator[None]:
         log.error("WebSub: no content distribution: the hub's storage is not open")
         yield
         return
-    async with delivery_session(config) as session:
+    settings = app[SETTINGS]
+    async with delivery_session(
+            config, lambda: settings.current.websub.allow_private_callbacks) as session:
         deliverer = Deliverer(config, hub.storage, hub.call, session, app[STATUS],
                               app[ARCHIVE_PAGES])
         deliverer.start()
         app[SNAPSHOT_LISTENERS].append(deliverer.changed)
+        app[SERVICE].configurables.append(deliverer.reconfigure)
         try:
             yield
         finally:

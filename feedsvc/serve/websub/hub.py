@@ -33,7 +33,13 @@ from feedsvc.errors import StoreError
 from feedsvc.logtext import escape
 from feedsvc.publish.registry import ARCHIVES, MAIN, formats
 from feedsvc.publish.snapshot import Live
-from feedsvc.serve.websub.callbacks import CallbackError, check_callback, client_session
+from feedsvc.serve.keys import SERVICE
+from feedsvc.serve.websub.callbacks import (
+    CallbackError,
+    check_callback,
+    client_session,
+    close_later,
+)
 from feedsvc.serve.websub.requests import (
     MAX_REQUEST_BYTES,
     BadRequest,
@@ -95,6 +101,7 @@ class Hub:
         self._storage: SQLiteSubscriptions | None = None
         self._session: aiohttp.ClientSession | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        self._retiring: set[asyncio.Task[None]] = set()  # replaced HTTP clients, closing
         #: The last request under way per (topic, callback): the next one waits for it.
         self._last: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -108,12 +115,28 @@ class Hub:
                                                   self.config.paths.state)
         except StoreError as e:  # feeds are still served; the hub answers 503 (serve_hub)
             log.error("WebSub: the built-in hub cannot keep subscriptions: %s", e)
-        self._session = client_session(self.websub.request_timeout_s,
-                                       allow_private=self.websub.allow_private_callbacks)
+        self._session = self._new_session()
         self._sweeper = asyncio.create_task(self._sweep())
 
+    def _new_session(self) -> aiohttp.ClientSession:
+        return client_session(self.websub.request_timeout_s,
+                              allow_private=lambda: self.websub.allow_private_callbacks)
+
+    def reconfigure(self, config: Config) -> None:
+        """`[websub]` as a reload sets it: leases, bounds, rate and the private-callback switch
+        apply to the next request; a new timeout comes with a new HTTP client (the old one is
+        closed once what runs on it has timed out)."""
+        before = self.websub
+        self.config, self.websub = config, config.websub
+        self.rate.per_min = config.websub.subscribe_rate_per_min
+        if self._session is not None and before.request_timeout_s != self.websub.request_timeout_s:
+            old, self._session = self._session, self._new_session()
+            task = asyncio.create_task(close_later(old, before.request_timeout_s + 1))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
     async def close(self) -> None:
-        tasks = [*self._pending, *([self._sweeper] if self._sweeper else [])]
+        tasks = [*self._pending, *self._retiring, *([self._sweeper] if self._sweeper else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -309,6 +332,8 @@ async def run_hub(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: the hub's storage, HTTP client and upkeep, from startup to shutdown."""
     hub = app[HUB]
     await hub.start()
+    if SERVICE in app:  # the leader: its reloads (a follower's come with the leader's config)
+        app[SERVICE].configurables.append(hub.reconfigure)
     try:
         yield
     finally:

@@ -34,7 +34,7 @@ from aiohttp import web
 from feedsvc.config import Config
 from feedsvc.logtext import escape
 from feedsvc.serve.health import HubHealth, LiveHealth
-from feedsvc.serve.keys import CONFIG, SNAPSHOT_LISTENERS, STATUS
+from feedsvc.serve.keys import CONFIG, SERVICE, SNAPSHOT_LISTENERS, STATUS
 from feedsvc.serve.websub.topics import ChangedDocuments, topic_url
 
 log = logging.getLogger("feedsvc")
@@ -66,6 +66,8 @@ class HubPings:
         self._wake = asyncio.Event()
         self.health = HubHealth(url)
         self._dropped_logged = False
+        #: Each ping's timeout ([websub] request_timeout_s, which a reload may change).
+        self.timeout: aiohttp.ClientTimeout | None = None
 
     def add(self, topics: Iterable[str]) -> None:
         """On the event loop, from the pipeline's listener: queue, never wait."""
@@ -124,6 +126,7 @@ class HubPings:
         try:
             async with self._session.post(
                     self.url, data=urlencode(pairs).encode("ascii"), allow_redirects=False,
+                    timeout=self.timeout,
                     headers={"Content-Type": "application/x-www-form-urlencoded",
                              "User-Agent": USER_AGENT}) as response:
                 await response.read()
@@ -153,16 +156,42 @@ class HubPings:
 
 
 class Pinger:
-    """Every configured hub's pings; `listener` is the pipeline's snapshot listener."""
+    """Every configured hub's pings; `listener` is the pipeline's snapshot listener. A reload
+    (`reconfigure`) adds and removes hubs and changes the timeout: the documents of that
+    reload's publication advertise the new hubs, and its pings go to them."""
 
     def __init__(self, config: Config, session: aiohttp.ClientSession, health: LiveHealth,
                  retry_first_s: float = RETRY_FIRST_S) -> None:
         self._config = config
+        self._session = session
         self._health = health
-        self.hubs = [HubPings(url, session, self._report, retry_first_s)
+        self._retry_first_s = retry_first_s
+        self.hubs: list[HubPings] = []
+        self._stops: dict[str, asyncio.Event] = {}  # each hub's: a removed one stops alone
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._retired: list[asyncio.Task[None]] = []  # removed hubs' tasks, ending
+        self._started = False
+        self.reconfigure(config)
+
+    def reconfigure(self, config: Config) -> None:
+        """The hubs and the timeout of `config` from now on (a hub kept keeps its pending
+        topics and its state)."""
+        self._config = config
+        timeout = aiohttp.ClientTimeout(total=config.websub.request_timeout_s)
+        kept = {hub.url: hub for hub in self.hubs}
+        self.hubs = [kept.get(url) or HubPings(url, self._session, self._report,
+                                               self._retry_first_s)
                      for url in config.websub.hubs]
-        self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        for hub in self.hubs:
+            hub.timeout = timeout
+            if self._started and hub.url not in self._tasks:
+                self._start(hub)
+        for url in kept.keys() - set(config.websub.hubs):
+            log.info("WebSub hub %s is no longer in the config: not pinged any more",
+                     escape(url))
+            if url in self._stops:
+                self._stops.pop(url).set()  # its task ends; stop() still awaits it
+                self._retired.append(self._tasks.pop(url))
         self._report()
 
     def listener(self, changed: ChangedDocuments) -> None:
@@ -171,11 +200,18 @@ class Pinger:
             hub.add(topics)
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(hub.run(self._stop)) for hub in self.hubs]
+        self._started = True
+        for hub in self.hubs:
+            self._start(hub)
+
+    def _start(self, hub: HubPings) -> None:
+        stop = self._stops[hub.url] = asyncio.Event()
+        self._tasks[hub.url] = asyncio.create_task(hub.run(stop))
 
     async def stop(self) -> None:
-        self._stop.set()
-        for task in self._tasks:
+        for stop in self._stops.values():
+            stop.set()
+        for task in [*self._tasks.values(), *self._retired]:
             with contextlib.suppress(TimeoutError):  # cancelled: a ping waiting for its answer
                 await asyncio.wait_for(task, timeout=5)
 
@@ -187,12 +223,13 @@ class Pinger:
 
 async def run_pinger(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx, before the pipeline's: the HTTP client and the hubs' tasks; the listener
-    joins the pipeline's. Torn down after the pipeline stopped."""
+    joins the pipeline's, and a reload tells it the hubs (also when none were configured at
+    start). Torn down after the pipeline stopped."""
     config = app[CONFIG]
-    timeout = aiohttp.ClientTimeout(total=config.websub.request_timeout_s)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession() as session:
         pinger = Pinger(config, session, app[STATUS])
         app[SNAPSHOT_LISTENERS].append(pinger.listener)
+        app[SERVICE].configurables.append(pinger.reconfigure)
         pinger.start()
         try:
             yield
