@@ -163,9 +163,17 @@ def running(tmp_path: Path) -> Config:
     (lambda c: replace(c, server=replace(c.server, workers=4)),
      ["server.workers"], ["server.workers"]),
     (lambda c: replace(c, websub=replace(c.websub, hubs=("https://hub.example/",))),
-     ["websub.hubs"], ["websub.hubs"]),
+     ["websub.hubs"], []),
+    (lambda c: replace(c, websub=replace(c.websub, builtin_hub=True, lease_max_s=600)),
+     ["websub.builtin_hub", "websub.lease_max_s"], ["websub.builtin_hub"]),
     (lambda c: replace(c, watch=replace(c.watch, max_seed_bytes=4096, debounce_ms=5)),
-     ["watch.debounce_ms", "watch.max_seed_bytes"], ["watch.debounce_ms"]),
+     ["watch.debounce_ms", "watch.max_seed_bytes"], []),
+    (lambda c: replace(c, server=replace(c.server, max_connections=10, access_log=True,
+                                         metrics=True)),
+     ["server.access_log", "server.max_connections", "server.metrics"], ["server.metrics"]),
+    (lambda c: replace(c, log=replace(c.log, level="debug"),
+                       build=replace(c.build, on_change=True)),
+     ["log.level", "build.on_change"], ["build.on_change"]),
     (lambda c: replace(c, feed=replace(c.feed, base_url="https://news.example/")),
      ["feed.base_url"], []),
     # The default base URL follows the port: it changes with it, at the restart.
@@ -189,16 +197,19 @@ def test_changed_keys_and_what_needs_a_restart(running: Config, change: object,
     assert changed_keys(effective, new) == restart
 
 
-def test_with_websub_on_the_base_url_waits_for_a_restart(running: Config) -> None:
-    """The hub and the pings name the topics by the base URL, with the running config."""
-    for websub in (replace(running.websub, builtin_hub=True),
-                   replace(running.websub, hubs=("https://hub.example/",))):
-        before = replace(running, websub=websub)
-        after = replace(before, feed=replace(before.feed, base_url="https://news.example/",
-                                             title="New"))
-        assert [key for key in changed_keys(before, after)
-                if needs_restart(key, before, after)] == ["feed.base_url"]
-        assert changed_keys(before, applicable(before, after)) == ["feed.title"]
+def test_with_the_builtin_hub_the_base_url_waits_for_a_restart(running: Config) -> None:
+    """The built-in hub's subscriptions name their topics by the base URL. External hubs are
+    told the new topics by the reload's pings: applied."""
+    before = replace(running, websub=replace(running.websub, builtin_hub=True))
+    after = replace(before, feed=replace(before.feed, base_url="https://news.example/",
+                                         title="New"))
+    assert [key for key in changed_keys(before, after)
+            if needs_restart(key, before, after)] == ["feed.base_url"]
+    assert changed_keys(before, applicable(before, after)) == ["feed.title"]
+    before = replace(running, websub=replace(running.websub, hubs=("https://hub.example/",)))
+    after = replace(before, feed=replace(before.feed, base_url="https://news.example/"))
+    assert [key for key in changed_keys(before, after)
+            if needs_restart(key, before, after)] == []
 
 
 async def test_a_blocked_loop_sends_no_watchdog(receiver: tuple[str, socket.socket],
