@@ -120,6 +120,16 @@ def test_readme_install_enable_and_status(live: Live) -> None:
     print(f"booted in {live.boot_seconds:.1f} s")
 
 
+def test_install_names_procps_when_bin_kill_is_missing(live: Live) -> None:
+    """A minimal Debian 12 (debootstrap's minbase, container images) has no /bin/kill, which
+    the unit's ExecReload= runs: `systemctl reload` failed with 203/EXEC until install.sh
+    checked for it."""
+    out = live.machine.run(f"mv /usr/bin/kill /usr/bin/kill.away; cd {SOURCE} && "
+                           "systemd/install.sh; echo \"exit $?\"; "
+                           "mv /usr/bin/kill.away /usr/bin/kill")
+    assert "apt-get install procps" in out.stderr and out.stdout.endswith("exit 1\n"), out
+
+
 def test_readme_journal_has_priorities_and_follows(live: Live) -> None:
     """`journalctl -u feedsvc -f`; a rejected seed is a warning (PRIORITY 4), the rest info."""
     drop_seed(live, "bad.txt", "only a headline\n")
