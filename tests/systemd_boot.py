@@ -20,6 +20,11 @@ How the container is started, and why (each was found by trying without it):
   not support BPF/cgroup firewalling"). With a cgroup v2 tree of its own it can.
 - `--capability=CAP_BPF,CAP_NET_ADMIN` and `--system-call-filter=bpf`: nspawn drops both and
   filters the bpf() call by default, which also disables the IP firewall.
+- `--rlimit=RLIMIT_NOFILE=1024:524288`: what systemd gives itself on a real boot (its
+  HIGH_RLIMIT_NOFILE). Otherwise the container inherits the test runner's limit, and systemd
+  cuts LimitNOFILE=65536 down to it. Raising a hard limit needs CAP_SYS_RESOURCE, which root
+  lacks on the project's VM (hard limit 20000): there nspawn cannot raise it either, and the
+  service gets 20000 (test_systemd_live checks the unit's value or that ceiling).
 - `--private-network`: only a loopback, so port 8080 of the README is the container's own, and
   nothing leaves it. pip installs from the wheels folder (PIP_NO_INDEX, PIP_FIND_LINKS):
   HTTPS from the container would also need the host's certificate authorities.
@@ -157,6 +162,7 @@ class Machine:
                 f"--machine={self.name}", "--register=no", "--keep-unit",
                 "--private-network", "--console=pipe",
                 "--capability=CAP_BPF,CAP_NET_ADMIN", "--system-call-filter=bpf",
+                "--rlimit=RLIMIT_NOFILE=1024:524288",
                 f"--bind-ro={wheelhouse}:/wheels"]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,

@@ -112,11 +112,18 @@ def test_readme_install_enable_and_status(live: Live) -> None:
     messages = [m for _, m in feedsvc_lines(live)]
     assert any("listening on http://127.0.0.1:8080/ (inherited)" in m for m in messages), messages
     main = show(live, "MainPID")
-    confined = live.machine.run(f"grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp):' /proc/{main}/status")
+    confined = live.machine.run(
+        f"grep -E '^(Umask|Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/{main}/status")
     fields = dict(line.split(":\t") for line in confined.stdout.strip().splitlines())
     assert int(fields["Uid"].split()[0]) >= 61184  # DynamicUser=: systemd's range 61184-65519
-    assert fields["CapEff"].strip() == "0000000000000000" and fields["NoNewPrivs"] == "1"
-    assert fields["Seccomp"].strip() == "2"  # SystemCallFilter=
+    assert fields["CapEff"] == fields["CapBnd"] == "0000000000000000"  # CapabilityBoundingSet=
+    assert fields["NoNewPrivs"] == "1" and fields["Umask"] == "0022"
+    assert fields["Seccomp"] == "2"  # SystemCallFilter=: a filter
+    # LimitNOFILE=65536, or as much of it as the container's own hard limit allows (systemd
+    # takes the closest value: on the project's VM root cannot raise its 20000).
+    limits = live.machine.run(f"grep 'Max open files' /proc/{main}/limits /proc/1/limits")
+    service, init = (line.split()[3:5] for line in limits.stdout.splitlines())
+    assert service == [str(min(65536, int(init[1])))] * 2, limits.stdout
     print(f"booted in {live.boot_seconds:.1f} s")
 
 
