@@ -183,6 +183,27 @@ def test_readme_reload_applies_the_config_in_the_same_process(live: Live) -> Non
     assert show(live, "MainPID") == main
 
 
+def test_readme_reload_of_a_bad_config_keeps_the_running_one(live: Live) -> None:
+    """A config that does not load: `feedsvc check` says why; `systemctl reload` logs the key
+    as an error (PRIORITY 3) and the service keeps serving with the running config."""
+    machine = live.machine
+    machine.run("cp /etc/feedsvc/config.toml /root/config.good && sed -i "
+                "'s|^max_entries = .*|max_entries = \"many\"|' /etc/feedsvc/config.toml")
+    try:
+        checked = machine.run("/opt/feedsvc/venv/bin/feedsvc check --config "
+                              "/etc/feedsvc/config.toml", check=False)
+        assert checked.returncode == 2 and "max_entries" in checked.stderr, checked
+        main = show(live, "MainPID")
+        machine.run("systemctl reload feedsvc")
+        refused = wait_until(lambda: [(p, m) for p, m in feedsvc_lines(live)
+                                      if m.startswith("reload refused")], timeout=30)
+        assert refused[-1][0] == 3 and "max_entries" in refused[-1][1], refused
+        assert show(live, "MainPID") == main and show(live, "ActiveState") == "active"
+        assert "<title>Reloaded by kill</title>" in curl(live, "/feed.atom")
+    finally:
+        machine.run("cp /root/config.good /etc/feedsvc/config.toml")
+
+
 LOAD = """
 import http.client, json, os, threading
 counts, lock = {}, threading.Lock()
@@ -327,6 +348,38 @@ def test_readme_stop_is_clean_and_folds_the_wal(live: Live) -> None:
     assert show(live, "ActiveState") == "active"
     assert json.loads(curl(live, "/healthz"))["status"] == "ok"
     machine.run("systemctl stop feedsvc.socket feedsvc")
+
+
+def test_readme_static_user_instead_of_dynamic_user(live: Live) -> None:
+    """Hardening: a static user, so that nginx (www-data) may read the state folder:
+    `useradd …`, DynamicUser=yes replaced by User=, Group=, StateDirectoryMode=0750,
+    `usermod -aG feedsvc www-data`. systemd moves the state out of /var/lib/private and gives
+    it to the new user; the entries stay; the unit still scores at most 2.0."""
+    machine = live.machine
+    machine.run("useradd --system --user-group --no-create-home --home-dir /var/lib/feedsvc "
+                "feedsvc && usermod -aG feedsvc www-data && sed -i "
+                "'s|^DynamicUser=yes$|User=feedsvc\\nGroup=feedsvc\\nStateDirectoryMode=0750|' "
+                "/etc/systemd/system/feedsvc.service")
+    unit = machine.path("/etc/systemd/system/feedsvc.service").read_text()
+    assert "User=feedsvc\nGroup=feedsvc\nStateDirectoryMode=0750\n" in unit
+    assert not any(line.startswith("DynamicUser=") for line in unit.splitlines())
+    machine.run("systemctl daemon-reload && systemctl start feedsvc.socket feedsvc")
+    try:
+        uid = machine.run("id -u feedsvc").stdout.strip()
+        main = show(live, "MainPID")
+        assert machine.run(f"stat -c %u /proc/{main}").stdout.strip() == uid
+        state = machine.run("stat -c '%F %U:%G %a' /var/lib/feedsvc "
+                            "/var/lib/feedsvc/feedsvc.sqlite3").stdout.splitlines()
+        assert state == ["directory feedsvc:feedsvc 750", "regular file feedsvc:feedsvc 644"]
+        assert "systemd-live" in entries(live)  # the state came along
+        machine.run("runuser -u www-data -- ls /var/lib/feedsvc")  # nginx may enter
+        out = machine.run("systemd-analyze security feedsvc.service", check=False).stdout
+        found = re.search(r"Overall exposure level for feedsvc\.service: (\d+\.\d+)", out)
+        assert found and float(found[1]) <= MAX_EXPOSURE, out[-2000:]
+    finally:
+        machine.run("systemctl stop feedsvc.socket feedsvc")
+    wal = machine.path("/var/lib/feedsvc/feedsvc.sqlite3-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
 
 
 def test_the_work_tree_went_in(live: Live) -> None:
