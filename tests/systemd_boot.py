@@ -11,15 +11,17 @@ and that is kept OUTSIDE the repository, in CACHE (keyed by what goes into it):
                                                   Python's pip (its cache makes a second build
                                                   a few seconds), bind-mounted read-only
 
-How the container is started, and why (each was found by trying without it):
+How the container is started, and why (found by trying without):
 - `--register=no --keep-unit`: otherwise nspawn asks the host's systemd (machined, a scope
   unit) over D-Bus, which fails without one ("Failed to open system bus").
 - SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1: the host mounts cgroup v1 controllers beside
   /sys/fs/cgroup/unified (hybrid); by default the container's systemd would run hybrid too,
   where it cannot attach BPF programs (IPAddressDeny= is then ignored: "the local system does
-  not support BPF/cgroup firewalling"). With a cgroup v2 tree of its own it can.
-- `--capability=CAP_BPF,CAP_NET_ADMIN` and `--system-call-filter=bpf`: nspawn drops both and
-  filters the bpf() call by default, which also disables the IP firewall.
+  not support BPF/cgroup firewalling"). Where the host cannot give the container a cgroup v2
+  tree, the boot is tried again without (Machine.note says so; the IP firewall test skips).
+- `--capability=CAP_BPF,CAP_NET_ADMIN` and `--system-call-filter=bpf`: by default nspawn
+  keeps neither capability and filters out bpf(); with cgroup v2 but without these two, systemd
+  still found no BPF firewall; with both it works (they were not tried one at a time).
 - `--rlimit=RLIMIT_NOFILE=1024:524288`: what systemd gives itself on a real boot (its
   HIGH_RLIMIT_NOFILE). Otherwise the container inherits the test runner's limit, and systemd
   cuts LimitNOFILE=65536 down to it. Raising a hard limit needs CAP_SYS_RESOURCE, which root
@@ -155,9 +157,25 @@ class Machine:
         self.log_path = log
         self.process: subprocess.Popen[bytes] | None = None
         self.leader = 0
+        self.note = ""  # how the boot differs from the intended one, if it does
 
     def boot(self, image: Path, wheelhouse: Path, timeout: float = 180) -> None:
-        env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
+        """Boot with a cgroup v2 tree of the container's own; where the host cannot give one,
+        with the host's kind of hierarchy (then IPAddressDeny= is not enforced: `note`)."""
+        try:
+            self._boot(image, wheelhouse, timeout, unified=True)
+        except Unavailable as first:
+            self.shutdown()
+            self.leader = 0
+            try:
+                self._boot(image, wheelhouse, timeout, unified=False)
+            except Unavailable as second:
+                raise Unavailable(f"with a cgroup v2 tree of its own: {first}; with the "
+                                  f"host's cgroup hierarchy: {second}") from None
+            self.note = f"booted without a cgroup v2 tree of its own ({first})"
+
+    def _boot(self, image: Path, wheelhouse: Path, timeout: float, unified: bool) -> None:
+        env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1" if unified else "0"}
         argv = ["systemd-nspawn", "--quiet", f"--directory={image}", "--ephemeral", "--boot",
                 f"--machine={self.name}", "--register=no", "--keep-unit",
                 "--private-network", "--console=pipe",
