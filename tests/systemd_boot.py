@@ -41,6 +41,7 @@ Run as a script to build the cache ahead: `python3 tests/systemd_boot.py`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import os
@@ -149,6 +150,12 @@ def _tree_files() -> list[str]:
             if path.is_file() and not skip.intersection(path.relative_to(ROOT).parts)]
 
 
+def _halt_with_parent() -> None:
+    """In nspawn before its exec: SIGTERM (a clean halt, the ephemeral copy removed) when the
+    test process dies, even killed, so that no container outlives it."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class Machine:
     """A booted container: `run` executes a command in it as root."""
 
@@ -184,7 +191,8 @@ class Machine:
                 f"--bind-ro={wheelhouse}:/wheels"]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, env=env)
+                                            stderr=subprocess.STDOUT, env=env,
+                                            preexec_fn=_halt_with_parent)
         deadline = time.monotonic() + timeout
         state = ""
         while time.monotonic() < deadline:
