@@ -55,6 +55,11 @@ esac
     || fail "$python is older than 3.11"
 "$python" -c 'import ensurepip, venv' 2>/dev/null \
     || fail "$python cannot make a venv: apt-get install python3-venv"
+# The unit's ExecReload= runs /bin/kill, which is procps's: a minimal Debian (debootstrap's
+# minbase, container images) has none, and `systemctl reload feedsvc` would fail (203/EXEC).
+if [ -z "$root" ] && [ ! -x /bin/kill ]; then
+    fail "/bin/kill not found (the unit's ExecReload= runs it): apt-get install procps"
+fi
 
 # 2. The venv, made once; feedsvc installed or upgraded in it (uvloop comes with it).
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c '' 2>/dev/null; then
