@@ -30,9 +30,10 @@ How the container is started, and why (found by trying without):
 - `--private-network`: only a loopback, so port 8080 of the README is the container's own, and
   nothing leaves it. pip installs from the wheels folder (PIP_NO_INDEX, PIP_FIND_LINKS):
   HTTPS from the container would also need the host's certificate authorities.
-- `--ephemeral`, not `--volatile=overlay`: on an overlay root a file reports another st_dev
-  than its folder (upper tmpfs vs lower ext4 layer), and feedsvc rejects such a seed ("on
-  another file system than the seeds folder").
+- `--ephemeral`: a throw-away copy of the tree for each boot. (`--volatile=overlay` first
+  showed that feedsvc rejected every seed on an overlay whose layers are on two file systems,
+  "on another file system than the seeds folder": fixed in ingest/source.py, tested in
+  test_source.py.)
 
 Commands run in the container with `nsenter` into all its namespaces (no machined to ask).
 Run as a script to build the cache ahead: `python3 tests/systemd_boot.py`.

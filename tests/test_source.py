@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -91,3 +95,67 @@ def _link(path: str) -> str | None:
         return os.readlink(path)
     except OSError:
         return None
+
+
+def _mount(*args: str) -> None:
+    """mount(8) as root, or skip saying why."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting needs root")
+    result = subprocess.run(["mount", *args], capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        pytest.skip(f"mount {' '.join(args)} failed here: {result.stderr.strip()}")
+
+
+@pytest.fixture
+def mounts() -> Iterator[list[Path]]:
+    made: list[Path] = []
+    yield made
+    for point in reversed(made):
+        subprocess.run(["umount", "-l", str(point)], capture_output=True, timeout=30)
+
+
+def test_a_file_mounted_over_a_seed_name_is_rejected(tmp_path: Path,
+                                                      mounts: list[Path]) -> None:
+    """A bind mount of a file from another file system (/dev/shm's tmpfs) over a name in the
+    folder: not one of the folder's files."""
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "a.txt").write_bytes(b"slug\nTitle\n\nBody")
+    outside = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        (outside / "secret").write_bytes(b"slug\nSecret\n\nBody")
+        _mount("--bind", str(outside / "secret"), str(seeds / "a.txt"))
+        mounts.append(seeds / "a.txt")
+        rejected = read_seed(seeds / "a.txt")
+        assert isinstance(rejected, Rejection)
+        assert rejected.message == "on another file system than the seeds folder"
+    finally:
+        for point in mounts:
+            subprocess.run(["umount", str(point)], capture_output=True, timeout=30)
+        mounts.clear()
+        shutil.rmtree(outside)
+
+
+def test_seeds_on_an_overlay_of_two_file_systems_are_read(tmp_path: Path,
+                                                          mounts: list[Path]) -> None:
+    """An overlay whose lower layer is on this disk and whose upper layer is a tmpfs (as
+    `systemd-nspawn --volatile=overlay`, live systems, some containers): a file reports its
+    layer's st_dev, the folder the overlay's. Both the lower layer's seeds and one written
+    through the overlay are the folder's own."""
+    lower, upper_fs, merged = tmp_path / "lower", tmp_path / "upperfs", tmp_path / "merged"
+    for folder in (lower, upper_fs, merged):
+        folder.mkdir()
+    (lower / "a.txt").write_bytes(b"alpha\nAlpha\n\nBody")
+    _mount("-t", "tmpfs", "tmpfs", str(upper_fs))
+    mounts.append(upper_fs)
+    (upper_fs / "upper").mkdir()
+    (upper_fs / "work").mkdir()
+    _mount("-t", "overlay", "overlay", "-o",
+           f"lowerdir={lower},upperdir={upper_fs / 'upper'},workdir={upper_fs / 'work'}",
+           str(merged))
+    mounts.append(merged)
+    (merged / "b.txt").write_bytes(b"beta\nBeta\n\nBody")
+    assert os.stat(merged / "a.txt").st_dev != os.stat(merged).st_dev  # the case at hand
+    for name in ("a.txt", "b.txt"):
+        seed = read_seed(merged / name)
+        assert isinstance(seed, SeedFile), seed

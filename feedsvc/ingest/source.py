@@ -328,7 +328,7 @@ def read_seed(path: Path, max_bytes: int = MAX_SEED_BYTES, folder: SeedFolder | 
         if isinstance(fd, Rejection):
             return fd
         try:
-            return _read_open(fd, path, dir_st, max_bytes)
+            return _read_open(fd, path, dir_fd, dir_st, max_bytes)
         finally:
             os.close(fd)
     finally:
@@ -336,14 +336,38 @@ def read_seed(path: Path, max_bytes: int = MAX_SEED_BYTES, folder: SeedFolder | 
             held.close()
 
 
-def _read_open(fd: int, path: Path, dir_st: os.stat_result, max_bytes: int
+def _mount_id(fd: int) -> int | None:
+    """The mount an open descriptor is on (`mnt_id:` of /proc/self/fdinfo/FD, Linux 3.15+;
+    proc(5)); None where that cannot be read."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
+            for line in info:
+                if line.startswith(b"mnt_id:"):
+                    return int(line[7:])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _same_mount(fd: int, dir_fd: int) -> bool:
+    """Whether a seed whose st_dev is not its folder's is on the folder's mount all the same:
+    on an overlay file system whose layers are on different file systems (a tmpfs over a disk:
+    `systemd-nspawn --volatile=overlay`, some containers and live systems), a file reports
+    the st_dev of the layer it comes from, and the folder the overlay's. Asked only then, so
+    the usual seed costs nothing more."""
+    mine = _mount_id(fd)
+    return mine is not None and mine == _mount_id(dir_fd)
+
+
+def _read_open(fd: int, path: Path, dir_fd: int, dir_st: os.stat_result, max_bytes: int
                ) -> SeedFile | Rejection:
     try:
         # What was opened is what is checked: no name is looked up again after this.
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return _not_regular(path, st.st_mode)
-        if st.st_dev != dir_st.st_dev:  # a file mounted over a name in the folder
+        if st.st_dev != dir_st.st_dev and not _same_mount(fd, dir_fd):
+            # A file mounted over a name in the folder (a bind mount), not one of its files.
             return Rejection(str(path), 1, "on another file system than the seeds folder")
         if st.st_size > max_bytes:
             return Rejection(str(path), 1, f"file is {st.st_size} bytes; at most {max_bytes}")
