@@ -61,8 +61,8 @@ def serve(port: int, plain: bytes, gzipped: bytes) -> None:
         loop = uvloop.new_event_loop()
     except ImportError:
         loop = asyncio.new_event_loop()
-    web.run_app(make_app(plain, gzipped), host="127.0.0.1", port=port, reuse_port=True, access_log=None,
-                print=None, loop=loop)
+    web.run_app(make_app(plain, gzipped), host="127.0.0.1", port=port, reuse_port=True,
+                access_log=None, print=None, loop=loop)
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import corpus  # noqa: E402
+
 from bench import BenchFailure, feedsvc_build, free_port, wait_for, write_config  # noqa: E402
 
 CASES = {
