@@ -232,32 +232,28 @@ def respond(request: web.Request, document: Document,
     return Sent(body, variant.headers)
 
 
-def _writes_queued() -> bool:
-    """Whether the event loop's transports gather the writes of a loop turn into one
-    writev() (uvloop's do): then a response's head and body are best written apart."""
-    return type(asyncio.get_running_loop()).__module__.partition(".")[0] == "uvloop"
+#: A body at least this large is written apart from its head (see Sent): copying it costs more
+#: than the second write() (and packet). uvloop's and asyncio's transports both send a write
+#: this large at once (it passes their high-water mark), so the head goes first either way.
+APART_MIN_BYTES = 64 * 1024
 
 
 class Sent(web.Response):
     """web.Response of a snapshot's bytes and precomputed headers (`Variant.headers`: a
-    multidict, copied as such), head and body written apart where the loop coalesces writes.
+    multidict, copied as such); a large body is written apart from its head.
 
-    aiohttp's Response keeps the head until the body comes and writes both at once as
+    aiohttp's Response keeps the head until the body comes and writes both as one
     `b"".join((head, body))` (transport.writelines is skipped on Python < 3.12.9, CVE-2024-
-    12254): a copy of the whole body per response, 160 KB for a feed in identity. uvloop queues
-    the writes of a loop turn and sends them in one writev() (or at once, as one, when they
-    pass its high-water mark), so writing the head first (`_send_headers_immediately`, what a
-    StreamResponse does) sends the same bytes, in the same packets, without that copy. asyncio's
-    own transports send each write at once: there, aiohttp's one write is kept."""
-
-    _send_headers_immediately = False  # until the first response knows the loop (below)
-    _queued: bool | None = None
+    12254): a copy of the whole body per response, 160 KB for the feed in identity, for one
+    write() fewer. For a large body the copy costs more than the write: there the head is
+    sent first (`_send_headers_immediately`, what aiohttp's StreamResponse does), then the
+    snapshot's own bytes, uncopied. Small bodies and empty ones (304) keep the one write."""
 
     def __init__(self, body: bytes | None, headers: Mapping[str, str], status: int = 200
                  ) -> None:
         super().__init__(body=body, status=status, headers=headers)
-        if Sent._queued is None:
-            Sent._queued = Sent._send_headers_immediately = _writes_queued()
+        if body is not None and len(body) >= APART_MIN_BYTES:
+            self._send_headers_immediately = True
 
 
 class LargeBody(web.StreamResponse):
