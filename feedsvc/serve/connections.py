@@ -212,7 +212,8 @@ class GuardedHandler(RequestHandler):
         super().data_received(data)
         if self._messages:  # a whole head arrived
             self._partial = False
-            self._disarm()
+            if self._head_timer is not None:  # (most requests: none armed, no call)
+                self._disarm()
         else:
             self._partial = True
             if (self._head_timer is None and not self._request_in_progress
