@@ -16,6 +16,7 @@ from multidict import CIMultiDictProxy
 from feedsvc.publish.snapshot import Headers, Live, make_document, make_snapshot
 from feedsvc.serve.handlers import APART_MIN_BYTES, document_handler
 from feedsvc.serve.keys import LIVE
+from feedsvc.serve.memory import MMAP_THRESHOLD_BYTES
 
 T = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 ATOM = "application/atom+xml; charset=utf-8"
@@ -78,3 +79,9 @@ async def test_a_body_goes_out_whole_after_its_head(size: int) -> None:
         assert await again.read() == body
     large = size >= APART_MIN_BYTES
     assert heads_apart == [large, large, False, large]
+
+
+def test_no_response_allocates_a_block_glibc_would_mmap() -> None:
+    """A body written with its head is copied into one block (aiohttp joins them): it must
+    stay under the fixed mmap threshold, or each response costs an mmap and a munmap."""
+    assert APART_MIN_BYTES < MMAP_THRESHOLD_BYTES
