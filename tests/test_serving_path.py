@@ -5,8 +5,13 @@ bytes on the wire for GET, HEAD and 304 either way."""
 
 from __future__ import annotations
 
+import asyncio
 import pickle
+import re
+import time
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -17,6 +22,7 @@ from feedsvc.publish.snapshot import Headers, Live, make_document, make_snapshot
 from feedsvc.serve.handlers import APART_MIN_BYTES, document_handler
 from feedsvc.serve.keys import LIVE
 from feedsvc.serve.memory import MMAP_THRESHOLD_BYTES
+from feedsvc.serve.negotiation import choose_coding
 
 T = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 ATOM = "application/atom+xml; charset=utf-8"
@@ -85,3 +91,82 @@ def test_no_response_allocates_a_block_glibc_would_mmap() -> None:
     """A body written with its head is copied into one block (aiohttp joins them): it must
     stay under the fixed mmap threshold, or each response costs an mmap and a munmap."""
     assert APART_MIN_BYTES < MMAP_THRESHOLD_BYTES
+
+
+async def _exchange(port: int, raw: bytes) -> bytes:
+    """One request on its own connection; the whole response (the server closes after it)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(raw)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+#: Requests whose heads differ in what aiohttp adds (Content-Length, Connection, the status
+#: line), each sent with `Connection: close` or as HTTP/1.0 so the response ends the stream.
+RAW = [
+    "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    "GET {path} HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+    "HEAD {path} HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br\r\nConnection: close\r\n\r\n",
+    "GET {path} HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\nConnection: close\r\n\r\n",
+    "HEAD {path} HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\nConnection: close\r\n\r\n",
+    "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n",
+    "GET {path} HTTP/1.0\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("size", [5000, 160_000])
+async def test_a_head_made_once_is_the_bytes_aiohttp_makes(size: int) -> None:
+    """feedsvc's responses (Ready: the head serialized once per variant and second) against
+    a plain web.Response of the same variant (aiohttp serializing every head): the same bytes,
+    Date aside, for every kind of request, the first time and the next ones, in the same
+    second and in the next."""
+    body = _body(size)
+    document = make_document("/feed.atom", ATOM, body, T)
+    app = web.Application()
+    app[LIVE] = live = Live(make_snapshot([document], 1, (), T))
+    app.router.add_get("/feed.atom", document_handler(live))
+
+    async def plain(request: web.Request) -> web.Response:
+        coding = choose_coding(request.headers.get("Accept-Encoding"))
+        assert coding is not None
+        variant = document.variants[coding]
+        if request.headers.get("If-None-Match") == variant.etag:
+            return web.Response(status=304, headers=dict(variant.not_modified_headers))
+        return web.Response(body=variant.body, headers=dict(variant.headers))
+
+    app.router.add_get("/plain", plain)
+    etag = document.variants["identity"].etag
+    async with TestServer(app) as server:
+        assert server.port is not None
+        for round_ in range(3):
+            if round_ == 2:  # the next second: its own heads
+                await asyncio.sleep(1.01)
+            for raw in RAW:
+                before = int(time.time())
+                ours = await _exchange(server.port, raw.format(path="/feed.atom",
+                                                               etag=etag).encode())
+                after = time.time()
+                theirs = await _exchange(server.port, raw.format(path="/plain",
+                                                                 etag=etag).encode())
+                head, _, rest = ours.partition(b"\r\n\r\n")
+                assert re.sub(rb"Date: [^\r]*", b"", head) == \
+                    re.sub(rb"Date: [^\r]*", b"", theirs.partition(b"\r\n\r\n")[0]), raw
+                assert rest == theirs.partition(b"\r\n\r\n")[2]
+                date = re.search(rb"\r\nDate: ([^\r]*)", head)
+                assert date is not None  # the second it was sent in, not a cached one
+                assert before <= parsedate_to_datetime(date.group(1).decode()).timestamp() \
+                    <= after
+    heads = document.variants["identity"].headers.heads
+    assert heads is not None and len(heads[1]) >= 2  # cached: GET 1.1 and 1.0, HEAD
+
+
+def test_feedsvc_changes_no_header_in_a_response_prepare_signal() -> None:
+    """Ready (serve/handlers.py) reuses a head when the headers aiohttp adds are the same: a
+    signal changing a header's value in place would go unseen."""
+    package = Path(__file__).resolve().parent.parent / "feedsvc"
+    users = [path for path in package.rglob("*.py")
+             if re.search(r"\.on_response_prepare\b", path.read_text())]
+    assert users == []

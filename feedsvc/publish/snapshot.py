@@ -207,7 +207,11 @@ class Headers(CIMultiDictProxy[str]):
     response's headers in (multidict's), which it copies several times faster than a dict or
     a MappingProxyType when a response is made of them (the per-request part of serving)."""
 
-    __slots__ = ()
+    #: The serving side's cache of this variant's serialized response heads (serve/handlers.py
+    #: Ready): (the Date they carry, {what else varies: bytes}), None until the first
+    #: response. Not pickled.
+    __slots__ = ("heads",)
+    heads: tuple[str, dict[tuple[object, ...], bytes]] | None
 
     def __reduce__(self) -> tuple[Callable[[tuple[tuple[str, str], ...]], Headers],
                                   tuple[tuple[tuple[str, str], ...]]]:
@@ -216,7 +220,9 @@ class Headers(CIMultiDictProxy[str]):
 
 
 def headers_of(items: Iterable[tuple[str, str]] | Mapping[str, str]) -> Headers:
-    return Headers(CIMultiDict(items))
+    headers = Headers(CIMultiDict(items))
+    headers.heads = None
+    return headers
 
 
 #: The content codings of every document, in the order of its variants.

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import NoReturn
 
 from aiohttp import web
+from aiohttp.hdrs import CONNECTION, CONTENT_LENGTH, DATE, SERVER
+from aiohttp.http_writer import StreamWriter, _serialize_headers
 
 from feedsvc.logtext import escape
 from feedsvc.model import Document, Snapshot
@@ -24,7 +26,7 @@ from feedsvc.publish.pages import (
 from feedsvc.publish.registry import TAGS, entry_path, format_of, formats
 from feedsvc.publish.sitebuild import stylesheet_document
 from feedsvc.publish.sitepages import page_number
-from feedsvc.publish.snapshot import CODINGS, Live
+from feedsvc.publish.snapshot import CODINGS, Headers, Live
 from feedsvc.serve.health import DeliveryReport, HealthStatus, HubHealth
 from feedsvc.serve.keys import ARCHIVE_PAGES, CONFIG, LIVE, PAGES, SETTINGS, SITE_PAGES, STATUS
 from feedsvc.serve.negotiation import choose_coding, not_modified
@@ -240,17 +242,15 @@ def respond(request: web.Request, document: Document,
     if document.status != 200:
         # A deleted entry's 410 page: preconditions apply only to a response that would
         # otherwise be 2xx (RFC 9110 §13.2.2), so no 304.
-        return web.Response(body=variant.body, headers=variant.headers, status=document.status)
+        return Ready.of(variant.body, variant.headers, document.status)
     if not_modified(document.etags, document.unchanged_since or document.last_modified,
                     headers.get("If-None-Match"), headers.get("If-Modified-Since")):
-        return web.Response(status=304, headers=variant.not_modified_headers)
+        return Ready.of(None, variant.not_modified_headers, 304)
     body = variant.body
     if len(body) > STREAM_MIN_BYTES and request.method == "GET":
         return LargeBody(body, variant.headers, request.app[CONFIG].server.send_timeout_s,
                          request.transport)
-    if len(body) >= APART_MIN_BYTES:
-        return Apart(body=body, headers=variant.headers)
-    return web.Response(body=body, headers=variant.headers)
+    return Ready.of(body, variant.headers)
 
 
 #: A body at least this large is written apart from its head (see Apart): copying it costs more
@@ -260,7 +260,61 @@ def respond(request: web.Request, document: Document,
 APART_MIN_BYTES = 64 * 1024
 
 
-class Apart(web.Response):
+class Ready(web.Response):
+    """web.Response of a snapshot's variant, whose head is serialized once per second.
+
+    aiohttp serializes a response's headers at every response, checking each character of
+    each name and value (`_serialize_headers`, ~4 % of a 304's CPU). A variant's headers are
+    the same for every response but for what aiohttp adds (web_response.py `_start`,
+    `_prepare_headers`): Date (one value per second), Server, and when due Content-Length and
+    Connection. The head is the same bytes for the same status line and values of these, so
+    the bytes aiohttp's serializer made for them are kept on the variant's Headers (`heads`,
+    for the current Date), and the next responses hand them to aiohttp's writer as it would
+    have made them. Anything else (headers that are not a snapshot's, another writer, headers
+    added by someone else) is serialized by aiohttp as usual. A signal that changed a header's
+    value in place would not be seen: feedsvc's app has no `on_response_prepare` signal
+    (tests/test_serving_path.py checks it)."""
+
+    _source: Headers | None = None
+
+    @classmethod
+    def of(cls, body: bytes | None, headers: Mapping[str, str], status: int = 200) -> Ready:
+        kind = Apart if body is not None and len(body) >= APART_MIN_BYTES else cls
+        response = kind(body=body, headers=headers, status=status)
+        if type(headers) is Headers:
+            response._source = headers
+        return response
+
+    async def _write_headers(self) -> None:
+        source, writer, headers = self._source, self._payload_writer, self._headers
+        if (source is None or type(writer) is not StreamWriter
+                or writer._on_headers_sent is not None):
+            await super()._write_headers()
+            return
+        length, connection = headers.get(CONTENT_LENGTH), headers.get(CONNECTION)
+        date, server = headers.get(DATE), headers.get(SERVER)
+        if (date is None or server is None  # (always added: something else is going on)
+                or len(headers) != len(source) + 2 + (length is not None)
+                + (connection is not None)):
+            await super()._write_headers()
+            return
+        version = self._req.version  # type: ignore[union-attr]
+        key = (self._status, version, length, connection, server)
+        heads = source.heads
+        if heads is None or heads[0] != date:
+            heads = source.heads = (date, {})  # a new second: the last one's heads go
+        head = heads[1].get(key)
+        if head is None:
+            head = heads[1][key] = _serialize_headers(
+                f"HTTP/{version[0]}.{version[1]} {self._status} {self._reason}", headers)
+        # What StreamWriter.write_headers does, with the bytes it would make.
+        writer._headers_written = False
+        writer._headers_buf = head
+        if self._send_headers_immediately:
+            writer.send_headers()
+
+
+class Apart(Ready):
     """web.Response of a large body, written apart from its head.
 
     aiohttp's Response keeps the head until the body comes and writes both as one
