@@ -260,6 +260,11 @@ def respond(request: web.Request, document: Document,
 APART_MIN_BYTES = 64 * 1024
 
 
+#: The writer keeps a response's head until its body (or send_headers()) comes, in
+#: `_headers_buf` (aiohttp 3.12 on): where it does not, Ready leaves heads to aiohttp.
+_HEADS_BUFFERED = callable(getattr(StreamWriter, "send_headers", None))
+
+
 class Ready(web.Response):
     """web.Response of a snapshot's variant, whose head is serialized once per second.
 
@@ -287,7 +292,7 @@ class Ready(web.Response):
 
     async def _write_headers(self) -> None:
         source, writer, headers = self._source, self._payload_writer, self._headers
-        if (source is None or type(writer) is not StreamWriter
+        if (source is None or not _HEADS_BUFFERED or type(writer) is not StreamWriter
                 or writer._on_headers_sent is not None):
             await super()._write_headers()
             return
