@@ -6,15 +6,18 @@ bytes on the wire for GET, HEAD and 304 either way."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import pickle
 import re
 import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDictProxy
 
@@ -170,3 +173,64 @@ def test_feedsvc_changes_no_header_in_a_response_prepare_signal() -> None:
     users = [path for path in package.rglob("*.py")
              if re.search(r"\.on_response_prepare\b", path.read_text())]
     assert users == []
+
+
+class _Lengths(AbstractAccessLogger):
+    """Records what aiohttp counted as written for each response (what /metrics adds up)."""
+
+    written: ClassVar[list[int]] = []
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.written.append(response.body_length)
+
+
+@pytest.mark.parametrize("size", [APART_MIN_BYTES, 160_000])
+def test_on_uvloop_a_large_body_and_its_head_go_out_in_one_writelines(size: int) -> None:
+    """uvloop's writelines sends head and body in one writev(), without the copy: the same
+    bytes as ever, for GET, HEAD and 304 on one connection, with aiohttp's byte count."""
+    uvloop = pytest.importorskip("uvloop")
+    body = _body(size)
+    document = make_document("/feed.atom", ATOM, body, T)
+    identity = document.variants["identity"]
+    _Lengths.written = []
+
+    async def check() -> None:
+        app = web.Application()
+        app[LIVE] = live = Live(make_snapshot([document], 1, (), T))
+        app.router.add_get("/feed.atom", document_handler(live))
+        gathered: list[bool] = []
+
+        async def record(request: web.Request, response: web.StreamResponse) -> None:
+            assert request.transport is not None
+            gathered.append(type(request.transport).__module__.startswith("uvloop"))
+
+        app.on_response_prepare.append(record)
+        server = TestServer(app)
+        await server.start_server(access_log_class=_Lengths,
+                                  access_log=logging.getLogger("test.lengths"))
+        async with TestClient(server) as client:
+            for _ in range(2):
+                got = await client.get("/feed.atom", headers={"Accept-Encoding": "identity"})
+                assert got.status == 200 and await got.read() == body
+                assert got.headers["Content-Length"] == str(size)
+                assert got.headers["ETag"] == identity.etag
+                head = await client.head("/feed.atom", headers={"Accept-Encoding": "identity"})
+                assert head.status == 200 and head.headers["Content-Length"] == str(size)
+                assert await head.read() == b""
+                same = await client.get("/feed.atom", headers={"If-None-Match": identity.etag})
+                assert same.status == 304 and await same.read() == b""
+        assert gathered and all(gathered)
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(check())
+    finally:
+        loop.close()
+    assert len(_Lengths.written) == 6
+    get, head_only, not_modified = _Lengths.written[:3]
+    assert get > size and get - size == head_only  # head + body; the same head alone
+    assert _Lengths.written[3:] == [get, head_only, not_modified]

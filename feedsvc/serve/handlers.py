@@ -319,21 +319,59 @@ class Ready(web.Response):
             writer.send_headers()
 
 
+def _gathers(transport: asyncio.BaseTransport | None) -> bool:
+    """Whether this transport's writelines() sends its buffers in one writev(), uncopied:
+    uvloop's does (asyncio's joins them into one bytes object before Python 3.12)."""
+    return type(transport).__module__.partition(".")[0] == "uvloop"
+
+
 class Apart(Ready):
-    """web.Response of a large body, written apart from its head.
+    """web.Response of a large body, never copied into one buffer with its head.
 
     aiohttp's Response keeps the head until the body comes and writes both as one
     `b"".join((head, body))` (transport.writelines is skipped on Python < 3.12.9, CVE-2024-
-    12254): a copy of the whole body per response, 160 KB for the feed in identity. With the
-    mmap threshold fixed at 128 KiB (serve/memory.py), each such copy was also an mmap(), 40
-    page faults and a munmap(): 200 µs of CPU per response where the bytes take 60, a third of
-    the requests per second. Here the head is sent first (`_send_headers_immediately`, what
-    aiohttp's StreamResponse does), then the snapshot's own bytes, uncopied, in a second
-    write(). Small bodies and empty ones (304) keep the one write. (The headers of every
-    response come from `Variant.headers`, a multidict that aiohttp copies several times faster
-    than a dict.)"""
+    12254, which is about asyncio's own writelines): a copy of the whole body per response,
+    160 KB for the feed in identity. With the mmap threshold fixed at 128 KiB (serve/memory.py),
+    each such copy was also an mmap(), 40 page faults and a munmap(): 185 µs of CPU per
+    response where the bytes take 60, a third of the requests per second.
+
+    Here, on uvloop, head and body go to the transport's writelines() (one writev(), no copy:
+    the system call and packets of the joined write, without the join), with the accounting
+    of aiohttp's own write; elsewhere (asyncio's loop, or a writer that is not aiohttp's
+    StreamWriter as this one knows it), the head is sent first (`_send_headers_immediately`,
+    what aiohttp's StreamResponse does), then the snapshot's own bytes, in a second write()."""
 
     _send_headers_immediately = True
+
+    async def _write_headers(self) -> None:
+        writer = self._payload_writer
+        if (_HEADS_BUFFERED and type(writer) is StreamWriter
+                and _gathers(writer.transport)):
+            self._send_headers_immediately = False  # sent with the body, by write_eof
+        await super()._write_headers()
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        writer, body = self._payload_writer, self._body
+        if (self._send_headers_immediately or self._eof_sent or type(writer) is not StreamWriter
+                or self._must_be_empty_body or type(body) is not bytes
+                or not writer._headers_buf or writer._headers_written or writer.chunked
+                or writer._compress is not None or writer._on_chunk_sent is not None
+                or getattr(writer, "on_body_write", None) is not None):
+            await super().write_eof(data)
+            return
+        transport = writer.transport
+        if transport is None or transport.is_closing():
+            await super().write_eof(data)  # (aiohttp raises for a closed connection)
+            return
+        # StreamWriter.write_eof(body), with writelines for its join.
+        head = writer._headers_buf
+        writer._headers_buf, writer._headers_written = None, True
+        size = len(head) + len(body)
+        writer.buffer_size += size
+        writer.output_size += size
+        transport.writelines((head, body))
+        await writer.drain()
+        await web.StreamResponse.write_eof(self)  # the end of it: nothing left to write
 
 
 class LargeBody(web.StreamResponse):
