@@ -253,10 +253,10 @@ def respond(request: web.Request, document: Document,
     return Ready.of(body, variant.headers)
 
 
-#: A body at least this large is written apart from its head (see Apart): copying it costs more
-#: than the second write() (and packet). Measured (CPU per request, one process): an 18 KB gzip
-#: body costs ~15 % more written apart, a 160 KB one ~3x less. Keep it below
-#: memory.MMAP_THRESHOLD_BYTES: no response may allocate a block that large (see Apart).
+#: A body at least this large is never joined to its head (see Apart). Below it the join is
+#: kept: measured (CPU per request, one process), an 18 KB gzip body cost ~15 % more sent in
+#: two write()s than joined, a 160 KB one ~3x less. Keep it below memory.MMAP_THRESHOLD_BYTES:
+#: no response may allocate a block that large (see Apart).
 APART_MIN_BYTES = 64 * 1024
 
 
@@ -268,16 +268,16 @@ _HEADS_BUFFERED = callable(getattr(StreamWriter, "send_headers", None))
 class Ready(web.Response):
     """web.Response of a snapshot's variant, whose head is serialized once per second.
 
-    aiohttp serializes a response's headers at every response, checking each character of
-    each name and value (`_serialize_headers`, ~4 % of a 304's CPU). A variant's headers are
+    aiohttp serializes a response's headers at every response, checking each character of each
+    name and value (`_serialize_headers`, ~6 % of a 304's instructions). A variant's headers are
     the same for every response but for what aiohttp adds (web_response.py `_start`,
     `_prepare_headers`): Date (one value per second), Server, and when due Content-Length and
-    Connection. The head is the same bytes for the same status line and values of these, so
-    the bytes aiohttp's serializer made for them are kept on the variant's Headers (`heads`,
-    for the current Date), and the next responses hand them to aiohttp's writer as it would
-    have made them. Anything else (headers that are not a snapshot's, another writer, headers
-    added by someone else) is serialized by aiohttp as usual. A signal that changed a header's
-    value in place would not be seen: feedsvc's app has no `on_response_prepare` signal
+    Connection. The head is the same bytes for the same status line and values of these, so the
+    bytes aiohttp's serializer made for them are kept on the variant's Headers (`heads`, for the
+    current Date), and the next responses hand them to aiohttp's writer as it would have made
+    them. Anything else (headers that are not a snapshot's, another writer, headers added by
+    someone else) is serialized by aiohttp as usual. A signal that changed a header's value in
+    place would not be seen: feedsvc's app has no `on_response_prepare` signal
     (tests/test_serving_path.py checks it)."""
 
     _source: Headers | None = None
