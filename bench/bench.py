@@ -527,7 +527,7 @@ class Case:
 #: A minimal aiohttp app with the same processes (bench/aiohttp_floor.py): the framework's own
 #: per-request cost, measured beside feedsvc for the cases where that cost dominates.
 FLOOR = "aiohttp floor"
-FLOOR_CASES = ("200 gzip", "304")
+FLOOR_CASES = ("200 identity", "200 gzip", "304")
 
 CASES = [
     Case("200 identity", {}, 200, None),
@@ -627,7 +627,8 @@ def section_serve(args: argparse.Namespace, work: Path, report: Report) -> None:
         server.wait_published(50, 120)
         floor_port = free_port()
         floor = spawn([sys.executable, str(Path(__file__).with_name("aiohttp_floor.py")),
-                       str(floor_port), str(out / "feed.atom.gz"), str(processes)],
+                       str(floor_port), str(out / "feed.atom"), str(out / "feed.atom.gz"),
+                       str(processes)],
                       log=site / "aiohttp-floor.log")
 
         def floor_up() -> bool:

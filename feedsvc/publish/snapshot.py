@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 
 import brotli
+from multidict import CIMultiDict, CIMultiDictProxy
 from zlib_ng import gzip_ng
 
 from feedsvc.errors import Rejection
@@ -201,6 +202,29 @@ def make_document_soon(path: str, content_type: str, body: bytes, last_modified:
     return made[0]
 
 
+class Headers(CIMultiDictProxy[str]):
+    """A variant's response headers, made once: read-only, and of the type aiohttp keeps a
+    response's headers in (multidict's), which it copies several times faster than a dict or
+    a MappingProxyType when a response is made of them (the per-request part of serving)."""
+
+    #: The serving side's cache of this variant's serialized response heads (serve/handlers.py
+    #: Ready): (the Date they carry, {what else varies: bytes}), None until the first
+    #: response. Not pickled.
+    __slots__ = ("heads",)
+    heads: tuple[str, dict[tuple[object, ...], bytes]] | None
+
+    def __reduce__(self) -> tuple[Callable[[tuple[tuple[str, str], ...]], Headers],
+                                  tuple[tuple[tuple[str, str], ...]]]:
+        # (multidict's proxies do not pickle; snapshots go to the other workers pickled)
+        return headers_of, (tuple(self.items()),)
+
+
+def headers_of(items: Iterable[tuple[str, str]] | Mapping[str, str]) -> Headers:
+    headers = Headers(CIMultiDict(items))
+    headers.heads = None
+    return headers
+
+
 #: The content codings of every document, in the order of its variants.
 CODINGS = ("identity", "gzip", "br")
 
@@ -228,8 +252,7 @@ def _made(path: str, content_type: str, body: bytes, last_modified: datetime,
         headers = {"Content-Type": content_type, **validators}
         if coding != "identity":
             headers["Content-Encoding"] = coding
-        return Variant(coding, coded_body, etag, MappingProxyType(headers),
-                       MappingProxyType(validators))
+        return Variant(coding, coded_body, etag, headers_of(headers), headers_of(validators))
 
     variants = {"identity": variant("identity", body)}
 

@@ -209,10 +209,11 @@ class GuardedHandler(RequestHandler):
             self._arm()
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
+        RequestHandler.data_received(self, data)  # (not super(): once per request)
         if self._messages:  # a whole head arrived
             self._partial = False
-            self._disarm()
+            if self._head_timer is not None:  # (most requests: none armed, no call)
+                self._disarm()
         else:
             self._partial = True
             if (self._head_timer is None and not self._request_in_progress

@@ -11,6 +11,7 @@ from feedsvc.publish.pages import STYLESHEET_PATH
 from feedsvc.publish.registry import ARCHIVES, ENTRIES, INDEX, MAIN, TAGS, formats
 from feedsvc.publish.sitemap import SITEMAP_PATH, SITEMAPS
 from feedsvc.serve.handlers import (
+    document_handler,
     serve_archive,
     serve_document,
     serve_entry,
@@ -20,7 +21,7 @@ from feedsvc.serve.handlers import (
     serve_site_page,
     serve_stylesheet,
 )
-from feedsvc.serve.keys import CONFIG
+from feedsvc.serve.keys import CONFIG, LIVE
 from feedsvc.serve.media import ROUTE_PREFIX, serve_media
 from feedsvc.serve.metrics import METRICS, serve_metrics
 from feedsvc.serve.sitehandlers import serve_feed_style, serve_opml, serve_sitemap
@@ -30,9 +31,11 @@ from feedsvc.serve.websub.topics import HUB_PATH
 
 def setup_routes(app: web.Application) -> None:
     router = app.router
-    router.add_get(INDEX, serve_document)
+    live = app.get(LIVE)  # bound to the documents' handler: the hot path (handlers.py)
+    documents = serve_document if live is None else document_handler(live)
+    router.add_get(INDEX, documents)
     for fmt in formats():  # the feed in every registered format
-        router.add_get(fmt.path(MAIN), serve_document)
+        router.add_get(fmt.path(MAIN), documents)
     router.add_get(f"/{ENTRIES}{{slug}}", serve_entry)
     # An entry page's "previous"/"next" links: 303 to the neighbour (handlers.py).
     router.add_get(f"/{ENTRIES}{{slug}}/{{direction}}", serve_neighbour)
@@ -43,7 +46,7 @@ def setup_routes(app: web.Application) -> None:
     router.add_get(f"/{TAGS}{{tag:[^./]+}}", serve_site_page)
     router.add_get(f"/{TAGS}{{tag:[^./]+}}/page/{{number}}", serve_site_page)
     # A tag's documents, every format: {tag}.{extension}, as the snapshot holds them.
-    router.add_get(f"/{TAGS}{{name}}", serve_document)
+    router.add_get(f"/{TAGS}{{name}}", documents)
     # RFC 5005 archive pages, every format: {page size}/{n}.{extension}, from the state.
     router.add_get(f"/{ARCHIVES}{{size}}/{{name}}", serve_archive)
     router.add_get("/healthz", serve_health)
