@@ -54,8 +54,8 @@ def _files(public: Path) -> dict[str, tuple[int, int, int]]:
             for p in public.rglob("*") if p.is_file() and p.name != MANIFEST}
 
 
-ROUTES = ["/", "/page/2", "/page/3", "/entries/e0", "/entries/e1", "/entries/e4", "/tags/",
-          "/tags/sky", "/tags/sky/page/2", "/feed.atom", "/feed.rss", "/feed.json",
+ROUTES = ["/", "/page/1", "/page/2", "/entries/e0", "/entries/e1", "/entries/e4", "/tags/",
+          "/tags/sky", "/tags/sky/page/1", "/feed.atom", "/feed.rss", "/feed.json",
           "/tags/sky.atom", "/tags/sky.rss", "/tags/sky.json", "/archive/2/1.atom",
           "/archive/2/2.rss", "/archive/2/2.json", "/feeds.opml", "/sitemap.xml"]
 
@@ -310,9 +310,11 @@ def test_a_bad_build_table_stops_with_its_key(tmp_path: Path, text: str) -> None
                                                    (1, 1)])
 def test_pages_read_in_parts_are_the_pages_served(tmp_path: Path, count: int,
                                                   pages_read: int) -> None:
-    """`build` reads the older pages and the tag pages several at a time: the same pages,
-    and the same end (an empty page 2 when exactly `max_entries` are published)."""
+    """`build` reads the older pages and the tag pages several at a time: the same pages
+    (newest first), the versions `SitePages.versions` reads from the index, and the same end
+    (no older page when at most `max_entries` are published)."""
     from feedsvc.config import load_config
+    from feedsvc.publish.pageblocks import FRONT
     from feedsvc.publish.sitepages import SitePages
 
     config = _site(tmp_path, count=count)
@@ -324,15 +326,25 @@ def test_pages_read_in_parts_are_the_pages_served(tmp_path: Path, count: int,
     publisher.close()
     site.start(info)
     try:
-        for tag, first in ((None, 2), ("sky", 1)):
-            one_by_one = []
-            number = first
-            while (document := site.render_now("index" if tag is None else "tag", tag or "",
-                                               number)) is not None:
-                one_by_one.append(document)
-                number += 1
-            parts = list(site.pages_of(tag, pages_read))
-            assert [(d.path, d.body) for d in parts] == [(d.path, d.body) for d in one_by_one]
+        versions = site.versions()
+        for tag in (None, "sky"):
+            kind = "index" if tag is None else "tag"
+            last = 0
+            while site.render_now(kind, tag or "", last + 1) is not None:
+                last += 1
+            assert last == max(0, ((count if tag is None else (count + 1) // 2) - 1) // 2)
+            numbers = [*([FRONT] if tag else []), *range(last, 0, -1)]
+            one_by_one = [site.render_now(kind, tag or "", n) for n in numbers]
+            parts = list(site.pages_of(tag, pages_read=pages_read))
+            assert [(d.path, d.body) for _, _, d in parts] == \
+                [(d.path, d.body) for d in one_by_one if d is not None]
+            assert [n for n, _, _ in parts] == numbers
+            assert {(tag, n): v for n, v, _ in parts} == \
+                {key: v for key, v in versions.items() if key[0] == tag}
+            # Some pages only: the same bytes.
+            some = [n for n in numbers if n % 2]
+            assert [(n, d.body) for n, _, d in site.pages_of(tag, some, pages_read)] == \
+                [(n, d.body) for n, _, d in parts if n in some]
     finally:
         site.close()
 

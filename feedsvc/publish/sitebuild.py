@@ -21,9 +21,9 @@ date differs from their file's, and the state-made pages (front and tag pages, l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,7 +45,7 @@ from feedsvc.publish.registry import ENTRIES, MAIN, entry_path, formats, tag_of
 from feedsvc.publish.registry import archive_feed_path as _archive_path
 from feedsvc.publish.sitefiles import SiteFiles
 from feedsvc.publish.siteoutput import SIBLINGS, OutputCounts, SiteOutput, file_name, mtime_ns
-from feedsvc.publish.sitepages import SitePages
+from feedsvc.publish.sitepages import SitePages, index_page_path, tag_page_path
 from feedsvc.publish.snapshot import make_document
 
 #: Slugs read from the state at a time.
@@ -73,6 +73,8 @@ class SiteBuilder:
         self.archive_pages = 0
         self.media: tuple[int, int, int] = (0, 0, 0)  # linked, copied, unchanged
         self._full = False  # a whole write done by this builder: the next may be partial
+        # (tag or None, page number) → pageblocks.page_version of the page last written.
+        self._page_versions: dict[tuple[str | None, int], int] = {}
 
     def start(self, info: FeedInfo) -> None:
         self.info = info
@@ -100,7 +102,7 @@ class SiteBuilder:
         self._media(out)
         self._entry_pages(out, snapshot, partial)
         self._archive_pages(out, snapshot, changed if partial else None)
-        self._site_pages(out)
+        self._site_pages(out, partial)
         for path in self.files.paths(snapshot):
             document = self.files.render(path, snapshot)
             if document is None:
@@ -122,23 +124,55 @@ class SiteBuilder:
         self._full = True
         return counts
 
-    def _site_pages(self, out: SiteOutput) -> None:
-        """The front page's older pages, the list of tags, each tag's pages."""
-        for document in self._state_pages():
-            out.put(document)
-
-    def _state_pages(self) -> Iterator[Document]:
+    def _site_pages(self, out: SiteOutput, partial: bool) -> None:
+        """The front page's older pages, the list of tags, each tag's pages. After a change,
+        only those whose version moved (pageblocks.py: their entries, links or label) are
+        rendered again; the others' files are kept as they are, if all there. A page's
+        version is recorded from the rows it was rendered from, so a change that lands
+        while this write runs is seen by the next one."""
         site = self.site
         try:
-            yield from site.pages_of(None)
-            tags = site.render_now("tags", "", 1)
-            if tags is None:
-                raise FeedsvcError("cannot render the list of tags from the state")
-            yield tags
-            for tag, _, _ in site.tag_rows():
-                yield from site.pages_of(tag)
+            # After a change, the versions and the pages rendered: one state (a whole write
+            # records what it rendered, and holds no transaction for minutes).
+            with site.reading() if partial else contextlib.nullcontext():
+                now = site.versions() if partial else None
+                rendered = {}
+                for tag in self._page_lists(now):
+                    numbers = None
+                    if now is not None:
+                        numbers = []
+                        for (owner, number), version in now.items():
+                            if owner != tag:
+                                continue
+                            if (self._page_versions.get((owner, number)) == version
+                                    and self._kept(out, self._page_file(owner, number))):
+                                rendered[owner, number] = version
+                            else:
+                                numbers.append(number)
+                        if not numbers:
+                            continue
+                    for number, version, document in site.pages_of(tag, numbers):
+                        out.put(document)
+                        rendered[tag, number] = version
+                tags = site.render_now("tags", "", 1)
+                if tags is None:
+                    raise FeedsvcError("cannot render the list of tags from the state")
+                out.put(tags)
         except StoreError as e:
             raise FeedsvcError(f"cannot read the site's pages from the state: {e}") from e
+        self._page_versions = rendered
+
+    def _page_lists(self, versions: dict[tuple[str | None, int], int] | None
+                    ) -> list[str | None]:
+        """None (the front page's older pages), then every tag with published entries."""
+        if versions is not None:
+            return [None, *sorted({tag for tag, _ in versions if tag is not None})]
+        return [None, *(tag for tag, _, _ in self.site.tag_rows())]
+
+    @staticmethod
+    def _page_file(tag: str | None, number: int) -> str:
+        path = index_page_path(number) if tag is None else tag_page_path(tag, number)
+        return file_name(path, HTML_TYPE)
 
     def _entry_pages(self, out: SiteOutput, snapshot: Snapshot, partial: bool) -> None:
         """Every published entry's page (the snapshot's, else made from the state); after a
