@@ -264,6 +264,73 @@ def test_serve_keeps_the_output_current_on_every_change(
     assert not [p for p in public.rglob(".*") if p.name != MANIFEST]
 
 
+def _changed(before: dict[str, tuple[int, int, int]],
+             after: dict[str, tuple[int, int, int]], prefix: str) -> set[str]:
+    """The page files under `prefix` (and their siblings) new, gone or rewritten."""
+    names = {n for n in {*before, *after} if n.startswith(prefix)}
+    return {n.removesuffix(".gz").removesuffix(".br") for n in names
+            if before.get(n) != after.get(n)}
+
+
+def test_on_change_rewrites_only_the_older_pages_a_change_touches(
+        tmp_path: Path, serve: Callable[[Path], ServeProcess]) -> None:
+    """`[build] on_change`, 9 entries 2 a page (older pages 1-4; tag sky: e0 e2 e4 e6 e8,
+    pages 1-2): a new entry leaves every older page's files alone (same inode, same mtime),
+    the front page and the tag's follow; the 11th makes page 5 and relinks page 4 only; an
+    edit of e0 rewrites page 1 and the tag's page 1 only. The pages not touched are not even
+    rendered: a byte changed by hand in one stays until a `build` compares everything."""
+    config = _site(tmp_path, count=9)
+    _on_change(config)
+    public, seeds = tmp_path / "public", tmp_path / "seeds"
+    server = serve(config)
+    wait_until(lambda: (public / MANIFEST).is_file() and (public / "page/4/index.html").is_file(),
+               timeout=30)
+    tampered = public / "page/2/index.html"
+    st = tampered.stat()
+    original = tampered.read_bytes()
+    tampered.write_bytes(original.replace(b"<main>", b"<MAIN>"))
+    os.utime(tampered, ns=(st.st_atime_ns, st.st_mtime_ns))
+    before = _files(public)
+    write_seed(seeds, "e9.md", "---\ntitle: Entry 9\ntags: [Sky]\n---\nBody 9.\n",
+               mtime=BASE + 9 * 3600)
+    wait_until(lambda: b"entries/e9" in (public / "index.html").read_bytes()
+               and b"entries/e9" in (public / "tags/sky/index.html").read_bytes())
+    wait_until(lambda: server.get("/tags/sky")[2] == (public / "tags/sky/index.html").read_bytes())
+    after = _files(public)
+    assert _changed(before, after, "page/") == set()
+    assert _changed(before, after, "tags/sky/page/") == set()
+    assert "tags/sky/index.html" in _changed(before, after, "tags/")
+    assert sorted(p.relative_to(public).as_posix() for p in public.glob("page/*")) == [
+        f"page/{n}" for n in range(1, 5)]
+    # The 11th entry: page 5 (e9 e8), page 4's "newer" link now page 5.
+    before = after
+    write_seed(seeds, "e10.md", "---\ntitle: Entry 10\n---\nBody 10.\n",
+               mtime=BASE + 10 * 3600)
+    wait_until(lambda: (public / "page/5/index.html.br").is_file()
+               and b"/page/5" in (public / "page/4/index.html").read_bytes())
+    after = _files(public)
+    assert _changed(before, after, "page/") == {"page/4/index.html", "page/5/index.html"}
+    for n in range(1, 6):
+        route = f"/page/{n}"
+        assert server.get(route)[2] == _route_file(public, route).read_bytes() or n == 2, route
+    # An edit of the oldest entry: its page, the tag's page holding it, nothing else.
+    before = after
+    write_seed(seeds, "e0.md", "---\ntitle: Entry 0\ntags: [Sky]\n---\nEdited.\n",
+               mtime=BASE + 20 * 3600)
+    wait_until(lambda: b"Edited." in (public / "entries/e0/index.html").read_bytes())
+    wait_until(lambda: server.get("/page/1")[2] == (public / "page/1/index.html").read_bytes())
+    wait_until(lambda: server.get("/tags/sky/page/1")[2]
+               == (public / "tags/sky/page/1/index.html").read_bytes())
+    after = _files(public)
+    assert _changed(before, after, "page/") == {"page/1/index.html"}
+    assert _changed(before, after, "tags/sky/page/") == {"tags/sky/page/1/index.html"}
+    assert b"<MAIN>" in tampered.read_bytes()  # never rendered again since
+    assert server.stop() == 0
+    log = _build(config)  # a build compares every page: it puts the byte back
+    assert tampered.read_bytes() == original
+    assert ", 0 removed" in log, log
+
+
 def test_an_output_that_cannot_be_written_is_logged_and_caught_up(
         tmp_path: Path, serve: Callable[[Path], ServeProcess]) -> None:
     """`on_change` with a file in the output's way: serving goes on, the log says why, and
