@@ -135,6 +135,10 @@ class SitePages(StateReader):
         """One read transaction around several of the calls below (`[build] on_change`)."""
         return self._state().reading()
 
+    def published_keys(self) -> list[tuple[int, str, int]]:
+        """(published, slug, updated) of every entry published now, oldest first."""
+        return self._state().published_keys(int(datetime.now(UTC).timestamp()))
+
     def versions(self) -> dict[tuple[str | None, int], int]:
         """`pageblocks.page_version` of every page made from the state now: (None, n) the
         front page's older pages, (tag, FRONT) and (tag, n) each tag's pages, read from an
