@@ -51,6 +51,8 @@ def main() -> int:
         site = builder.site
         if hasattr(site, "versions"):  # numbered from the oldest: what is on disk
             builder._page_versions = site.versions()  # noqa: SLF001
+            builder._entry_marks = {hash((slug, updated))  # noqa: SLF001
+                                    for _, slug, updated in site.published_keys()}
     else:
         builder.write(snapshot)
     first = time.perf_counter() - started

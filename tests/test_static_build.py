@@ -438,3 +438,16 @@ def test_a_reload_rewrites_the_output_with_the_new_config(
     assert tail_page.read_bytes() == server.get("/entries/e0")[2]
     assert b"Test feed" not in (public / "index.html").read_bytes()
     assert server.stop() == 0
+
+
+@pytest.mark.parametrize("name", [
+    "a", "a/b.html", ".feedsvc", "a/.well-known/x", "/a", "a//b", "a/", "./a", "../a",
+    "a/./b", "a/../b", "a/..", "a/.", ".", "..", "a..b", "..a", "a/..b/c", "a/b..",
+])
+def test_the_manifest_is_read_at_once_as_line_by_line(name: str) -> None:
+    """The manifest is checked with one regular expression over its text (a 324,000-line
+    one took 1.7 s line by line); it keeps exactly the lines `_inside` keeps."""
+    from feedsvc.publish.siteoutput import _OUTSIDE, _inside
+
+    text = f"x/index.html\n{name}\nz\n"
+    assert (_OUTSIDE.search(text) is None) == _inside(name)

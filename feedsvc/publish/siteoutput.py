@@ -25,6 +25,7 @@ existed gets the old layout's page names removed once: `entries/*.html`, `page/*
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -191,6 +192,8 @@ class SiteOutput:
             return None
         except (OSError, UnicodeDecodeError) as e:
             raise FeedsvcError(f"cannot read {self.root / MANIFEST}: {e}") from e
+        if _OUTSIDE.search(text) is None:  # every line: one look at the whole text
+            return frozenset(text.split("\n")) - {""}
         return frozenset(line for line in text.split("\n") if line and _inside(line))
 
     def _old_layout(self) -> list[str]:
@@ -233,6 +236,10 @@ class SiteOutput:
             self._folders.discard(folder)
             folder = folder.parent
             self._folders.add(folder)
+
+
+#: A manifest line that `_inside` refuses: absolute, an empty, `.` or `..` part.
+_OUTSIDE = re.compile(r"^/|//|/$|(?:^|/)\.\.?(?:/|$)", re.MULTILINE)
 
 
 def _inside(name: str) -> bool:
