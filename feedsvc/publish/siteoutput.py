@@ -25,7 +25,6 @@ existed gets the old layout's page names removed once: `entries/*.html`, `page/*
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -192,7 +191,7 @@ class SiteOutput:
             return None
         except (OSError, UnicodeDecodeError) as e:
             raise FeedsvcError(f"cannot read {self.root / MANIFEST}: {e}") from e
-        if _OUTSIDE.search(text) is None:  # every line: one look at the whole text
+        if _all_inside(text):  # a few looks at the whole text, not one per line
             return frozenset(text.split("\n")) - {""}
         return frozenset(line for line in text.split("\n") if line and _inside(line))
 
@@ -238,8 +237,11 @@ class SiteOutput:
             self._folders.add(folder)
 
 
-#: A manifest line that `_inside` refuses: absolute, an empty, `.` or `..` part.
-_OUTSIDE = re.compile(r"^/|//|/$|(?:^|/)\.\.?(?:/|$)", re.MULTILINE)
+def _all_inside(text: str) -> bool:
+    """Whether every line of `text` is `_inside`, when no line starts with `/` or `.` and
+    no part does (False: look line by line)."""
+    lines = f"\n{text}\n"
+    return not any(bad in lines for bad in ("\n/", "\n.", "/.", "//", "/\n"))
 
 
 def _inside(name: str) -> bool:
