@@ -16,7 +16,12 @@ an earlier write that are no longer part of the site are removed (siteoutput.py)
 Entries are read from the state a part at a time (memory stays bounded at 100,000 seeds).
 `write(snapshot, changed)` after a change (`on_change`) renders again only what may have
 changed: the snapshot's documents, the archive pages in `changed`, the long tail's pages whose
-date differs from their file's, and the state-made pages (front and tag pages, lists).
+entry's (slug, updated) is not what the last write wrote, the older pages and tag pages whose
+version moved (pageblocks.py: numbered from the oldest, a new entry moves none but the newest
+one or two), the lists and the sitemap. Which ones is read from one index of the state
+(`stamps_site`: 50 ms at 100,000 entries), never from the files: at 100,000 entries, a look
+at every file cost more than a second per change. What it remembers between writes: a hash of
+each entry's (slug, updated) and of each older page's version (about 5 MB at 100,000).
 """
 
 from __future__ import annotations
