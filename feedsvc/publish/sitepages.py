@@ -151,17 +151,17 @@ class SitePages(StateReader):
             found.update(((None, n), v) for n, v in versions(keys, size).items() if n != FRONT)
             del keys
             rows = store.tagged_keys(now)
-        start = 0
-        while start < len(rows):
-            tag = rows[start][0]
-            end = start
-            while end < len(rows) and rows[end][0] == tag:
-                end += 1
-            # Its label: the newest entry's (as `_label` reads it).
-            label = rows[end - 1][4]
-            found.update(((tag, n), v) for n, v in versions(
-                [row[1:4] for row in rows[start:end]], size, label).items())
-            start = end
+            start = 0
+            while start < len(rows):
+                tag = rows[start][0]
+                end = start
+                while end < len(rows) and rows[end][0] == tag:
+                    end += 1
+                # Its label: the newest entry's (as `_label` reads it).
+                label = store.tag_label(tag, rows[end - 1][2])
+                found.update(((tag, n), v) for n, v in versions(
+                    [row[1:] for row in rows[start:end]], size, label).items())
+                start = end
         return found
 
     def pages_of(self, tag: str | None, numbers: Iterable[int] | None = None,
