@@ -134,30 +134,33 @@ class SiteBuilder:
     def _site_pages(self, out: SiteOutput, partial: bool) -> None:
         """The front page's older pages, the list of tags, each tag's pages. After a change,
         only those whose version moved (pageblocks.py: their entries, links or label) are
-        rendered again; the others' files are kept as they are, if all there. A page's
-        version is recorded from the rows it was rendered from, so a change that lands
-        while this write runs is seen by the next one."""
+        rendered again; the others' files are kept as they are, when the last write listed
+        them (no look at the disk). A page's version is recorded from the rows it was
+        rendered from, so a change that lands while this write runs is seen by the next."""
         site = self.site
+        rendered: dict[tuple[str | None, int], int] = {}
         try:
             # After a change, the versions and the pages rendered: one state (a whole write
             # records what it rendered, and holds no transaction for minutes).
             with site.reading() if partial else contextlib.nullcontext():
-                now = site.versions() if partial else None
-                rendered = {}
-                for tag in self._page_lists(now):
-                    numbers = None
-                    if now is not None:
-                        numbers = []
-                        for (owner, number), version in now.items():
-                            if owner != tag:
-                                continue
-                            if (self._page_versions.get((owner, number)) == version
-                                    and self._kept(out, self._page_file(owner, number))):
-                                rendered[owner, number] = version
-                            else:
-                                numbers.append(number)
-                        if not numbers:
-                            continue
+                lists: dict[str | None, list[int] | None]
+                if partial:
+                    lists = {None: []}
+                    listed = out.previous()
+                    for (owner, number), version in site.versions().items():
+                        numbers = lists.setdefault(owner, [])
+                        name = self._page_file(owner, number)
+                        if self._page_versions.get((owner, number)) == version and name in listed:
+                            out.keep_all(name)
+                            rendered[owner, number] = version
+                        else:
+                            assert numbers is not None
+                            numbers.append(number)
+                else:
+                    lists = {None: None, **{tag: None for tag, _, _ in site.tag_rows()}}
+                for tag, numbers in lists.items():
+                    if numbers == []:
+                        continue
                     for number, version, document in site.pages_of(tag, numbers):
                         out.put(document)
                         rendered[tag, number] = version
@@ -168,13 +171,6 @@ class SiteBuilder:
         except StoreError as e:
             raise FeedsvcError(f"cannot read the site's pages from the state: {e}") from e
         self._page_versions = rendered
-
-    def _page_lists(self, versions: dict[tuple[str | None, int], int] | None
-                    ) -> list[str | None]:
-        """None (the front page's older pages), then every tag with published entries."""
-        if versions is not None:
-            return [None, *sorted({tag for tag, _ in versions if tag is not None})]
-        return [None, *(tag for tag, _, _ in self.site.tag_rows())]
 
     @staticmethod
     def _page_file(tag: str | None, number: int) -> str:
