@@ -21,7 +21,7 @@ version moved (pageblocks.py: numbered from the oldest, a new entry moves none b
 one or two), the lists and the sitemap. Which ones is read from one index of the state
 (`stamps_site`: 50 ms at 100,000 entries), never from the files: at 100,000 entries, a look
 at every file cost more than a second per change. What it remembers between writes: a hash of
-each entry's (slug, updated) and of each older page's version (about 5 MB at 100,000).
+each entry's (slug, updated) and each older page's version (8 MB at 100,000 entries).
 """
 
 from __future__ import annotations
