@@ -251,12 +251,14 @@ class SiteBuilder:
         names, and any missing)."""
         span = snapshot.archive
         pages = span.pages if span is not None else 0
+        listed = out.previous() if changed is not None else frozenset()
         for page in range(1, pages + 1):
             assert span is not None
             for fmt in formats():
                 path = fmt.path(_archive_path(page, span.page_entries))
                 name = path[1:]
-                if changed is not None and path not in changed and self._kept(out, name):
+                if changed is not None and path not in changed and name in listed:
+                    out.keep_all(name)  # as the last write left it (no look at the disk)
                     continue
                 document = self.archives.render(span, page, fmt)
                 if document is None:
