@@ -190,19 +190,21 @@ class SiteBuilder:
             raise FeedsvcError(f"cannot read the published entries from the state: {e}") from e
         marks = {hash((slug, updated)) for _, slug, updated in keys}
         if partial and self._entry_marks:
-            listed = out.previous()
+            listed, old = out.previous(), self._entry_marks
+            documents = snapshot.documents
+            kept = []
             for _, slug, updated in keys:
-                path = entry_path(slug)
-                document = snapshot.documents.get(path)
-                name = file_name(path, HTML_TYPE)
-                if (document is None and hash((slug, updated)) in self._entry_marks
-                        and name in listed):
-                    out.keep_all(name)
+                # file_name(entry_path(slug), HTML_TYPE), without its calls: 100,000 times.
+                name = f"{ENTRIES}{slug}/index.html"
+                document = documents.get(f"/{ENTRIES}{slug}")
+                if document is None and hash((slug, updated)) in old and name in listed:
+                    kept.append(name)
                     continue
                 if document is None:
                     document = self.entries.render_now(slug)
                 if document is not None and document.status == 200:
                     out.put(document)
+            out.keep_names(f"{name}{suffix}" for name in kept for _, suffix in SIBLINGS)
             self._entry_marks = marks
             return
         after = None

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -110,6 +111,10 @@ class SiteOutput:
     def keep(self, name: str) -> None:
         """A file written meanwhile by another way (the media copy): part of the site."""
         self.names.add(name)
+
+    def keep_names(self, names: Iterable[str]) -> None:
+        """Files as they are, many at once: part of the site."""
+        self.names.update(names)
 
     def keep_all(self, name: str) -> None:
         """A document's files, as they are (with their .gz and .br): part of the site."""
