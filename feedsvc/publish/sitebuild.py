@@ -107,9 +107,9 @@ class SiteBuilder:
         out.put(make_document("/404", HTML_TYPE, render_not_found(self.info), self.info.created,
                               self.config.server.cache_max_age), NOT_FOUND_FILE)
         self._media(out)
-        self._entry_pages(out, snapshot, partial)
+        keys = self._entry_pages(out, snapshot, partial)
         self._archive_pages(out, snapshot, changed if partial else None)
-        self._site_pages(out, partial)
+        self._site_pages(out, partial, keys)
         for path in self.files.paths(snapshot):
             document = self.files.render(path, snapshot)
             if document is None:
@@ -131,23 +131,28 @@ class SiteBuilder:
         self._full = True
         return counts
 
-    def _site_pages(self, out: SiteOutput, partial: bool) -> None:
+    def _site_pages(self, out: SiteOutput, partial: bool,
+                    keys: list[tuple[int, str, int]]) -> None:
         """The front page's older pages, the list of tags, each tag's pages. After a change,
         only those whose version moved (pageblocks.py: their entries, links or label) are
         rendered again; the others' files are kept as they are, when the last write listed
         them (no look at the disk). A page's version is recorded from the rows it was
-        rendered from, so a change that lands while this write runs is seen by the next."""
+        rendered from, so a change that lands while this write runs is seen by the next.
+        `keys`: the published entries' (published, slug, updated), as `_entry_pages` read
+        them."""
         site = self.site
         rendered: dict[tuple[str | None, int], int] = {}
         try:
-            # After a change, the versions and the pages rendered: one state (a whole write
-            # records what it rendered, and holds no transaction for minutes).
+            # After a change, the pages rendered: one state. Which ones comes from `keys`, read
+            # a moment before: a page changed in between is recorded with the version of
+            # what it shows, so the next write (every change makes one) renders it. A whole
+            # write holds no transaction for minutes.
             with site.reading() if partial else contextlib.nullcontext():
                 lists: dict[str | None, list[int] | None]
                 if partial:
                     lists = {None: []}
                     listed = out.previous()
-                    for (owner, number), version in site.versions().items():
+                    for (owner, number), version in site.versions(keys).items():
                         numbers = lists.setdefault(owner, [])
                         name = self._page_file(owner, number)
                         if self._page_versions.get((owner, number)) == version and name in listed:
@@ -177,7 +182,8 @@ class SiteBuilder:
         path = index_page_path(number) if tag is None else tag_page_path(tag, number)
         return file_name(path, HTML_TYPE)
 
-    def _entry_pages(self, out: SiteOutput, snapshot: Snapshot, partial: bool) -> None:
+    def _entry_pages(self, out: SiteOutput, snapshot: Snapshot, partial: bool
+                     ) -> list[tuple[int, str, int]]:
         """Every published entry's page (the snapshot's, else made from the state). After a
         change, a page of the long tail whose entry's (slug, updated) is what the last write
         wrote, and whose files that write listed, is kept as it is without a look at the disk
@@ -206,7 +212,7 @@ class SiteBuilder:
                     out.put(document)
             out.keep_names(f"{name}{suffix}" for name in kept for _, suffix in SIBLINGS)
             self._entry_marks = marks
-            return
+            return keys
         after = None
         while slugs := self._live_slugs(after):
             moments = self.entries.page_moments(slugs) if partial else {}
@@ -223,6 +229,7 @@ class SiteBuilder:
             after = slugs[-1]
         # Read before the pages were: an entry edited meanwhile is rendered again next time.
         self._entry_marks = marks
+        return keys
 
     def _dated_on_disk(self, out: SiteOutput, name: str, when: int) -> bool:
         try:

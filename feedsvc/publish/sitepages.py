@@ -139,17 +139,19 @@ class SitePages(StateReader):
         """(published, slug, updated) of every entry published now, oldest first."""
         return self._state().published_keys(int(datetime.now(UTC).timestamp()))
 
-    def versions(self) -> dict[tuple[str | None, int], int]:
+    def versions(self, keys: list[tuple[int, str, int]] | None = None
+                 ) -> dict[tuple[str | None, int], int]:
         """`pageblocks.page_version` of every page made from the state now: (None, n) the
         front page's older pages, (tag, FRONT) and (tag, n) each tag's pages, read from an
-        index (`build` and `[build] on_change`: which pages a change touched)."""
+        index (`build` and `[build] on_change`: which pages a change touched). `keys`: the
+        `published_keys` just read, if at hand."""
         now = int(datetime.now(UTC).timestamp())
         store, size = self._state(), self.page_entries
         found: dict[tuple[str | None, int], int] = {}
         with store.reading():
-            keys = store.published_keys(now)
+            if keys is None:
+                keys = store.published_keys(now)
             found.update(((None, n), v) for n, v in versions(keys, size).items() if n != FRONT)
-            del keys
             rows = store.tagged_keys(now)
             start = 0
             while start < len(rows):
