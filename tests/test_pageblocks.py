@@ -254,3 +254,38 @@ def test_a_long_walk_keeps_every_older_page_while_entries_are_published(tmp_path
         assert sorted(counted.values())[-1] <= 2
         assert sum(times - 1 for times in counted.values()) == overlap(count, 4)
         assert walked == ["/", *(f"/page/{n}" for n in range(older_pages(count, 4), 0, -1))]
+
+
+def test_a_page_not_touched_stays_cached_across_changes(tmp_path: Path) -> None:
+    """SitePages (what `serve` answers `/page/{n}` with) after a change of the state: the
+    pages whose version did not move are the very documents cached before (not rendered
+    again); the one whose "newer" link moved, and an edited one's, are new."""
+    from feedsvc.config import load_config
+    from feedsvc.publish.publisher import Publisher
+    from feedsvc.publish.sitepages import SitePages
+
+    config = load_config(write_config(tmp_path, max_entries=2, language="en"))
+    seeds = tmp_path / "seeds"
+    for n in range(6):
+        write_seed(seeds, f"e{n}.txt", f"e{n}\nEntry {n}\n\nBody.", mtime=1_790_000_000 + n)
+    publisher = Publisher.open(config)
+    site = SitePages(config)
+    try:
+        publisher.scan()
+        site.start(publisher.info)
+        before = {n: site.render_now("index", "", n) for n in (1, 2)}  # 6 entries: 2 pages
+        assert site.render_now("index", "", 3) is None
+        publisher.update([write_seed(seeds, "e6.txt", "e6\nEntry 6\n\nBody.",
+                                     mtime=1_790_000_000 + 6)])
+        wait_until(lambda: site.render_now("index", "", 3) is not None)  # 7: a third page
+        assert site.render_now("index", "", 1) is before[1]
+        assert site.render_now("index", "", 2) is not before[2]  # "newer": page 3 now
+        assert site.render_now("index", "", 2).body != before[2].body
+        kept = site.render_now("index", "", 2)
+        publisher.update([write_seed(seeds, "e0.txt", "e0\nEntry zero\n\nBody.",
+                                     mtime=1_790_000_000 + 10)])
+        wait_until(lambda: b"Entry zero" in site.render_now("index", "", 1).body)
+        assert site.render_now("index", "", 2) is kept
+    finally:
+        site.close()
+        publisher.close()
