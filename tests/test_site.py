@@ -249,8 +249,10 @@ def _links(page: bytes, rel: str) -> list[str]:
 ])
 def test_following_links_from_the_front_page_reaches_every_entry_and_tag(
         tmp_path: Path, serve, language: str, older: str, tagged: str) -> None:
-    """7 entries, 2 per page: `/` → /page/2 → /page/3 → /page/4, each entry once; a tag's page
-    lists its entries and announces its feeds; `/tags/` lists every tag with its count."""
+    """7 entries, 2 per page: `/` (e6 e5) → /page/3 (e5 e4) → /page/2 → /page/1 (e1 e0):
+    every entry, the front page's last one again on the newest older page (pageblocks.py);
+    a tag's page lists its entries and announces its feeds; `/tags/` lists every tag with
+    its count."""
     write_config(tmp_path, port=_port(), language=language, max_entries=2,
                  timezone="Europe/Paris")
     seeds = tmp_path / "seeds"
@@ -260,7 +262,7 @@ def test_following_links_from_the_front_page_reaches_every_entry_and_tag(
                    mtime=1_790_000_000 + n * 3600)
     server = serve(tmp_path / "config.toml")
     seen: list[str] = []
-    url, pages_seen = "/", 0
+    url, visited = "/", []
     while url:
         status, headers, page = server.get(url)
         assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8", url
@@ -268,12 +270,15 @@ def test_following_links_from_the_front_page_reaches_every_entry_and_tag(
         seen += re.findall(r'<h2><a href="[^"]+/entries/(e\d)">', page.decode())
         nexts = _links(page, "next")
         assert (older in page.decode()) == bool(nexts)
+        visited.append(url)
         url = nexts[0].removeprefix(server.url) if nexts else ""
-        pages_seen += 1
-    assert seen == [f"e{n}" for n in range(6, -1, -1)] and pages_seen == 4
-    assert server.get("/page/5")[0] == 404 and server.get("/page/02")[0] == 404
-    assert server.get("/page/1")[0] == 404 and server.get("/page/x")[0] == 404
-    assert _links(server.get("/page/2")[2], "prev") == [f"{server.url}/"]
+    assert visited == ["/", "/page/3", "/page/2", "/page/1"]
+    assert seen == ["e6", "e5", "e5", "e4", "e3", "e2", "e1", "e0"]
+    for gone in ("/page/4", "/page/03", "/page/0", "/page/x", "/page/-1", "/page/"):
+        assert server.get(gone)[0] == 404, gone
+    assert _links(server.get("/page/3")[2], "prev") == [f"{server.url}/"]
+    assert _links(server.get("/page/1")[2], "prev") == [f"{server.url}/page/2"]
+    assert _links(server.get("/page/1")[2], "next") == []
     # A tag's page: its entries and its feeds, in every format.
     status, _, page = server.get("/tags/ciel")
     assert status == 200 and f"<h1>{tagged}</h1>" in page.decode()
@@ -284,8 +289,11 @@ def test_following_links_from_the_front_page_reaches_every_entry_and_tag(
         assert (f'<link rel="alternate" type="{kind}" title="Test feed — Ciel'
                 in page.decode()), ext
         assert f'href="{server.url}/tags/ciel.{ext}"' in page.decode()
-    assert re.findall(r'entries/(e\d)"', server.get("/tags/ciel/page/2")[2].decode()) == [
+    assert _links(page, "next") == [f"{server.url}/tags/ciel/page/1"]
+    assert re.findall(r'entries/(e\d)"', server.get("/tags/ciel/page/1")[2].decode()) == [
         "e2", "e0"]
+    assert server.get("/tags/ciel/page/2")[0] == 404
+    assert server.get("/tags/ciel/page/01")[0] == 404
     # Served as application/xml, so that a browser applies the feed's stylesheet (EXTRAS).
     assert server.get("/tags/ciel.atom")[1]["Content-Type"].startswith("application/xml")
     assert server.get("/tags/nope")[0] == 404
@@ -297,28 +305,38 @@ def test_following_links_from_the_front_page_reaches_every_entry_and_tag(
         page.decode()
     # Every page links to the list of tags.
     assert f'href="{server.url}/tags/"'.encode() in server.get("/")[2]
-    # A new entry moves every older page by one, and the pages served say so at once.
-    before = server.get("/page/2")
+    # A new entry changes no older page: same bytes, same ETags; the front page links to the
+    # same newest older page (8 entries: 4 blocks, the 4th on the front page).
+    before = {path: server.get(path) for path in ("/page/1", "/page/2", "/page/3")}
     write_seed(seeds, "e7.md", "---\ntitle: Entry 7\ntags: [Ciel]\n---\nBody 7.\n",
                mtime=1_790_000_000 + 7 * 3600)
     wait_until(lambda: b"entries/e7" in server.get("/")[2])
-    after = server.get("/page/2")
-    assert re.findall(r'entries/(e\d)"', after[2].decode()) == ["e5", "e4"]
-    assert after[1]["ETag"] != before[1]["ETag"]
-    assert server.get("/page/4")[0] == 200  # e0, now alone on it
+    for path, (_, headers, body) in before.items():
+        status, after_headers, after = server.get(path)
+        assert status == 200 and after == body and after_headers["ETag"] == headers["ETag"], path
+        assert server.get(path, {"If-None-Match": headers["ETag"]})[0] == 304, path
+    assert _links(server.get("/")[2], "next") == [f"{server.url}/page/3"]
+    assert re.findall(r'entries/(e\d)"', server.get("/page/3")[2].decode()) == ["e5", "e4"]
+    # The tag's 5th entry: its page 2 appears (e6 e4), page 1 (e2 e0) now leads to it.
     assert re.findall(r'entries/(e\d)"', server.get("/tags/ciel")[2].decode()) == ["e7", "e6"]
+    assert re.findall(r'entries/(e\d)"', server.get("/tags/ciel/page/2")[2].decode()) == [
+        "e6", "e4"]
+    assert _links(server.get("/tags/ciel/page/1")[2], "prev") == [
+        f"{server.url}/tags/ciel/page/2"]
     # An edit of an entry no feed shows: its older page follows (the snapshot does not move).
-    status, headers, page = server.get("/page/4")
+    status, headers, page = server.get("/page/1")
     assert status == 200 and b"Entry 0<" in page
-    assert server.get("/page/4", {"If-None-Match": headers["ETag"]})[0] == 304
+    assert server.get("/page/1", {"If-None-Match": headers["ETag"]})[0] == 304
     # No Last-Modified: no date in the state moves with every change of such a page.
     assert "Last-Modified" not in headers
-    assert server.get("/page/4", {"If-Modified-Since": "Fri, 31 Dec 9998 00:00:00 GMT"})[0] \
+    assert server.get("/page/1", {"If-Modified-Since": "Fri, 31 Dec 9998 00:00:00 GMT"})[0] \
         == 200
+    two = server.get("/page/2")
     write_seed(seeds, "e0.md", "---\ntitle: Entry zero\ntags: [Ciel]\n---\nBody 0.\n",
                mtime=1_790_000_000)
-    wait_until(lambda: b"Entry zero<" in server.get("/page/4")[2])
-    assert b"Entry zero<" in server.get("/tags/ciel/page/3")[2]  # e7 e6, e4 e2, e0
+    wait_until(lambda: b"Entry zero<" in server.get("/page/1")[2])
+    assert b"Entry zero<" in server.get("/tags/ciel/page/1")[2]
+    assert server.get("/page/2")[1]["ETag"] == two[1]["ETag"]  # not its block
 
 
 def test_an_entry_page_links_to_the_newer_and_the_older_entry(tmp_path: Path, serve) -> None:
@@ -369,9 +387,9 @@ def test_build_writes_every_page(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     public = tmp_path / "public"
     names = {p.relative_to(public).as_posix() for p in public.rglob("*.html")}
-    assert names == {"index.html", "404.html", "page/2/index.html", "page/3/index.html",
+    assert names == {"index.html", "404.html", "page/1/index.html", "page/2/index.html",
                      *(f"entries/e{n}/index.html" for n in range(5)),
-                     "tags/index.html", "tags/sky/index.html", "tags/sky/page/2/index.html"}
+                     "tags/index.html", "tags/sky/index.html", "tags/sky/page/1/index.html"}
     for name in names:
         strict_parse((public / name).read_bytes())
         assert (public / f"{name}.gz").is_file() and (public / f"{name}.br").is_file()
@@ -383,6 +401,8 @@ def test_build_writes_every_page(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert not (public / "entries/e1").exists()
     assert (public / "entries/e0/index.html").exists()
+    # 4 entries: one older page (the 2 oldest, e2 and e0); page 2 is removed.
+    assert not (public / "page/2").exists() and (public / "page/1/index.html").is_file()
 
 
 @pytest.mark.parametrize(("info", "length", "shown"), [

@@ -54,8 +54,8 @@ def _files(public: Path) -> dict[str, tuple[int, int, int]]:
             for p in public.rglob("*") if p.is_file() and p.name != MANIFEST}
 
 
-ROUTES = ["/", "/page/2", "/page/3", "/entries/e0", "/entries/e1", "/entries/e4", "/tags/",
-          "/tags/sky", "/tags/sky/page/2", "/feed.atom", "/feed.rss", "/feed.json",
+ROUTES = ["/", "/page/1", "/page/2", "/entries/e0", "/entries/e1", "/entries/e4", "/tags/",
+          "/tags/sky", "/tags/sky/page/1", "/feed.atom", "/feed.rss", "/feed.json",
           "/tags/sky.atom", "/tags/sky.rss", "/tags/sky.json", "/archive/2/1.atom",
           "/archive/2/2.rss", "/archive/2/2.json", "/feeds.opml", "/sitemap.xml"]
 
@@ -264,6 +264,84 @@ def test_serve_keeps_the_output_current_on_every_change(
     assert not [p for p in public.rglob(".*") if p.name != MANIFEST]
 
 
+def _changed(before: dict[str, tuple[int, int, int]],
+             after: dict[str, tuple[int, int, int]], prefix: str) -> set[str]:
+    """The page files under `prefix` (and their siblings) new, gone or rewritten."""
+    names = {n for n in {*before, *after}
+             if n.startswith(prefix) and not n.rsplit("/", 1)[-1].startswith(".")}
+    return {n.removesuffix(".gz").removesuffix(".br") for n in names
+            if before.get(n) != after.get(n)}
+
+
+def _settled(public: Path, route: str, body: bytes) -> bool:
+    """The route's file and its .gz and .br hold `body`."""
+    path = _route_file(public, route)
+    try:
+        return (path.read_bytes() == body
+                and gzip.decompress(Path(f"{path}.gz").read_bytes()) == body
+                and brotli.decompress(Path(f"{path}.br").read_bytes()) == body)
+    except (OSError, EOFError, brotli.error):
+        return False
+
+
+def test_on_change_rewrites_only_the_older_pages_a_change_touches(
+        tmp_path: Path, serve: Callable[[Path], ServeProcess]) -> None:
+    """`[build] on_change`, 9 entries 2 a page (older pages 1-4; tag sky: e0 e2 e4 e6 e8,
+    pages 1-2): a new entry leaves every older page's files alone (same inode, same mtime),
+    the front page and the tag's follow; the 11th makes page 5 and relinks page 4 only; an
+    edit of e0 rewrites page 1 and the tag's page 1 only. The pages not touched are not even
+    rendered: a byte changed by hand in one stays until a `build` compares everything."""
+    config = _site(tmp_path, count=9)
+    _on_change(config)
+    public, seeds = tmp_path / "public", tmp_path / "seeds"
+    server = serve(config)
+    wait_until(lambda: (public / MANIFEST).is_file() and (public / "page/4/index.html").is_file(),
+               timeout=30)
+    tampered = public / "page/2/index.html"
+    st = tampered.stat()
+    original = tampered.read_bytes()
+    tampered.write_bytes(original.replace(b"<main>", b"<MAIN>"))
+    os.utime(tampered, ns=(st.st_atime_ns, st.st_mtime_ns))
+    before = _files(public)
+    write_seed(seeds, "e9.md", "---\ntitle: Entry 9\ntags: [Sky]\n---\nBody 9.\n",
+               mtime=BASE + 9 * 3600)
+    wait_until(lambda: "entries/e9/index.html.br" in (public / MANIFEST).read_text())
+    wait_until(lambda: server.get("/tags/sky")[2] == (public / "tags/sky/index.html").read_bytes())
+    after = _files(public)
+    assert _changed(before, after, "page/") == set()
+    assert _changed(before, after, "tags/sky/page/") == set()
+    assert "tags/sky/index.html" in _changed(before, after, "tags/")
+    assert sorted(p.relative_to(public).as_posix() for p in public.glob("page/*")) == [
+        f"page/{n}" for n in range(1, 5)]
+    # The 11th entry: page 5 (e9 e8), page 4's "newer" link now page 5.
+    before = after
+    write_seed(seeds, "e10.md", "---\ntitle: Entry 10\n---\nBody 10.\n",
+               mtime=BASE + 10 * 3600)
+    wait_until(lambda: "page/5/index.html.br" in (public / MANIFEST).read_text())
+    assert b"/page/5" in (public / "page/4/index.html").read_bytes()
+    after = _files(public)
+    assert _changed(before, after, "page/") == {"page/4/index.html", "page/5/index.html"}
+    for n in range(1, 6):
+        route = f"/page/{n}"
+        assert server.get(route)[2] == _route_file(public, route).read_bytes() or n == 2, route
+    # An edit of the oldest entry: its page, the tag's page holding it, nothing else.
+    before = after
+    write_seed(seeds, "e0.md", "---\ntitle: Entry 0\ntags: [Sky]\n---\nEdited.\n",
+               mtime=BASE + 20 * 3600)
+    wait_until(lambda: b"Edited." in (public / "entries/e0/index.html").read_bytes())
+    for route in ("/page/1", "/tags/sky/page/1"):
+        served = wait_until(lambda route=route: server.get(route)[2])
+        wait_until(lambda route=route, served=served: _settled(public, route, served))
+    after = _files(public)
+    assert _changed(before, after, "page/") == {"page/1/index.html"}
+    assert _changed(before, after, "tags/sky/page/") == {"tags/sky/page/1/index.html"}
+    assert b"<MAIN>" in tampered.read_bytes()  # never rendered again since
+    assert server.stop() == 0
+    log = _build(config)  # a build compares every page: it puts the byte back
+    assert tampered.read_bytes() == original
+    assert ", 0 removed" in log, log
+
+
 def test_an_output_that_cannot_be_written_is_logged_and_caught_up(
         tmp_path: Path, serve: Callable[[Path], ServeProcess]) -> None:
     """`on_change` with a file in the output's way: serving goes on, the log says why, and
@@ -310,9 +388,11 @@ def test_a_bad_build_table_stops_with_its_key(tmp_path: Path, text: str) -> None
                                                    (1, 1)])
 def test_pages_read_in_parts_are_the_pages_served(tmp_path: Path, count: int,
                                                   pages_read: int) -> None:
-    """`build` reads the older pages and the tag pages several at a time: the same pages,
-    and the same end (an empty page 2 when exactly `max_entries` are published)."""
+    """`build` reads the older pages and the tag pages several at a time: the same pages
+    (newest first), the versions `SitePages.versions` reads from the index, and the same end
+    (no older page when at most `max_entries` are published)."""
     from feedsvc.config import load_config
+    from feedsvc.publish.pageblocks import FRONT
     from feedsvc.publish.sitepages import SitePages
 
     config = _site(tmp_path, count=count)
@@ -324,15 +404,25 @@ def test_pages_read_in_parts_are_the_pages_served(tmp_path: Path, count: int,
     publisher.close()
     site.start(info)
     try:
-        for tag, first in ((None, 2), ("sky", 1)):
-            one_by_one = []
-            number = first
-            while (document := site.render_now("index" if tag is None else "tag", tag or "",
-                                               number)) is not None:
-                one_by_one.append(document)
-                number += 1
-            parts = list(site.pages_of(tag, pages_read))
-            assert [(d.path, d.body) for d in parts] == [(d.path, d.body) for d in one_by_one]
+        versions = site.versions()
+        for tag in (None, "sky"):
+            kind = "index" if tag is None else "tag"
+            last = 0
+            while site.render_now(kind, tag or "", last + 1) is not None:
+                last += 1
+            assert last == max(0, ((count if tag is None else (count + 1) // 2) - 1) // 2)
+            numbers = [*([FRONT] if tag else []), *range(last, 0, -1)]
+            one_by_one = [site.render_now(kind, tag or "", n) for n in numbers]
+            parts = list(site.pages_of(tag, pages_read=pages_read))
+            assert [(d.path, d.body) for _, _, d in parts] == \
+                [(d.path, d.body) for d in one_by_one if d is not None]
+            assert [n for n, _, _ in parts] == numbers
+            assert {(tag, n): v for n, v, _ in parts} == \
+                {key: v for key, v in versions.items() if key[0] == tag}
+            # Some pages only: the same bytes.
+            some = [n for n in numbers if n % 2]
+            assert [(n, d.body) for n, _, d in site.pages_of(tag, some, pages_read)] == \
+                [(n, d.body) for n, _, d in parts if n in some]
     finally:
         site.close()
 
@@ -359,3 +449,20 @@ def test_a_reload_rewrites_the_output_with_the_new_config(
     assert tail_page.read_bytes() == server.get("/entries/e0")[2]
     assert b"Test feed" not in (public / "index.html").read_bytes()
     assert server.stop() == 0
+
+
+@pytest.mark.parametrize("name", [
+    "a", "a/b.html", ".feedsvc", "a/.well-known/x", "/a", "a//b", "a/", "./a", "../a",
+    "a/./b", "a/../b", "a/..", "a/.", ".", "..", "a..b", "..a", "a/..b/c", "a/b..",
+])
+def test_the_manifest_is_read_at_once_as_line_by_line(tmp_path: Path, name: str) -> None:
+    """The manifest is checked with a few looks at its whole text (a 324,000-line one took
+    1.7 s line by line), which never take a line `_inside` refuses; the lines are those
+    read one by one."""
+    from feedsvc.publish.siteoutput import MANIFEST, SiteOutput, _all_inside, _inside
+
+    text = f"x/index.html\n{name}\nz\n"
+    assert _inside(name) or not _all_inside(text)
+    tmp_path.joinpath(MANIFEST).write_text(text, "utf-8")
+    assert SiteOutput(tmp_path).previous() == {"x/index.html", "z"} | (
+        {name} if _inside(name) else set())

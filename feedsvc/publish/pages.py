@@ -20,6 +20,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from feedsvc.model import FeedInfo, Item
+from feedsvc.publish.pageblocks import FRONT, links
 from feedsvc.publish.registry import ENTRIES, TAGS, formats
 
 if TYPE_CHECKING:
@@ -89,17 +90,18 @@ def locale_of(info: FeedInfo) -> PageLocale:
     return page_locale(info.language, info.timezone)
 
 
-def render_index(info: FeedInfo, items: Sequence[Item], number: int = 1,
-                 older: bool = False) -> bytes:
-    """The front page (`number` 1: the newest entries, as the feeds show them) or one of its
-    older pages, made from the state (sitepages.py); `older`: an older page follows. Following
-    "older entries" from `/` reaches every published entry."""
+def render_index(info: FeedInfo, items: Sequence[Item], number: int = FRONT,
+                 pages: int = 0) -> bytes:
+    """The front page (`number` FRONT: the newest entries, as the feeds show them) or older
+    page `number` (1: the oldest entries), made from the state (sitepages.py); `pages`: how
+    many older pages there are now (pageblocks.py: what the "newer" and "older" links say).
+    Following "older entries" from `/` reaches every published entry."""
     loc = locale_of(info)
-    empty = _t(loc, "Nothing published yet." if number == 1 else "No older entries.")
-    body = _entry_list(info, loc, items) if items else f"<p>{empty}</p>"
+    body = (_entry_list(info, loc, items) if items
+            else f"<p>{_t(loc, 'Nothing published yet.')}</p>")
     subtitle = f"<p>{escape(info.subtitle, quote=False)}</p>\n" if info.subtitle else ""
-    pager = _pager(info, loc, "", number, older)
-    if number == 1:
+    pager = _pager(info, loc, "", number, pages)
+    if number == FRONT:
         return _page(info, loc, escape(info.title),
                      f"<h1>{escape(info.title, quote=False)}</h1>\n{subtitle}{body}{pager}",
                      canonical=info.base_url)
@@ -114,21 +116,22 @@ def tag_info(info: FeedInfo, tag: str, label: str) -> FeedInfo:
     return replace(info, title=f"{info.title} — {label}", feed_path=f"{TAGS}{tag}")
 
 
-def render_tag(info: FeedInfo, tag: str, label: str, items: Sequence[Item], number: int = 1,
-               older: bool = False) -> bytes:
-    """A tag's page: its entries, newest first, in pages; autodiscovery links to the tag's
-    feeds in every registered format."""
+def render_tag(info: FeedInfo, tag: str, label: str, items: Sequence[Item],
+               number: int = FRONT, pages: int = 0) -> bytes:
+    """A tag's page: its newest entries (`number` FRONT) or its older page `number`, in
+    blocks numbered from the oldest as the front page's (pageblocks.py); autodiscovery links
+    to the tag's feeds in every registered format."""
     loc = locale_of(info)
     own = tag_info(info, tag, label)
     heading = _t(loc, "Entries tagged “{tag}”", tag=label)
-    if number > 1:
+    if number != FRONT:
         heading += " · " + _t(loc, "Page {number}", number=number)
     feeds = " ".join(f'<a href="{escape(fmt.url(own))}">{escape(fmt.name, quote=False)}</a>'
                      for fmt in formats())
     main = (f"<h1>{heading}</h1>\n<p>{_t(loc, 'Feeds of this tag:')} {feeds}</p>\n"
-            f"{_entry_list(info, loc, items)}{_pager(info, loc, TAGS + tag, number, older)}"
+            f"{_entry_list(info, loc, items)}{_pager(info, loc, TAGS + tag, number, pages)}"
             f'<p><a href="{escape(info.base_url + TAGS)}">{_t(loc, "All tags")}</a></p>')
-    url = f"{info.base_url}{TAGS}{tag}" + (f"/page/{number}" if number > 1 else "")
+    url = f"{info.base_url}{TAGS}{tag}" + (f"/page/{number}" if number != FRONT else "")
     return _page(own, loc, f"{heading} · {escape(info.title)}", main, canonical=url,
                  home=info)
 
@@ -145,17 +148,19 @@ def render_tags(info: FeedInfo, tags: Sequence[tuple[str, str, int]]) -> bytes:
                  f"<h1>{_t(loc, 'All tags')}</h1>\n{body}", canonical=info.base_url + TAGS)
 
 
-def _pager(info: FeedInfo, loc: PageLocale, base: str, number: int, older: bool) -> str:
-    """Links to the newer and the older page (`base`: "" for the front page's, "tags/{tag}")."""
+def _pager(info: FeedInfo, loc: PageLocale, base: str, number: int, pages: int) -> str:
+    """Links to the newer and the older page (`base`: "" for the front page's, "tags/{tag}"),
+    as pageblocks.links says."""
     first = info.base_url + base
-    links = []
-    if number > 1:
-        newer = first if number == 2 else f"{first.rstrip('/')}/page/{number - 1}"
-        links.append(f'<a href="{escape(newer)}" rel="prev">← {_t(loc, "Newer entries")}</a>')
-    if older:
-        links.append(f'<a href="{escape(first.rstrip("/"))}/page/{number + 1}" rel="next">'
+    newer, older = links(number, pages)
+    found = []
+    if newer is not None:
+        target = first if newer == FRONT else f"{first.rstrip('/')}/page/{newer}"
+        found.append(f'<a href="{escape(target)}" rel="prev">← {_t(loc, "Newer entries")}</a>')
+    if older is not None:
+        found.append(f'<a href="{escape(first.rstrip("/"))}/page/{older}" rel="next">'
                      f"{_t(loc, 'Older entries')} →</a>")
-    return f'\n<nav class="pager">{"".join(links)}</nav>' if links else ""
+    return f'\n<nav class="pager">{"".join(found)}</nav>' if found else ""
 
 
 def render_entry(info: FeedInfo, item: Item) -> bytes:

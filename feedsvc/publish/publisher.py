@@ -319,9 +319,14 @@ class Publisher:
         info = subscription_info(rendering.info, archive)  # rel="prev-archive" to the newest
         relinked, rendering.info = info is not rendering.info, info
         tombstoned = self._tombstones.take_changed()  # always taken: it resets
-        feeds = (rendering.render(self._shown, shown, now_us, self._tombstones.refs(self.info.id))
+        published_count = len(self._ownership.owner) - start
+        # The front page links to the newest older page: a new one every `max_entries`
+        # entries published (or one fewer, removed), whatever the entries shown.
+        repaged = rendering.older_pages_of(published_count) != rendering.older_pages
+        feeds = (rendering.render(self._shown, shown, now_us, self._tombstones.refs(self.info.id),
+                                  published_count)
                  if tombstoned or shown != self._shown or relinked or not rendering.feeds
-                 else None)
+                 or repaged else None)
         rendering.date_unshown_pages(shown, self._stamps, now_us)
         # The batch's stamps and texts with the capped documents' dates: one transaction,
         # before the snapshot is handed out. Tag documents read their entries from the state,
@@ -331,7 +336,6 @@ class Publisher:
         tags_changed = self._tags.render(now_ts, now_us)
         rejected = self._ownership.rejected()
         self._report.batch(rejected, appeared)
-        published_count = len(self._ownership.owner) - start
         # What /healthz says beside the documents: a new value alone makes no new documents.
         aside = {"draft_count": len(self._ownership.drafts), "seeds_readable": seeds_readable,
                  "scheduled": self._timeline.scheduled(start),

@@ -15,6 +15,7 @@ from feedsvc.model import Document, FeedInfo, Item
 from feedsvc.publish.docdates import DocumentDates
 from feedsvc.publish.docformat import feed_updated
 from feedsvc.publish.ids import discovery_link
+from feedsvc.publish.pageblocks import older_pages
 from feedsvc.publish.pages import HTML_TYPE, render_entry, render_index
 from feedsvc.publish.registry import INDEX, entry_path, formats
 from feedsvc.publish.snapshot import Rendered, make_documents
@@ -26,9 +27,10 @@ class Rendering:
     def __init__(self, info: FeedInfo, store: Store, cache_max_age: int,
                  page_entries: int = 0) -> None:
         self.info = info
-        # Entries per page of the site (`[feed] max_entries`): a full front page links to
-        # the older ones (sitepages.py).
+        # Entries per page of the site (`[feed] max_entries`): the front page links to the
+        # newest of the older pages (pageblocks.py), of which there are `older_pages` now.
         self._page_entries = page_entries
+        self.older_pages = 0
         self._cache_max_age = cache_max_age
         # Each document's Last-Modified, kept in the state with a hash of its bytes.
         self.dates = DocumentDates(store)
@@ -82,11 +84,15 @@ class Rendering:
         return self.feed_documents(info, items, feed_updated(info, items), now_us)
 
     def render(self, before: tuple[Item, ...], shown: tuple[Item, ...], now_us: int,
-               deleted: tuple[tuple[str, datetime], ...] = ()) -> list[Document]:
+               deleted: tuple[tuple[str, datetime], ...] = (), published: int = 0
+               ) -> list[Document]:
         """The capped documents (the feed in every registered format, the front page) and the
         pages of the shown entries that changed, compressed together (`before`: the items
-        shown until now; `deleted`: the feed's tombstones, see tombstones.py)."""
+        shown until now; `deleted`: the feed's tombstones, see tombstones.py; `published`:
+        how many entries are published, which says how many older pages the front page has:
+        `older_pages_of`)."""
         info, items = replace(self.info, deleted=deleted), list(shown)
+        self.older_pages = self.older_pages_of(published)
         updated = feed_updated(info, items)
         old = {item.slug: item for item in before}
         pages = [item for item in items if old.get(item.slug) != item]
@@ -98,8 +104,8 @@ class Rendering:
         changed = bool(before) and _rendered_keys(before) != _rendered_keys(shown)
         capped = [
             *self.feed_documents(info, items, updated, now_us, changed),
-            self.dates.dated(INDEX, HTML_TYPE, updated, now_us, render_index(
-                info, items, older=bool(self._page_entries) and len(items) >= self._page_entries)),
+            self.dates.dated(INDEX, HTML_TYPE, updated, now_us,
+                             render_index(info, items, pages=self.older_pages)),
         ]
         rendered = capped + [self.dates.dated(entry_path(item.slug), HTML_TYPE, item.updated,
                                               now_us, render_entry(info, item))
@@ -108,6 +114,10 @@ class Rendering:
         self.pages = {item.slug: documents.get(entry_path(item.slug)) or self.pages[item.slug]
                       for item in items}
         return [documents[doc.path] for doc in capped]
+
+    def older_pages_of(self, published: int) -> int:
+        """The older pages the front page links to with `published` entries published."""
+        return older_pages(published, self._page_entries) if self._page_entries else 0
 
     def documents(self) -> list[Document]:
         """The capped documents and the shown entries' pages, as last rendered."""

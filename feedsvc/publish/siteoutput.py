@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -89,6 +90,7 @@ class SiteOutput:
         self.counts = OutputCounts()
         self._folders: set[Path] = set()
         self._gone: set[str] = set()
+        self._previous: frozenset[str] | None = None  # read once: `previous`
 
     def put(self, document: Document, name: str | None = None) -> str:
         """Write the document and its .gz and .br siblings (only the ones whose bytes or mtime
@@ -110,6 +112,20 @@ class SiteOutput:
         """A file written meanwhile by another way (the media copy): part of the site."""
         self.names.add(name)
 
+    def keep_names(self, names: Iterable[str]) -> None:
+        """Files as they are, many at once: part of the site."""
+        self.names.update(names)
+
+    def keep_all(self, name: str) -> None:
+        """A document's files, as they are (with their .gz and .br): part of the site."""
+        self.names.update(f"{name}{suffix}" for _, suffix in SIBLINGS)
+
+    def previous(self) -> frozenset[str]:
+        """The names the previous write listed (none when it left no list)."""
+        if self._previous is None:
+            self._previous = self._previous_names()
+        return self._previous or frozenset()
+
     def drop(self, name: str) -> None:
         """A document of feedsvc's that is gone (a tag's feed, 410 when served): its files
         are removed even when no manifest lists them."""
@@ -118,7 +134,7 @@ class SiteOutput:
     def finish(self) -> OutputCounts:
         """Remove the files of the last write that this one did not write, then record this
         one's names."""
-        previous = self._previous_names()
+        previous = self._previous if self._previous is not None else self._previous_names()
         stale = self._old_layout() if previous is None else sorted(previous - self.names)
         stale = sorted({*stale, *(self._gone - self.names)})
         for name in stale:
@@ -173,14 +189,16 @@ class SiteOutput:
         self._folders.add(path.parent)
         self.counts.written += 1
 
-    def _previous_names(self) -> set[str] | None:
+    def _previous_names(self) -> frozenset[str] | None:
         try:
             text = (self.root / MANIFEST).read_text("utf-8")
         except FileNotFoundError:
             return None
         except (OSError, UnicodeDecodeError) as e:
             raise FeedsvcError(f"cannot read {self.root / MANIFEST}: {e}") from e
-        return {line for line in text.split("\n") if line and _inside(line)}
+        if _all_inside(text):  # a few looks at the whole text, not one per line
+            return frozenset(text.split("\n")) - {""}
+        return frozenset(line for line in text.split("\n") if line and _inside(line))
 
     def _old_layout(self) -> list[str]:
         """The pages of a build made before the manifest (`x.html` for route `/x`, with
@@ -222,6 +240,13 @@ class SiteOutput:
             self._folders.discard(folder)
             folder = folder.parent
             self._folders.add(folder)
+
+
+def _all_inside(text: str) -> bool:
+    """Whether every line of `text` is `_inside`, when no line starts with `/` or `.` and
+    no part does (False: look line by line)."""
+    lines = f"\n{text}\n"
+    return not any(bad in lines for bad in ("\n/", "\n.", "/.", "//", "/\n"))
 
 
 def _inside(name: str) -> bool:

@@ -1,25 +1,33 @@
 """The site's pages made from the state on request: the front page's older pages
-(`/page/{n}`, n ≥ 2: every published entry is reachable from `/`), each tag's HTML page
+(`/page/{n}`: every published entry is reachable from `/`), each tag's HTML pages
 (`/tags/{tag}`, `/tags/{tag}/page/{n}`) and the list of tags with their counts (`/tags/`).
+
+Older pages are blocks of `max_entries` entries numbered from the oldest (pageblocks.py): a
+new entry changes none of them but the newest one's "newer" link, once every `max_entries`
+entries; a complete page's bytes change only with its own entries.
 
 As the long tail's entry pages (longtail.py): read from SQLite on a thread of their own, never
 on the event loop, one page of entries at a time (memory stays bounded at any number of seeds),
-kept in a small LRU cache keyed by what the site's pages change with (`Store.site_version`:
-read at each request, aggregates over the stamps on the reader's thread; the snapshot's
-generation would not do, as an edit of an entry no feed shows changes the state, not the
-snapshot).
+kept in a small LRU cache. A cached page is served again as it is while `Store.site_version`
+(what any of these pages changes with) says nothing changed; when it does, the page's own
+version (`pageblocks.page_version`: its entries' keys, read from an index, its links, its
+label) says whether its bytes can have changed, so an older page stays cached (the same
+document, the same ETag) across changes to other entries: only what changed is rendered again.
+(The snapshot's generation would not do, as an edit of an entry no feed shows changes the
+state, not the snapshot.)
 
 They are sent with a strong ETag and no Last-Modified (RFC 9110 §8.8.2: only "if a last
-modification date can be reasonably and consistently determined"): a page's membership shifts
-with entries published, removed or back-dated elsewhere, and no date kept in the state moves
-forward with every such change (the newest `updated` does not when an old entry is edited),
-so a date could make If-Modified-Since answer 304 for changed bytes.
+modification date can be reasonably and consistently determined"): a page's bytes change with
+entries removed or back-dated before it, and no date kept in the state moves forward with
+every such change (the newest `updated` does not when an old entry is edited), so a date
+could make If-Modified-Since answer 304 for changed bytes.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -28,9 +36,18 @@ from feedsvc.config import Config
 from feedsvc.errors import StoreError
 from feedsvc.ingest.parser import rebuild_entry
 from feedsvc.ingest.seedrules import is_slug
-from feedsvc.model import Document, Item, from_micros
+from feedsvc.model import Content, Document, Item, from_micros
 from feedsvc.publish.doccache import DocumentCache
 from feedsvc.publish.ids import make_item
+from feedsvc.publish.pageblocks import (
+    FRONT,
+    block_offset,
+    exists,
+    older_pages,
+    page_version,
+    runs,
+    versions,
+)
 from feedsvc.publish.pages import HTML_TYPE, render_index, render_tag, render_tags
 from feedsvc.publish.registry import TAGS
 from feedsvc.publish.snapshot import make_document
@@ -48,12 +65,12 @@ _MAX_DIGITS = 9
 
 
 def index_page_path(number: int) -> str:
-    """The URL path of the front page's page `number` (1: the front page itself)."""
-    return "/" if number == 1 else f"/page/{number}"
+    """The URL path of the front page's older page `number` (FRONT: the front page)."""
+    return "/" if number == FRONT else f"/page/{number}"
 
 
-def tag_page_path(tag: str, number: int = 1) -> str:
-    return f"/{TAGS}{tag}" if number == 1 else f"/{TAGS}{tag}/page/{number}"
+def tag_page_path(tag: str, number: int = FRONT) -> str:
+    return f"/{TAGS}{tag}" if number == FRONT else f"/{TAGS}{tag}/page/{number}"
 
 
 def page_number(text: str) -> int | None:
@@ -70,7 +87,8 @@ class SitePages(StateReader):
         self.page_entries = config.feed.max_entries
         # ((the connection, its data_version, the second), what `site_version` said then).
         self._version: tuple[tuple[int, int, int], tuple[int, ...]] | None = None
-        self._cache: DocumentCache[tuple[str, str, int], tuple[object, ...]] = \
+        # (kind, key, number) → ((site_version then, the page's own version), the page).
+        self._cache: DocumentCache[tuple[str, str, int], tuple[tuple[int, ...], int]] = \
             DocumentCache(cache_bytes)
 
     def _forget(self) -> None:
@@ -79,13 +97,14 @@ class SitePages(StateReader):
         self._cache = DocumentCache(self._cache.max_bytes)
 
     async def index_page(self, number: int) -> Document | None:
-        """`/page/{number}` (number ≥ 2); None past the last page."""
-        if number < 2:
+        """`/page/{number}` (1: the oldest entries); None past the newest older page."""
+        if number < 1:
             return None
         return await self._on_thread(self._made, "index", "", number)
 
-    async def tag_page(self, tag: str, number: int = 1) -> Document | None:
-        """A tag's HTML page; None for a tag with no published entry, or past its last page."""
+    async def tag_page(self, tag: str, number: int = FRONT) -> Document | None:
+        """A tag's HTML page (FRONT: its newest entries, `/tags/{tag}`); None for a tag with
+        no published entry, or past its newest older page."""
         if not is_slug(tag):
             return None
         return await self._on_thread(self._made, "tag", tag, number)
@@ -112,35 +131,89 @@ class SitePages(StateReader):
         """The same, synchronously (`build`): kind "index", "tag" (key: the tag) or "tags"."""
         return self._made(kind, key, number)
 
-    def pages_of(self, tag: str | None, pages_read: int = 0) -> Iterator[Document]:
-        """Every page of a tag (1, 2…), or the front page's older pages (2, 3…; tag None), as
-        `render_now` makes them one by one, but read from the state `_PAGES_READ` pages at a
-        time (`build`): one query per page skips all the rows before it (OFFSET), which at
-        100,000 entries made the 2,000 older pages cost 100 s; this costs 1/40 of that."""
-        assert self.info is not None
+    def reading(self) -> AbstractContextManager[None]:
+        """One read transaction around several of the calls below (`[build] on_change`)."""
+        return self._state().reading()
+
+    def published_keys(self) -> list[tuple[int, str, int]]:
+        """(published, slug, updated) of every entry published now, oldest first."""
+        return self._state().published_keys(int(datetime.now(UTC).timestamp()))
+
+    def versions(self, keys: list[tuple[int, str, int]] | None = None
+                 ) -> dict[tuple[str | None, int], int]:
+        """`pageblocks.page_version` of every page made from the state now: (None, n) the
+        front page's older pages, (tag, FRONT) and (tag, n) each tag's pages, read from an
+        index (`build` and `[build] on_change`: which pages a change touched). `keys`: the
+        `published_keys` just read, if at hand."""
+        now = int(datetime.now(UTC).timestamp())
+        store, size = self._state(), self.page_entries
+        found: dict[tuple[str | None, int], int] = {}
+        with store.reading():
+            if keys is None:
+                keys = store.published_keys(now)
+            found.update(((None, n), v) for n, v in versions(keys, size).items() if n != FRONT)
+            rows = store.tagged_keys(now)
+            start = 0
+            while start < len(rows):
+                tag = rows[start][0]
+                end = start
+                while end < len(rows) and rows[end][0] == tag:
+                    end += 1
+                # Its label: the newest entry's (as `_label` reads it).
+                label = store.tag_label(tag, rows[end - 1][2])
+                found.update(((tag, n), v) for n, v in versions(
+                    [row[1:] for row in rows[start:end]], size, label).items())
+                start = end
+        return found
+
+    def pages_of(self, tag: str | None, numbers: Iterable[int] | None = None,
+                 pages_read: int = 0) -> Iterator[tuple[int, int, Document]]:
+        """(number, version, page) of the pages `numbers` of a tag (FRONT, 1…), or of the
+        front page's older pages (1…; tag None), as `render_now` makes them, with the
+        `pageblocks.page_version` of what each shows; read from the state `_PAGES_READ` pages
+        at a time (`build`): one query per page skips all the rows before it (OFFSET), which
+        at 100,000 entries made the 2,000 older pages cost 100 s; this costs 1/40 of that.
+        `numbers` None: every page there is; a number that is no page now is left out."""
         size, now = self.page_entries, int(datetime.now(UTC).timestamp())
         pages_read = pages_read or _PAGES_READ
-        number = 1 if tag is not None else 2
         store = self._state()
-        label = self._label(store, tag, now) if tag is not None else ""
-        count = store.site_version(now)[0]
-        while True:
-            rows = store.published_page(now, (number - 1) * size, pages_read * size + 1, tag)
-            for first in range(0, min(max(len(rows), 1), pages_read * size), size):
-                page = rows[first:first + size + 1]
-                if not page and (number > 2 or tag is not None or count < size):
-                    return
-                older = len(page) > size
-                items = self._items(page[:size])
-                body = (render_index(self.info, items, number=number, older=older)
-                        if tag is None else
-                        render_tag(self.info, tag, label, items, number=number, older=older))
-                path = index_page_path(number) if tag is None else tag_page_path(tag, number)
-                yield _etag_only(make_document(path, HTML_TYPE, body, self.info.created,
-                                               self.config.server.cache_max_age))
-                number += 1
-                if not older:
-                    return
+        with store.reading():
+            count = store.published_count(now, tag)
+            label = self._label(store, tag, now) if tag is not None else ""
+        pages = older_pages(count, size)
+        wanted = (set(range(1, pages + 1)) if numbers is None
+                  else {n for n in numbers if 1 <= n <= pages})
+        if tag is not None and count and (numbers is None or FRONT in numbers):
+            yield self._made_of(tag, label, FRONT, pages,
+                                store.published_page(now, 0, size, tag))
+        # Newest first: a run's newest page is the first `size` rows from its offset.
+        for first, last in reversed(runs(sorted(wanted))):
+            top = last
+            while top >= first:
+                bottom = max(first, top - pages_read + 1)
+                rows = store.published_page(now, block_offset(count, size, top),
+                                            (top - bottom + 1) * size, tag)
+                for number in range(top, bottom - 1, -1):
+                    at = (top - number) * size
+                    yield self._made_of(tag, label, number, pages, rows[at:at + size])
+                top = bottom - 1
+
+    def _made_of(self, tag: str | None, label: str, number: int, pages: int,
+                 rows: list[tuple[str, int, int, Content | None]]
+                 ) -> tuple[int, int, Document]:
+        keys = [(published, slug, updated) for slug, published, updated, _ in reversed(rows)]
+        return (number, page_version(number, pages, keys, label),
+                self._document(tag, label, number, pages, rows))
+
+    def _document(self, tag: str | None, label: str, number: int, pages: int,
+                  rows: list[tuple[str, int, int, Content | None]]) -> Document:
+        assert self.info is not None
+        items = self._items(rows)
+        body = (render_index(self.info, items, number=number, pages=pages) if tag is None else
+                render_tag(self.info, tag, label, items, number=number, pages=pages))
+        path = index_page_path(number) if tag is None else tag_page_path(tag, number)
+        return _etag_only(make_document(path, HTML_TYPE, body, self.info.created,
+                                        self.config.server.cache_max_age))
 
     def tag_rows(self) -> list[tuple[str, str, int]]:
         """(tag, label, count) of every tag with published entries (`build`)."""
@@ -149,27 +222,54 @@ class SitePages(StateReader):
     def _made(self, kind: str, key: str, number: int) -> Document | None:
         assert self.info is not None
         now = int(datetime.now(UTC).timestamp())
+        cache_key = (kind, key, number)
         try:
             store = self._state()
             with store.reading():
                 version = self._site_version(store, now)
-                count = version[0]
-                cached = self._cache.get((kind, key, number))
-                if cached is not None and cached[0] == version:
+                cached = self._cache.get(cache_key)
+                if cached is not None and cached[0][0] == version:
                     return cached[1]
-                body = self._render(store, now, kind, key, number, count)
+                if kind == "tags":
+                    own, document = 0, self._tags_document(store, now)
+                else:
+                    made = self._block(store, now, key if kind == "tag" else None, number)
+                    if made is None:
+                        return None
+                    own, pages, label, rows = made
+                    if cached is not None and cached[0][1] == own:
+                        document = cached[1]  # the same bytes: the same document
+                    else:
+                        document = self._document(key if kind == "tag" else None, label,
+                                                  number, pages, rows)
         except StoreError as e:
             log.error("%s", e)
             self._close_store()
             return None
-        if body is None:
-            return None
-        path = {"index": index_page_path(number), "tag": tag_page_path(key, number),
-                "tags": f"/{TAGS}"}[kind]
-        document = _etag_only(make_document(path, HTML_TYPE, body, self.info.created,
-                                            self.config.server.cache_max_age))
-        self._cache.put((kind, key, number), version, document)
+        self._cache.put(cache_key, (version, own), document)
         return document
+
+    def _block(self, store: Store, now: int, tag: str | None, number: int
+               ) -> tuple[int, int, str, list[tuple[str, int, int, Content | None]]] | None:
+        """(its version, the number of older pages, the label, its rows) of page `number`
+        of the front page (tag None) or of a tag; None when it is not a page now."""
+        size = self.page_entries
+        count = store.published_count(now, tag)
+        pages = older_pages(count, size)
+        if number == FRONT and (tag is None or not count):
+            return None  # (the front page itself is the snapshot's)
+        if number != FRONT and not exists(count, size, number):
+            return None
+        rows = store.published_page(now, block_offset(count, size, number), size, tag)
+        label = self._label(store, tag, now) if tag is not None else ""
+        keys = [(published, slug, updated) for slug, published, updated, _ in reversed(rows)]
+        return page_version(number, pages, keys, label), pages, label, rows
+
+    def _tags_document(self, store: Store, now: int) -> Document:
+        assert self.info is not None
+        return _etag_only(make_document(f"/{TAGS}", HTML_TYPE,
+                                        render_tags(self.info, store.tag_counts(now)),
+                                        self.info.created, self.config.server.cache_max_age))
 
     def _site_version(self, store: Store, now: int) -> tuple[int, ...]:
         """`store.site_version`, read again only once the state has had a commit since (or
@@ -179,31 +279,13 @@ class SitePages(StateReader):
             self._version = (seen, store.site_version(now))
         return self._version[1]
 
-    def _render(self, store: Store, now: int, kind: str, key: str, number: int, count: int
-                ) -> bytes | None:
-        assert self.info is not None
-        size = self.page_entries
-        if kind == "tags":
-            return render_tags(self.info, store.tag_counts(now))
-        tag = key if kind == "tag" else None
-        # One more than a page: whether an older page follows.
-        rows = store.published_page(now, (number - 1) * size, size + 1, tag)
-        # The front page links to page 2 when it is full: with exactly `max_entries`
-        # entries, page 2 is there, empty ("no older entries"), never a dead link.
-        if not rows and (number > 2 or tag is not None or (number == 2 and count < size)):
-            return None
-        items = self._items(rows[:size])
-        older = len(rows) > size
-        if tag is None:
-            return render_index(self.info, items, number=number, older=older)
-        label = self._label(store, tag, now)
-        return render_tag(self.info, tag, label, items, number=number, older=older)
-
-    def _items(self, rows: list[tuple[str, int, int, object]]) -> list[Item]:
+    def _items(self, rows: list[tuple[str, int, int, Content | None]]) -> list[Item]:
         assert self.info is not None
         items = []
         for slug, published, updated, content in rows:
-            entry = rebuild_entry(slug, content, self.options)  # type: ignore[arg-type]
+            if content is None:
+                continue  # unreadable: left out, its place kept
+            entry = rebuild_entry(slug, content, self.options)
             if entry is not None:
                 items.append(make_item(self.info, entry, published, from_micros(updated),
                                        self.config.entry_link))

@@ -20,6 +20,7 @@ from aiohttp.http_writer import StreamWriter, _serialize_headers
 
 from feedsvc.logtext import escape
 from feedsvc.model import Document, Snapshot
+from feedsvc.publish.pageblocks import FRONT
 from feedsvc.publish.pages import (
     HTML_TYPE,
 )
@@ -115,7 +116,9 @@ async def serve_site_page(request: web.Request) -> web.StreamResponse:
     match = request.match_info
     document = None
     if snapshot.documents:
-        number = page_number(match.get("number", "1"))
+        # `/tags/{tag}` is its front page; `/page/{n}`, `/tags/{tag}/page/{n}`: n ≥ 1, the
+        # oldest entries being page 1 (publish/pageblocks.py).
+        number = page_number(match["number"]) if "number" in match else FRONT
         if number is None:
             pass
         elif "tag" in match:

@@ -8,8 +8,9 @@ thread: the site's files are made from the state through read connections of the
 write runs are merged into the next write. The first write, once the first snapshot is served,
 renders everything and compares (the configuration may have changed while feedsvc was
 stopped); the later ones render again only the snapshot's documents, the archive pages the
-batches changed, the long tail's pages whose date moved, and the state-made pages (front and
-tag pages, lists, sitemap): see publish/sitebuild.py. Each file appears whole (temporary file,
+batches changed, the long tail's pages whose entry changed, the older and tag pages whose
+version moved (a new entry: the newest one or two), the lists and the sitemap: see
+publish/sitebuild.py. Each file appears whole (temporary file,
 fsync, rename), dated with its Last-Modified; unchanged files are not touched.
 
 A write that fails (disk full, permissions) is logged and tried again, whole, after

@@ -28,10 +28,11 @@ class SiteQueries:
         raise NotImplementedError
 
     def published_page(self, now: int, offset: int, limit: int, tag: str | None = None
-                       ) -> list[tuple[str, int, int, Content]]:
+                       ) -> list[tuple[str, int, int, Content | None]]:
         """(slug, published, updated, content) of the entries published by `now` (with this
         tag), newest first, ties by slug: those after the first `offset`, at most `limit`
-        (the site's pages: publish/sitepages.py)."""
+        (the site's pages: publish/sitepages.py). A row whose content cannot be read has
+        None: it still takes its place (pages are cut by position)."""
         if tag is not None and not self._has_tags:
             return []
         join, args = ("JOIN tags t ON t.slug = s.slug AND t.tag = ? ", (tag,)) if tag else ("", ())
@@ -41,8 +42,48 @@ class SiteQueries:
             f"SELECT s.slug, s.published, {updated}, s.title, s.body, {text}, s.source "
             f"FROM stamps s {join}WHERE s.live = 1 AND s.published <= ? "
             "ORDER BY s.published DESC, s.slug LIMIT ? OFFSET ?", (*args, now, limit, offset))
-        return [(str(row[0]), int(row[1]), int(row[2]), content) for row in rows
-                if (content := self._row_content(row[3:])) is not None]
+        return [(str(row[0]), int(row[1]), int(row[2]), self._row_content(row[3:]))
+                for row in rows]
+
+    def published_keys(self, now: int, tag: str | None = None, offset: int = 0,
+                       limit: int = -1) -> list[tuple[int, str, int]]:
+        """(published, slug, updated) of the entries published by `now` (with this tag),
+        OLDEST first (the site's order reversed), from the index alone: what the site's pages
+        are made of (publish/pageblocks.py)."""
+        if tag is not None and not self._has_tags:
+            return []
+        join, args = ("JOIN tags t ON t.slug = s.slug AND t.tag = ? ", (tag,)) if tag else ("", ())
+        return [(int(row[0]), str(row[1]), int(row[2])) for row in self._query(  # type: ignore[call-overload]
+            f"SELECT s.published, s.slug, s.updated FROM stamps s {join}"
+            "WHERE s.live = 1 AND s.published <= ? ORDER BY s.published, s.slug DESC "
+            "LIMIT ? OFFSET ?", (*args, now, limit, offset))]
+
+    def tagged_keys(self, now: int) -> list[tuple[str, int, str, int]]:
+        """(tag, published, slug, updated) of every tagged entry published by `now`, by tag,
+        then oldest first: the stamps from the index `stamps_site` first, their tags from
+        `tags_by_slug` (both covering: 26 ms for 20,000 tag rows, 330 ms the other way round,
+        which read every stamp's row)."""
+        if not self._has_tags:
+            return []
+        return [(str(row[0]), int(row[1]), str(row[2]), int(row[3]))  # type: ignore[call-overload]
+                for row in self._query(
+                    "SELECT t.tag, s.published, s.slug, s.updated FROM stamps s "
+                    "CROSS JOIN tags t ON t.slug = s.slug WHERE s.live = 1 AND s.published <= ? "
+                    "ORDER BY t.tag, s.published, s.slug DESC", (now,))]
+
+    def tag_label(self, tag: str, slug: str) -> str:
+        """The label an entry gives a tag."""
+        rows = self._query("SELECT label FROM tags WHERE tag = ? AND slug = ?", (tag, slug))
+        return str(rows[0][0]) if rows else tag
+
+    def published_count(self, now: int, tag: str | None = None) -> int:
+        """How many entries are published by `now` (with this tag)."""
+        if tag is not None and not self._has_tags:
+            return 0
+        join, args = ("JOIN tags t ON t.slug = s.slug AND t.tag = ? ", (tag,)) if tag else ("", ())
+        rows = self._query(f"SELECT COUNT(*) FROM stamps s {join}"
+                           "WHERE s.live = 1 AND s.published <= ?", (*args, now))
+        return int(rows[0][0])  # type: ignore[call-overload]
 
     def neighbour(self, slug: str, now: int, newer: bool) -> str | None:
         """The entry published by `now` just newer (or older) than this published one, in the
