@@ -47,11 +47,11 @@ def main() -> int:
     builder.start(publisher.info)
     started = time.perf_counter()
     if args.assume_current:
-        builder._full = True  # noqa: SLF001 - a bench: the output is this version's
+        builder._full = True
         site = builder.site
         if hasattr(site, "versions"):  # numbered from the oldest: what is on disk
-            builder._page_versions = site.versions()  # noqa: SLF001
-            builder._entry_marks = {hash((slug, updated))  # noqa: SLF001
+            builder._page_versions = site.versions()
+            builder._entry_marks = {hash((slug, updated))
                                     for _, slug, updated in site.published_keys()}
     else:
         builder.write(snapshot)
