@@ -61,7 +61,7 @@ MIRROR = os.environ.get("FEEDSVC_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 #: What the README's install needs (python3, python3-venv, procps for /bin/kill), what the
 #: test drives it with (curl, iproute2) and systemd itself.
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "procps",
-            "curl", "ca-certificates", "iproute2")
+            "curl", "ca-certificates", "iproute2", "nginx-light")
 #: The container's environment for every command: an operator's root shell. pip reads the
 #: wheels folder instead of PyPI (the container has no network).
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
