@@ -1,4 +1,5 @@
-"""A real systemd, booted as PID 1 of a Debian 12 container, for tests/test_systemd_live.py.
+"""A real systemd, booted as PID 1 of a Debian 12 container, for tests/test_systemd_live.py and
+tests/test_scaling_live.py (each boots its own machine from the same tree).
 
 This machine (and CI's) runs no systemd: PID 1 is something else. `systemd-nspawn --boot` starts
 one anyway, in a container made from a Debian 12 (bookworm) tree that `debootstrap` builds once
@@ -59,9 +60,12 @@ CACHE = Path(os.environ.get("FEEDSVC_CI_CACHE", "/var/cache/feedsvc-ci"))
 SUITE = "bookworm"
 MIRROR = os.environ.get("FEEDSVC_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 #: What the README's install needs (python3, python3-venv, procps for /bin/kill), what the
-#: test drives it with (curl, iproute2) and systemd itself.
+#: test drives it with (curl, iproute2), systemd itself and the nginx of README "Scaling"
+#: (nginx-light: the container has no network for its `apt-get install`, which then finds it
+#: installed, enabled and serving Debian's welcome site, as on a machine where it was just
+#: installed).
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "procps",
-            "curl", "ca-certificates", "iproute2")
+            "curl", "ca-certificates", "iproute2", "nginx-light")
 #: The container's environment for every command: an operator's root shell. pip reads the
 #: wheels folder instead of PyPI (the container has no network).
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
