@@ -242,3 +242,17 @@ def test_live_slugs_are_read_a_part_at_a_time_in_slug_order(tmp_path: Path) -> N
             after = part[-1]
         assert found == live, limit
     store.close()
+
+
+def test_an_empty_state_answers_moments_until_it_holds_stamps(tmp_path: Path) -> None:
+    """A first start asks, for each new seed, whether its moment is someone's `updated`: an
+    empty state says no without a query, until stamps are written; a state written by
+    another process before this one opened it is asked."""
+    store = Store.open(tmp_path / "state.sqlite3")
+    assert store.slugs_updated_at(4) == []
+    store.save_stamps([Stamp("b", 3, 4, "h", "b.txt")], {"b": Content("T", ("p",))})
+    assert store.slugs_updated_at(4) == ["b"]
+    store.close()
+    again = Store.open(tmp_path / "state.sqlite3")
+    assert again.slugs_updated_at(4) == ["b"] and again.slugs_updated_at(5) == []
+    again.close()
