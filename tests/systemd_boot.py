@@ -278,6 +278,40 @@ class Machine:
                 self.process.wait()
 
 
+def load_script(port: int, cache_status: bool = False) -> str:
+    """A client load for the booted machine (python3 there): 4 threads GET /feed.atom on new
+    connections to 127.0.0.1:`port` until /run/feedsvc-load-stop exists, then print the
+    counts by outcome as JSON: "ok" (200; "ok HIT", "ok STALE"… with nginx's X-Cache-Status
+    when `cache_status`), "status N", "refused", or the error's name."""
+    ok = ('("ok " + (response.getheader("X-Cache-Status") or "none"))' if cache_status
+          else '"ok"')
+    return f"""
+import http.client, json, os, threading
+counts, lock = {{}}, threading.Lock()
+def client():
+    while not os.path.exists("/run/feedsvc-load-stop"):
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", {port}, timeout=30)
+            connection.request("GET", "/feed.atom")
+            response = connection.getresponse()
+            response.read()
+            connection.close()
+            key = {ok} if response.status == 200 else f"status {{response.status}}"
+        except ConnectionRefusedError:
+            key = "refused"
+        except OSError as e:
+            key = type(e).__name__
+        with lock:
+            counts[key] = counts.get(key, 0) + 1
+threads = [threading.Thread(target=client) for _ in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps(counts))
+"""
+
+
 if __name__ == "__main__":
     reason = missing()
     if reason:

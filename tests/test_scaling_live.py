@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pytest
 
 from .conftest import ROOT, SAMPLE_SLUG, seed, wait_until
-from .systemd_boot import SOURCE, Machine, Unavailable, missing, rootfs, wheels
+from .systemd_boot import SOURCE, Machine, Unavailable, load_script, missing, rootfs, wheels
 
 pytestmark = pytest.mark.slow
 
@@ -237,34 +237,6 @@ def test_etags_stay_across_a_restart_and_a_dropped_seed_shows(live: Live) -> Non
     said = messages(live, main)
     assert any(re.match(rf"static output {PUBLIC}: \d+ files written", m) for m in said), said
     live.seconds["restart and seed"] = time.monotonic() - started
-
-
-LOAD = """
-import http.client, json, os, threading
-counts, lock = {}, threading.Lock()
-def client():
-    while not os.path.exists("/run/feedsvc-load-stop"):
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", 80, timeout=30)
-            connection.request("GET", "/feed.atom")
-            response = connection.getresponse()
-            response.read()
-            connection.close()
-            key = ("ok " + (response.getheader("X-Cache-Status") or "none")
-                   if response.status == 200 else f"status {response.status}")
-        except OSError as e:
-            key = type(e).__name__
-        with lock:
-            counts[key] = counts.get(key, 0) + 1
-threads = [threading.Thread(target=client) for _ in range(4)]
-for thread in threads:
-    thread.start()
-for thread in threads:
-    thread.join()
-print(json.dumps(counts))
-"""
-
-
 def test_readme_proxy_cache_in_front_of_serve(live: Live) -> None:
     """The proxy path: `install -d -o www-data -m 0700 /var/cache/nginx/feedsvc`, proxy.conf
     instead of static.conf, `nginx -t && systemctl reload nginx`; X-Cache-Status MISS, then
@@ -284,7 +256,7 @@ def test_readme_proxy_cache_in_front_of_serve(live: Live) -> None:
     machine.run(f"sed -i 's|^cache_max_age = .*|cache_max_age = 1|' {CONFIG} && "
                 "systemctl reload feedsvc")
     wait_until(lambda: "max-age=1" in curl(live, "-I", "/feed.atom", port=8080), timeout=30)
-    machine.path("/root/load.py").write_text(LOAD)
+    machine.path("/root/load.py").write_text(load_script(80, cache_status=True))
     before = show(live, "MainPID")
     out = machine.run(
         "rm -f /run/feedsvc-load-stop; python3 /root/load.py > /root/load.json & "

@@ -18,7 +18,7 @@ import feedparser
 import pytest
 
 from .conftest import SAMPLE_SLUG, seed, wait_until
-from .systemd_boot import SOURCE, Machine, Unavailable, missing, rootfs, wheels
+from .systemd_boot import SOURCE, Machine, Unavailable, load_script, missing, rootfs, wheels
 
 pytestmark = pytest.mark.slow
 
@@ -202,39 +202,10 @@ def test_readme_reload_of_a_bad_config_keeps_the_running_one(live: Live) -> None
         assert "<title>Reloaded by kill</title>" in curl(live, "/feed.atom")
     finally:
         machine.run("cp /root/config.good /etc/feedsvc/config.toml")
-
-
-LOAD = """
-import http.client, json, os, threading
-counts, lock = {}, threading.Lock()
-def client():
-    while not os.path.exists("/run/feedsvc-load-stop"):
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", 8080, timeout=30)
-            connection.request("GET", "/feed.atom")
-            response = connection.getresponse()
-            response.read()
-            connection.close()
-            key = "ok" if response.status == 200 else f"status {response.status}"
-        except ConnectionRefusedError:
-            key = "refused"
-        except OSError as e:
-            key = type(e).__name__
-        with lock:
-            counts[key] = counts.get(key, 0) + 1
-threads = [threading.Thread(target=client) for _ in range(4)]
-for thread in threads:
-    thread.start()
-for thread in threads:
-    thread.join()
-print(json.dumps(counts))
-"""
-
-
 def test_readme_restart_under_load_refuses_nothing(live: Live) -> None:
     """`systemctl restart feedsvc` three times while 4 clients GET /feed.atom on new
     connections through the socket unit: every request answered 200."""
-    live.machine.path("/root/load.py").write_text(LOAD)
+    live.machine.path("/root/load.py").write_text(load_script(8080))
     before = show(live, "MainPID")
     out = live.machine.run(
         "rm -f /run/feedsvc-load-stop; python3 /root/load.py > /root/load.json & "
