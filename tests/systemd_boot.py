@@ -278,6 +278,42 @@ class Machine:
                 self.process.wait()
 
 
+@contextlib.contextmanager
+def booted(log: Path) -> Iterator[Machine]:
+    """A booted machine with the work tree copied in, halted afterwards (for a module-scoped
+    fixture); the test skips, saying why, where none can be booted."""
+    import pytest
+
+    reason = missing()
+    if reason:
+        pytest.skip(f"no systemd can be booted here: {reason}")
+    machine = Machine(log)
+    try:
+        try:
+            machine.boot(rootfs(), wheels())
+        except Unavailable as e:
+            pytest.skip(f"no systemd can be booted here: {e}")
+        machine.copy_work_tree()
+        yield machine
+    finally:
+        machine.shutdown()
+
+
+def install_as_the_readme_says(machine: Machine, base_url: str
+                               ) -> tuple[subprocess.CompletedProcess[str],
+                                          subprocess.CompletedProcess[str]]:
+    """README, Running under systemd, Install (Debian 12), as root from a clone of this
+    repository; `editor /etc/feedsvc/config.toml` sets `base_url` before the first start.
+    What the install and the enable printed."""
+    install = machine.run(f"cd {SOURCE} && apt-get install -y python3 python3-venv procps"
+                          " && systemd/install.sh --sample-seeds", timeout=900)
+    machine.run(f"sed -i 's|^base_url = .*|base_url = \"{base_url}\"|' "
+                "/etc/feedsvc/config.toml")
+    enable = machine.run("systemctl daemon-reload && "
+                         "systemctl enable --now feedsvc.socket feedsvc.service")
+    return install, enable
+
+
 def load_script(port: int, cache_status: bool = False) -> str:
     """A client load for the booted machine (python3 there): 4 threads GET /feed.atom on new
     connections to 127.0.0.1:`port` until /run/feedsvc-load-stop exists, then print the

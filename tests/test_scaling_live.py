@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pytest
 
 from .conftest import ROOT, SAMPLE_SLUG, seed, wait_until
-from .systemd_boot import SOURCE, Machine, Unavailable, load_script, missing, rootfs, wheels
+from .systemd_boot import SOURCE, Machine, booted, install_as_the_readme_says, load_script
 
 pytestmark = pytest.mark.slow
 
@@ -41,29 +41,15 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    reason = missing()
-    if reason:
-        pytest.skip(f"no systemd can be booted here: {reason}")
     started = time.monotonic()
     seconds: dict[str, float] = {}
-    machine = Machine(tmp_path_factory.mktemp("scaling") / "nspawn.log")
     try:
-        try:
-            machine.boot(rootfs(), wheels())
-        except Unavailable as e:
-            pytest.skip(f"no systemd can be booted here: {e}")
-        seconds["boot"] = time.monotonic() - started
-        machine.copy_work_tree()
-        # README, Running under systemd, Install (Debian 12).
-        machine.run(f"cd {SOURCE} && apt-get install -y python3 python3-venv procps"
-                    " && systemd/install.sh --sample-seeds", timeout=900)
-        machine.run(f"sed -i 's|^base_url = .*|base_url = \"http://127.0.0.1/\"|' {CONFIG}")
-        machine.run("systemctl daemon-reload && "
-                    "systemctl enable --now feedsvc.socket feedsvc.service")
-        seconds["install"] = time.monotonic() - started - seconds["boot"]
-        yield Live(machine, seconds)
+        with booted(tmp_path_factory.mktemp("scaling") / "nspawn.log") as machine:
+            seconds["boot"] = time.monotonic() - started
+            install_as_the_readme_says(machine, "http://127.0.0.1/")
+            seconds["install"] = time.monotonic() - started - seconds["boot"]
+            yield Live(machine, seconds)
     finally:
-        machine.shutdown()
         print(f"scaling live: {live_times(seconds)}")
 
 

@@ -18,7 +18,7 @@ import feedparser
 import pytest
 
 from .conftest import SAMPLE_SLUG, seed, wait_until
-from .systemd_boot import SOURCE, Machine, Unavailable, load_script, missing, rootfs, wheels
+from .systemd_boot import SOURCE, Machine, booted, install_as_the_readme_says, load_script
 
 pytestmark = pytest.mark.slow
 
@@ -38,31 +38,12 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    reason = missing()
-    if reason:
-        pytest.skip(f"no systemd can be booted here: {reason}")
     started = time.monotonic()
-    machine = Machine(tmp_path_factory.mktemp("systemd") / "nspawn.log")
-    try:
-        try:
-            machine.boot(rootfs(), wheels())
-        except Unavailable as e:
-            pytest.skip(f"no systemd can be booted here: {e}")
+    with booted(tmp_path_factory.mktemp("systemd") / "nspawn.log") as machine:
         boot_seconds = time.monotonic() - started
-        machine.copy_work_tree()
-        # README, Install (Debian 12), as root from a clone of this repository:
-        install = machine.run(
-            f"cd {SOURCE} && apt-get install -y python3 python3-venv procps"
-            " && systemd/install.sh --sample-seeds", timeout=900)
-        # `editor /etc/feedsvc/config.toml`: the operator sets base_url before the first start.
-        machine.run("sed -i 's|^base_url = .*|base_url = \"http://127.0.0.1:8080/\"|' "
-                    "/etc/feedsvc/config.toml")
-        enable = machine.run("systemctl daemon-reload && "
-                             "systemctl enable --now feedsvc.socket feedsvc.service")
+        install, enable = install_as_the_readme_says(machine, "http://127.0.0.1:8080/")
         yield Live(machine, install.stdout + install.stderr, enable.stdout + enable.stderr,
                    boot_seconds)
-    finally:
-        machine.shutdown()
 
 
 def curl(live: Live, path: str) -> str:
