@@ -255,8 +255,10 @@ class Service:
         self._configure(config)
         try:
             info = await self.pipeline.reload(config)
-        except FeedsvcError as e:
+        except Exception as e:  # the parts told of the new config go back to the running one
             self._configure(running)
+            if not isinstance(e, FeedsvcError):
+                raise  # a bug: logged by _reloads
             log.error("reload refused: %s; still running with the previous config", e)
             return
         for reader in self.readers:

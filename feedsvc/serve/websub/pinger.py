@@ -192,6 +192,8 @@ class Pinger:
             if url in self._stops:
                 self._stops.pop(url).set()  # its task ends; stop() still awaits it
                 self._retired.append(self._tasks.pop(url))
+        # (Those of earlier reloads that have ended are let go: reloads do not add up.)
+        self._retired = [task for task in self._retired if not task.done()]
         self._report()
 
     def listener(self, changed: ChangedDocuments) -> None:
