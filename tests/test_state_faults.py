@@ -190,7 +190,9 @@ def test_serve_on_a_corrupt_state_publishes_says_so_and_repair_brings_it_back(
     wait_until(lambda: "canary" in feed_entries(server), timeout=SOON_S)
     served = feed_entries(server)
     assert set(served) == {*before, "canary"}
-    assert health(server)["unsaved_changes"] >= 1  # kept in memory, not in the damaged file
+    # Kept in memory, not in the damaged file (/healthz is told once the batch is reported,
+    # a moment after its snapshot is served).
+    wait_until(lambda: health(server)["unsaved_changes"] >= 1, timeout=SOON_S)
     assert state.read_bytes() == damaged
     log = server.log()
     no_traceback(log)
